@@ -1,0 +1,162 @@
+"""One error shape for every error response, and the domain errors that produce it."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.logging import current_request_id
+
+logger = logging.getLogger("parley.errors")
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    request_id: str | None = None
+    details: list[FieldError] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx answer has this body."""
+
+    error: ErrorDetail
+
+
+class AppError(Exception):
+    """Base of every domain error: a status, a stable machine-readable code and a message."""
+
+    status_code = 400
+    code = "bad_request"
+    message = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+        self.message = message or self.message
+        self.headers = headers
+        super().__init__(self.message)
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    message = "Not found."
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "not_authenticated"
+    message = "Not authenticated."
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer", **(headers or {})})
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+    message = "You are not allowed to do this."
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+    message = "The request conflicts with the current state."
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "service_unavailable"
+    message = "A dependency is unavailable."
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    details: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorResponse(
+        error=ErrorDetail(
+            code=code, message=message, request_id=current_request_id(), details=details
+        )
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=status_code, headers=headers
+    )
+
+
+def error_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route, listing the codes each status can carry."""
+    by_status: dict[int, list[type[AppError]]] = {}
+    for error in errors:
+        by_status.setdefault(error.status_code, []).append(error)
+    return {
+        status: {
+            "model": ErrorResponse,
+            "description": "; ".join(f"`{e.code}`: {e.message}" for e in group),
+        }
+        for status, group in sorted(by_status.items())
+    }
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        FieldError(field=_field_path(err["loc"]), message=err["msg"], type=err["type"])
+        for err in exc.errors()
+    ]
+    if any(d.type == "json_invalid" for d in details):
+        return error_response(400, "malformed_json", "The request body is not valid JSON.")
+    summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
+    return error_response(422, "validation_error", f"Invalid input: {summary}", details=details)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    if exc.status_code == 404 and message == "Not Found":
+        message = "No such endpoint."
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
