@@ -1,18 +1,24 @@
 """Async engine, sessions and the declarative base shared by every domain's models."""
 
 import uuid
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, Uuid, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
 
 from app.core.config import Settings
+from app.core.errors import AppError
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -60,14 +66,14 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (below); pysqlite's implicit BEGIN is deferred.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -80,7 +86,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, sqlite_foreign_keys: bool = True) -> AsyncEngine:
+    """The app's engine. Migrations turn SQLite's foreign keys off: batch mode rebuilds tables by
+    dropping them, and with foreign keys on that drop would cascade into the child tables."""
     if settings.is_sqlite:
         options: dict[str, Any] = {}
         if ":memory:" in settings.database_url or settings.database_url.endswith("://"):
@@ -91,7 +99,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             connect_args={"timeout": 30},
             **options,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, foreign_keys=sqlite_foreign_keys)
         return engine
     return create_async_engine(
         settings.database_url,
@@ -117,6 +125,14 @@ class Database:
             try:
                 yield session
                 await session.commit()
+            except AppError as exc:
+                # Some refusals must still be recorded (a revoked session after token reuse,
+                # a counted failed login), so such errors commit before they propagate.
+                if exc.commit_changes:
+                    await session.commit()
+                else:
+                    await session.rollback()
+                raise
             except BaseException:
                 await session.rollback()
                 raise

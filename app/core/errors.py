@@ -39,6 +39,8 @@ class AppError(Exception):
     status_code = 400
     code = "bad_request"
     message = "The request could not be processed."
+    # Whether the request's transaction still commits when this error ends it.
+    commit_changes = False
 
     def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
         self.message = message or self.message
@@ -153,7 +155,8 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
     if exc.status_code == 404 and message == "Not Found":
         message = "No such endpoint."
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -55,7 +55,9 @@ class RequestContextMiddleware:
         except Exception:
             error_logger.exception("unhandled error")
             if scope["type"] == "http" and not response_started:
-                response = error_response(500, "internal_error", "Something went wrong on our side.")
+                response = error_response(
+                    500, "internal_error", "Something went wrong on our side."
+                )
                 await response(scope, receive, send_with_id)
         finally:
             access_logger.info(

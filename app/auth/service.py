@@ -1,0 +1,187 @@
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from app.auth.errors import (
+    AccountDisabled,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidToken,
+    RefreshTokenReused,
+    SessionNotFound,
+)
+from app.auth.models import AuthSession, RefreshToken
+from app.auth.passwords import check_password_policy
+from app.auth.repository import AuthSessionRepository, RefreshTokenRepository, UserRepository
+from app.auth.schemas import TokenPair, UserRead
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.core.security import JWTCodec, PasswordHasher, TokenError, hash_token, new_opaque_token
+from app.users.models import User
+
+# Writing last_used_at on every request would turn every read into a write.
+SESSION_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    user_agent: str | None
+    ip_address: str | None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the user and the session their token belongs to."""
+
+    user: User
+    session: AuthSession
+
+
+class AuthService:
+    def __init__(
+        self,
+        *,
+        users: UserRepository,
+        sessions: AuthSessionRepository,
+        refresh_tokens: RefreshTokenRepository,
+        hasher: PasswordHasher,
+        jwt: JWTCodec,
+        settings: Settings,
+    ) -> None:
+        self.users = users
+        self.sessions = sessions
+        self.refresh_tokens = refresh_tokens
+        self.hasher = hasher
+        self.jwt = jwt
+        self.settings = settings
+
+    @property
+    def refresh_ttl(self) -> timedelta:
+        return timedelta(days=self.settings.refresh_token_days)
+
+    async def register(self, *, email: str, display_name: str, password: str) -> User:
+        """Creates an account after the password policy passes."""
+        await check_password_policy(
+            password,
+            email=email,
+            display_name=display_name,
+            min_score=self.settings.password_min_score,
+        )
+        if await self.users.get_by_email(email) is not None:
+            raise EmailTaken()
+        user = User(
+            email=email, display_name=display_name, password_hash=await self.hasher.hash(password)
+        )
+        try:
+            # A nested transaction, so losing a race on the unique email leaves the session usable.
+            async with self.users.session.begin_nested():
+                await self.users.add(user)
+        except IntegrityError as exc:
+            raise EmailTaken() from exc
+        return user
+
+    async def authenticate(self, *, email: str, password: str) -> User:
+        """Checks credentials; unknown emails cost the same bcrypt work as wrong passwords."""
+        user = await self.users.get_by_email(email.strip().lower())
+        if user is None:
+            await self.hasher.verify_dummy(password)
+            raise InvalidCredentials()
+        if not await self.hasher.verify(password, user.password_hash):
+            raise InvalidCredentials()
+        if not user.is_active:
+            raise AccountDisabled()
+        return user
+
+    async def start_session(self, user: User, client: ClientInfo) -> TokenPair:
+        """Opens a new device session and issues its first token pair."""
+        now = utcnow()
+        session = AuthSession(
+            user_id=user.id,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + self.refresh_ttl,
+            user_agent=(client.user_agent or "")[:255] or None,
+            ip_address=client.ip_address,
+        )
+        await self.sessions.add(session)
+        return await self._issue(user, session, now)
+
+    async def refresh(self, raw_token: str) -> TokenPair:
+        """Rotates a refresh token. A token presented twice revokes its whole session."""
+        now = utcnow()
+        token = await self.refresh_tokens.get_by_hash(hash_token(raw_token))
+        if token is None:
+            raise InvalidToken()
+        found = await self.sessions.get_with_user(token.session_id)
+        if found is None:
+            raise InvalidToken()
+        session, user = found
+        if token.used_at is not None or not await self.refresh_tokens.claim(token.id, now):
+            # Someone replayed a rotated token: either the user or a thief holds a copy, and we
+            # cannot tell which, so the session ends for both.
+            await self.sessions.revoke(session.id, now=now, reason="refresh_reuse")
+            raise RefreshTokenReused()
+        if not session.is_active(now) or token.expires_at <= now:
+            raise InvalidToken()
+        if not user.is_active:
+            raise AccountDisabled()
+        session.last_used_at = now
+        session.expires_at = now + self.refresh_ttl
+        return await self._issue(user, session, now)
+
+    async def resolve_access_token(self, token: str) -> Principal:
+        """The user and session behind an access token, which must still be live."""
+        try:
+            claims = self.jwt.decode_access(token)
+        except TokenError as exc:
+            raise InvalidToken() from exc
+        found = await self.sessions.get_with_user(claims.session_id)
+        now = utcnow()
+        if found is None:
+            raise InvalidToken()
+        session, user = found
+        if user.id != claims.user_id or not session.is_active(now):
+            raise InvalidToken()
+        if not user.is_active:
+            raise AccountDisabled()
+        if now - session.last_used_at > SESSION_TOUCH_INTERVAL:
+            await self.sessions.touch(session.id, now)
+        return Principal(user=user, session=session)
+
+    async def logout(self, principal: Principal) -> None:
+        await self.sessions.revoke(principal.session.id, now=utcnow(), reason="logout")
+
+    async def logout_all(self, principal: Principal) -> int:
+        return await self.sessions.revoke_all(principal.user.id, now=utcnow(), reason="logout_all")
+
+    async def list_sessions(self, user: User) -> list[AuthSession]:
+        return await self.sessions.list_active(user.id, utcnow())
+
+    async def revoke_session(self, user: User, session_id: uuid.UUID) -> None:
+        """Ends one of the user's sessions; another user's session id is simply not found."""
+        session = await self.sessions.get(session_id)
+        if session is None or session.user_id != user.id or session.revoked_at is not None:
+            raise SessionNotFound()
+        await self.sessions.revoke(session.id, now=utcnow(), reason="revoked")
+
+    async def _issue(self, user: User, session: AuthSession, now: datetime) -> TokenPair:
+        raw_refresh = new_opaque_token()
+        await self.refresh_tokens.add(
+            RefreshToken(
+                session_id=session.id,
+                token_hash=hash_token(raw_refresh),
+                created_at=now,
+                expires_at=now + self.refresh_ttl,
+            )
+        )
+        access, access_expires_at = self.jwt.encode_access(user_id=user.id, session_id=session.id)
+        return TokenPair(
+            access_token=access,
+            refresh_token=raw_refresh,
+            expires_in=int((access_expires_at - now).total_seconds()),
+            refresh_expires_in=int(self.refresh_ttl.total_seconds()),
+            session_id=session.id,
+            user=UserRead.model_validate(user),
+        )

@@ -1,0 +1,48 @@
+"""Shared dependencies: the app's runtime objects and the per-request database session."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+
+from app.core.config import Settings
+from app.core.db import Database
+from app.core.security import JWTCodec, PasswordHasher
+
+
+@dataclass
+class Runtime:
+    """Long-lived objects of one app instance, built in create_app()."""
+
+    settings: Settings
+    db: Database
+    hasher: PasswordHasher
+    jwt: JWTCodec
+
+
+def get_runtime(connection: HTTPConnection) -> Runtime:
+    runtime: Runtime = connection.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_settings_dep(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    async with runtime.db.transaction() as session:
+        yield session
+
+
+# scope="function": the commit runs when the handler returns, before the response is sent, so a
+# failed commit becomes an error response instead of a success the client wrongly believes.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
