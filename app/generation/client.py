@@ -555,4 +555,6 @@ __all__ = [
     "Usage",
     "build_http_client",
     "estimate_tokens",
+    "sanitise_upstream_message",
+    "upstream_message",
 ]
