@@ -1,0 +1,359 @@
+"""A fake OpenAI-compatible model server on a real uvicorn, speaking vLLM's exact stream format.
+
+Tests turn knobs on `fake.state` to reproduce what real upstreams do (pings, errors mid-stream,
+dropped connections, missing usage, ...) and read back what it received and saw:
+
+    async with run_fake_upstream() as fake:
+        fake.state.tokens = ["Hello", " world"]
+        fake.state.drop_after = 1
+        ...  # point a client at fake.base_url ("http://127.0.0.1:<port>/v1")
+        assert fake.state.requests[0]["stream"] is True
+"""
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import uvicorn
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass
+class FakeState:
+    """Knobs (set them before the request) and observations (read them after)."""
+
+    # --- The reply
+    tokens: list[str] | int = field(default_factory=lambda: ["Hello", ",", " world", "!"])
+    reasoning: list[str] = field(default_factory=list)  # sent as delta.reasoning_content first
+    first_token_delay: float = 0.0  # after the headers, before the role chunk
+    token_delay: float = 0.0  # between content chunks
+    models: list[str] = field(default_factory=lambda: ["fake-model"])
+    api_key: str | None = None  # when set, requests without "Bearer <api_key>" get vLLM's 401
+
+    # --- Format quirks
+    crlf: bool = False  # end lines with \r\n
+    ping_interval: float | None = None  # ": ping - <time>" comments while waiting
+    sse_fields: bool = False  # add "event:" and "id:" lines to every frame
+    send_usage: bool = True  # False: like llama.cpp, never any usage
+    usage_with_choices: bool = False  # like LiteLLM: usage on a chunk with non-empty choices
+    send_finish: bool = True  # False: [DONE] with no chunk carrying a finish_reason
+    empty_body: bool = False  # 200 and no body at all (llama.cpp on a context overflow)
+
+    # --- Faults (they apply to the first `faulty_requests` chat requests, or to all if None)
+    faulty_requests: int | None = None
+    error_status: int | None = None  # answer with this status and `error_body` instead
+    error_body: str = '{"error": {"message": "Internal server error", "type": "InternalError"}}'
+    error_content_type: str = "application/json"
+    error_chunk_after: int | None = None  # an error frame after N content chunks
+    error_chunk_style: Literal["vllm", "flat", "litellm"] = "vllm"
+    error_chunk_message: str = "The engine failed"
+    malformed_after: int | None = None  # a chunk that is not JSON after N content chunks
+    hang_before_headers: bool = False  # accept the request, never answer
+    hang_after: int | None = None  # go silent after N content chunks (0: after the role chunk)
+    drop_after: int | None = None  # abort the connection after N content chunks
+
+    # --- Observations
+    requests: list[dict[str, Any]] = field(default_factory=list)  # chat request bodies
+    headers: list[dict[str, str]] = field(default_factory=list)  # chat request headers
+    client_ports: list[int] = field(default_factory=list)  # to tell reused connections apart
+    active_streams: int = 0
+    max_active_streams: int = 0
+    disconnects: int = 0  # streams whose client went away before the end
+    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+    disconnected_at: float | None = None  # time.monotonic() of the last such disconnect
+
+
+class _Drop(Exception):
+    """Raised out of the ASGI app once the response started: uvicorn then aborts the socket."""
+
+
+class FakeUpstream:
+    """The ASGI app. `base_url` is filled in once the server listens."""
+
+    def __init__(self) -> None:
+        self.state = FakeState()
+        self.base_url = ""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        route = (scope["method"], scope["path"])
+        if route == ("GET", "/v1/models"):
+            data = [{"id": name, "object": "model"} for name in self.state.models]
+            await _send_json(send, 200, {"object": "list", "data": data})
+        elif route == ("POST", "/v1/chat/completions"):
+            await self._chat(scope, receive, send)
+        else:
+            await _send_json(send, 404, {"detail": "Not Found"})
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        raw = b""
+        more = True
+        while more:
+            message = await receive()
+            raw += message.get("body", b"")
+            more = message.get("more_body", False)
+        body = json.loads(raw)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        state.requests.append(body)
+        state.headers.append(headers)
+        state.client_ports.append(scope["client"][1])
+        faulty = state.faulty_requests is None or len(state.requests) <= state.faulty_requests
+
+        if state.api_key is not None and headers.get("authorization") != f"Bearer {state.api_key}":
+            await _send_json(send, 401, {"error": "Unauthorized"})
+            return
+        if faulty and state.error_status is not None:
+            await _send_bytes(
+                send, state.error_status, state.error_body.encode(), state.error_content_type
+            )
+            return
+
+        state.active_streams += 1
+        state.max_active_streams = max(state.max_active_streams, state.active_streams)
+        try:
+            await self._stream_until_disconnect(body, faulty, receive, send)
+        finally:
+            state.active_streams -= 1
+
+    async def _stream_until_disconnect(
+        self, body: dict[str, Any], faulty: bool, receive: Receive, send: Send
+    ) -> None:
+        # Race the reply against the client going away, so a test can see the disconnect and a
+        # hanging reply ends when its client does.
+        reply = asyncio.create_task(self._reply(body, faulty, send))
+        gone = asyncio.create_task(_wait_for_disconnect(receive))
+        await asyncio.wait({reply, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if gone.done():
+            reply.cancel()
+            with contextlib.suppress(asyncio.CancelledError, _Drop):
+                await reply
+            self.state.disconnects += 1
+            self.state.disconnected_at = time.monotonic()
+            self.state.disconnected.set()
+            return
+        gone.cancel()
+        with contextlib.suppress(_Stop):
+            reply.result()  # re-raises _Drop
+        # Ending the body only now: uvicorn reports a disconnect to receive() once it is complete.
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _reply(self, body: dict[str, Any], faulty: bool, send: Send) -> None:
+        state = self.state
+        eol = "\r\n" if state.crlf else "\n"
+
+        async def emit(text: str) -> None:
+            await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+
+        async def wait(seconds: float) -> None:
+            # Sleep, sending keep-alive comments meanwhile when asked to (as sse-starlette does).
+            if state.ping_interval is None:
+                await asyncio.sleep(seconds)
+                return
+            end = time.monotonic() + seconds
+            while (left := end - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, state.ping_interval))
+                await emit(f": ping - {time.strftime('%Y-%m-%d %H:%M:%S')}{eol}{eol}")
+
+        async def frame(payload: dict[str, Any] | str, number: int) -> None:
+            if not isinstance(payload, str):
+                payload = json.dumps(payload, separators=(",", ":"))
+            extra = f"event: message{eol}id: {number}{eol}" if state.sse_fields else ""
+            await emit(f"{extra}data: {payload}{eol}{eol}")
+
+        async def hang() -> None:
+            # Until the client disconnects; still pinging if asked, as a live but stuck server.
+            while True:
+                await wait(state.ping_interval or 3600)
+
+        if faulty and state.hang_before_headers:
+            await hang()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+            }
+        )
+        if state.empty_body:
+            return
+        await wait(state.first_token_delay)
+
+        chunk = _ChunkMaker(str(body.get("model", "fake-model")))
+        tokens = _tokens(state.tokens)
+        max_tokens = body.get("max_tokens")
+        finish_reason = "stop"
+        if isinstance(max_tokens, int) and len(tokens) > max_tokens:
+            tokens, finish_reason = tokens[:max_tokens], "length"
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        usage = {
+            "prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body["messages"]),
+            "total_tokens": 0,
+            "completion_tokens": len(tokens),
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+
+        number = 0
+        await frame(chunk.choice({"role": "assistant", "content": ""}), number)
+        for text in state.reasoning:
+            number += 1
+            await frame(chunk.choice({"reasoning_content": text}), number)
+        for sent, text in enumerate(tokens):
+            if faulty:
+                await self._fault_at(sent, frame, hang)
+            if sent:
+                await wait(state.token_delay)
+            number += 1
+            await frame(chunk.choice({"content": text}), number)
+        if faulty:
+            await self._fault_at(len(tokens), frame, hang)
+
+        with_usage = include_usage and state.send_usage
+        if state.send_finish:
+            final = chunk.choice({"content": ""}, finish_reason=finish_reason)
+            if with_usage and state.usage_with_choices:
+                final["usage"] = usage
+            await frame(final, number + 1)
+        if with_usage and not state.usage_with_choices:
+            await frame({**chunk.base(), "choices": [], "usage": usage}, number + 2)
+        await emit(f"data: [DONE]{eol}{eol}")
+
+    async def _fault_at(
+        self,
+        sent: int,
+        frame: Callable[[dict[str, Any] | str, int], Awaitable[None]],
+        hang: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Inject the configured fault once `sent` content chunks have gone out."""
+        state = self.state
+        if state.error_chunk_after == sent:
+            await frame(_error_frame(state.error_chunk_style, state.error_chunk_message), -1)
+            if state.error_chunk_style != "litellm":  # LiteLLM just ends the body
+                await frame("[DONE]", -1)
+            raise _Stop()
+        if state.malformed_after == sent:
+            await frame('{"id": "chatcmpl-broken", "choices": [', -1)
+        if state.hang_after == sent:
+            await hang()
+        if state.drop_after == sent:
+            raise _Drop(f"dropping after {sent} tokens")
+
+
+class _Stop(Exception):
+    """Ends a reply early but cleanly (the body is completed)."""
+
+
+class _ChunkMaker:
+    """vLLM's chunk layout: same id, created and model on every chunk of one reply."""
+
+    def __init__(self, model: str) -> None:
+        self._base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+
+    def base(self) -> dict[str, Any]:
+        return dict(self._base)
+
+    def choice(self, delta: dict[str, Any], *, finish_reason: str | None = None) -> dict[str, Any]:
+        choice: dict[str, Any] = {
+            "index": 0,
+            "delta": delta,
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
+        if finish_reason is not None:
+            choice["stop_reason"] = None
+        return {**self._base, "choices": [choice]}
+
+
+def _tokens(tokens: list[str] | int) -> list[str]:
+    if isinstance(tokens, int):
+        return [f"tok{i} " for i in range(tokens)]
+    return list(tokens)
+
+
+def _error_frame(style: str, message: str) -> dict[str, Any]:
+    if style == "flat":  # vLLM before it nested errors
+        return {"object": "error", "message": message, "type": "InternalServerError", "code": 500}
+    error = {"message": message, "type": "InternalServerError", "param": None, "code": 500}
+    if style == "vllm":
+        error["object"] = "error"
+    return {"error": error}
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _send_bytes(send: Send, status: int, body: bytes, content_type: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_json(send: Send, status: int, payload: Any) -> None:
+    await _send_bytes(send, status, json.dumps(payload).encode(), "application/json")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The fake runs inside the test process: leave Ctrl-C to pytest.
+        yield
+
+
+@contextlib.asynccontextmanager
+async def run_fake_upstream() -> AsyncIterator[FakeUpstream]:
+    """Serve a fresh `FakeUpstream` on 127.0.0.1 (a free port) in the running event loop."""
+    app = FakeUpstream()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        access_log=False,
+        log_config=None,  # uvicorn's loggers propagate to pytest's capture instead
+        timeout_graceful_shutdown=2,
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(500):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()  # raises what stopped it
+        if not server.started:
+            raise RuntimeError("the fake upstream did not start")
+        app.base_url = f"http://127.0.0.1:{port}/v1"
+        yield app
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
