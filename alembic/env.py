@@ -25,6 +25,19 @@ def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[Fa
     return False
 
 
+# Search objects that exist only in migrations, per backend (see 0002): SQLite FTS5 tables (and
+# their shadow tables, named <table>_data, _idx, ...) and Postgres GIN expression indexes.
+# Models cannot declare them, so autogenerate must not compare them (or it would drop them).
+SEARCH_OBJECTS = ("chat_search", "message_search")
+
+
+def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
+    if name is None or type_ not in ("table", "index"):
+        return True
+    bare = name.removeprefix("ix_")
+    return not any(bare == base or bare.startswith(f"{base}_") for base in SEARCH_OBJECTS)
+
+
 def _url() -> str:
     return config.attributes.get("database_url") or get_settings().database_url
 
@@ -39,6 +52,7 @@ def _configure(connection: Connection | None = None) -> None:
         render_as_batch=url.startswith("sqlite"),
         compare_type=True,
         render_item=_render_item,
+        include_name=include_name,
         literal_binds=connection is None,
     )
 
