@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from alembic import context
 from app.core.config import get_settings
 from app.core.db import UTCDateTime, create_engine
-from app.core.migrations import include_object
+from app.core.migrations import include_name, include_object
 from app.models import Base
 
 config = context.config
@@ -41,6 +41,7 @@ def _configure(connection: Connection | None = None) -> None:
         compare_type=True,
         render_item=_render_item,
         include_object=include_object,
+        include_name=include_name,
         literal_binds=connection is None,
     )
 

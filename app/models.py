@@ -1,7 +1,8 @@
 """Every model, imported once so that Alembic and the mappers see the whole schema."""
 
 from app.auth.models import AuthSession, RefreshToken
+from app.chats.models import Chat, Message
 from app.core.db import Base
 from app.users.models import User
 
-__all__ = ["AuthSession", "Base", "RefreshToken", "User"]
+__all__ = ["AuthSession", "Base", "Chat", "Message", "RefreshToken", "User"]

@@ -42,9 +42,17 @@ class AppError(Exception):
     # Whether the request's transaction still commits when this error ends it.
     commit_changes = False
 
-    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        details: list[FieldError] | None = None,
+    ):
         self.message = message or self.message
         self.headers = headers
+        # Per-field reasons, for errors about input that request validation could not check.
+        self.details = details
         super().__init__(self.message)
 
 
@@ -134,7 +142,9 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
+    return error_response(
+        exc.status_code, exc.code, exc.message, details=exc.details, headers=exc.headers
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -2,13 +2,20 @@
 
 from typing import Any
 
-# Objects that exist only in migrations (search indexes, triggers) and not in the models.
-MIGRATION_ONLY_NAMES: frozenset[str] = frozenset()
+# Search objects that exist only in migrations, per backend (see 0002): SQLite FTS5 tables (and
+# their shadow tables, named <table>_data, _idx, ...) and Postgres GIN expression indexes.
+# Models cannot declare them, so autogenerate must not compare them (or it would drop them).
+SEARCH_OBJECTS = ("chat_search", "message_search")
+
+
+def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
+    if name is None or type_ not in ("table", "index"):
+        return True
+    bare = name.removeprefix("ix_")
+    return not any(bare == base or bare.startswith(f"{base}_") for base in SEARCH_OBJECTS)
 
 
 def include_object(
     object_: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    if name in MIGRATION_ONLY_NAMES:
-        return False
     return not (type_ == "table" and name == "alembic_version")

@@ -6,7 +6,7 @@ from sqlalchemy import inspect
 
 from app.core.config import Settings
 from app.core.db import create_engine
-from app.core.migrations import include_object
+from app.core.migrations import include_name, include_object
 from app.models import Base
 from tests.conftest import make_settings, migrate
 

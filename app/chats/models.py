@@ -1,0 +1,88 @@
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, Timestamps, UUIDPrimaryKey, utcnow
+
+
+class Role(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class MessageStatus(StrEnum):
+    COMPLETE = "complete"
+    STREAMING = "streaming"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+def _one_of(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+class Chat(UUIDPrimaryKey, Timestamps, Base):
+    """A conversation of one user, with its mode and generation settings."""
+
+    __tablename__ = "chat"
+    __table_args__ = (
+        # The listing: one user's chats, archived or not, pinned first, most recently active
+        # first, the id breaking ties for the cursor. Also serves the user_id foreign key.
+        Index("ix_chat_listing", "user_id", "archived", "pinned", "last_message_at", "id"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    # None until the user or the automatic title names the chat.
+    title: Mapped[str | None] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(32), default="chat")
+    mode_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # None means "the default": the server's default model, the mode's system prompt, and the
+    # upstream's own sampling defaults.
+    model: Mapped[str | None] = mapped_column(String(100))
+    system_prompt: Mapped[str | None] = mapped_column(Text)
+    temperature: Mapped[float | None]
+    top_p: Mapped[float | None]
+    max_tokens: Mapped[int | None]
+    pinned: Mapped[bool] = mapped_column(default=False)
+    archived: Mapped[bool] = mapped_column(default=False)
+    # The creation time until the first message, then the newest message's time.
+    last_message_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Message(UUIDPrimaryKey, Timestamps, Base):
+    """One message in a chat's tree: an edit or a regenerated reply is a sibling of the original."""
+
+    __tablename__ = "message"
+    __table_args__ = (
+        # The newest message (the current leaf), and every message in order for export.
+        Index("ix_message_chat_created", "chat_id", "created_at", "id"),
+        # Messages at given depths: thread pages of unbranched chats, and the root siblings.
+        Index("ix_message_chat_depth", "chat_id", "depth"),
+        CheckConstraint(_one_of("role", Role), name="role"),
+        CheckConstraint(_one_of("status", MessageStatus), name="status"),
+    )
+
+    chat_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chat.id", ondelete="CASCADE"))
+    # Indexed for the siblings of a message and so that cascading deletes find children quickly.
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("message.id", ondelete="CASCADE"), index=True
+    )
+    # Distance from the root (0). Children are always one deeper than their parent.
+    depth: Mapped[int] = mapped_column(default=0)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE)
+    model: Mapped[str | None] = mapped_column(String(100))
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    usage_estimated: Mapped[bool] = mapped_column(default=False)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    time_to_first_token_ms: Mapped[int | None]
+    duration_ms: Mapped[int | None]
