@@ -9,6 +9,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.auth.router import router as auth_router
+from app.chats.router import modes_router
+from app.chats.router import router as chats_router
 from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.deps import Runtime
@@ -70,4 +72,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
     app.include_router(auth_router)
+    app.include_router(chats_router)
+    app.include_router(modes_router)
     return app

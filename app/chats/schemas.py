@@ -1,0 +1,156 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from app.chats.models import MessageStatus, Role
+from app.chats.modes import DEFAULT_MODE, MODES
+
+
+def _known_mode(name: str) -> str:
+    if name not in MODES:
+        raise ValueError(f"unknown mode '{name}'; available: {', '.join(MODES)}")
+    return name
+
+
+ModeName = Annotated[
+    str,
+    AfterValidator(_known_mode),
+    Field(description="A mode from `GET /api/modes`.", json_schema_extra={"enum": list(MODES)}),
+]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+SystemPrompt = Annotated[str, StringConstraints(max_length=20_000)]
+Temperature = Annotated[float, Field(ge=0, le=2)]
+TopP = Annotated[float, Field(gt=0, le=1)]
+MaxTokens = Annotated[int, Field(ge=1, le=262_144)]
+MAX_QUERY_LENGTH = 200
+
+
+class ChatSettings(BaseModel):
+    """Generation settings of a chat; null means the default (server, mode or upstream)."""
+
+    model: ModelName | None = Field(default=None, description="Null: the server's default model.")
+    system_prompt: SystemPrompt | None = Field(
+        default=None, description="Null: the mode's system prompt."
+    )
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: MaxTokens | None = None
+
+
+class ChatCreate(ChatSettings):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"title": "Trip to Lisbon"},
+                {
+                    "title": "Deadline extension",
+                    "mode": "email",
+                    "mode_params": {"purpose": "Ask for one more week", "tone": "formal"},
+                },
+            ]
+        }
+    )
+
+    title: Title | None = Field(default=None, description="Null until named (or auto-titled).")
+    mode: ModeName = DEFAULT_MODE
+    mode_params: dict[str, Any] = Field(
+        default_factory=dict, description="Checked against the mode's schema."
+    )
+    pinned: bool = False
+
+
+class ChatUpdate(ChatSettings):
+    """Only the fields sent change; send null to reset a setting to its default."""
+
+    title: Title | None = None
+    mode: ModeName | None = None
+    mode_params: dict[str, Any] | None = Field(
+        default=None,
+        description="Replaces the parameters. Changing `mode` without them validates `{}`.",
+    )
+    pinned: bool | None = None
+    archived: bool | None = None
+
+
+class ChatRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    title: str | None
+    mode: str
+    mode_params: dict[str, Any]
+    model: str | None
+    system_prompt: str | None
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    pinned: bool
+    archived: bool
+    created_at: datetime
+    updated_at: datetime
+    last_message_at: datetime
+
+
+class ChatPage(BaseModel):
+    items: list[ChatRead]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+
+
+class MessageBase(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    chat_id: uuid.UUID
+    parent_id: uuid.UUID | None
+    role: Role
+    content: str
+    status: MessageStatus
+    model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    usage_estimated: bool
+    error_code: str | None
+    error_message: str | None
+    time_to_first_token_ms: int | None
+    duration_ms: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageRead(MessageBase):
+    sibling_ids: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="This message and its alternatives (edits, regenerated replies), oldest "
+        "first. Pass one as `leaf_id` to show that version's branch.",
+    )
+    sibling_index: int = Field(default=0, description="This message's position in sibling_ids.")
+
+
+class MessagePage(BaseModel):
+    items: list[MessageRead] = Field(description="Oldest first.")
+    leaf_id: uuid.UUID | None = Field(description="The newest message of the branch shown.")
+    older_cursor: str | None = Field(description="Earlier messages; null at the first one.")
+    newer_cursor: str | None = Field(description="Later messages; null at the leaf.")
+
+
+class ModeRead(BaseModel):
+    name: str
+    title: str
+    description: str
+    params_schema: dict[str, Any] = Field(description="JSON Schema of `mode_params`.")
+
+
+ExportFormat = Literal["json", "markdown"]
+
+
+class ChatExport(BaseModel):
+    """A chat as downloaded by `GET /api/chats/{chat_id}/export?format=json`."""
+
+    format: Literal["parley.chat.v1"] = "parley.chat.v1"
+    exported_at: datetime
+    chat: ChatRead
+    thread: list[uuid.UUID] = Field(description="Ids of the branch shown, root first.")
+    messages: list[MessageBase] = Field(description="Every message of every branch, oldest first.")

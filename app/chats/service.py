@@ -1,0 +1,387 @@
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from app.chats import export
+from app.chats.errors import (
+    ChatNotFound,
+    InvalidCursor,
+    MessageNotEditable,
+    MessageNotFound,
+    MessageNotRegenerable,
+)
+from app.chats.models import Chat, Message, MessageStatus, Role
+from app.chats.modes import get_mode
+from app.chats.repository import ChatKey, ChatRepository, MessageRepository
+from app.chats.schemas import (
+    ChatCreate,
+    ChatExport,
+    ChatPage,
+    ChatRead,
+    ChatUpdate,
+    ExportFormat,
+    MessageBase,
+    MessagePage,
+    MessageRead,
+)
+from app.chats.search import SearchTerms
+from app.core.db import utcnow
+from app.users.models import User
+
+# Fields of ChatUpdate that are copied as they are (mode and mode_params are validated together).
+_PLAIN_FIELDS = (
+    "title",
+    "model",
+    "system_prompt",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "pinned",
+    "archived",
+)
+# Setting these to null is meaningful (back to the default); for the others null means "unchanged".
+_NULLABLE_FIELDS = {"title", "model", "system_prompt", "temperature", "top_p", "max_tokens"}
+
+
+def _encode_cursor(payload: dict[str, Any]) -> str:
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, kind: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        payload = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor() from exc
+    if not isinstance(payload, dict) or payload.get("k") != kind:
+        raise InvalidCursor()
+    return payload
+
+
+def _chat_cursor(chat: Chat) -> str:
+    return _encode_cursor(
+        {
+            "k": "chats",
+            "p": chat.pinned,
+            "t": chat.last_message_at.isoformat(),
+            "i": str(chat.id),
+        }
+    )
+
+
+def _chat_key(cursor: str) -> ChatKey:
+    payload = _decode_cursor(cursor, "chats")
+    try:
+        key = ChatKey(
+            pinned=bool(payload["p"]),
+            last_message_at=datetime.fromisoformat(payload["t"]),
+            id=uuid.UUID(payload["i"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidCursor() from exc
+    if key.last_message_at.tzinfo is None:
+        raise InvalidCursor()
+    return key
+
+
+Direction = Literal["older", "newer"]
+
+
+@dataclass(frozen=True)
+class MessageCursor:
+    """Where a message page ends: the boundary message and the tip of the branch shown."""
+
+    direction: Direction
+    boundary_id: uuid.UUID
+    tip_id: uuid.UUID
+
+    def encode(self) -> str:
+        return _encode_cursor(
+            {
+                "k": "messages",
+                "d": self.direction,
+                "b": str(self.boundary_id),
+                "t": str(self.tip_id),
+            }
+        )
+
+    @classmethod
+    def decode(cls, cursor: str) -> "MessageCursor":
+        payload = _decode_cursor(cursor, "messages")
+        try:
+            direction = payload["d"]
+            if direction not in ("older", "newer"):
+                raise ValueError(direction)
+            return cls(direction, uuid.UUID(payload["b"]), uuid.UUID(payload["t"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidCursor() from exc
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    filename: str
+    media_type: str
+    content: str
+
+
+class ChatService:
+    def __init__(self, *, chats: ChatRepository, messages: MessageRepository) -> None:
+        self.chats = chats
+        self.messages = messages
+
+    # --- chats ---------------------------------------------------------------------------------
+
+    async def create_chat(self, user: User, data: ChatCreate) -> Chat:
+        """Creates a chat after validating its mode's parameters."""
+        params = get_mode(data.mode).validate_params(data.mode_params)
+        now = utcnow()
+        chat = Chat(
+            user_id=user.id,
+            title=data.title,
+            mode=data.mode,
+            mode_params=params.model_dump(mode="json"),
+            model=data.model,
+            system_prompt=data.system_prompt,
+            temperature=data.temperature,
+            top_p=data.top_p,
+            max_tokens=data.max_tokens,
+            pinned=data.pinned,
+            archived=False,
+            created_at=now,
+            updated_at=now,
+            last_message_at=now,
+        )
+        return await self.chats.add(chat)
+
+    async def get_owned_chat(self, user: User, chat_id: uuid.UUID) -> Chat:
+        """The user's chat, or ChatNotFound (also for another user's chat: never 403)."""
+        chat = await self.chats.get_for_user(user.id, chat_id)
+        if chat is None:
+            raise ChatNotFound()
+        return chat
+
+    async def list_chats(
+        self,
+        user: User,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        pinned: bool | None = None,
+        archived: bool = False,
+        query: str | None = None,
+    ) -> ChatPage:
+        """One page of the user's chats: pinned first, then most recently active."""
+        chats = await self.chats.list_page(
+            user.id,
+            limit=limit + 1,
+            after=_chat_key(cursor) if cursor else None,
+            pinned=pinned,
+            archived=archived,
+            search=SearchTerms.parse(query),
+        )
+        page = chats[:limit]
+        more = len(chats) > limit
+        return ChatPage(
+            items=[ChatRead.model_validate(chat) for chat in page],
+            next_cursor=_chat_cursor(page[-1]) if more else None,
+        )
+
+    async def update_chat(self, chat: Chat, data: ChatUpdate) -> Chat:
+        """Applies the fields that were sent; a new mode or new parameters are validated."""
+        sent = data.model_fields_set
+        for name in _PLAIN_FIELDS:
+            if name in sent:
+                value = getattr(data, name)
+                if value is not None or name in _NULLABLE_FIELDS:
+                    setattr(chat, name, value)
+        if ("mode" in sent and data.mode is not None) or "mode_params" in sent:
+            mode = data.mode if "mode" in sent and data.mode is not None else chat.mode
+            raw = data.mode_params if "mode_params" in sent else None
+            params = get_mode(mode).validate_params(raw)
+            chat.mode = mode
+            chat.mode_params = params.model_dump(mode="json")
+        await self.chats.session.flush()
+        return chat
+
+    async def delete_chat(self, chat: Chat) -> None:
+        """Deletes the chat; its messages go with it (ON DELETE CASCADE, same transaction)."""
+        await self.chats.delete(chat)
+
+    # --- messages: reading ---------------------------------------------------------------------
+
+    async def list_messages(
+        self,
+        chat: Chat,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        leaf_id: uuid.UUID | None = None,
+    ) -> MessagePage:
+        """A page of one branch: by default the newest messages of the current thread."""
+        if cursor is not None:
+            position = MessageCursor.decode(cursor)
+            boundary = await self._cursor_message(chat, position.boundary_id)
+            tip = await self._cursor_message(chat, position.tip_id)
+            if position.direction == "older":
+                high = boundary.depth - 1
+                items = await self.messages.path_segment(boundary, max(0, high - limit + 1), high)
+            else:
+                # The branch may have grown since: continue to its newest message.
+                tip = await self.messages.newest_descendant(tip)
+                low = boundary.depth + 1
+                items = await self.messages.path_segment(tip, low, low + limit - 1)
+        else:
+            if leaf_id is not None:
+                chosen = await self.messages.get_in_chat(chat.id, leaf_id)
+                if chosen is None:
+                    raise MessageNotFound()
+                found: Message | None = await self.messages.newest_descendant(chosen)
+            else:
+                found = await self.messages.newest(chat.id)
+            if found is None:
+                return MessagePage(items=[], leaf_id=None, older_cursor=None, newer_cursor=None)
+            tip = found
+            items = await self.messages.path_segment(tip, max(0, tip.depth - limit + 1), tip.depth)
+        return await self._message_page(chat, items, tip)
+
+    async def _cursor_message(self, chat: Chat, message_id: uuid.UUID) -> Message:
+        message = await self.messages.get_in_chat(chat.id, message_id)
+        if message is None:
+            raise InvalidCursor()
+        return message
+
+    async def _message_page(self, chat: Chat, items: list[Message], tip: Message) -> MessagePage:
+        children = await self.messages.siblings(chat.id, items)
+        reads = []
+        for message in items:
+            sibling_ids = children.get(message.parent_id) or [message.id]
+            reads.append(
+                MessageRead.model_validate(message).model_copy(
+                    update={
+                        "sibling_ids": sibling_ids,
+                        "sibling_index": sibling_ids.index(message.id),
+                    }
+                )
+            )
+        older = newer = None
+        if items and items[0].depth > 0:
+            older = MessageCursor("older", items[0].id, tip.id).encode()
+        if items and items[-1].id != tip.id:
+            newer = MessageCursor("newer", items[-1].id, tip.id).encode()
+        return MessagePage(items=reads, leaf_id=tip.id, older_cursor=older, newer_cursor=newer)
+
+    async def thread(self, chat: Chat, leaf_id: uuid.UUID | None = None) -> list[Message]:
+        """Root to `leaf_id` (default: the newest message): the context of the next reply."""
+        if leaf_id is not None and await self.messages.get_in_chat(chat.id, leaf_id) is None:
+            raise MessageNotFound()
+        return await self.messages.thread(chat.id, leaf_id)
+
+    # --- messages: writing (used by generation) ------------------------------------------------
+
+    async def _add(self, chat: Chat, parent: Message | None, **fields: Any) -> Message:
+        # Creation times order the tree: a child must be newer than its parent, and the newest
+        # message must be the last one added (it is the current leaf), even if clocks of
+        # several workers disagree or two writes land in the same microsecond.
+        now = max(utcnow(), chat.last_message_at + timedelta(microseconds=1))
+        message = Message(
+            chat_id=chat.id,
+            parent_id=parent.id if parent else None,
+            depth=parent.depth + 1 if parent else 0,
+            created_at=now,
+            updated_at=now,
+            **fields,
+        )
+        await self.messages.add(message)
+        chat.last_message_at = now
+        await self.chats.session.flush()
+        return message
+
+    async def _message(self, chat: Chat, message_id: uuid.UUID) -> Message:
+        message = await self.messages.get_in_chat(chat.id, message_id)
+        if message is None:
+            raise MessageNotFound()
+        return message
+
+    async def add_user_message(
+        self, chat: Chat, content: str, parent_id: uuid.UUID | None = None
+    ) -> Message:
+        """Adds a user message under `parent_id` (default: the current leaf)."""
+        parent = (
+            await self._message(chat, parent_id)
+            if parent_id is not None
+            else await self.messages.newest(chat.id)
+        )
+        return await self._add(chat, parent, role=Role.USER, content=content)
+
+    async def add_assistant_message(
+        self,
+        chat: Chat,
+        parent_id: uuid.UUID,
+        *,
+        content: str = "",
+        model: str | None = None,
+        status: MessageStatus = MessageStatus.STREAMING,
+    ) -> Message:
+        """Adds a reply under `parent_id` (the user message it answers), streaming by default."""
+        parent = await self._message(chat, parent_id)
+        return await self._add(
+            chat, parent, role=Role.ASSISTANT, content=content, model=model, status=status
+        )
+
+    async def edit_user_message(self, chat: Chat, message_id: uuid.UUID, content: str) -> Message:
+        """Adds the edited text as a sibling of the user message; the old version stays."""
+        original = await self._message(chat, message_id)
+        if original.role != Role.USER:
+            raise MessageNotEditable()
+        parent = (
+            await self._message(chat, original.parent_id)
+            if original.parent_id is not None
+            else None
+        )
+        return await self._add(chat, parent, role=Role.USER, content=content)
+
+    async def prepare_regenerate(self, chat: Chat, message_id: uuid.UUID) -> Message:
+        """The user message under which a regenerated reply goes, as a sibling of the old one.
+
+        `message_id` is either the reply to regenerate or the user message it answers.
+        """
+        message = await self._message(chat, message_id)
+        if message.role == Role.USER:
+            return message
+        if message.role == Role.ASSISTANT and message.parent_id is not None:
+            parent = await self._message(chat, message.parent_id)
+            if parent.role == Role.USER:
+                return parent
+        raise MessageNotRegenerable()
+
+    # --- export --------------------------------------------------------------------------------
+
+    async def export_chat(
+        self, chat: Chat, fmt: ExportFormat, *, leaf_id: uuid.UUID | None = None
+    ) -> ExportFile:
+        """The chat as a JSON document (every branch) or Markdown (the branch shown)."""
+        tip: Message | None
+        if leaf_id is not None:
+            tip = await self.messages.newest_descendant(await self._message(chat, leaf_id))
+        else:
+            tip = await self.messages.newest(chat.id)
+        thread = await self.messages.path_segment(tip, 0, tip.depth) if tip else []
+        exported_at = utcnow()
+        filename = export.filename(chat, exported_at, fmt)
+        if fmt == "markdown":
+            return ExportFile(
+                filename, "text/markdown; charset=utf-8", export.markdown(chat, thread, exported_at)
+            )
+        everything = await self.messages.all_in_chat(chat.id)
+        document = ChatExport(
+            exported_at=exported_at,
+            chat=ChatRead.model_validate(chat),
+            thread=[m.id for m in thread],
+            messages=[MessageBase.model_validate(m) for m in everything],
+        )
+        return ExportFile(filename, "application/json", document.model_dump_json(indent=2))
