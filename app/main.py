@@ -18,6 +18,9 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.security import JWTCodec, PasswordHasher
+from app.generation.lifecycle import generation_runtime
+from app.generation.router import router as generation_router
+from app.generation.ws import router as ws_router
 from app.health.router import router as health_router
 
 logger = logging.getLogger("parley")
@@ -47,7 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         logger.info("starting", extra={"environment": settings.environment})
         try:
-            yield
+            async with generation_runtime(settings, runtime.db) as generation:
+                app.state.generation = generation
+                yield
         finally:
             await runtime.db.dispose()
 
@@ -74,4 +79,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(chats_router)
     app.include_router(modes_router)
+    app.include_router(generation_router)
+    app.include_router(ws_router)
     return app

@@ -40,6 +40,8 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
     # None until the user or the automatic title names the chat.
     title: Mapped[str | None] = mapped_column(String(200))
+    # Set by POST /api/chats/{chat_id}/summarize.
+    summary: Mapped[str | None] = mapped_column(Text)
     mode: Mapped[str] = mapped_column(String(32), default="chat")
     mode_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # None means "the default": the server's default model, the mode's system prompt, and the

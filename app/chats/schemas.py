@@ -80,6 +80,7 @@ class ChatRead(BaseModel):
 
     id: uuid.UUID
     title: str | None
+    summary: str | None = Field(default=None, description="Set by POST .../summarize.")
     mode: str
     mode_params: dict[str, Any]
     model: str | None

@@ -1,7 +1,8 @@
 """Settings, read from the environment and `.env` (see `.env.example` for every one)."""
 
+import re
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -53,6 +54,33 @@ class Settings(BaseSettings):
     # controls (a forged Host would send reset links pointing at an attacker's site).
     public_base_url: str = "http://localhost:8000"
 
+    # --- Generation: the upstream model servers ---
+    # The default upstream (any OpenAI-compatible /v1 endpoint). Unset: the built-in echo model.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None  # the upstream's model id, also the name users see
+    llm_context_length: int = Field(default=8192, ge=256)
+    # More named models, as JSON: {"name": {"base_url": ..., "api_key": ..., "model": ...,
+    # "context_length": ...}}. Each may point at a different upstream.
+    llm_models: dict[str, dict[str, Any]] = {}
+    # The model used when a chat or request names none (default: LLM_MODEL, else echo).
+    default_model: str | None = None
+    llm_connect_timeout: float = Field(default=5.0, gt=0)
+    llm_first_token_timeout: float = Field(default=60.0, gt=0)
+    llm_idle_timeout: float = Field(default=60.0, gt=0)
+    llm_max_connections: int = Field(default=1000, ge=1)
+    # Seconds between the echo model's tokens.
+    echo_token_delay: float = Field(default=0.02, ge=0)
+    # Partial replies are saved at least this often while streaming (a crash loses no more).
+    stream_checkpoint_seconds: float = Field(default=2.0, gt=0)
+    # SSE keep-alive comment interval.
+    sse_ping_seconds: float = Field(default=15.0, gt=0)
+    # Guardrails: the longest message or prompt accepted, and regexes refused in input.
+    max_input_chars: int = Field(default=32_000, ge=1)
+    blocked_patterns: list[str] = []
+    # Give chats a generated title after their first exchange.
+    auto_title: bool = True
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
@@ -63,6 +91,13 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("blocked_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            re.compile(pattern)
         return value
 
     @model_validator(mode="after")

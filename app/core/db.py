@@ -93,6 +93,12 @@ def create_engine(settings: Settings, *, sqlite_foreign_keys: bool = True) -> As
         options: dict[str, Any] = {}
         if ":memory:" in settings.database_url or settings.database_url.endswith("://"):
             options["poolclass"] = StaticPool
+        else:
+            # SQLite has one writer at a time, and every transaction here is a writer (BEGIN
+            # IMMEDIATE), so more connections add no concurrency: they only make waiters poll
+            # the lock in SQLite's busy handler, unfairly, until some starve past the timeout.
+            # One connection turns that into SQLAlchemy's FIFO pool queue.
+            options.update(pool_size=1, max_overflow=0, pool_timeout=60)
         engine = create_async_engine(
             settings.database_url,
             echo=settings.db_echo,

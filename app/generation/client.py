@@ -531,8 +531,8 @@ class EchoProvider:
         for token in tokens:
             await asyncio.sleep(self._delay)
             yield TextDelta(token)
-        prompt_tokens = sum(len(m.get("content", "").split()) for m in messages)
-        yield Usage(prompt_tokens=prompt_tokens, completion_tokens=len(tokens))
+        # No Usage event: like llama.cpp, the counts are left to the caller's estimate, which
+        # is then flagged as such.
         yield Finish(reason)
 
 

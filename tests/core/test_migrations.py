@@ -18,7 +18,12 @@ async def _diff(settings: Settings) -> list:
             return await connection.run_sync(
                 lambda sync: compare_metadata(
                     MigrationContext.configure(
-                        sync, opts={"compare_type": True, "include_object": include_object}
+                        sync,
+                        opts={
+                            "compare_type": True,
+                            "include_object": include_object,
+                            "include_name": include_name,
+                        },
                     ),
                     Base.metadata,
                 )

@@ -18,12 +18,12 @@ from app.main import create_app
 from tests.conftest import PASSWORD, make_settings
 from tests.live import live_server
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 20
 
 
 @pytest.fixture(scope="module")
 def api(database) -> Iterator[str]:
-    app = create_app(make_settings(database))
+    app = create_app(make_settings(database, echo_token_delay=0.0))
     with live_server(app) as base_url:
         yield base_url
 

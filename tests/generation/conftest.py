@@ -1,12 +1,21 @@
 """Fixtures for the generation tests: a fresh fake upstream per test and a client pointed at it."""
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from app.core.config import Settings
 from app.generation.client import ModelConfig, OpenAIProvider, build_http_client
+from app.generation.runs import RunRegistry
+from app.main import create_app
+from tests.conftest import SignedInUser, TestDatabase, make_settings, register
 from tests.fake_upstream import FakeUpstream, run_fake_upstream
+from tests.live import live_server
 
 
 @pytest.fixture
@@ -39,3 +48,64 @@ def model(fake_upstream: FakeUpstream) -> ModelConfig:
         context_length=4096,
         provider="openai",
     )
+
+
+# --- Parley itself, pointed at the fake upstream, on a real uvicorn -------------------------
+
+
+@dataclass
+class Parley:
+    base_url: str
+    app: FastAPI
+    http: httpx.AsyncClient
+
+    @property
+    def runs(self) -> RunRegistry:
+        runs: RunRegistry = self.app.state.generation.runs
+        return runs
+
+
+def parley_settings(database: TestDatabase, fake: FakeUpstream, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "llm_base_url": fake.base_url,
+        "llm_model": "fake-model",
+        "llm_first_token_timeout": 2.0,
+        "llm_idle_timeout": 2.0,
+        "stream_checkpoint_seconds": 0.2,
+        "echo_token_delay": 0.0,
+    }
+    values.update(overrides)
+    return make_settings(database, **values)
+
+
+@asynccontextmanager
+async def running_parley(settings: Settings) -> AsyncIterator[Parley]:
+    app = create_app(settings)
+    with live_server(app) as base_url:
+        limits = httpx.Limits(max_connections=600, max_keepalive_connections=600)
+        async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
+            yield Parley(base_url=base_url, app=app, http=http)
+
+
+@pytest.fixture
+async def parley(
+    database: TestDatabase, clean_db: Any, fake_upstream: FakeUpstream
+) -> AsyncIterator[Parley]:
+    async with running_parley(parley_settings(database, fake_upstream)) as running:
+        yield running
+
+
+@pytest.fixture
+async def author(parley: Parley) -> SignedInUser:
+    return await register(parley.http)
+
+
+async def new_chat(http: httpx.AsyncClient, user: SignedInUser, **fields: Any) -> dict[str, Any]:
+    response = await http.post("/api/chats", json=fields, headers=user.headers)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+@pytest.fixture
+async def chat(parley: Parley, author: SignedInUser) -> dict[str, Any]:
+    return await new_chat(parley.http, author)

@@ -462,7 +462,6 @@ class TestEchoProvider:
             TextDelta("hello  "),
             TextDelta("there\n"),
             TextDelta("world"),
-            Usage(prompt_tokens=6, completion_tokens=4),
             Finish("stop"),
         ]
 

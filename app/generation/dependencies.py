@@ -1,0 +1,69 @@
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from app.auth.dependencies import get_auth_service
+from app.auth.service import AuthService
+from app.chats.dependencies import ChatServiceDep, get_chat_service
+from app.chats.repository import MessageRepository
+from app.chats.service import ChatService
+from app.core.deps import Runtime, RuntimeDep, SessionDep
+from app.generation.service import GenerationRuntime, GenerationService
+
+
+def get_generation_runtime(connection: HTTPConnection) -> GenerationRuntime:
+    runtime: GenerationRuntime = connection.app.state.generation
+    return runtime
+
+
+GenerationRuntimeDep = Annotated[GenerationRuntime, Depends(get_generation_runtime)]
+
+
+def get_generation_service(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    generation: GenerationRuntimeDep,
+    chats: ChatServiceDep,
+) -> GenerationService:
+    return GenerationService(
+        session=session,
+        db=runtime.db,
+        settings=runtime.settings,
+        runtime=generation,
+        chats=chats,
+        messages=MessageRepository(session),
+    )
+
+
+GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
+
+
+@dataclass
+class Services:
+    auth: AuthService
+    chats: ChatService
+    generation: GenerationService
+
+
+@asynccontextmanager
+async def open_services(runtime: Runtime, generation: GenerationRuntime) -> AsyncIterator[Services]:
+    """The request-scoped services for code outside a request (the WebSocket), in one short
+    transaction, so a long-lived socket never holds a database connection between messages."""
+    async with runtime.db.transaction() as session:
+        chats = get_chat_service(session)
+        yield Services(
+            auth=get_auth_service(session, runtime),
+            chats=chats,
+            generation=GenerationService(
+                session=session,
+                db=runtime.db,
+                settings=runtime.settings,
+                runtime=generation,
+                chats=chats,
+                messages=MessageRepository(session),
+            ),
+        )

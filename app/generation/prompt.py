@@ -1,0 +1,54 @@
+"""Builds the messages sent upstream: system prompt first, then as much history as fits."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.core.errors import AppError
+from app.generation.client import estimate_tokens
+
+# Chat templates add a few tokens of framing per message.
+PER_MESSAGE_OVERHEAD = 4
+# Room kept for the reply when the request does not bound it.
+DEFAULT_REPLY_RESERVE = 512
+
+
+class PromptTooLong(AppError):
+    status_code = 422
+    code = "prompt_too_long"
+    message = "The message does not fit in the model's context window."
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str
+    content: str
+
+
+def _cost(text: str) -> int:
+    return estimate_tokens(text) + PER_MESSAGE_OVERHEAD
+
+
+def build_prompt(
+    *,
+    system_prompt: str | None,
+    history: Sequence[Turn],
+    context_length: int,
+    max_tokens: int | None,
+) -> list[dict[str, str]]:
+    """Keeps the system prompt and the newest turns that fit; drops the oldest first."""
+    reserve = max_tokens or DEFAULT_REPLY_RESERVE
+    budget = context_length - min(reserve, context_length // 2)
+    messages: list[dict[str, str]] = []
+    if system_prompt:
+        messages.append({"role": "system", "content": system_prompt})
+        budget -= _cost(system_prompt)
+    kept: list[dict[str, str]] = []
+    for turn in reversed([t for t in history if t.content]):
+        cost = _cost(turn.content)
+        if cost > budget:
+            break
+        budget -= cost
+        kept.append({"role": turn.role, "content": turn.content})
+    if not kept and history:
+        raise PromptTooLong()
+    return messages + kept[::-1]

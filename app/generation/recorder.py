@@ -1,0 +1,52 @@
+"""Saves a streaming reply in short transactions: never a connection held while tokens flow."""
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import update
+
+from app.core.db import Database, utcnow
+from app.generation.runs import RunResult
+
+
+class RowRecorder:
+    """Saves a reply into one row of a table with the reply columns (message or generation)."""
+
+    def __init__(
+        self,
+        db: Database,
+        model: Any,
+        row_id: uuid.UUID,
+        *,
+        serialize: Callable[[Any], dict[str, Any]],
+    ) -> None:
+        self.db = db
+        self.model = model
+        self.row_id = row_id
+        self.serialize = serialize
+
+    async def checkpoint(self, text: str) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(self.model)
+                .where(self.model.id == self.row_id, self.model.status == "streaming")
+                .values(content=text, updated_at=utcnow())
+            )
+
+    async def finish(self, result: RunResult) -> dict[str, Any]:
+        async with self.db.transaction() as session:
+            row = await session.get(self.model, self.row_id)
+            if row is None:  # deleted while streaming (the chat or the account went away)
+                return {"id": str(self.row_id), "status": result.status, "deleted": True}
+            row.content = result.text
+            row.status = result.status
+            row.prompt_tokens = result.prompt_tokens
+            row.completion_tokens = result.completion_tokens
+            row.usage_estimated = result.usage_estimated
+            row.time_to_first_token_ms = result.time_to_first_token_ms
+            row.duration_ms = result.duration_ms
+            row.error_code = result.error_code
+            row.error_message = result.error_message
+            await session.flush()
+            return self.serialize(row)

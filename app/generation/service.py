@@ -1,0 +1,337 @@
+"""Replies in chats and stateless generations: validate, persist, then start a streaming run."""
+
+import asyncio
+import logging
+import re
+import uuid
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.chats.models import Chat, Message, Role
+from app.chats.modes import get_mode
+from app.chats.repository import MessageRepository
+from app.chats.schemas import MessageRead
+from app.chats.service import ChatService
+from app.core.config import Settings
+from app.core.db import Database
+from app.core.errors import AppError
+from app.generation.client import GenerationParams, ModelConfig, TextDelta
+from app.generation.events import ReplyEvent
+from app.generation.models import Generation
+from app.generation.prompt import Turn, build_prompt
+from app.generation.recorder import RowRecorder
+from app.generation.registry import ModelRegistry, Providers
+from app.generation.runs import GenerationRun, RunRegistry
+from app.generation.schemas import GenerateRequest, GenerationRead
+from app.users.models import User
+
+logger = logging.getLogger("parley.generation")
+
+TITLE_PROMPT = (
+    "Write a short title (at most six words, no quotes, no trailing punctuation) for a chat "
+    "that starts with this message:\n\n{message}"
+)
+TITLE_MAX_CHARS = 80
+
+
+class InputTooLarge(AppError):
+    status_code = 413
+    code = "input_too_large"
+    message = "The input is too long."
+
+
+class InputBlocked(AppError):
+    status_code = 422
+    code = "input_blocked"
+    message = "The input contains content this server does not accept."
+
+
+@dataclass
+class GenerationRuntime:
+    """The app's generation machinery: models, providers on one HTTP client, running replies."""
+
+    registry: ModelRegistry
+    providers: Providers
+    runs: RunRegistry
+    http: httpx.AsyncClient
+    background: set[asyncio.Task[None]]
+
+
+class GenerationService:
+    def __init__(
+        self,
+        *,
+        session: AsyncSession,
+        db: Database,
+        settings: Settings,
+        runtime: GenerationRuntime,
+        chats: ChatService,
+        messages: MessageRepository,
+    ) -> None:
+        self.session = session
+        self.db = db
+        self.settings = settings
+        self.runtime = runtime
+        self.chats = chats
+        self.messages = messages
+        self._blocked = [re.compile(p, re.IGNORECASE) for p in settings.blocked_patterns]
+
+    # --- guardrails --------------------------------------------------------------------------
+
+    def check_input(self, text: str) -> None:
+        if len(text) > self.settings.max_input_chars:
+            raise InputTooLarge(
+                f"The input is longer than {self.settings.max_input_chars} characters."
+            )
+        if any(pattern.search(text) for pattern in self._blocked):
+            raise InputBlocked()
+
+    def resolve_model(self, name: str | None, user: User, chat: Chat | None = None) -> ModelConfig:
+        preferred = name or (chat.model if chat else None) or _preference(user, "default_model")
+        return self.runtime.registry.resolve(preferred)
+
+    # --- chat replies ------------------------------------------------------------------------
+
+    async def send_message(
+        self,
+        user: User,
+        chat: Chat,
+        *,
+        content: str,
+        model: str | None = None,
+        parent_id: uuid.UUID | None = None,
+    ) -> GenerationRun:
+        """Saves the user's message, then starts the assistant's reply."""
+        self.check_input(content)
+        config = self.resolve_model(model, user, chat)
+        return await self._reserved(
+            chat,
+            lambda: self.chats.add_user_message(chat, content, parent_id),
+            config,
+            user,
+        )
+
+    async def edit_message(
+        self, user: User, chat: Chat, message_id: uuid.UUID, *, content: str, model: str | None
+    ) -> GenerationRun:
+        """Adds the edited text as a sibling of the original user message and answers it."""
+        self.check_input(content)
+        config = self.resolve_model(model, user, chat)
+        return await self._reserved(
+            chat,
+            lambda: self.chats.edit_user_message(chat, message_id, content),
+            config,
+            user,
+        )
+
+    async def regenerate(
+        self, user: User, chat: Chat, message_id: uuid.UUID, *, model: str | None
+    ) -> GenerationRun:
+        """Answers the same user message again; the new reply is a sibling of the old one."""
+        config = self.resolve_model(model, user, chat)
+        return await self._reserved(
+            chat, lambda: self.chats.prepare_regenerate(chat, message_id), config, user
+        )
+
+    async def stop(self, chat: Chat) -> bool:
+        """Stops the chat's running reply, if any; its text so far is saved as cancelled."""
+        return self.runtime.runs.stop(_chat_key(chat.id))
+
+    async def _reserved(
+        self, chat: Chat, make_parent: Any, config: ModelConfig, user: User
+    ) -> GenerationRun:
+        key = _chat_key(chat.id)
+        self.runtime.runs.reserve(key)
+        try:
+            parent: Message = await make_parent()
+            run = await self._start_reply(chat, parent, config)
+        except BaseException:
+            self.runtime.runs.release(key)
+            raise
+        return self.runtime.runs.add(run)
+
+    async def _start_reply(self, chat: Chat, parent: Message, config: ModelConfig) -> GenerationRun:
+        thread = await self.messages.thread(chat.id, leaf_id=parent.id)
+        first_exchange = sum(m.role == Role.USER for m in thread) == 1 and chat.title is None
+        system_prompt = chat.system_prompt or get_mode(chat.mode).render(chat.mode_params)
+        prompt = build_prompt(
+            system_prompt=system_prompt,
+            history=[Turn(m.role, m.content) for m in thread],
+            context_length=config.context_length,
+            max_tokens=chat.max_tokens,
+        )
+        assistant = await self.chats.add_assistant_message(chat, parent.id, model=config.name)
+        start = ReplyEvent(
+            "start",
+            {
+                "chat_id": str(chat.id),
+                "user_message": MessageRead.model_validate(parent).model_dump(mode="json"),
+                "assistant_message_id": str(assistant.id),
+                "model": config.name,
+            },
+        )
+        # Streaming is the exception to "the request commits once": the user's message must be
+        # safe before the upstream hears of it, and no connection may stay checked out while
+        # tokens flow. Everything after this point saves in its own short transactions.
+        await self.session.commit()
+        run = GenerationRun(
+            key=_chat_key(chat.id),
+            provider=self.runtime.providers.for_model(config),
+            model=config,
+            messages=prompt,
+            params=GenerationParams(
+                temperature=chat.temperature, top_p=chat.top_p, max_tokens=chat.max_tokens
+            ),
+            recorder=RowRecorder(self.db, Message, assistant.id, serialize=_message_json),
+            start=start,
+            checkpoint_seconds=self.settings.stream_checkpoint_seconds,
+        )
+        if first_exchange and self.settings.auto_title:
+            user_text = parent.content
+            run.on_saved.append(
+                lambda result: (
+                    self._spawn(self._title_chat(chat.id, user_text, config))
+                    if result.status == "complete"
+                    else None
+                )
+            )
+        return run
+
+    # --- titles and summaries ----------------------------------------------------------------
+
+    def _spawn(self, coroutine: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coroutine)
+        self.runtime.background.add(task)
+        task.add_done_callback(self.runtime.background.discard)
+
+    async def complete_text(
+        self, config: ModelConfig, messages: list[dict[str, str]], *, max_tokens: int
+    ) -> str:
+        """A whole reply at once (titles, summaries)."""
+        provider = self.runtime.providers.for_model(config)
+        parts: list[str] = []
+        params = GenerationParams(max_tokens=max_tokens, temperature=0.3)
+        async with aclosing(provider.stream(config, messages, params)) as stream:
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+        return "".join(parts).strip()
+
+    async def _title_chat(
+        self, chat_id: uuid.UUID, first_message: str, config: ModelConfig
+    ) -> None:
+        """Names a new chat after its first exchange, in the background; falls back to its words."""
+        title = _fallback_title(first_message)
+        if config.provider != "echo":
+            try:
+                prompt = [
+                    {"role": "user", "content": TITLE_PROMPT.format(message=first_message[:2000])}
+                ]
+                generated = await asyncio.wait_for(
+                    self.complete_text(config, prompt, max_tokens=24), timeout=30
+                )
+                title = _clean_title(generated) or title
+            except Exception as exc:
+                logger.warning(
+                    "automatic title failed", extra={"chat_id": str(chat_id), "error": repr(exc)}
+                )
+        async with self.db.transaction() as session:
+            chat = await session.get(Chat, chat_id)
+            if chat is not None and chat.title is None:
+                chat.title = title
+
+    async def summarize(self, user: User, chat: Chat, *, model: str | None) -> str:
+        """Summarizes the chat's current thread and stores the summary on the chat."""
+        config = self.resolve_model(model, user, chat)
+        thread = await self.messages.thread(chat.id)
+        if not thread:
+            return ""
+        transcript = "\n\n".join(f"{m.role}: {m.content}" for m in thread if m.content)
+        prompt = build_prompt(
+            system_prompt=get_mode("summarize").render({}),
+            history=[Turn("user", transcript[-self.settings.max_input_chars * 4 :])],
+            context_length=config.context_length,
+            max_tokens=512,
+        )
+        chat_id = chat.id
+        await self.session.commit()  # no connection held while the model writes
+        summary = await self.complete_text(config, prompt, max_tokens=512)
+        async with self.db.transaction() as session:
+            stored = await session.get(Chat, chat_id)
+            if stored is not None:
+                stored.summary = summary
+        return summary
+
+    # --- stateless generation ----------------------------------------------------------------
+
+    async def generate(self, user: User, body: GenerateRequest) -> GenerationRun:
+        """Runs a mode over a prompt and keeps the request in the user's history."""
+        self.check_input(body.prompt)
+        config = self.resolve_model(body.model, user)
+        mode = get_mode(body.mode)
+        params = mode.validate_params(body.params)
+        prompt = build_prompt(
+            system_prompt=mode.render(params),
+            history=[Turn("user", body.prompt)],
+            context_length=config.context_length,
+            max_tokens=body.max_tokens,
+        )
+        sampling = GenerationParams(
+            temperature=body.temperature, top_p=body.top_p, max_tokens=body.max_tokens
+        )
+        generation = Generation(
+            user_id=user.id,
+            mode=body.mode,
+            params=params.model_dump(mode="json"),
+            prompt=body.prompt,
+            settings=sampling.as_body(),
+            model=config.name,
+            status="streaming",
+        )
+        self.session.add(generation)
+        await self.session.flush()
+        await self.session.commit()
+        run = GenerationRun(
+            key=f"generation:{generation.id}",
+            provider=self.runtime.providers.for_model(config),
+            model=config,
+            messages=prompt,
+            params=sampling,
+            recorder=RowRecorder(self.db, Generation, generation.id, serialize=_generation_json),
+            start=ReplyEvent("start", {"generation_id": str(generation.id), "model": config.name}),
+            checkpoint_seconds=self.settings.stream_checkpoint_seconds,
+        )
+        self.runtime.runs.reserve(run.key)
+        return self.runtime.runs.add(run)
+
+
+def _chat_key(chat_id: uuid.UUID) -> str:
+    return f"chat:{chat_id}"
+
+
+def _preference(user: User, name: str) -> Any:
+    preferences = getattr(user, "preferences", None) or {}
+    return preferences.get(name)
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    return MessageRead.model_validate(message).model_dump(mode="json")
+
+
+def _generation_json(generation: Generation) -> dict[str, Any]:
+    return GenerationRead.model_validate(generation).model_dump(mode="json")
+
+
+def _fallback_title(text: str) -> str:
+    words = text.split()
+    title = " ".join(words[:8])
+    return (title[:TITLE_MAX_CHARS] + ("…" if len(words) > 8 else "")) or "New chat"
+
+
+def _clean_title(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line.strip(" \"'`*#.").strip()[:TITLE_MAX_CHARS]

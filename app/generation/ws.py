@@ -1,0 +1,132 @@
+"""WebSocket chat: the same events as SSE, plus a `stop` message, on the same service layer.
+
+Protocol (JSON text frames):
+- authenticate with the `parley_access` cookie at the handshake, or send
+  `{"type": "auth", "token": "<access token>"}` first (tokens never go in the URL);
+- send `{"type": "message", "content": "...", "model"?: "...", "parent_id"?: "..."}`;
+- receive `{"event": "start"|"delta"|"usage"|"done"|"error", "data": {...}}`;
+- send `{"type": "stop"}` to stop the reply in progress.
+"""
+
+import asyncio
+import json
+import uuid
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field, ValidationError
+
+from app.auth.dependencies import ACCESS_COOKIE
+from app.core.deps import Runtime
+from app.core.errors import AppError
+from app.core.logging import user_id_var
+from app.generation import events
+from app.generation.dependencies import open_services
+from app.generation.runs import CLIENT_GONE, STOPPED, GenerationRun
+from app.generation.service import GenerationRuntime
+
+router = APIRouter()
+
+AUTH_TIMEOUT_SECONDS = 10
+POLICY_VIOLATION = 1008
+
+
+class WSMessage(BaseModel):
+    type: str = Field(max_length=16)
+    content: str | None = Field(default=None, max_length=200_000)
+    model: str | None = Field(default=None, max_length=100)
+    parent_id: uuid.UUID | None = None
+    token: str | None = Field(default=None, max_length=4096)
+
+
+def _allowed_origin(websocket: WebSocket, runtime: Runtime) -> bool:
+    """Cookies ride along on cross-site WebSocket handshakes: only our own origins may use them."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser
+    settings = runtime.settings
+    own = {urlsplit(settings.public_base_url)._replace(path="").geturl()}
+    host = websocket.headers.get("host")
+    if host:
+        own |= {f"http://{host}", f"https://{host}"}
+    return origin in own or origin in settings.cors_origins
+
+
+async def _receive(websocket: WebSocket) -> WSMessage | None:
+    try:
+        return WSMessage.model_validate_json(await websocket.receive_text())
+    except (ValidationError, json.JSONDecodeError):
+        await websocket.send_json(events.error("invalid_message", "Send a JSON message.").ws())
+        return None
+
+
+@router.websocket("/api/chats/{chat_id}/ws")
+async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
+    """Chat over a WebSocket: send messages and stops, receive the SSE events as JSON frames."""
+    runtime: Runtime = websocket.app.state.runtime
+    generation: GenerationRuntime = websocket.app.state.generation
+    await websocket.accept()
+    token = websocket.cookies.get(ACCESS_COOKIE)
+    if token and not _allowed_origin(websocket, runtime):
+        await websocket.close(POLICY_VIOLATION, "origin not allowed")
+        return
+    try:
+        if not token:
+            first = await asyncio.wait_for(_receive(websocket), AUTH_TIMEOUT_SECONDS)
+            token = first.token if first is not None and first.type == "auth" else None
+        async with open_services(runtime, generation) as services:
+            principal = await services.auth.resolve_access_token(token or "")
+            user = principal.user
+            chat = await services.chats.get_owned_chat(user, chat_id)
+    except (TimeoutError, AppError) as exc:
+        code = exc.code if isinstance(exc, AppError) else "not_authenticated"
+        message = exc.message if isinstance(exc, AppError) else "Authenticate first."
+        await websocket.send_json(events.error(code, message).ws())
+        await websocket.close(POLICY_VIOLATION)
+        return
+    except WebSocketDisconnect:
+        return
+    user_id_var.set(str(user.id))
+
+    run: GenerationRun | None = None
+    forwarder: asyncio.Task[None] | None = None
+
+    async def forward(current: GenerationRun) -> None:
+        async for event in current.events():
+            await websocket.send_json(event.ws())
+
+    try:
+        while True:
+            frame = await _receive(websocket)
+            if frame is None:
+                continue
+            if frame.type == "stop":
+                if run is not None:
+                    run.stop(STOPPED)
+                continue
+            if frame.type != "message" or not frame.content:
+                await websocket.send_json(
+                    events.error("invalid_message", "Expected a message or stop.").ws()
+                )
+                continue
+            try:
+                async with open_services(runtime, generation) as services:
+                    chat = await services.chats.get_owned_chat(user, chat_id)
+                    run = await services.generation.send_message(
+                        user,
+                        chat,
+                        content=frame.content,
+                        model=frame.model,
+                        parent_id=frame.parent_id,
+                    )
+            except AppError as exc:
+                await websocket.send_json(events.error(exc.code, exc.message).ws())
+                continue
+            forwarder = asyncio.create_task(forward(run))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if run is not None:
+            run.stop(CLIENT_GONE)
+        if forwarder is not None:
+            forwarder.cancel()

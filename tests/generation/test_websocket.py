@@ -1,0 +1,106 @@
+"""WebSocket chat with a real client (websockets) against Parley on a real uvicorn."""
+
+import asyncio
+import json
+
+import websockets
+
+from tests.generation.conftest import new_chat
+
+
+def ws_url(parley, chat) -> str:
+    return parley.base_url.replace("http://", "ws://") + f"/api/chats/{chat['id']}/ws"
+
+
+async def next_event(socket) -> dict:
+    return json.loads(await asyncio.wait_for(socket.recv(), timeout=5))
+
+
+async def events_until_end(socket) -> list[dict]:
+    events = []
+    while True:
+        event = await next_event(socket)
+        events.append(event)
+        if event["event"] in ("done", "error"):
+            return events
+
+
+class TestChatSocket:
+    async def test_token_in_first_message_then_the_sse_events(self, parley, author, chat):
+        async with websockets.connect(ws_url(parley, chat)) as socket:
+            await socket.send(json.dumps({"type": "auth", "token": author.access_token}))
+            await socket.send(json.dumps({"type": "message", "content": "Hi"}))
+            events = await events_until_end(socket)
+        assert [e["event"] for e in events][0] == "start"
+        assert [e["event"] for e in events][-2:] == ["usage", "done"]
+        assert "".join(e["data"]["content"] for e in events if e["event"] == "delta") == (
+            "Hello, world!"
+        )
+        assert events[-1]["data"]["status"] == "complete"
+
+    async def test_cookie_authenticates(self, parley, author, chat):
+        headers = {"Cookie": f"parley_access={author.access_token}"}
+        async with websockets.connect(ws_url(parley, chat), additional_headers=headers) as socket:
+            await socket.send(json.dumps({"type": "message", "content": "Hi"}))
+            events = await events_until_end(socket)
+        assert events[-1]["event"] == "done"
+
+    async def test_cookie_from_a_foreign_origin_is_refused(self, parley, author, chat):
+        headers = {"Cookie": f"parley_access={author.access_token}"}
+        async with websockets.connect(
+            ws_url(parley, chat), additional_headers=headers, origin="https://evil.example"
+        ) as socket:
+            with_close = await asyncio.wait_for(socket.wait_closed(), timeout=5)
+            assert with_close is None
+            assert socket.close_code == 1008
+
+    async def test_stop_message_cancels_the_reply(self, parley, author, chat, fake_upstream):
+        fake_upstream.state.tokens = 300
+        fake_upstream.state.token_delay = 0.02
+        async with websockets.connect(ws_url(parley, chat)) as socket:
+            await socket.send(json.dumps({"type": "auth", "token": author.access_token}))
+            await socket.send(json.dumps({"type": "message", "content": "Long"}))
+            deltas = 0
+            while deltas < 3:
+                deltas += (await next_event(socket))["event"] == "delta"
+            await socket.send(json.dumps({"type": "stop"}))
+            events = await events_until_end(socket)
+        assert events[-1]["event"] == "done" and events[-1]["data"]["status"] == "cancelled"
+        await asyncio.wait_for(fake_upstream.state.disconnected.wait(), timeout=2)
+
+    async def test_bad_token_is_refused(self, parley, chat):
+        async with websockets.connect(ws_url(parley, chat)) as socket:
+            await socket.send(json.dumps({"type": "auth", "token": "garbage"}))
+            event = await next_event(socket)
+            assert event["event"] == "error" and event["data"]["code"] == "invalid_token"
+            await asyncio.wait_for(socket.wait_closed(), timeout=5)
+
+    async def test_another_users_chat_is_not_found(self, parley, author):
+        from tests.conftest import register
+
+        stranger = await register(parley.http)
+        chat = await new_chat(parley.http, author)
+        async with websockets.connect(ws_url(parley, chat)) as socket:
+            await socket.send(json.dumps({"type": "auth", "token": stranger.access_token}))
+            event = await next_event(socket)
+            assert event["data"]["code"] == "chat_not_found"
+
+    async def test_disconnect_cancels_the_reply(self, parley, author, chat, fake_upstream):
+        fake_upstream.state.tokens = 300
+        fake_upstream.state.token_delay = 0.02
+        async with websockets.connect(ws_url(parley, chat)) as socket:
+            await socket.send(json.dumps({"type": "auth", "token": author.access_token}))
+            await socket.send(json.dumps({"type": "message", "content": "Long"}))
+            while (await next_event(socket))["event"] != "delta":
+                pass
+        await asyncio.wait_for(fake_upstream.state.disconnected.wait(), timeout=2)
+
+    async def test_invalid_frames_get_an_error_and_the_socket_stays_open(
+        self, parley, author, chat
+    ):
+        async with websockets.connect(ws_url(parley, chat)) as socket:
+            await socket.send(json.dumps({"type": "auth", "token": author.access_token}))
+            await socket.send("not json")
+            assert (await next_event(socket))["data"]["code"] == "invalid_message"
+            await socket.send(json.dumps({"type": "message", "content": "Hi"}))
+            assert (await events_until_end(socket))[-1]["event"] == "done"
