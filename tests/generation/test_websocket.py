@@ -31,8 +31,8 @@ class TestChatSocket:
             await socket.send(json.dumps({"type": "auth", "token": author.access_token}))
             await socket.send(json.dumps({"type": "message", "content": "Hi"}))
             events = await events_until_end(socket)
-        assert [e["event"] for e in events][0] == "start"
-        assert [e["event"] for e in events][-2:] == ["usage", "done"]
+        kinds = [e["event"] for e in events]
+        assert kinds[0] == "start" and kinds[-2:] == ["usage", "done"]
         assert "".join(e["data"]["content"] for e in events if e["event"] == "delta") == (
             "Hello, world!"
         )
