@@ -16,6 +16,7 @@ from app.core.db import Database
 from app.core.deps import Runtime
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
+from app.core.metrics import Metrics
 from app.core.middleware import RequestContextMiddleware
 from app.core.security import JWTCodec, PasswordHasher
 from app.generation.lifecycle import generation_runtime
@@ -44,13 +45,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jwt=JWTCodec(
             settings.secret_key, access_ttl=timedelta(minutes=settings.access_token_minutes)
         ),
+        metrics=Metrics(),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         logger.info("starting", extra={"environment": settings.environment})
         try:
-            async with generation_runtime(settings, runtime.db) as generation:
+            async with generation_runtime(settings, runtime.db, runtime.metrics) as generation:
                 app.state.generation = generation
                 yield
         finally:
@@ -74,7 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=runtime.metrics if settings.metrics_enabled else None
+    )
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(chats_router)

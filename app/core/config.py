@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     db_echo: bool = False
     cors_origins: Annotated[list[str], NoDecode] = []
 
+    # Shared state for several workers: stop signals for generations (and rate limits).
+    redis_url: str | None = None
+
+    # Serve Prometheus metrics at /metrics.
+    metrics_enabled: bool = True
+
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 
 from app.core.config import Settings
 from app.core.db import Database
+from app.core.metrics import Metrics
 from app.core.security import JWTCodec, PasswordHasher
 
 
@@ -21,6 +22,7 @@ class Runtime:
     db: Database
     hasher: PasswordHasher
     jwt: JWTCodec
+    metrics: Metrics
 
 
 def get_runtime(connection: HTTPConnection) -> Runtime:

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import error_response
 from app.core.logging import request_id_var, user_id_var
+from app.core.metrics import Metrics
 
 access_logger = logging.getLogger("parley.access")
 error_logger = logging.getLogger("parley.errors")
@@ -23,8 +24,9 @@ class RequestContextMiddleware:
     untouched and their duration is measured to the last byte.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -60,13 +62,19 @@ class RequestContextMiddleware:
                 )
                 await response(scope, receive, send_with_id)
         finally:
+            duration = time.perf_counter() - started
+            if self.metrics is not None and scope["type"] == "http":
+                route = getattr(scope.get("route"), "path", "unmatched")
+                method = scope.get("method", "GET")
+                self.metrics.requests.labels(method, route, str(status)).inc()
+                self.metrics.latency.labels(method, route).observe(duration)
             access_logger.info(
                 "request",
                 extra={
                     "method": scope.get("method", "WS"),
                     "path": scope["path"],
                     "status": status if scope["type"] == "http" else None,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(duration * 1000, 2),
                     "client": (scope.get("client") or ("-",))[0],
                     "user_id": scope["state"].get("user_id"),
                 },

@@ -1,10 +1,10 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.chats.models import Message, MessageStatus
+from app.chats.models import Chat, Message, MessageStatus
 from app.core.repository import Repository
 from app.generation.models import Generation
 
@@ -44,3 +44,26 @@ async def mark_stale_streams_interrupted(session: AsyncSession, *, older_than: d
         )
         total += int(getattr(result, "rowcount", 0) or 0)
     return total
+
+
+async def reply_streaming_in_chat(
+    session: AsyncSession, chat_id: uuid.UUID, *, fresh_after: datetime, lock: bool = False
+) -> bool:
+    """Whether a live reply streams in the chat, on any worker (the database is the judge).
+
+    With `lock`, the chat row is locked first (Postgres), so two workers cannot both find the
+    chat idle and start a reply; SQLite's BEGIN IMMEDIATE already serializes writers.
+    """
+    if lock and session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(Chat.id).where(Chat.id == chat_id).with_for_update())
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    Message.chat_id == chat_id,
+                    Message.status == MessageStatus.STREAMING,
+                    Message.updated_at > fresh_after,
+                )
+            )
+        )
+    )

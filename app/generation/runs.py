@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.core.errors import AppError, Conflict
+from app.core.metrics import Metrics
 from app.generation import events
 from app.generation.client import (
     Finish,
@@ -84,6 +85,7 @@ class GenerationRun:
     recorder: Recorder
     start: ReplyEvent
     checkpoint_seconds: float
+    metrics: Metrics | None = None
     _queue: asyncio.Queue[ReplyEvent | None] = field(default_factory=asyncio.Queue)
     _task: asyncio.Task[None] | None = None
     _stop: StopReason | None = None
@@ -98,6 +100,25 @@ class GenerationRun:
         if self._task is None:
             self._queue.put_nowait(self.start)
             self._task = asyncio.create_task(self._run(), name=f"generation:{self.key}")
+            if self.metrics is not None:
+                self.metrics.active_streams.inc()
+                self._task.add_done_callback(lambda _t: self._record_metrics())
+
+    def _record_metrics(self) -> None:
+        assert self.metrics is not None
+        self.metrics.active_streams.dec()
+        result = self.result
+        if result is None:
+            return
+        model = self.model.name
+        if result.time_to_first_token_ms is not None:
+            self.metrics.time_to_first_token.labels(model).observe(
+                result.time_to_first_token_ms / 1000
+            )
+        self.metrics.tokens.labels(model, "prompt").inc(result.prompt_tokens)
+        self.metrics.tokens.labels(model, "completion").inc(result.completion_tokens)
+        if result.status == "failed" and result.error_code:
+            self.metrics.upstream_errors.labels(result.error_code).inc()
 
     @property
     def done(self) -> bool:
@@ -266,6 +287,13 @@ class RunRegistry:
     @property
     def active(self) -> int:
         return sum(not run.done for run in self._runs.values())
+
+    def stop_all(self, reason: StopReason) -> int:
+        """Stops every run of this process; safe to call from a signal callback."""
+        runs = [run for run in self._runs.values() if not run.done]
+        for run in runs:
+            run.stop(reason)
+        return len(runs)
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stops every run with `server_shutdown` and waits for their partial replies to save."""

@@ -17,16 +17,21 @@ from app.chats.repository import MessageRepository
 from app.chats.schemas import MessageRead
 from app.chats.service import ChatService
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, utcnow
 from app.core.errors import AppError
+from app.core.metrics import Metrics
 from app.generation.client import GenerationParams, ModelConfig, TextDelta
 from app.generation.events import ReplyEvent
 from app.generation.models import Generation
+from app.generation.probe import UpstreamProbe
 from app.generation.prompt import Turn, build_prompt
 from app.generation.recorder import RowRecorder
 from app.generation.registry import ModelRegistry, Providers
-from app.generation.runs import GenerationRun, RunRegistry
+from app.generation.repository import reply_streaming_in_chat
+from app.generation.runs import GenerationInProgress, GenerationRun, RunRegistry
 from app.generation.schemas import GenerateRequest, GenerationRead
+from app.generation.signals import StopBus
+from app.generation.staleness import stale_after
 from app.users.models import User
 
 logger = logging.getLogger("parley.generation")
@@ -57,6 +62,10 @@ class GenerationRuntime:
     registry: ModelRegistry
     providers: Providers
     runs: RunRegistry
+    metrics: Metrics
+    probe: UpstreamProbe
+    stops: StopBus
+    stops_shared: bool
     http: httpx.AsyncClient
     background: set[asyncio.Task[None]]
 
@@ -138,8 +147,15 @@ class GenerationService:
         )
 
     async def stop(self, chat: Chat) -> bool:
-        """Stops the chat's running reply, if any; its text so far is saved as cancelled."""
-        return self.runtime.runs.stop(_chat_key(chat.id))
+        """Stops the chat's running reply, if any, on whichever worker runs it."""
+        if await self.runtime.stops.stop(_chat_key(chat.id)):
+            return True
+        if not self.runtime.stops_shared:
+            return False
+        # Published to the other workers: report whether one of them holds a live reply.
+        return await reply_streaming_in_chat(
+            self.session, chat.id, fresh_after=utcnow() - stale_after(self.settings)
+        )
 
     async def _reserved(
         self, chat: Chat, make_parent: Any, config: ModelConfig, user: User
@@ -147,6 +163,11 @@ class GenerationService:
         key = _chat_key(chat.id)
         self.runtime.runs.reserve(key)
         try:
+            fresh_after = utcnow() - stale_after(self.settings)
+            if await reply_streaming_in_chat(
+                self.session, chat.id, fresh_after=fresh_after, lock=True
+            ):
+                raise GenerationInProgress()
             parent: Message = await make_parent()
             run = await self._start_reply(chat, parent, config)
         except BaseException:
@@ -189,6 +210,7 @@ class GenerationService:
             recorder=RowRecorder(self.db, Message, assistant.id, serialize=_message_json),
             start=start,
             checkpoint_seconds=self.settings.stream_checkpoint_seconds,
+            metrics=self.runtime.metrics,
         )
         if first_exchange and self.settings.auto_title:
             user_text = parent.content
@@ -304,6 +326,7 @@ class GenerationService:
             recorder=RowRecorder(self.db, Generation, generation.id, serialize=_generation_json),
             start=ReplyEvent("start", {"generation_id": str(generation.id), "model": config.name}),
             checkpoint_seconds=self.settings.stream_checkpoint_seconds,
+            metrics=self.runtime.metrics,
         )
         self.runtime.runs.reserve(run.key)
         return self.runtime.runs.add(run)

@@ -1,11 +1,12 @@
 from typing import Literal
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import text
 
 from app.core.deps import RuntimeDep
+from app.core.errors import NotFound
 
 router = APIRouter(tags=["ops"])
 
@@ -35,7 +36,7 @@ async def health() -> Health:
     summary="Readiness",
     responses={503: {"model": Readiness, "description": "A dependency is down."}},
 )
-async def readiness(runtime: RuntimeDep) -> JSONResponse:
+async def readiness(request: Request, runtime: RuntimeDep) -> JSONResponse:
     """Checks the database (and, when configured, the upstreams); 503 when one is down."""
     checks: dict[str, DependencyState] = {}
     try:
@@ -44,6 +45,25 @@ async def readiness(runtime: RuntimeDep) -> JSONResponse:
         checks["database"] = DependencyState(status="ok")
     except Exception as exc:
         checks["database"] = DependencyState(status="error", detail=type(exc).__name__)
+    generation = getattr(request.app.state, "generation", None)
+    if generation is not None:
+        for name, state in (await generation.probe.check()).items():
+            checks[name] = DependencyState(
+                status="ok" if state.ok else "error", detail=state.detail
+            )
     ready = all(check.status == "ok" for check in checks.values())
     body = Readiness(status="ready" if ready else "not_ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, 404: {"description": "Metrics are off."}},
+)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Requests, latency, active streams, time to first token, tokens, upstream errors."""
+    if not runtime.settings.metrics_enabled:
+        raise NotFound("Metrics are turned off (METRICS_ENABLED=false).")
+    return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)

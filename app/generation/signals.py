@@ -1,0 +1,80 @@
+"""Stop signals for replies, across worker processes.
+
+A stop request may reach any worker while the reply streams on another. Without Redis the
+signal stays in the process (one worker); with REDIS_URL every worker subscribes to one channel
+and stops the run it holds.
+"""
+
+import asyncio
+import logging
+from contextlib import suppress
+from typing import Protocol
+
+import redis.asyncio as redis
+
+from app.generation.runs import STOPPED, RunRegistry
+
+logger = logging.getLogger("parley.generation")
+
+STOP_CHANNEL = "parley:stop"
+
+
+class StopBus(Protocol):
+    async def stop(self, key: str) -> bool:
+        """Stops the run under `key` wherever it runs; True when this process held it."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LocalStopBus:
+    def __init__(self, runs: RunRegistry) -> None:
+        self.runs = runs
+
+    async def stop(self, key: str) -> bool:
+        return self.runs.stop(key, STOPPED)
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisStopBus:
+    def __init__(self, runs: RunRegistry, url: str) -> None:
+        self.runs = runs
+        self.client = redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="stop-bus")
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.client.pubsub() as pubsub:
+                    await pubsub.subscribe(STOP_CHANNEL)
+                    self._subscribed.set()
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            key = message["data"].decode()
+                            self.runs.stop(key, STOPPED)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("stop channel lost; reconnecting", exc_info=True)
+                await asyncio.sleep(1)
+
+    async def stop(self, key: str) -> bool:
+        local = self.runs.stop(key, STOPPED)
+        if not local:
+            await self.client.publish(STOP_CHANNEL, key)
+        return local
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        await self.client.aclose()
