@@ -23,6 +23,7 @@ from app.generation.lifecycle import generation_runtime
 from app.generation.router import router as generation_router
 from app.generation.ws import router as ws_router
 from app.health.router import router as health_router
+from app.usage.router import router as usage_router
 
 logger = logging.getLogger("parley")
 
@@ -85,4 +86,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(modes_router)
     app.include_router(generation_router)
     app.include_router(ws_router)
+    app.include_router(usage_router)
     return app

@@ -4,6 +4,16 @@ from app.auth.models import AuthSession, RefreshToken
 from app.chats.models import Chat, Message
 from app.core.db import Base
 from app.generation.models import Generation
+from app.usage.models import UsageRecord
 from app.users.models import User
 
-__all__ = ["AuthSession", "Base", "Chat", "Generation", "Message", "RefreshToken", "User"]
+__all__ = [
+    "AuthSession",
+    "Base",
+    "Chat",
+    "Generation",
+    "Message",
+    "RefreshToken",
+    "UsageRecord",
+    "User",
+]

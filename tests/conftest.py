@@ -27,6 +27,8 @@ from app.core.db import create_engine
 from app.main import create_app
 from app.models import Base
 
+pytest_plugins = ["tests.upstream_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
 POSTGRES_ADMIN_DSN = os.environ.get(

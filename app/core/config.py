@@ -79,11 +79,17 @@ class Settings(BaseSettings):
     echo_token_delay: float = Field(default=0.02, ge=0)
     # Partial replies are saved at least this often while streaming (a crash loses no more).
     stream_checkpoint_seconds: float = Field(default=2.0, gt=0)
+    # A reply still `streaming` but not checkpointed for this long (and five checkpoints) lost
+    # its process and is marked `interrupted`, at start-up and by a periodic sweep.
+    stream_stale_seconds: float = Field(default=30.0, gt=0)
     # SSE keep-alive comment interval.
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     # Guardrails: the longest message or prompt accepted, and regexes refused in input.
     max_input_chars: int = Field(default=32_000, ge=1)
     blocked_patterns: list[str] = []
+    # Tokens (prompt + completion) each user may use per UTC day; unset: no limit. Admins can
+    # set a per-user quota that overrides it.
+    daily_token_quota: int | None = Field(default=None, ge=0)
     # Give chats a generated title after their first exchange.
     auto_title: bool = True
 

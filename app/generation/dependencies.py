@@ -13,6 +13,8 @@ from app.chats.repository import MessageRepository
 from app.chats.service import ChatService
 from app.core.deps import Runtime, RuntimeDep, SessionDep
 from app.generation.service import GenerationRuntime, GenerationService
+from app.usage.repository import UsageRepository
+from app.usage.service import UsageService
 
 
 def get_generation_runtime(connection: HTTPConnection) -> GenerationRuntime:
@@ -36,6 +38,7 @@ def get_generation_service(
         runtime=generation,
         chats=chats,
         messages=MessageRepository(session),
+        usage=UsageService(usage=UsageRepository(session), settings=runtime.settings),
     )
 
 
@@ -65,5 +68,6 @@ async def open_services(runtime: Runtime, generation: GenerationRuntime) -> Asyn
                 runtime=generation,
                 chats=chats,
                 messages=MessageRepository(session),
+                usage=UsageService(usage=UsageRepository(session), settings=runtime.settings),
             ),
         )

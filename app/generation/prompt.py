@@ -52,3 +52,8 @@ def build_prompt(
     if not kept and history:
         raise PromptTooLong()
     return messages + kept[::-1]
+
+
+def estimate_prompt(messages: Sequence[dict[str, str]]) -> int:
+    """Tokens a prompt will cost, as the chat template frames it."""
+    return sum(_cost(m["content"]) for m in messages)

@@ -8,6 +8,7 @@ from sqlalchemy import update
 
 from app.core.db import Database, utcnow
 from app.generation.runs import RunResult
+from app.usage.repository import settle_usage
 
 
 class RowRecorder:
@@ -19,11 +20,13 @@ class RowRecorder:
         model: Any,
         row_id: uuid.UUID,
         *,
+        usage_id: uuid.UUID | None = None,
         serialize: Callable[[Any], dict[str, Any]],
     ) -> None:
         self.db = db
         self.model = model
         self.row_id = row_id
+        self.usage_id = usage_id
         self.serialize = serialize
 
     async def checkpoint(self, text: str) -> None:
@@ -36,6 +39,14 @@ class RowRecorder:
 
     async def finish(self, result: RunResult) -> dict[str, Any]:
         async with self.db.transaction() as session:
+            if self.usage_id is not None:
+                await settle_usage(
+                    session,
+                    self.usage_id,
+                    prompt_tokens=result.prompt_tokens,
+                    completion_tokens=result.completion_tokens,
+                    estimated=result.usage_estimated,
+                )
             row = await session.get(self.model, self.row_id)
             if row is None:  # deleted while streaming (the chat or the account went away)
                 return {"id": str(self.row_id), "status": result.status, "deleted": True}

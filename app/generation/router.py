@@ -38,6 +38,7 @@ from app.generation.schemas import (
     SummaryRead,
 )
 from app.generation.service import InputBlocked, InputTooLarge
+from app.usage.service import QuotaExceeded
 
 router = APIRouter(tags=["generation"])
 
@@ -67,6 +68,7 @@ class InvalidCursor(AppError):
 
 REPLY_ERRORS = (
     Unauthorized,
+    QuotaExceeded,
     UnknownModel,
     InputTooLarge,
     InputBlocked,
@@ -105,12 +107,14 @@ async def _respond(
 ) -> Response:
     if _wants_stream(request, stream):
         return EventSourceResponse(
-            (event.sse() async for event in run.events()), ping=ping, headers=SSE_HEADERS
+            (event.sse() async for event in run.events()),
+            ping=ping,
+            headers={**SSE_HEADERS, **run.headers},
         )
     await run.wait()
     result = run.result
     if result is not None and run.saved is not None and result.status in ("complete", "cancelled"):
-        return JSONResponse(run.saved)
+        return JSONResponse(run.saved, headers=run.headers)
     error = ReplyFailed(result.error_message if result else None)
     error.status_code = result.http_status if result and result.http_status >= 400 else 502
     error.code = (result.error_code if result else None) or "generation_failed"

@@ -27,6 +27,7 @@ from app.generation.client import (
     estimate_tokens,
 )
 from app.generation.events import ReplyEvent
+from app.generation.prompt import estimate_prompt
 
 logger = logging.getLogger("parley.generation")
 
@@ -86,6 +87,8 @@ class GenerationRun:
     start: ReplyEvent
     checkpoint_seconds: float
     metrics: Metrics | None = None
+    # Response headers for whoever serves the run (the remaining quota).
+    headers: dict[str, str] = field(default_factory=dict)
     _queue: asyncio.Queue[ReplyEvent | None] = field(default_factory=asyncio.Queue)
     _task: asyncio.Task[None] | None = None
     _stop: StopReason | None = None
@@ -194,7 +197,7 @@ class GenerationRun:
         result = RunResult(
             status="complete",
             text=text,
-            prompt_tokens=usage.prompt_tokens if usage else _estimate_prompt(self.messages),
+            prompt_tokens=usage.prompt_tokens if usage else estimate_prompt(self.messages),
             completion_tokens=usage.completion_tokens if usage else estimate_tokens(text),
             usage_estimated=usage is None,
             time_to_first_token_ms=(
@@ -237,10 +240,6 @@ class GenerationRun:
             self._queue.put_nowait(events.error(code, message, saved=self.saved))
         self._finished = True
         self._queue.put_nowait(None)
-
-
-def _estimate_prompt(messages: list[dict[str, str]]) -> int:
-    return sum(estimate_tokens(m["content"]) + 4 for m in messages)
 
 
 class RunRegistry:

@@ -20,11 +20,11 @@ from app.core.config import Settings
 from app.core.db import Database, utcnow
 from app.core.errors import AppError
 from app.core.metrics import Metrics
-from app.generation.client import GenerationParams, ModelConfig, TextDelta
+from app.generation.client import GenerationParams, ModelConfig, TextDelta, estimate_tokens
 from app.generation.events import ReplyEvent
 from app.generation.models import Generation
 from app.generation.probe import UpstreamProbe
-from app.generation.prompt import Turn, build_prompt
+from app.generation.prompt import DEFAULT_REPLY_RESERVE, Turn, build_prompt, estimate_prompt
 from app.generation.recorder import RowRecorder
 from app.generation.registry import ModelRegistry, Providers
 from app.generation.repository import reply_streaming_in_chat
@@ -32,6 +32,8 @@ from app.generation.runs import GenerationInProgress, GenerationRun, RunRegistry
 from app.generation.schemas import GenerateRequest, GenerationRead
 from app.generation.signals import StopBus
 from app.generation.staleness import stale_after
+from app.usage.repository import UsageRepository, settle_usage
+from app.usage.service import UsageService
 from app.users.models import User
 
 logger = logging.getLogger("parley.generation")
@@ -80,8 +82,10 @@ class GenerationService:
         runtime: GenerationRuntime,
         chats: ChatService,
         messages: MessageRepository,
+        usage: UsageService,
     ) -> None:
         self.session = session
+        self.usage = usage
         self.db = db
         self.settings = settings
         self.runtime = runtime
@@ -163,19 +167,22 @@ class GenerationService:
         key = _chat_key(chat.id)
         self.runtime.runs.reserve(key)
         try:
+            await self.usage.lock(user)
             fresh_after = utcnow() - stale_after(self.settings)
             if await reply_streaming_in_chat(
                 self.session, chat.id, fresh_after=fresh_after, lock=True
             ):
                 raise GenerationInProgress()
             parent: Message = await make_parent()
-            run = await self._start_reply(chat, parent, config)
+            run = await self._start_reply(user, chat, parent, config)
         except BaseException:
             self.runtime.runs.release(key)
             raise
         return self.runtime.runs.add(run)
 
-    async def _start_reply(self, chat: Chat, parent: Message, config: ModelConfig) -> GenerationRun:
+    async def _start_reply(
+        self, user: User, chat: Chat, parent: Message, config: ModelConfig
+    ) -> GenerationRun:
         thread = await self.messages.thread(chat.id, leaf_id=parent.id)
         first_exchange = sum(m.role == Role.USER for m in thread) == 1 and chat.title is None
         system_prompt = chat.system_prompt or get_mode(chat.mode).render(chat.mode_params)
@@ -186,6 +193,14 @@ class GenerationService:
             max_tokens=chat.max_tokens,
         )
         assistant = await self.chats.add_assistant_message(chat, parent.id, model=config.name)
+        usage, quota = await self.usage.reserve(
+            user,
+            model=config.name,
+            kind="chat",
+            prompt_tokens=estimate_prompt(prompt),
+            completion_tokens=chat.max_tokens or DEFAULT_REPLY_RESERVE,
+            message_id=assistant.id,
+        )
         start = ReplyEvent(
             "start",
             {
@@ -207,7 +222,10 @@ class GenerationService:
             params=GenerationParams(
                 temperature=chat.temperature, top_p=chat.top_p, max_tokens=chat.max_tokens
             ),
-            recorder=RowRecorder(self.db, Message, assistant.id, serialize=_message_json),
+            recorder=RowRecorder(
+                self.db, Message, assistant.id, usage_id=usage.id, serialize=_message_json
+            ),
+            headers=quota.headers(),
             start=start,
             checkpoint_seconds=self.settings.stream_checkpoint_seconds,
             metrics=self.runtime.metrics,
@@ -216,7 +234,7 @@ class GenerationService:
             user_text = parent.content
             run.on_saved.append(
                 lambda result: (
-                    self._spawn(self._title_chat(chat.id, user_text, config))
+                    self._spawn(self._title_chat(user.id, chat.id, user_text, config))
                     if result.status == "complete"
                     else None
                 )
@@ -244,10 +262,11 @@ class GenerationService:
         return "".join(parts).strip()
 
     async def _title_chat(
-        self, chat_id: uuid.UUID, first_message: str, config: ModelConfig
+        self, user_id: uuid.UUID, chat_id: uuid.UUID, first_message: str, config: ModelConfig
     ) -> None:
         """Names a new chat after its first exchange, in the background; falls back to its words."""
         title = _fallback_title(first_message)
+        used: tuple[int, int] | None = None
         if config.provider != "echo":
             try:
                 prompt = [
@@ -256,6 +275,7 @@ class GenerationService:
                 generated = await asyncio.wait_for(
                     self.complete_text(config, prompt, max_tokens=24), timeout=30
                 )
+                used = (estimate_prompt(prompt), estimate_tokens(generated))
                 title = _clean_title(generated) or title
             except Exception as exc:
                 logger.warning(
@@ -265,6 +285,15 @@ class GenerationService:
             chat = await session.get(Chat, chat_id)
             if chat is not None and chat.title is None:
                 chat.title = title
+            if used is not None:
+                await UsageService(usage=UsageRepository(session), settings=self.settings).record(
+                    user_id,
+                    model=config.name,
+                    kind="title",
+                    prompt_tokens=used[0],
+                    completion_tokens=used[1],
+                    estimated=True,
+                )
 
     async def summarize(self, user: User, chat: Chat, *, model: str | None) -> str:
         """Summarizes the chat's current thread and stores the summary on the chat."""
@@ -280,12 +309,31 @@ class GenerationService:
             max_tokens=512,
         )
         chat_id = chat.id
+        prompt_tokens = estimate_prompt(prompt)
+        await self.usage.lock(user)
+        usage, _quota = await self.usage.reserve(
+            user,
+            model=config.name,
+            kind="summary",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=512,
+        )
         await self.session.commit()  # no connection held while the model writes
-        summary = await self.complete_text(config, prompt, max_tokens=512)
-        async with self.db.transaction() as session:
-            stored = await session.get(Chat, chat_id)
-            if stored is not None:
-                stored.summary = summary
+        summary = ""
+        try:
+            summary = await self.complete_text(config, prompt, max_tokens=512)
+        finally:
+            async with self.db.transaction() as session:
+                await settle_usage(
+                    session,
+                    usage.id,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=estimate_tokens(summary),
+                    estimated=True,
+                )
+                stored = await session.get(Chat, chat_id)
+                if stored is not None and summary:
+                    stored.summary = summary
         return summary
 
     # --- stateless generation ----------------------------------------------------------------
@@ -305,6 +353,7 @@ class GenerationService:
         sampling = GenerationParams(
             temperature=body.temperature, top_p=body.top_p, max_tokens=body.max_tokens
         )
+        await self.usage.lock(user)
         generation = Generation(
             user_id=user.id,
             mode=body.mode,
@@ -316,6 +365,14 @@ class GenerationService:
         )
         self.session.add(generation)
         await self.session.flush()
+        usage, quota = await self.usage.reserve(
+            user,
+            model=config.name,
+            kind="generate",
+            prompt_tokens=estimate_prompt(prompt),
+            completion_tokens=body.max_tokens or DEFAULT_REPLY_RESERVE,
+            generation_id=generation.id,
+        )
         await self.session.commit()
         run = GenerationRun(
             key=f"generation:{generation.id}",
@@ -323,7 +380,10 @@ class GenerationService:
             model=config,
             messages=prompt,
             params=sampling,
-            recorder=RowRecorder(self.db, Generation, generation.id, serialize=_generation_json),
+            recorder=RowRecorder(
+                self.db, Generation, generation.id, usage_id=usage.id, serialize=_generation_json
+            ),
+            headers=quota.headers(),
             start=ReplyEvent("start", {"generation_id": str(generation.id), "model": config.name}),
             checkpoint_seconds=self.settings.stream_checkpoint_seconds,
             metrics=self.runtime.metrics,

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import assert_error, register
-from tests.generation.conftest import new_chat, parley_settings, running_parley
 from tests.sse import collect_sse, iter_sse, names, text_of
+from tests.upstream_fixtures import new_chat, parley_settings, running_parley
 
 SSE = {"Accept": "text/event-stream"}
 
@@ -425,7 +425,13 @@ class TestPersistence:
     ):
         fake_upstream.state.tokens = 20
         fake_upstream.state.token_delay = 0.15
-        settings = parley_settings(database, fake_upstream, db_pool_size=5, db_max_overflow=0)
+        settings = parley_settings(
+            database,
+            fake_upstream,
+            db_pool_size=5,
+            db_max_overflow=0,
+            stream_checkpoint_seconds=2.0,  # the default: one write per stream every 2 s
+        )
         async with running_parley(settings) as parley:
             user = await register(parley.http)
             chats = [await new_chat(parley.http, user) for _ in range(200)]

@@ -5,7 +5,7 @@ import json
 
 import websockets
 
-from tests.generation.conftest import new_chat
+from tests.upstream_fixtures import new_chat
 
 
 def ws_url(parley, chat) -> str:

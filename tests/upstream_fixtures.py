@@ -1,4 +1,5 @@
-"""Fixtures for the generation tests: a fresh fake upstream per test and a client pointed at it."""
+"""Fixtures for tests that involve the upstream: the fake model server, and Parley on a real
+uvicorn pointed at it. Registered for the whole suite by tests/conftest.py (pytest_plugins)."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

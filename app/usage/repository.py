@@ -1,0 +1,96 @@
+import uuid
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Select, case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.repository import Repository
+from app.usage.models import UsageRecord
+from app.users.models import User
+
+_TOTAL = UsageRecord.prompt_tokens + UsageRecord.completion_tokens
+
+
+class UsageRepository(Repository[UsageRecord]):
+    model = UsageRecord
+
+    async def lock_user(self, user_id: uuid.UUID) -> None:
+        """Serializes quota checks of one user across requests and workers (Postgres; SQLite's
+        BEGIN IMMEDIATE already serializes every writer)."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+    async def used_on(self, user_id: uuid.UUID, day: date) -> int:
+        """Tokens used or reserved by the user on that day."""
+        used = await self.session.scalar(
+            select(func.coalesce(func.sum(_TOTAL), 0)).where(
+                UsageRecord.user_id == user_id, UsageRecord.day == day
+            )
+        )
+        return int(used or 0)
+
+    async def report(
+        self,
+        *,
+        start: date,
+        end: date,
+        group_by: str,
+        user_id: uuid.UUID | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Settled usage summed in SQL, one row per day, model or user."""
+        key = {
+            "day": UsageRecord.day,
+            "model": UsageRecord.model,
+            "user": UsageRecord.user_id,
+        }[group_by]
+        statement: Select[Any] = select(
+            key.label("key"),
+            func.count().label("requests"),
+            func.coalesce(func.sum(UsageRecord.prompt_tokens), 0).label("prompt_tokens"),
+            func.coalesce(func.sum(UsageRecord.completion_tokens), 0).label("completion_tokens"),
+            func.coalesce(func.sum(case((UsageRecord.estimated, _TOTAL), else_=0)), 0).label(
+                "estimated_tokens"
+            ),
+        ).where(
+            UsageRecord.day >= start,
+            UsageRecord.day <= end,
+            UsageRecord.pending.is_(False),
+        )
+        if user_id is not None:
+            statement = statement.where(UsageRecord.user_id == user_id)
+        statement = statement.group_by(key)
+        if group_by == "user":
+            statement = statement.order_by(func.sum(_TOTAL).desc()).limit(limit or 20)
+        else:
+            statement = statement.order_by(key)
+        rows = (await self.session.execute(statement)).mappings().all()
+        return [dict(row) for row in rows]
+
+    async def emails(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+        if not user_ids:
+            return {}
+        rows = await self.session.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
+        return {row[0]: row[1] for row in rows}
+
+
+async def settle_usage(
+    session: AsyncSession,
+    usage_id: uuid.UUID,
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    estimated: bool,
+) -> None:
+    """Replaces a reservation with what the reply really used."""
+    await session.execute(
+        update(UsageRecord)
+        .where(UsageRecord.id == usage_id)
+        .values(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            estimated=estimated,
+            pending=False,
+        )
+    )

@@ -1,0 +1,62 @@
+import uuid
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from app.auth.dependencies import CurrentAdmin, CurrentUser
+from app.core.deps import SessionDep, SettingsDep
+from app.core.errors import Forbidden, Unauthorized, error_responses
+from app.usage.repository import UsageRepository
+from app.usage.schemas import AdminGroupBy, GroupBy, MyUsage, UsageReport
+from app.usage.service import InvalidRange, UsageService
+
+router = APIRouter(tags=["usage"])
+
+
+def get_usage_service(session: SessionDep, settings: SettingsDep) -> UsageService:
+    return UsageService(usage=UsageRepository(session), settings=settings)
+
+
+UsageServiceDep = Annotated[UsageService, Depends(get_usage_service)]
+FromDate = Annotated[date | None, Query(alias="from", description="First day (UTC), inclusive.")]
+ToDate = Annotated[date | None, Query(alias="to", description="Last day (UTC), inclusive.")]
+
+
+@router.get(
+    "/api/usage",
+    summary="My token usage and quota",
+    response_model_by_alias=True,
+    responses=error_responses(Unauthorized, InvalidRange),
+)
+async def read_my_usage(
+    user: CurrentUser,
+    service: UsageServiceDep,
+    start: FromDate = None,
+    end: ToDate = None,
+    group_by: GroupBy = "day",
+) -> MyUsage:
+    """Prompt and completion tokens and requests per day or model (default: the last 30 days),
+    split into upstream-reported and estimated, with today's remaining quota."""
+    return await service.my_usage(user, start=start, end=end, group_by=group_by)
+
+
+@router.get(
+    "/api/admin/usage",
+    summary="Usage across users",
+    response_model_by_alias=True,
+    responses=error_responses(Unauthorized, Forbidden, InvalidRange),
+)
+async def read_all_usage(
+    _admin: CurrentAdmin,
+    service: UsageServiceDep,
+    start: FromDate = None,
+    end: ToDate = None,
+    group_by: AdminGroupBy = "day",
+    user_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Top users (group_by=user).")] = 20,
+) -> UsageReport:
+    """Usage per day, model or user (top users first), optionally for one user."""
+    return await service.report(
+        start=start, end=end, group_by=group_by, user_id=user_id, limit=limit
+    )

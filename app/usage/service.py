@@ -1,0 +1,205 @@
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.core.errors import AppError
+from app.usage.models import UsageRecord
+from app.usage.repository import UsageRepository
+from app.usage.schemas import MyUsage, QuotaRead, UsageReport, UsageRow
+from app.users.models import User
+
+DEFAULT_REPORT_DAYS = 30
+
+
+class QuotaExceeded(AppError):
+    status_code = 429
+    code = "quota_exceeded"
+    message = "You have used today's token quota; it resets at midnight UTC."
+
+
+class InvalidRange(AppError):
+    status_code = 422
+    code = "invalid_range"
+    message = "`from` must not be after `to`, and the range must be at most 366 days."
+
+
+@dataclass(frozen=True)
+class Quota:
+    limit: int | None
+    used: int
+    resets_at: datetime
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.used, 0)
+
+    def headers(self) -> dict[str, str]:
+        if self.limit is None:
+            return {}
+        return {"X-Quota-Limit": str(self.limit), "X-Quota-Remaining": str(self.remaining)}
+
+    def read(self) -> QuotaRead:
+        return QuotaRead(
+            daily_limit=self.limit,
+            used_today=self.used,
+            remaining_today=self.remaining,
+            resets_at=self.resets_at,
+        )
+
+
+def _next_midnight(now: datetime) -> datetime:
+    return datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
+
+
+class UsageService:
+    def __init__(self, *, usage: UsageRepository, settings: Settings) -> None:
+        self.usage = usage
+        self.settings = settings
+
+    def limit_for(self, user: User) -> int | None:
+        own = getattr(user, "daily_token_quota", None)
+        return own if own is not None else self.settings.daily_token_quota
+
+    async def quota(self, user: User) -> Quota:
+        now = utcnow()
+        used = await self.usage.used_on(user.id, now.date())
+        return Quota(limit=self.limit_for(user), used=used, resets_at=_next_midnight(now))
+
+    async def lock(self, user: User) -> None:
+        """Takes the user's quota lock. Call it first in the transaction, before any insert
+        that references the user: Postgres would otherwise hold key-share locks that deadlock
+        two concurrent requests upgrading to this lock."""
+        if self.limit_for(user) is not None:
+            await self.usage.lock_user(user.id)
+
+    async def reserve(
+        self,
+        user: User,
+        *,
+        model: str,
+        kind: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        message_id: uuid.UUID | None = None,
+        generation_id: uuid.UUID | None = None,
+    ) -> tuple[UsageRecord, Quota]:
+        """Checks the daily quota and holds the reply's likely tokens against it.
+
+        The check and the reservation happen under a per-user lock, so concurrent requests see
+        each other's reservations and cannot overspend by more than one reply's overrun.
+        Refused before the upstream is called.
+        """
+        limit = self.limit_for(user)
+        now = utcnow()
+        if limit is not None:
+            await self.usage.lock_user(user.id)  # already held when lock() came first
+            used = await self.usage.used_on(user.id, now.date())
+            if used + prompt_tokens > limit:
+                retry = int((_next_midnight(now) - now).total_seconds()) + 1
+                raise QuotaExceeded(headers={"Retry-After": str(retry)})
+        else:
+            used = 0
+        record = UsageRecord(
+            user_id=user.id,
+            day=now.date(),
+            created_at=now,
+            model=model,
+            kind=kind,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            estimated=True,
+            pending=True,
+            message_id=message_id,
+            generation_id=generation_id,
+        )
+        await self.usage.add(record)
+        quota = Quota(
+            limit=limit,
+            used=used + prompt_tokens + completion_tokens,
+            resets_at=_next_midnight(now),
+        )
+        return record, quota
+
+    async def record(
+        self,
+        user_id: uuid.UUID,
+        *,
+        model: str,
+        kind: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        estimated: bool,
+    ) -> None:
+        """Usage that needs no reservation (titles made in the background)."""
+        now = utcnow()
+        await self.usage.add(
+            UsageRecord(
+                user_id=user_id,
+                day=now.date(),
+                created_at=now,
+                model=model,
+                kind=kind,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                estimated=estimated,
+            )
+        )
+
+    async def report(
+        self,
+        *,
+        start: date | None,
+        end: date | None,
+        group_by: str,
+        user_id: uuid.UUID | None = None,
+        limit: int | None = None,
+    ) -> UsageReport:
+        end = end or utcnow().date()
+        start = start or end - timedelta(days=DEFAULT_REPORT_DAYS - 1)
+        if start > end or (end - start).days > 366:
+            raise InvalidRange()
+        rows = await self.usage.report(
+            start=start, end=end, group_by=group_by, user_id=user_id, limit=limit
+        )
+        emails = await self.usage.emails([r["key"] for r in rows]) if group_by == "user" else {}
+        items = [_row(r, email=emails.get(r["key"])) for r in rows]
+        totals = _row(
+            {
+                "key": "total",
+                **{
+                    name: sum(r[name] for r in rows)
+                    for name in (
+                        "requests",
+                        "prompt_tokens",
+                        "completion_tokens",
+                        "estimated_tokens",
+                    )
+                },
+            }
+        )
+        return UsageReport(start=start, end=end, group_by=group_by, items=items, totals=totals)
+
+    async def my_usage(
+        self, user: User, *, start: date | None, end: date | None, group_by: str
+    ) -> MyUsage:
+        report = await self.report(start=start, end=end, group_by=group_by, user_id=user.id)
+        quota = await self.quota(user)
+        return MyUsage(**report.model_dump(), quota=quota.read())
+
+
+def _row(row: dict[str, Any], *, email: str | None = None) -> UsageRow:
+    total = int(row["prompt_tokens"]) + int(row["completion_tokens"])
+    estimated = int(row["estimated_tokens"])
+    return UsageRow(
+        key=str(row["key"]),
+        email=email,
+        requests=int(row["requests"]),
+        prompt_tokens=int(row["prompt_tokens"]),
+        completion_tokens=int(row["completion_tokens"]),
+        total_tokens=total,
+        reported_tokens=total - estimated,
+        estimated_tokens=estimated,
+    )

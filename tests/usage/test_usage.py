@@ -1,0 +1,129 @@
+"""Usage records, reports and daily token quotas, against the fake upstream over real HTTP."""
+
+import asyncio
+
+from sqlalchemy import text
+
+from tests.conftest import assert_error, register
+from tests.sse import collect_sse
+from tests.upstream_fixtures import new_chat, parley_settings, running_parley
+
+
+async def send(parley, user, chat, content="Hello there"):
+    return await parley.http.post(
+        f"/api/chats/{chat['id']}/messages", json={"content": content}, headers=user.headers
+    )
+
+
+class TestUsageReport:
+    async def test_sums_match_the_recorded_messages(self, database, clean_db, fake_upstream):
+        settings = parley_settings(database, fake_upstream, auto_title=False)
+        async with running_parley(settings) as parley:
+            user = await register(parley.http)
+            chat = await new_chat(parley.http, user)
+            replies = [(await send(parley, user, chat, f"question {i}")).json() for i in range(3)]
+            fake_upstream.state.send_usage = False  # like llama.cpp: estimated
+            replies.append((await send(parley, user, chat, "estimated one")).json())
+            report = (await parley.http.get("/api/usage", headers=user.headers)).json()
+            by_model = await parley.http.get(
+                "/api/usage", params={"group_by": "model"}, headers=user.headers
+            )
+        totals = report["totals"]
+        assert totals["requests"] == 4
+        assert totals["prompt_tokens"] == sum(r["prompt_tokens"] for r in replies)
+        assert totals["completion_tokens"] == sum(r["completion_tokens"] for r in replies)
+        assert totals["estimated_tokens"] == (
+            replies[3]["prompt_tokens"] + replies[3]["completion_tokens"]
+        )
+        assert totals["reported_tokens"] + totals["estimated_tokens"] == totals["total_tokens"]
+        assert len(report["items"]) == 1 and report["items"][0]["key"] == report["to"]
+        assert [row["key"] for row in by_model.json()["items"]] == ["fake-model"]
+        assert report["quota"]["daily_limit"] is None
+
+    async def test_other_users_usage_is_not_mine(self, parley, author, chat):
+        await send(parley, author, chat)
+        stranger = await register(parley.http)
+        report = (await parley.http.get("/api/usage", headers=stranger.headers)).json()
+        assert report["totals"]["requests"] == 0 and report["items"] == []
+
+    async def test_bad_range_is_422(self, parley, author):
+        response = await parley.http.get(
+            "/api/usage", params={"from": "2026-02-01", "to": "2026-01-01"}, headers=author.headers
+        )
+        assert_error(response, 422, "invalid_range")
+
+    async def test_admin_sees_top_users(self, parley, author, chat, admin_engine):
+        await send(parley, author, chat)
+        admin = await register(parley.http)
+        async with admin_engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE user_account SET role='admin' WHERE email=:email"),
+                {"email": admin.email},
+            )
+        refused = await parley.http.get("/api/admin/usage", headers=author.headers)
+        assert_error(refused, 403)
+        top = await parley.http.get(
+            "/api/admin/usage", params={"group_by": "user"}, headers=admin.headers
+        )
+        assert top.status_code == 200, top.text
+        assert [(r["key"], r["email"]) for r in top.json()["items"]] == [
+            (author.user_id, author.email)
+        ]
+
+
+class TestQuota:
+    async def test_over_quota_is_429_before_the_upstream_is_called(
+        self, database, clean_db, fake_upstream
+    ):
+        settings = parley_settings(database, fake_upstream, daily_token_quota=700, auto_title=False)
+        async with running_parley(settings) as parley:
+            user = await register(parley.http)
+            chat = await new_chat(parley.http, user, max_tokens=50)
+            first = await send(parley, user, chat)
+            assert first.status_code == 200, first.text
+            assert int(first.headers["x-quota-limit"]) == 700
+            remaining = int(first.headers["x-quota-remaining"])
+            assert 0 < remaining < 700
+            calls = len(fake_upstream.state.requests)
+            statuses = []
+            for _ in range(30):
+                response = await send(parley, user, chat)
+                statuses.append(response.status_code)
+                if response.status_code == 429:
+                    break
+            refused = response
+            assert_error(refused, 429, "quota_exceeded")
+            assert int(refused.headers["retry-after"]) > 0
+            assert len(fake_upstream.state.requests) == calls + statuses.count(200)
+            usage = (await parley.http.get("/api/usage", headers=user.headers)).json()
+            assert usage["quota"]["daily_limit"] == 700
+            assert usage["quota"]["remaining_today"] < 200
+
+    async def test_concurrent_requests_cannot_overspend(self, database, clean_db, fake_upstream):
+        # Replies of max_tokens=20 taking a second each: all twenty are in flight together.
+        fake_upstream.state.tokens = 50
+        fake_upstream.state.token_delay = 0.05
+        settings = parley_settings(database, fake_upstream, daily_token_quota=400, auto_title=False)
+        async with running_parley(settings) as parley:
+            user = await register(parley.http)
+            chats = [await new_chat(parley.http, user, max_tokens=20) for _ in range(20)]
+
+            async def one(chat):
+                async with parley.http.stream(
+                    "POST",
+                    f"/api/chats/{chat['id']}/messages",
+                    json={"content": "hi"},
+                    headers={**user.headers, "Accept": "text/event-stream"},
+                ) as response:
+                    if response.status_code != 200:
+                        await response.aread()
+                        return response.status_code
+                    await collect_sse(response)
+                    return 200
+
+            statuses = await asyncio.gather(*(one(c) for c in chats))
+            usage = (await parley.http.get("/api/usage", headers=user.headers)).json()
+        assert 0 < statuses.count(200) < 20, statuses
+        assert statuses.count(429) == 20 - statuses.count(200), statuses
+        one_reply = usage["totals"]["total_tokens"] / usage["totals"]["requests"]
+        assert usage["totals"]["total_tokens"] <= 400 + one_reply
