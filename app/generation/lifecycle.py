@@ -112,7 +112,7 @@ async def generation_runtime(
             metrics=metrics,
             probe=UpstreamProbe(registry, providers),
             stops=stops,
-            stops_shared=settings.redis_url is not None,
+            stops_shared=bool(settings.redis_url),
             http=http,
             background=set(),
         )
