@@ -3,7 +3,7 @@
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me-in-production"  # noqa: S105 - the placeholder we refuse in production
@@ -39,6 +39,19 @@ class Settings(BaseSettings):
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     cookie_secure: bool | None = None  # None: Secure everywhere except development
     password_min_score: int = Field(default=3, ge=0, le=4)
+
+    # Mail: without SMTP_HOST mails go to the log (and to MAIL_OUTBOX_DIR as .eml files, if set).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)  # 587 for starttls, 465 for tls
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "Parley <no-reply@localhost>"
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_timeout: float = Field(default=10, gt=0)
+    mail_outbox_dir: str | None = None
+    # Links in mails are built from this, never from the request's Host header, which a client
+    # controls (a forged Host would send reset links pointing at an attacker's site).
+    public_base_url: str = "http://localhost:8000"
 
     @field_validator("database_url")
     @classmethod
