@@ -1,7 +1,23 @@
 """Every model, imported once so that Alembic and the mappers see the whole schema."""
 
-from app.auth.models import AuthSession, RefreshToken
+from app.auth.models import (
+    AccountToken,
+    AuthSession,
+    LoginAttempt,
+    MfaRecoveryCode,
+    PasswordHistory,
+    RefreshToken,
+)
 from app.core.db import Base
 from app.users.models import User
 
-__all__ = ["AuthSession", "Base", "RefreshToken", "User"]
+__all__ = [
+    "AccountToken",
+    "AuthSession",
+    "Base",
+    "LoginAttempt",
+    "MfaRecoveryCode",
+    "PasswordHistory",
+    "RefreshToken",
+    "User",
+]
