@@ -27,8 +27,11 @@ from app.core.errors import AppError
 
 logger = logging.getLogger("parley.ratelimit")
 
-# Storage errors are logged at most this often, so a Redis outage does not flood the log.
-_STORAGE_ERROR_LOG_INTERVAL = 60.0
+# After a storage error, limits are counted in this worker only for this long before Redis is
+# tried again: a Redis that hangs must not add its timeout to every request.
+_STORAGE_RETRY_INTERVAL = 15.0
+# Seconds to wait for Redis to connect or answer.
+_STORAGE_TIMEOUT = 1.0
 
 
 class RateLimited(AppError):
@@ -54,9 +57,15 @@ class RateLimiter:
         self._prefix = settings.rate_limit_key_prefix
         storage_uri = settings.redis_url or "memory://"
         self._shared = settings.redis_url is not None
+        storage_options: dict[str, Any] = (
+            {"socket_connect_timeout": _STORAGE_TIMEOUT, "socket_timeout": _STORAGE_TIMEOUT}
+            if self._shared
+            else {}
+        )
         self._slowapi = Limiter(
             key_func=lambda: "",
             storage_uri=storage_uri,
+            storage_options=storage_options,
             strategy=settings.rate_limit_strategy,
             key_prefix=self._prefix,
             enabled=self.enabled,
@@ -64,7 +73,7 @@ class RateLimiter:
         # When the shared storage is down, limits still hold per worker rather than not at all
         # (failing closed would turn a Redis outage into a full outage of sign-in).
         self._fallback: LimitsStrategy = STRATEGIES[settings.rate_limit_strategy](MemoryStorage())
-        self._last_storage_error = -math.inf
+        self._storage_down_until = -math.inf
         self._items: dict[str, list[RateLimitItem]] = {}
 
     def items(self, name: str) -> list[RateLimitItem]:
@@ -93,19 +102,18 @@ class RateLimiter:
             logger.warning("rate limit hit", extra={"limit": name, "limit_key": key})
             raise RateLimited(retry_after)
 
-    def reset(self) -> None:
-        self._slowapi.reset()
-
     def _hit_guarded(self, name: str, identifiers: tuple[str, ...]) -> int | None:
+        if time.monotonic() < self._storage_down_until:
+            return self._hit(self._fallback, name, identifiers)
         try:
             return self._hit(self._slowapi.limiter, name, identifiers)
         except Exception as exc:
-            now = time.monotonic()
-            if now - self._last_storage_error > _STORAGE_ERROR_LOG_INTERVAL:
-                self._last_storage_error = now
-                logger.error(
-                    "rate-limit storage unreachable, counting in this worker only: %r", exc
-                )
+            self._storage_down_until = time.monotonic() + _STORAGE_RETRY_INTERVAL
+            logger.error(
+                "rate-limit storage unreachable, counting in this worker only for %ss: %r",
+                _STORAGE_RETRY_INTERVAL,
+                exc,
+            )
             return self._hit(self._fallback, name, identifiers)
 
     def _hit(self, strategy: LimitsStrategy, name: str, identifiers: tuple[str, ...]) -> int | None:

@@ -4,6 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.auth.dependencies import CurrentAdmin
+from app.auth.errors import CsrfFailed
 from app.auth.repository import AuthSessionRepository
 from app.core.deps import SessionDep
 from app.core.errors import Forbidden, Unauthorized, error_responses
@@ -47,7 +48,7 @@ async def list_users(
 @router.patch(
     "/users/{user_id}",
     summary="Enable or disable a user, set their role or quota",
-    responses=error_responses(Unauthorized, Forbidden, UserNotFound, CannotModifySelf),
+    responses=error_responses(Unauthorized, Forbidden, CsrfFailed, UserNotFound, CannotModifySelf),
 )
 async def update_user(
     user_id: uuid.UUID, body: AdminUserUpdate, admin: CurrentAdmin, service: AdminServiceDep

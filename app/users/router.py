@@ -7,7 +7,7 @@ from app.auth.dependencies import (
     build_account_service,
     build_guard,
 )
-from app.auth.errors import AccountLocked, EmailTaken, InvalidPassword
+from app.auth.errors import AccountLocked, CsrfFailed, EmailTaken, InvalidPassword
 from app.auth.router import clear_auth_cookies
 from app.core.deps import RuntimeDep, SessionDep, SettingsDep
 from app.core.errors import Unauthorized, error_responses
@@ -56,7 +56,7 @@ async def read_profile(user: CurrentUser) -> ProfileRead:
     "/me",
     summary="Update my profile and preferences",
     responses=error_responses(
-        Unauthorized, PasswordRequired, InvalidPassword, AccountLocked, EmailTaken
+        Unauthorized, PasswordRequired, InvalidPassword, AccountLocked, EmailTaken, CsrfFailed
     ),
 )
 async def update_profile(
@@ -71,7 +71,7 @@ async def update_profile(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete my account and all my data",
-    responses=error_responses(Unauthorized, InvalidPassword, AccountLocked),
+    responses=error_responses(Unauthorized, InvalidPassword, AccountLocked, CsrfFailed),
 )
 async def delete_account(
     body: DeleteAccountRequest,
