@@ -72,7 +72,9 @@ class CredentialGuard:
         """
         email = normalise_login_email(email)
         now = utcnow()
-        user = await self.users.get_by_email(email)
+        # Postgres text cannot hold NUL, so such an email can have no account (and must not
+        # reach the query, which would fail).
+        user = None if "\x00" in email else await self.users.get_by_email(email)
         retry_after = await self.seconds_locked(email, now)
         # Same bcrypt work on every path, locked or not, known email or not.
         if user is None:

@@ -16,10 +16,21 @@ def normalise_email(value: str) -> str:
     return result.normalized.lower()
 
 
+def refuse_nul(value: str) -> str:
+    """Postgres text cannot store NUL characters: refuse them as invalid input, not a 500."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = AfterValidator(refuse_nul)
+
 Email = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(normalise_email)
 ]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+DisplayName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
+]
 NewPassword = Annotated[str, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)]
 # Checked against a hash only, but bounded so nobody makes us hash a megabyte.
 AnyPassword = Annotated[str, Field(min_length=1, max_length=1024)]

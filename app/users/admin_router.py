@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query
 from app.auth.dependencies import CurrentAdmin
 from app.auth.errors import CsrfFailed
 from app.auth.repository import AuthSessionRepository
+from app.auth.schemas import NoNul
 from app.core.deps import SessionDep
 from app.core.errors import Forbidden, Unauthorized, error_responses
 from app.users.errors import CannotModifySelf, UserNotFound
@@ -30,7 +31,9 @@ async def list_users(
     admin: CurrentAdmin,
     service: AdminServiceDep,
     q: Annotated[
-        str | None, Query(max_length=320, description="Part of an email or display name.")
+        str | None,
+        Query(max_length=320, description="Part of an email or display name."),
+        NoNul,
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,

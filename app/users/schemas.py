@@ -4,12 +4,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.auth.schemas import AnyPassword, DisplayName, Email
+from app.auth.schemas import AnyPassword, DisplayName, Email, NoNul
 from app.users.models import Role
 
-ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+ModelName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
+]
 Temperature = Annotated[float, Field(ge=0, le=2)]
-SystemPrompt = Annotated[str, StringConstraints(max_length=8000)]
+SystemPrompt = Annotated[str, StringConstraints(max_length=8000), NoNul]
 
 
 class Preferences(BaseModel):
@@ -22,6 +24,10 @@ class Preferences(BaseModel):
 
 class PreferencesUpdate(BaseModel):
     """Fields left out stay as they are; null clears one."""
+
+    # Unknown fields are refused, not ignored: a misspelt field must not look like success
+    # (and nothing beyond these may be mass-assigned).
+    model_config = ConfigDict(extra="forbid")
 
     default_model: ModelName | None = None
     temperature: Temperature | None = None
@@ -44,6 +50,8 @@ class ProfileRead(BaseModel):
 
 
 class ProfileUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     display_name: DisplayName | None = None
     preferences: PreferencesUpdate | None = None
     email: Email | None = Field(
@@ -82,6 +90,8 @@ class AdminUserPage(BaseModel):
 
 class AdminUserUpdate(BaseModel):
     """Fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
 
     is_active: bool | None = None
     role: Role | None = None

@@ -142,3 +142,18 @@ class TestUpdateUser:
             f"/api/admin/users/{other.user_id}", json={"role": "admin"}, headers=user.headers
         )
         assert_error(response, 403, "forbidden")
+
+
+class TestUpdateUserRefusesUnknownFields:
+    async def test_fields_admins_cannot_set_are_refused(self, client, admin):
+        user = await register(client)
+        response = await patch_user(client, admin, user.user_id, {"email": "new@example.com"})
+        assert_error(response, 422, "validation_error")
+
+
+class TestListUsersOddQueries:
+    async def test_nul_in_the_query_is_invalid_input(self, client, admin):
+        response = await client.get(
+            "/api/admin/users", params={"q": "a\u0000"}, headers=admin.headers
+        )
+        assert_error(response, 422, "validation_error")

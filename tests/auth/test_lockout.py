@@ -183,3 +183,14 @@ class TestLockoutEnumeration:
             unlocked_time,
             locked_time,
         )
+
+
+class TestOddEmails:
+    async def test_nul_in_the_email_is_just_wrong_credentials(self, client):
+        for response in (
+            await login(client, "ada\u0000@example.com", WRONG),
+            await client.post(
+                "/api/auth/token", data={"username": "ada\u0000@example.com", "password": WRONG}
+            ),
+        ):
+            assert_error(response, 401, "invalid_credentials")

@@ -257,3 +257,39 @@ class TestDeleteAccount:
 
 def user_id_of(user) -> uuid.UUID:
     return uuid.UUID(user.user_id)
+
+
+class TestUpdateProfileRefusesUnknownFields:
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"displayName": "typo"},
+            {"role": "admin"},
+            {"is_active": True},
+            {"preferences": {"temprature": 1}},
+        ],
+    )
+    async def test_unknown_or_protected_fields_are_refused(self, client, body):
+        user = await register(client)
+
+        response = await client.patch("/api/users/me", json=body, headers=user.headers)
+
+        assert_error(response, 422, "validation_error")
+        assert (await profile(client, user))["role"] == "user"
+
+
+class TestNulCharacters:
+    """Postgres cannot store NUL in text: such input is a 422, never a 500."""
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"display_name": "Ada\u0000"},
+            {"preferences": {"system_prompt": "be brief\u0000"}},
+            {"preferences": {"default_model": "echo\u0000"}},
+        ],
+    )
+    async def test_refused_as_invalid_input(self, client, body):
+        user = await register(client)
+        response = await client.patch("/api/users/me", json=body, headers=user.headers)
+        assert_error(response, 422, "validation_error")
