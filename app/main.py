@@ -8,22 +8,28 @@ from datetime import timedelta
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
 from app.chats.router import modes_router
 from app.chats.router import router as chats_router
+from app.core.clientip import ClientIPResolver
 from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.deps import Runtime
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
-from app.core.middleware import RequestContextMiddleware
-from app.core.security import JWTCodec, PasswordHasher
+from app.core.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from app.core.ratelimit import RateLimiter
+from app.core.security import JWTCodec, PasswordHasher, SecretBox, derive_key
 from app.generation.lifecycle import generation_runtime
 from app.generation.router import router as generation_router
 from app.generation.ws import router as ws_router
 from app.health.router import router as health_router
+from app.mail import Mailer, build_mail_sender
 from app.usage.router import router as usage_router
+from app.users.admin_router import router as admin_router
+from app.users.router import router as users_router
 
 logger = logging.getLogger("parley")
 
@@ -33,12 +39,22 @@ vLLM or OpenAI-compatible server over Server-Sent Events.
 
 Authorize with the button above (email as username), or send `Authorization: Bearer <token>`.
 Every error has the same body: `{"error": {"code", "message", "request_id", "details"?}}`.
+
+Requests authenticated by the session cookie that change state (POST, PUT, PATCH, DELETE) must
+send the `csrf_token` of the token response (also in the `parley_csrf` cookie) in the
+`X-CSRF-Token` header. Bearer requests need no CSRF token.
 """
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    client_ips = ClientIPResolver(settings.trusted_proxies)
+    mfa_key = (
+        settings.mfa_encryption_key.get_secret_value()
+        if settings.mfa_encryption_key is not None
+        else settings.secret_key
+    )
     runtime = Runtime(
         settings=settings,
         db=Database(settings),
@@ -47,16 +63,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.secret_key, access_ttl=timedelta(minutes=settings.access_token_minutes)
         ),
         metrics=Metrics(),
+        mailer=Mailer(build_mail_sender(settings)),
+        limiter=RateLimiter(settings, client_ips=client_ips),
+        client_ips=client_ips,
+        secret_box=SecretBox(derive_key(mfa_key, purpose="parley:mfa-secret:v1")),
+        digest_key=derive_key(settings.secret_key, purpose="parley:digest:v1"),
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        logger.info("starting", extra={"environment": settings.environment})
+        logger.info(
+            "starting",
+            extra={
+                "environment": settings.environment,
+                "rate_limit_storage": "redis" if settings.redis_url else "memory",
+                "mail": "smtp" if settings.smtp_host else "log",
+            },
+        )
         try:
             async with generation_runtime(settings, runtime.db, runtime.metrics) as generation:
                 app.state.generation = generation
                 yield
         finally:
+            # Background jobs queue mails, so they finish first; then the mails go out.
+            await runtime.jobs.drain()
+            await runtime.mailer.drain()
             await runtime.db.dispose()
 
     app = FastAPI(
@@ -80,8 +111,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware, metrics=runtime.metrics if settings.metrics_enabled else None
     )
+    # Outermost, so that even the last-resort 500 carries the headers.
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        hsts_seconds=settings.hsts_seconds if settings.environment == "production" else None,
+    )
     app.include_router(health_router)
     app.include_router(auth_router)
+    app.include_router(mfa_router)
+    app.include_router(users_router)
+    app.include_router(admin_router)
     app.include_router(chats_router)
     app.include_router(modes_router)
     app.include_router(generation_router)

@@ -1,6 +1,13 @@
 """Every model, imported once so that Alembic and the mappers see the whole schema."""
 
-from app.auth.models import AuthSession, RefreshToken
+from app.auth.models import (
+    AccountToken,
+    AuthSession,
+    LoginAttempt,
+    MfaRecoveryCode,
+    PasswordHistory,
+    RefreshToken,
+)
 from app.chats.models import Chat, Message
 from app.core.db import Base
 from app.generation.models import Generation
@@ -8,11 +15,15 @@ from app.usage.models import UsageRecord
 from app.users.models import User
 
 __all__ = [
+    "AccountToken",
     "AuthSession",
     "Base",
     "Chat",
     "Generation",
+    "LoginAttempt",
     "Message",
+    "MfaRecoveryCode",
+    "PasswordHistory",
     "RefreshToken",
     "UsageRecord",
     "User",

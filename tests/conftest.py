@@ -9,6 +9,7 @@ import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from alembic import command
 from app.core.config import Settings
 from app.core.db import create_engine
+from app.core.deps import Runtime
 from app.main import create_app
 from app.models import Base
+from tests.smtp_server import SMTPTestServer, running_smtp_server
 
 pytest_plugins = ["tests.upstream_fixtures"]
 
@@ -36,6 +39,16 @@ POSTGRES_ADMIN_DSN = os.environ.get(
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PASSWORD = "correct horse battery staple 42"
+
+# Every test client comes from 127.0.0.1: ordinary tests must never trip a rate limit, so the
+# default test settings raise them all; the rate-limit tests set low ones explicitly.
+HIGH_LIMIT = "10000/minute"
+RATE_LIMIT_SETTINGS = {
+    name: HIGH_LIMIT
+    for name in Settings.model_fields
+    if name.startswith("rate_limit_")
+    and name not in ("rate_limit_enabled", "rate_limit_strategy", "rate_limit_key_prefix")
+}
 
 
 def run_in_thread(function: Callable[[], Any]) -> None:
@@ -137,6 +150,7 @@ def make_settings(database: TestDatabase, **overrides: Any) -> Settings:
         "log_json": True,
         "log_level": "WARNING",
         "db_pool_size": 5,
+        **RATE_LIMIT_SETTINGS,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -168,11 +182,63 @@ async def clean_db(admin_engine: AsyncEngine) -> AsyncEngine:
     return admin_engine
 
 
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPTestServer]:
+    """A real SMTP server (aiosmtpd) on a free loopback port; read mails with `wait_for`."""
+    with running_smtp_server() as server:
+        yield server
+
+
+def smtp_settings(server: SMTPTestServer) -> dict[str, Any]:
+    """Settings overrides that send the app's mail to `server`."""
+    return {
+        "smtp_host": server.host,
+        "smtp_port": server.port,
+        "smtp_security": "none",
+        "smtp_from": "Parley <no-reply@parley.test>",
+        "public_base_url": "https://parley.test",
+    }
+
+
+@pytest.fixture
+def mail_settings(
+    database: TestDatabase, clean_db: AsyncEngine, smtp_server: SMTPTestServer
+) -> Settings:
+    """The default test settings, with mail going to the `smtp_server` fixture."""
+    return make_settings(database, **smtp_settings(smtp_server))
+
+
+def runtime_of(app: FastAPI) -> Runtime:
+    runtime: Runtime = app.state.runtime
+    return runtime
+
+
+async def settle(app: FastAPI) -> None:
+    """Waits for the app's background work: jobs first (they queue mails), then the mails."""
+    runtime = runtime_of(app)
+    await runtime.jobs.drain()
+    await runtime.mailer.drain()
+
+
 async def start_app(settings: Settings) -> tuple[FastAPI, Any]:
     app = create_app(settings)
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
     return app, lifespan
+
+
+@asynccontextmanager
+async def serving(
+    settings: Settings, *, base_url: str = "http://testserver"
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An app with its own settings (lifespan run) and a client for it."""
+    application, lifespan = await start_app(settings)
+    try:
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+            yield application, http
+    finally:
+        await lifespan.__aexit__(None, None, None)
 
 
 @pytest.fixture
@@ -249,3 +315,15 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert error["code"] == code, error
     return dict(error)
+
+
+async def login(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD, **headers: str
+) -> httpx.Response:
+    return await client.post(
+        "/api/auth/login", json={"email": email, "password": password}, headers=headers or None
+    )
+
+
+def bearer(access_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {access_token}"}

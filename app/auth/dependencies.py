@@ -2,11 +2,26 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.errors import InvalidToken
-from app.auth.repository import AuthSessionRepository, RefreshTokenRepository, UserRepository
-from app.auth.service import AuthService, ClientInfo, Principal
-from app.core.deps import RuntimeDep, SessionDep
+from app.auth.account import AccountService
+from app.auth.csrf import CSRF_COOKIE, CSRF_HEADER, SAFE_METHODS
+from app.auth.errors import EmailNotVerified, InvalidToken
+from app.auth.guard import CredentialGuard
+from app.auth.mfa import MfaService
+from app.auth.notifications import Notifier
+from app.auth.repository import (
+    AccountTokenRepository,
+    AuthSessionRepository,
+    LoginAttemptRepository,
+    MfaRecoveryCodeRepository,
+    PasswordHistoryRepository,
+    RefreshTokenRepository,
+    UserRepository,
+)
+from app.auth.service import AuthService, ClientInfo, CsrfProof, Principal
+from app.auth.tokens import AccountTokens
+from app.core.deps import Runtime, RuntimeDep, SessionDep
 from app.core.errors import Forbidden, Unauthorized
 from app.core.logging import user_id_var
 from app.users.models import User
@@ -19,24 +34,100 @@ REFRESH_COOKIE_PATH = "/api/auth"
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 
-def get_auth_service(session: SessionDep, runtime: RuntimeDep) -> AuthService:
+# Builders, shared by request dependencies and by background jobs (which open their own session).
+
+
+def build_notifier(session: AsyncSession, runtime: Runtime) -> Notifier:
+    return Notifier(session, runtime.mailer, runtime.settings)
+
+
+def build_guard(session: AsyncSession, runtime: Runtime) -> CredentialGuard:
+    return CredentialGuard(
+        users=UserRepository(session),
+        attempts=LoginAttemptRepository(session),
+        hasher=runtime.hasher,
+        notifier=build_notifier(session, runtime),
+        settings=runtime.settings,
+        digest_key=runtime.digest_key,
+    )
+
+
+def build_mfa_service(session: AsyncSession, runtime: Runtime) -> MfaService:
+    return MfaService(
+        users=UserRepository(session),
+        recovery_codes=MfaRecoveryCodeRepository(session),
+        sessions=AuthSessionRepository(session),
+        guard=build_guard(session, runtime),
+        notifier=build_notifier(session, runtime),
+        secret_box=runtime.secret_box,
+        settings=runtime.settings,
+        clock=runtime.clock,
+    )
+
+
+def build_auth_service(session: AsyncSession, runtime: Runtime) -> AuthService:
     return AuthService(
         users=UserRepository(session),
         sessions=AuthSessionRepository(session),
         refresh_tokens=RefreshTokenRepository(session),
+        account_tokens=AccountTokens(AccountTokenRepository(session)),
+        guard=build_guard(session, runtime),
+        mfa=build_mfa_service(session, runtime),
+        notifier=build_notifier(session, runtime),
         hasher=runtime.hasher,
         jwt=runtime.jwt,
         settings=runtime.settings,
+        digest_key=runtime.digest_key,
     )
+
+
+def build_account_service(session: AsyncSession, runtime: Runtime) -> AccountService:
+    return AccountService(
+        users=UserRepository(session),
+        sessions=AuthSessionRepository(session),
+        history=PasswordHistoryRepository(session),
+        account_tokens=AccountTokens(AccountTokenRepository(session)),
+        guard=build_guard(session, runtime),
+        notifier=build_notifier(session, runtime),
+        hasher=runtime.hasher,
+        limiter=runtime.limiter,
+        settings=runtime.settings,
+        digest_key=runtime.digest_key,
+    )
+
+
+def get_auth_service(session: SessionDep, runtime: RuntimeDep) -> AuthService:
+    return build_auth_service(session, runtime)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-def client_info(request: Request) -> ClientInfo:
+def get_account_service(session: SessionDep, runtime: RuntimeDep) -> AccountService:
+    return build_account_service(session, runtime)
+
+
+AccountServiceDep = Annotated[AccountService, Depends(get_account_service)]
+
+
+def get_mfa_service(session: SessionDep, runtime: RuntimeDep) -> MfaService:
+    return build_mfa_service(session, runtime)
+
+
+MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
+
+
+def get_guard(session: SessionDep, runtime: RuntimeDep) -> CredentialGuard:
+    return build_guard(session, runtime)
+
+
+CredentialGuardDep = Annotated[CredentialGuard, Depends(get_guard)]
+
+
+def client_info(request: Request, runtime: RuntimeDep) -> ClientInfo:
     return ClientInfo(
         user_agent=request.headers.get("user-agent"),
-        ip_address=request.client.host if request.client else None,
+        ip_address=runtime.client_ips.client_ip(request),
     )
 
 
@@ -54,6 +145,14 @@ async def get_principal(
     if len(token) > 4096:
         raise InvalidToken()
     principal = await service.resolve_access_token(token)
+    if bearer is None and request.method not in SAFE_METHODS:
+        # The browser attaches cookies to cross-site requests on its own; a header it does not.
+        service.check_csrf(
+            principal,
+            CsrfProof(
+                cookie=request.cookies.get(CSRF_COOKIE), header=request.headers.get(CSRF_HEADER)
+            ),
+        )
     request.state.user_id = str(principal.user.id)
     user_id_var.set(str(principal.user.id))
     return principal
@@ -76,3 +175,25 @@ async def get_current_admin(user: CurrentUser) -> User:
 
 
 CurrentAdmin = Annotated[User, Depends(get_current_admin)]
+
+
+async def get_chat_allowed_user(user: CurrentUser, runtime: RuntimeDep) -> User:
+    """The current user, if they may chat: with REQUIRE_VERIFIED_EMAIL_TO_CHAT, verified only."""
+    if runtime.settings.require_verified_email_to_chat and not user.email_verified:
+        raise EmailNotVerified()
+    return user
+
+
+# For the chat and generation routers: `user: ChatAllowedUser`.
+ChatAllowedUser = Annotated[User, Depends(get_chat_allowed_user)]
+
+
+async def get_generation_user(user: ChatAllowedUser, runtime: RuntimeDep) -> User:
+    """ChatAllowedUser, counted against the per-user RATE_LIMIT_GENERATION."""
+    await runtime.limiter.enforce("generation", f"user:{user.id}")
+    return user
+
+
+# For endpoints that call the model (send a message, regenerate, /api/generate):
+# `user: GenerationUser` applies the per-user generation limit (429 with Retry-After).
+GenerationUser = Annotated[User, Depends(get_generation_user)]

@@ -1,5 +1,6 @@
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -38,4 +39,70 @@ class RefreshToken(UUIDPrimaryKey, Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class TokenPurpose(StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose, not a password
+
+
+class AccountToken(UUIDPrimaryKey, Base):
+    """A single-use token mailed to the user (verify an email, reset a password), stored hashed.
+
+    `email` is the address the token was sent to: a token proves control of that mailbox only,
+    so it stops working if the account's email changes in between.
+    """
+
+    __tablename__ = "account_token"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class LoginAttempt(UUIDPrimaryKey, Base):
+    """Consecutive failed sign-ins per email, whether or not an account has that email.
+
+    Keyed by an HMAC of the normalised email rather than by user, so that unknown emails lock
+    exactly like real ones and the lock itself reveals nothing about who has an account.
+    """
+
+    __tablename__ = "login_attempt"
+
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    failed_count: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PasswordHistory(UUIDPrimaryKey, Base):
+    """Hashes of a user's previous passwords, newest kept, for the no-reuse rule."""
+
+    __tablename__ = "password_history"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MfaRecoveryCode(UUIDPrimaryKey, Base):
+    """A single-use recovery code. Codes carry 120 random bits, so SHA-256 suffices to store them
+    (ASVS 6.5.2: a fast hash is fine for lookup secrets of at least 112 bits)."""
+
+    __tablename__ = "mfa_recovery_code"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     used_at: Mapped[datetime | None]

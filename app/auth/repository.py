@@ -1,9 +1,18 @@
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from app.auth.models import AuthSession, RefreshToken
+from app.auth.models import (
+    AccountToken,
+    AuthSession,
+    LoginAttempt,
+    MfaRecoveryCode,
+    PasswordHistory,
+    RefreshToken,
+)
 from app.core.repository import Repository
 from app.users.models import User
 
@@ -13,6 +22,28 @@ class UserRepository(Repository[User]):
 
     async def get_by_email(self, email: str) -> User | None:
         return await self.session.scalar(select(User).where(User.email == email))
+
+    async def claim_mfa_step(self, user_id: uuid.UUID, step: int) -> bool:
+        """Records `step` as the last TOTP step used; False if it (or a later one) already was.
+
+        One conditional UPDATE, so two requests racing with the same code cannot both win.
+        """
+        result = await self.session.execute(
+            update(User)
+            .where(
+                User.id == user_id,
+                (User.mfa_last_used_step.is_(None)) | (User.mfa_last_used_step < step),
+            )
+            .values(mfa_last_used_step=step)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def delete_by_id(self, user_id: uuid.UUID) -> None:
+        """Deletes the user; the database cascades to every row that references them."""
+        await self.session.execute(
+            delete(User).where(User.id == user_id).execution_options(synchronize_session=False)
+        )
 
 
 class AuthSessionRepository(Repository[AuthSession]):
@@ -87,3 +118,140 @@ class RefreshTokenRepository(Repository[RefreshToken]):
             .values(used_at=now)
         )
         return bool(getattr(result, "rowcount", 0))
+
+
+class AccountTokenRepository(Repository[AccountToken]):
+    model = AccountToken
+
+    async def get_by_hash(self, token_hash: str, purpose: str) -> AccountToken | None:
+        return await self.session.scalar(
+            select(AccountToken).where(
+                AccountToken.token_hash == token_hash, AccountToken.purpose == purpose
+            )
+        )
+
+    async def claim(self, token_id: uuid.UUID, now: datetime) -> bool:
+        """Marks the token used; False when another request used it first."""
+        result = await self.session.execute(
+            update(AccountToken)
+            .where(AccountToken.id == token_id, AccountToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def retire_all(self, user_id: uuid.UUID, purpose: str, now: datetime) -> None:
+        """Ends every unused token of this purpose: only the newest link works."""
+        await self.session.execute(
+            update(AccountToken)
+            .where(
+                AccountToken.user_id == user_id,
+                AccountToken.purpose == purpose,
+                AccountToken.used_at.is_(None),
+            )
+            .values(used_at=now)
+        )
+
+
+class LoginAttemptRepository(Repository[LoginAttempt]):
+    model = LoginAttempt
+
+    async def get_by_key(self, key: str) -> LoginAttempt | None:
+        return await self.session.scalar(select(LoginAttempt).where(LoginAttempt.key == key))
+
+    async def record_failure(self, key: str, now: datetime) -> int:
+        """Adds one failure and returns the new count, atomically (an upsert), on both backends."""
+        dialect = self.session.get_bind().dialect.name
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(LoginAttempt)
+            .values(id=uuid.uuid4(), key=key, failed_count=1, updated_at=now)
+            .on_conflict_do_update(
+                index_elements=[LoginAttempt.key],
+                set_={"failed_count": LoginAttempt.failed_count + 1, "updated_at": now},
+            )
+            .returning(LoginAttempt.failed_count)
+        )
+        return int((await self.session.execute(statement)).scalar_one())
+
+    async def lock(self, key: str, *, until: datetime, threshold: int, now: datetime) -> bool:
+        """Locks once the count reached `threshold` and starts a fresh count for after the lock.
+        True for the one request that locked it (so the owner gets one mail, not several)."""
+        result = await self.session.execute(
+            update(LoginAttempt)
+            .where(LoginAttempt.key == key, LoginAttempt.failed_count >= threshold)
+            .values(locked_until=until, failed_count=0, updated_at=now)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def clear(self, key: str) -> None:
+        await self.session.execute(delete(LoginAttempt).where(LoginAttempt.key == key))
+
+
+class PasswordHistoryRepository(Repository[PasswordHistory]):
+    model = PasswordHistory
+
+    async def recent_hashes(self, user_id: uuid.UUID, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        result = await self.session.scalars(
+            select(PasswordHistory.password_hash)
+            .where(PasswordHistory.user_id == user_id)
+            .order_by(PasswordHistory.created_at.desc(), PasswordHistory.id)
+            .limit(limit)
+        )
+        return list(result)
+
+    async def prune(self, user_id: uuid.UUID, keep: int) -> None:
+        """Keeps the newest `keep` entries: older hashes are of no use and only a liability."""
+        newest = (
+            select(PasswordHistory.id)
+            .where(PasswordHistory.user_id == user_id)
+            .order_by(PasswordHistory.created_at.desc(), PasswordHistory.id)
+            .limit(keep)
+        )
+        await self.session.execute(
+            delete(PasswordHistory).where(
+                PasswordHistory.user_id == user_id,
+                PasswordHistory.id.not_in(newest.scalar_subquery()),
+            )
+        )
+
+
+class MfaRecoveryCodeRepository(Repository[MfaRecoveryCode]):
+    model = MfaRecoveryCode
+
+    async def replace_all(self, user_id: uuid.UUID, code_hashes: list[str], now: datetime) -> None:
+        await self.delete_all(user_id)
+        self.session.add_all(
+            MfaRecoveryCode(user_id=user_id, code_hash=code_hash, created_at=now)
+            for code_hash in code_hashes
+        )
+        await self.session.flush()
+
+    async def claim(self, user_id: uuid.UUID, code_hash: str, now: datetime) -> bool:
+        """Uses the code once: a conditional UPDATE, so a race cannot spend it twice."""
+        result = await self.session.execute(
+            update(MfaRecoveryCode)
+            .where(
+                MfaRecoveryCode.user_id == user_id,
+                MfaRecoveryCode.code_hash == code_hash,
+                MfaRecoveryCode.used_at.is_(None),
+            )
+            .values(used_at=now)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def count_unused(self, user_id: uuid.UUID) -> int:
+        return int(
+            await self.session.scalar(
+                select(func.count())
+                .select_from(MfaRecoveryCode)
+                .where(MfaRecoveryCode.user_id == user_id, MfaRecoveryCode.used_at.is_(None))
+            )
+            or 0
+        )
+
+    async def delete_all(self, user_id: uuid.UUID) -> None:
+        await self.session.execute(
+            delete(MfaRecoveryCode).where(MfaRecoveryCode.user_id == user_id)
+        )

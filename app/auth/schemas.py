@@ -6,6 +6,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.auth.passwords import MAX_LENGTH, MIN_LENGTH
+from app.core.text import NoNul
 
 
 def normalise_email(value: str) -> str:
@@ -19,7 +20,9 @@ def normalise_email(value: str) -> str:
 Email = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(normalise_email)
 ]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+DisplayName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
+]
 NewPassword = Annotated[str, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)]
 # Checked against a hash only, but bounded so nobody makes us hash a megabyte.
 AnyPassword = Annotated[str, Field(min_length=1, max_length=1024)]
@@ -51,6 +54,7 @@ class UserRead(BaseModel):
     role: str
     is_active: bool
     email_verified: bool = False
+    mfa_enabled: bool = False
     created_at: datetime
 
 
@@ -61,7 +65,19 @@ class TokenPair(BaseModel):
     expires_in: int = Field(description="Seconds until the access token expires.")
     refresh_expires_in: int = Field(description="Seconds until the refresh token expires.")
     session_id: uuid.UUID
+    csrf_token: str = Field(
+        description="Echo in the X-CSRF-Token header on unsafe requests authenticated by cookie "
+        "(also set in the `parley_csrf` cookie)."
+    )
     user: UserRead
+
+
+class MfaChallenge(BaseModel):
+    """The password was right and the account has MFA: finish at POST /api/auth/mfa/verify."""
+
+    mfa_required: Literal[True] = True
+    challenge_token: str
+    expires_in: int = Field(description="Seconds the challenge stays valid.")
 
 
 class SessionRead(BaseModel):
@@ -74,3 +90,69 @@ class SessionRead(BaseModel):
     user_agent: str | None
     ip_address: str | None
     current: bool = False
+
+
+# Mailed tokens are 43 characters; the bound keeps junk from reaching the database.
+LinkToken = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+MfaCode = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    Field(description="A 6-digit code from the authenticator app, or a recovery code."),
+]
+
+
+class VerifyEmailRequest(BaseModel):
+    token: LinkToken
+
+
+class EmailVerified(BaseModel):
+    email: str
+    email_verified: Literal[True] = True
+
+
+class EmailRequest(BaseModel):
+    email: Email
+
+
+class Accepted(BaseModel):
+    """The same answer whether or not an account has the email."""
+
+    status: Literal["accepted"] = "accepted"
+    message: str
+
+
+class ResetPasswordRequest(BaseModel):
+    token: LinkToken
+    new_password: NewPassword
+
+
+class ChangePasswordRequest(BaseModel):
+    current_password: AnyPassword
+    new_password: NewPassword
+
+
+class MfaSetupRead(BaseModel):
+    secret: str = Field(description="Base32 secret, for typing into an authenticator app.")
+    otpauth_uri: str = Field(description="otpauth://totp/... URI; the QR code encodes it.")
+    qr_svg: str = Field(description="The otpauth URI as a QR code, an inline SVG element.")
+
+
+class MfaEnableRequest(BaseModel):
+    code: MfaCode
+    password: AnyPassword
+
+
+class RecoveryCodes(BaseModel):
+    recovery_codes: list[str] = Field(
+        description="Ten single-use codes, shown this once; each replaces a TOTP code once."
+    )
+
+
+class MfaVerifyRequest(BaseModel):
+    challenge_token: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    code: MfaCode
+
+
+class MfaDisableRequest(BaseModel):
+    password: AnyPassword
+    code: MfaCode

@@ -1,25 +1,35 @@
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from app.auth.csrf import csrf_token_valid, issue_csrf_token
 from app.auth.errors import (
     AccountDisabled,
+    CsrfFailed,
     EmailTaken,
-    InvalidCredentials,
+    InvalidMfaChallenge,
+    InvalidMfaCode,
     InvalidToken,
     RefreshTokenReused,
     SessionNotFound,
 )
-from app.auth.models import AuthSession, RefreshToken
+from app.auth.guard import CredentialGuard
+from app.auth.mfa import MfaService
+from app.auth.models import AuthSession, RefreshToken, TokenPurpose
+from app.auth.notifications import Notifier
 from app.auth.passwords import check_password_policy
 from app.auth.repository import AuthSessionRepository, RefreshTokenRepository, UserRepository
-from app.auth.schemas import TokenPair, UserRead
+from app.auth.schemas import MfaChallenge, TokenPair, UserRead
+from app.auth.tokens import AccountTokens
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.security import JWTCodec, PasswordHasher, TokenError, hash_token, new_opaque_token
 from app.users.models import User
+
+security_log = logging.getLogger("parley.security")
 
 # Writing last_used_at on every request would turn every read into a write.
 SESSION_TOUCH_INTERVAL = timedelta(minutes=1)
@@ -39,6 +49,14 @@ class Principal:
     session: AuthSession
 
 
+@dataclass(frozen=True)
+class CsrfProof:
+    """What a cookie-authenticated request brought: the CSRF cookie and the header."""
+
+    cookie: str | None
+    header: str | None
+
+
 class AuthService:
     def __init__(
         self,
@@ -46,23 +64,33 @@ class AuthService:
         users: UserRepository,
         sessions: AuthSessionRepository,
         refresh_tokens: RefreshTokenRepository,
+        account_tokens: AccountTokens,
+        guard: CredentialGuard,
+        mfa: MfaService,
+        notifier: Notifier,
         hasher: PasswordHasher,
         jwt: JWTCodec,
         settings: Settings,
+        digest_key: bytes,
     ) -> None:
         self.users = users
         self.sessions = sessions
         self.refresh_tokens = refresh_tokens
+        self.account_tokens = account_tokens
+        self.guard = guard
+        self.mfa = mfa
+        self.notifier = notifier
         self.hasher = hasher
         self.jwt = jwt
         self.settings = settings
+        self.digest_key = digest_key
 
     @property
     def refresh_ttl(self) -> timedelta:
         return timedelta(days=self.settings.refresh_token_days)
 
     async def register(self, *, email: str, display_name: str, password: str) -> User:
-        """Creates an account after the password policy passes."""
+        """Creates an account after the password policy passes and mails a verification link."""
         await check_password_policy(
             password,
             email=email,
@@ -80,19 +108,60 @@ class AuthService:
                 await self.users.add(user)
         except IntegrityError as exc:
             raise EmailTaken() from exc
+        now = utcnow()
+        token = await self.account_tokens.issue(
+            user,
+            TokenPurpose.VERIFY_EMAIL,
+            email=user.email,
+            ttl=timedelta(hours=self.settings.email_verification_hours),
+            now=now,
+        )
+        self.notifier.verification(user, email=user.email, token=token)
+        security_log.info("account registered", extra={"event": "register"})
         return user
 
     async def authenticate(self, *, email: str, password: str) -> User:
-        """Checks credentials; unknown emails cost the same bcrypt work as wrong passwords."""
-        user = await self.users.get_by_email(email.strip().lower())
-        if user is None:
-            await self.hasher.verify_dummy(password)
-            raise InvalidCredentials()
-        if not await self.hasher.verify(password, user.password_hash):
-            raise InvalidCredentials()
+        """Checks credentials (with lockout); for an MFA account only the first step."""
+        user = await self.guard.check_login(email, password)
         if not user.is_active:
             raise AccountDisabled()
         return user
+
+    async def login(
+        self, *, email: str, password: str, client: ClientInfo
+    ) -> TokenPair | MfaChallenge:
+        """Signs in: tokens, or, when MFA is on, a challenge to finish with a second factor."""
+        user = await self.authenticate(email=email, password=password)
+        if user.mfa_enabled:
+            ttl = timedelta(minutes=self.settings.mfa_challenge_minutes)
+            challenge, _expires_at = self.jwt.encode_mfa_challenge(user_id=user.id, ttl=ttl)
+            security_log.info("mfa challenge issued", extra={"event": "login_mfa_challenge"})
+            return MfaChallenge(challenge_token=challenge, expires_in=int(ttl.total_seconds()))
+        await self.guard.succeed(user.email)
+        security_log.info("signed in", extra={"event": "login", "target_user_id": str(user.id)})
+        return await self.start_session(user, client)
+
+    async def complete_mfa_login(
+        self, *, challenge_token: str, code: str, client: ClientInfo
+    ) -> TokenPair:
+        """The second sign-in step: a TOTP or recovery code against the challenge."""
+        try:
+            user_id = self.jwt.decode_mfa_challenge(challenge_token)
+        except TokenError as exc:
+            raise InvalidMfaChallenge() from exc
+        user = await self.users.get(user_id)
+        if user is None or not user.mfa_enabled:
+            raise InvalidMfaChallenge()
+        if not user.is_active:
+            raise AccountDisabled()
+        await self.guard.ensure_not_locked(user.email)
+        if not await self.mfa.verify_second_factor(user, code):
+            await self.guard.fail(user.email, user, InvalidMfaCode())
+        await self.guard.succeed(user.email)
+        security_log.info(
+            "signed in with mfa", extra={"event": "login", "target_user_id": str(user.id)}
+        )
+        return await self.start_session(user, client)
 
     async def start_session(self, user: User, client: ClientInfo) -> TokenPair:
         """Opens a new device session and issues its first token pair."""
@@ -109,7 +178,12 @@ class AuthService:
         return await self._issue(user, session, now)
 
     async def refresh(self, raw_token: str) -> TokenPair:
-        """Rotates a refresh token. A token presented twice revokes its whole session."""
+        """Rotates a refresh token. A token presented twice revokes its whole session.
+
+        A refresh from the cookie needs no CSRF token: a forged one only rotates the victim's
+        own cookies and shows the attacker nothing, and frontends that lost their CSRF token
+        (a page reload) get a fresh one here.
+        """
         now = utcnow()
         token = await self.refresh_tokens.get_by_hash(hash_token(raw_token))
         if token is None:
@@ -150,6 +224,14 @@ class AuthService:
             await self.sessions.touch(session.id, now)
         return Principal(user=user, session=session)
 
+    def check_csrf(self, principal: Principal, proof: CsrfProof) -> None:
+        """Cookie-authenticated unsafe requests must echo the session's CSRF token."""
+        if not csrf_token_valid(
+            self.digest_key, principal.session.id, cookie=proof.cookie, header=proof.header
+        ):
+            security_log.warning("csrf check failed", extra={"event": "csrf_failed"})
+            raise CsrfFailed()
+
     async def logout(self, principal: Principal) -> None:
         await self.sessions.revoke(principal.session.id, now=utcnow(), reason="logout")
 
@@ -183,5 +265,6 @@ class AuthService:
             expires_in=int((access_expires_at - now).total_seconds()),
             refresh_expires_in=int(self.refresh_ttl.total_seconds()),
             session_id=session.id,
+            csrf_token=issue_csrf_token(self.digest_key, session.id),
             user=UserRead.model_validate(user),
         )

@@ -2,8 +2,10 @@
 
 import re
 from functools import lru_cache
+from ipaddress import ip_network
 from typing import Annotated, Any, Literal
 
+from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -33,9 +35,6 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     db_echo: bool = False
     cors_origins: Annotated[list[str], NoDecode] = []
-
-    # Shared state for several workers: stop signals for generations (and rate limits).
-    redis_url: str | None = None
 
     # Serve Prometheus metrics at /metrics.
     metrics_enabled: bool = True
@@ -94,13 +93,51 @@ class Settings(BaseSettings):
     daily_token_quota: int | None = Field(default=None, ge=0)
     # Give chats a generated title after their first exchange.
     auto_title: bool = True
+    # Account security (see notes/README-security.md for the reasoning behind each default).
+    email_verification_hours: int = Field(default=24, ge=1)
+    password_reset_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    # Whether users must verify their email before they may chat (ChatAllowedUser).
+    require_verified_email_to_chat: bool = False
+    # The new password may equal none of the last N (the current one included); 0 turns it off.
+    password_history: int = Field(default=5, ge=0, le=24)
+    lockout_max_attempts: int = Field(default=5, ge=1)
+    lockout_minutes: int = Field(default=15, ge=1)
+    mfa_issuer: str = "Parley"
+    mfa_challenge_minutes: int = Field(default=5, ge=1, le=30)
+    # The key that encrypts TOTP secrets at rest; derived from SECRET_KEY when unset.
+    mfa_encryption_key: SecretStr | None = None
+    hsts_seconds: int = Field(default=63_072_000, ge=0)  # sent in production only
+
+    # Rate limits (slowapi / limits syntax: "10/minute", "5 per 15 minutes", several with ";").
+    # Shared state for several workers: rate-limit counters and stop signals for replies.
+    # Unset: kept in memory, per worker.
+    redis_url: str | None = None
+    rate_limit_enabled: bool = True
+    rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window-counter"] = (
+        "moving-window"
+    )
+    rate_limit_key_prefix: str = "parley"
+    # X-Forwarded-For is honoured only from these peers (IPs or CIDRs, comma-separated).
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    rate_limit_register: str = "5/minute;20/hour"
+    rate_limit_login: str = "10/minute;100/hour"
+    rate_limit_refresh: str = "60/minute"
+    rate_limit_forgot_password: str = "5/minute;20/hour"  # noqa: S105 - a limit, not a secret
+    rate_limit_reset_password: str = "10/minute"  # noqa: S105 - a limit, not a secret
+    rate_limit_verify_email: str = "20/minute"
+    rate_limit_resend_verification: str = "5/minute;20/hour"
+    rate_limit_mfa_verify: str = "10/minute"
+    # Security mails (verification, reset) one address may receive; more are dropped silently.
+    rate_limit_mail_per_address: str = "5/hour"
+    # Per user, for the generation endpoints (chat messages, /api/generate).
+    rate_limit_generation: str = "30/minute"
 
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return normalise_database_url(value)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -112,6 +149,30 @@ class Settings(BaseSettings):
     def _patterns_compile(cls, value: list[str]) -> list[str]:
         for pattern in value:
             re.compile(pattern)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ip_network(entry, strict=False)  # raises ValueError with the offending entry
+        return value
+
+    @field_validator(
+        "rate_limit_register",
+        "rate_limit_login",
+        "rate_limit_refresh",
+        "rate_limit_forgot_password",
+        "rate_limit_reset_password",
+        "rate_limit_verify_email",
+        "rate_limit_resend_verification",
+        "rate_limit_mfa_verify",
+        "rate_limit_mail_per_address",
+        "rate_limit_generation",
+    )
+    @classmethod
+    def _valid_limit(cls, value: str) -> str:
+        parse_many(value)  # raises ValueError on a malformed limit
         return value
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 """Async engine, sessions and the declarative base shared by every domain's models."""
 
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -29,8 +30,32 @@ NAMING_CONVENTION = {
 }
 
 
+logger = logging.getLogger("parley.db")
+
+_AFTER_COMMIT = "parley_after_commit"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` once the session's transaction has committed, and never if it rolls back.
+
+    Mails that carry a token go out this way: a link must not reach an inbox before the token
+    it carries is in the database, nor at all when the request fails.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def _run_after_commit(session: AsyncSession) -> None:
+    callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            # The commit stands; a failed follow-up must not turn success into an error.
+            logger.exception("after-commit callback failed")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -131,15 +156,19 @@ class Database:
             try:
                 yield session
                 await session.commit()
+                _run_after_commit(session)
             except AppError as exc:
                 # Some refusals must still be recorded (a revoked session after token reuse,
                 # a counted failed login), so such errors commit before they propagate.
                 if exc.commit_changes:
                     await session.commit()
+                    _run_after_commit(session)
                 else:
+                    session.info.pop(_AFTER_COMMIT, None)
                     await session.rollback()
                 raise
             except BaseException:
+                session.info.pop(_AFTER_COMMIT, None)
                 await session.rollback()
                 raise
 

@@ -1,17 +1,22 @@
 """Shared dependencies: the app's runtime objects and the per-request database session."""
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
+from app.core.background import BackgroundJobs
+from app.core.clientip import ClientIPResolver
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, utcnow
 from app.core.metrics import Metrics
-from app.core.security import JWTCodec, PasswordHasher
+from app.core.ratelimit import RateLimiter
+from app.core.security import JWTCodec, PasswordHasher, SecretBox
+from app.mail import Mailer
 
 
 @dataclass
@@ -23,6 +28,16 @@ class Runtime:
     hasher: PasswordHasher
     jwt: JWTCodec
     metrics: Metrics
+    mailer: Mailer
+    limiter: RateLimiter
+    client_ips: ClientIPResolver
+    # Encrypts TOTP secrets at rest.
+    secret_box: SecretBox
+    # Keys the pseudonyms of emails in the lockout table and binds CSRF tokens to sessions.
+    digest_key: bytes
+    jobs: BackgroundJobs = field(default_factory=BackgroundJobs)
+    # The time TOTP codes are checked against; tests swap it to control the clock.
+    clock: Callable[[], datetime] = utcnow
 
 
 def get_runtime(connection: HTTPConnection) -> Runtime:

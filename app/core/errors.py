@@ -140,8 +140,12 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
+    if exc.status_code == 429:
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is not None:
+            runtime.metrics.rate_limited.labels(exc.code).inc()
     return error_response(
         exc.status_code, exc.code, exc.message, details=exc.details, headers=exc.headers
     )

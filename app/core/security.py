@@ -1,5 +1,6 @@
 """Password hashing, JWTs and opaque tokens. CPU-heavy work runs in a worker thread."""
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -9,11 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from anyio import to_thread
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jose import JWTError, jwt
 from passlib.context import CryptContext
 
 JWT_ALGORITHM = "HS256"
-TokenType = Literal["access"]
+TokenType = Literal["access", "mfa_challenge"]
 
 
 class PasswordHasher:
@@ -53,6 +57,38 @@ def tokens_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+def derive_key(secret: str, *, purpose: str) -> bytes:
+    """A 256-bit key for one purpose, derived from a master secret (HKDF-SHA256)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+        secret.encode()
+    )
+
+
+def keyed_digest(key: bytes, value: str) -> str:
+    """HMAC-SHA256 of `value`: a stable pseudonym that nobody without the key can recompute."""
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+class SecretBoxError(Exception):
+    """The ciphertext was not made with this key, or was altered."""
+
+
+class SecretBox:
+    """Authenticated encryption (Fernet: AES-128-CBC + HMAC-SHA256) for small secrets at rest."""
+
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    def encrypt(self, plaintext: str) -> str:
+        return self._fernet.encrypt(plaintext.encode()).decode()
+
+    def decrypt(self, ciphertext: str) -> str:
+        try:
+            return self._fernet.decrypt(ciphertext.encode()).decode()
+        except (InvalidToken, ValueError) as exc:
+            raise SecretBoxError("cannot decrypt") from exc
+
+
 @dataclass(frozen=True)
 class AccessClaims:
     user_id: uuid.UUID
@@ -83,22 +119,50 @@ class JWTCodec:
         return jwt.encode(claims, self._key, algorithm=JWT_ALGORITHM), expires_at
 
     def decode_access(self, token: str) -> AccessClaims:
+        claims = self._decode(token, "access")
         try:
-            # Pin the algorithm before verifying: `alg: none` and RS/HS confusion are refused.
-            if jwt.get_unverified_header(token).get("alg") != JWT_ALGORITHM:
-                raise TokenError("unexpected algorithm")
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=[JWT_ALGORITHM],
-                options={"require_exp": True, "require_sub": True, "require_iat": True},
-            )
-            if claims.get("type") != "access":
-                raise TokenError("not an access token")
             return AccessClaims(
                 user_id=uuid.UUID(claims["sub"]),
                 session_id=uuid.UUID(claims["sid"]),
                 expires_at=datetime.fromtimestamp(claims["exp"], UTC),
             )
-        except (JWTError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             raise TokenError(str(exc)) from exc
+
+    def encode_mfa_challenge(self, *, user_id: uuid.UUID, ttl: timedelta) -> tuple[str, datetime]:
+        """A short-lived proof that the password step passed; useless without a second factor."""
+        now = datetime.now(UTC)
+        expires_at = now + ttl
+        claims: dict[str, Any] = {
+            "sub": str(user_id),
+            "type": "mfa_challenge",
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._key, algorithm=JWT_ALGORITHM), expires_at
+
+    def decode_mfa_challenge(self, token: str) -> uuid.UUID:
+        claims = self._decode(token, "mfa_challenge")
+        try:
+            return uuid.UUID(claims["sub"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise TokenError(str(exc)) from exc
+
+    def _decode(self, token: str, token_type: TokenType) -> dict[str, Any]:
+        try:
+            # Pin the algorithm before verifying: `alg: none` and RS/HS confusion are refused.
+            if jwt.get_unverified_header(token).get("alg") != JWT_ALGORITHM:
+                raise TokenError("unexpected algorithm")
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=[JWT_ALGORITHM],
+                options={"require_exp": True, "require_sub": True, "require_iat": True},
+            )
+        except (JWTError, ValueError, TypeError, AttributeError) as exc:
+            raise TokenError(str(exc)) from exc
+        # The type claim keeps a challenge from passing as an access token and vice versa.
+        if claims.get("type") != token_type:
+            raise TokenError(f"not an {token_type} token")
+        return claims

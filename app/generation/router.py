@@ -8,11 +8,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
-from app.auth.dependencies import CurrentUser
+from app.auth.dependencies import CurrentUser, GenerationUser
+from app.auth.errors import CsrfFailed, EmailNotVerified
 from app.chats.dependencies import OwnedChat
 from app.chats.schemas import MessageRead
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import AppError, Unauthorized, error_responses
+from app.core.ratelimit import RateLimited
 from app.generation.client import (
     UpstreamHTTPError,
     UpstreamIncomplete,
@@ -68,6 +70,9 @@ class InvalidCursor(AppError):
 
 REPLY_ERRORS = (
     Unauthorized,
+    CsrfFailed,
+    EmailNotVerified,
+    RateLimited,
     QuotaExceeded,
     UnknownModel,
     InputTooLarge,
@@ -131,7 +136,7 @@ async def send_message(
     request: Request,
     body: SendMessageRequest,
     chat: OwnedChat,
-    user: CurrentUser,
+    user: GenerationUser,
     service: GenerationServiceDep,
     settings: SettingsDep,
 ) -> Response:
@@ -153,7 +158,7 @@ async def edit_message(
     message_id: uuid.UUID,
     body: EditMessageRequest,
     chat: OwnedChat,
-    user: CurrentUser,
+    user: GenerationUser,
     service: GenerationServiceDep,
     settings: SettingsDep,
 ) -> Response:
@@ -172,7 +177,7 @@ async def regenerate_message(
     request: Request,
     message_id: uuid.UUID,
     chat: OwnedChat,
-    user: CurrentUser,
+    user: GenerationUser,
     service: GenerationServiceDep,
     settings: SettingsDep,
     body: RegenerateRequest | None = None,
@@ -200,7 +205,7 @@ async def stop_generation(chat: OwnedChat, service: GenerationServiceDep) -> Sto
 )
 async def summarize_chat(
     chat: OwnedChat,
-    user: CurrentUser,
+    user: GenerationUser,
     service: GenerationServiceDep,
     body: SummarizeRequest | None = None,
 ) -> SummaryRead:
@@ -219,7 +224,7 @@ async def summarize_chat(
 async def generate(
     request: Request,
     body: GenerateRequest,
-    user: CurrentUser,
+    user: GenerationUser,
     service: GenerationServiceDep,
     settings: SettingsDep,
 ) -> Response:

@@ -1,16 +1,19 @@
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.text import NoNul
+
 # Generous: the configured MAX_INPUT_CHARS applies a clear 413 below this hard ceiling.
-ContentField = Field(min_length=1, max_length=200_000)
+Content = Annotated[str, Field(min_length=1, max_length=200_000), NoNul]
+ModelName = Annotated[str, Field(max_length=100), NoNul]
 
 
 class SendMessageRequest(BaseModel):
-    content: str = ContentField
-    model: str | None = Field(default=None, max_length=100)
+    content: Content
+    model: ModelName | None = None
     parent_id: uuid.UUID | None = Field(
         default=None, description="Answer under this message; default: the current thread's end."
     )
@@ -20,18 +23,18 @@ class SendMessageRequest(BaseModel):
 
 
 class EditMessageRequest(BaseModel):
-    content: str = ContentField
-    model: str | None = Field(default=None, max_length=100)
+    content: Content
+    model: ModelName | None = None
     stream: bool | None = None
 
 
 class RegenerateRequest(BaseModel):
-    model: str | None = Field(default=None, max_length=100)
+    model: ModelName | None = None
     stream: bool | None = None
 
 
 class SummarizeRequest(BaseModel):
-    model: str | None = Field(default=None, max_length=100)
+    model: ModelName | None = None
 
 
 class SummaryRead(BaseModel):
@@ -44,10 +47,10 @@ class StopResult(BaseModel):
 
 
 class GenerateRequest(BaseModel):
-    mode: str = Field(default="chat", max_length=32)
+    mode: Annotated[str, Field(max_length=32), NoNul] = "chat"
     params: dict[str, Any] = Field(default_factory=dict)
-    prompt: str = ContentField
-    model: str | None = Field(default=None, max_length=100)
+    prompt: Content
+    model: ModelName | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1, le=32_768)

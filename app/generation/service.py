@@ -104,7 +104,7 @@ class GenerationService:
             raise InputBlocked()
 
     def resolve_model(self, name: str | None, user: User, chat: Chat | None = None) -> ModelConfig:
-        preferred = name or (chat.model if chat else None) or _preference(user, "default_model")
+        preferred = name or (chat.model if chat else None) or user.default_model
         return self.runtime.registry.resolve(preferred)
 
     # --- chat replies ------------------------------------------------------------------------
@@ -185,7 +185,13 @@ class GenerationService:
     ) -> GenerationRun:
         thread = await self.messages.thread(chat.id, leaf_id=parent.id)
         first_exchange = sum(m.role == Role.USER for m in thread) == 1 and chat.title is None
-        system_prompt = chat.system_prompt or get_mode(chat.mode).render(chat.mode_params)
+        # The chat's own prompt wins; in plain chats the user's preferred prompt replaces the
+        # generic assistant one; other modes need their own.
+        system_prompt = (
+            chat.system_prompt
+            or (user.system_prompt if chat.mode == "chat" else None)
+            or get_mode(chat.mode).render(chat.mode_params)
+        )
         prompt = build_prompt(
             system_prompt=system_prompt,
             history=[Turn(m.role, m.content) for m in thread],
@@ -220,7 +226,9 @@ class GenerationService:
             model=config,
             messages=prompt,
             params=GenerationParams(
-                temperature=chat.temperature, top_p=chat.top_p, max_tokens=chat.max_tokens
+                temperature=chat.temperature if chat.temperature is not None else user.temperature,
+                top_p=chat.top_p,
+                max_tokens=chat.max_tokens,
             ),
             recorder=RowRecorder(
                 self.db, Message, assistant.id, usage_id=usage.id, serialize=_message_json
@@ -351,7 +359,9 @@ class GenerationService:
             max_tokens=body.max_tokens,
         )
         sampling = GenerationParams(
-            temperature=body.temperature, top_p=body.top_p, max_tokens=body.max_tokens
+            temperature=body.temperature if body.temperature is not None else user.temperature,
+            top_p=body.top_p,
+            max_tokens=body.max_tokens,
         )
         await self.usage.lock(user)
         generation = Generation(
@@ -394,11 +404,6 @@ class GenerationService:
 
 def _chat_key(chat_id: uuid.UUID) -> str:
     return f"chat:{chat_id}"
-
-
-def _preference(user: User, name: str) -> Any:
-    preferences = getattr(user, "preferences", None) or {}
-    return preferences.get(name)
 
 
 def _message_json(message: Message) -> dict[str, Any]:

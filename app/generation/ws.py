@@ -23,6 +23,7 @@ from app.core.logging import user_id_var
 from app.generation import events
 from app.generation.dependencies import open_services
 from app.generation.runs import CLIENT_GONE, STOPPED, GenerationRun
+from app.generation.schemas import Content, ModelName
 from app.generation.service import GenerationRuntime
 
 router = APIRouter()
@@ -33,8 +34,8 @@ POLICY_VIOLATION = 1008
 
 class WSMessage(BaseModel):
     type: str = Field(max_length=16)
-    content: str | None = Field(default=None, max_length=200_000)
-    model: str | None = Field(default=None, max_length=100)
+    content: Content | None = None
+    model: ModelName | None = None
     parent_id: uuid.UUID | None = None
     token: str | None = Field(default=None, max_length=4096)
 

@@ -1,0 +1,140 @@
+"""Rate limits: slowapi's Limiter (and its `limits` storage) behind small FastAPI dependencies.
+
+Why not slowapi's `@limiter.limit("5/minute")` decorator: it binds a route to one module-level
+Limiter when the module is imported, so limits could not come from each app's settings (tests
+run many apps with different limits side by side), and it needs a `request` parameter on every
+route. Here each app builds one `RateLimiter` from its settings; routes declare
+`dependencies=[limit_by_ip("login")]`, or depend on a per-user limit, and the limit string comes
+from the setting `RATE_LIMIT_<NAME>` at request time.
+"""
+
+import logging
+import math
+import time
+from typing import Any
+
+from anyio import to_thread
+from fastapi import Depends, Request
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import STRATEGIES
+from limits.strategies import RateLimiter as LimitsStrategy
+from slowapi import Limiter
+
+from app.core.clientip import ClientIPResolver, rate_limit_key
+from app.core.config import Settings
+from app.core.errors import AppError
+
+logger = logging.getLogger("parley.ratelimit")
+
+# After a storage error, limits are counted in this worker only for this long before Redis is
+# tried again: a Redis that hangs must not add its timeout to every request.
+_STORAGE_RETRY_INTERVAL = 15.0
+# Seconds to wait for Redis to connect or answer.
+_STORAGE_TIMEOUT = 1.0
+
+
+class RateLimited(AppError):
+    status_code = 429
+    code = "rate_limited"
+    message = "Too many requests; try again later."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many requests; try again in {retry_after} seconds.",
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.retry_after = retry_after
+
+
+class RateLimiter:
+    """One app's limits, counted in memory or, with REDIS_URL, in Redis shared by every worker."""
+
+    def __init__(self, settings: Settings, *, client_ips: ClientIPResolver) -> None:
+        self.settings = settings
+        self.enabled = settings.rate_limit_enabled
+        self.client_ips = client_ips
+        self._prefix = settings.rate_limit_key_prefix
+        storage_uri = settings.redis_url or "memory://"
+        self._shared = settings.redis_url is not None
+        storage_options: dict[str, Any] = (
+            {"socket_connect_timeout": _STORAGE_TIMEOUT, "socket_timeout": _STORAGE_TIMEOUT}
+            if self._shared
+            else {}
+        )
+        self._slowapi = Limiter(
+            key_func=lambda: "",
+            storage_uri=storage_uri,
+            storage_options=storage_options,
+            strategy=settings.rate_limit_strategy,
+            key_prefix=self._prefix,
+            enabled=self.enabled,
+        )
+        # When the shared storage is down, limits still hold per worker rather than not at all
+        # (failing closed would turn a Redis outage into a full outage of sign-in).
+        self._fallback: LimitsStrategy = STRATEGIES[settings.rate_limit_strategy](MemoryStorage())
+        self._storage_down_until = -math.inf
+        self._items: dict[str, list[RateLimitItem]] = {}
+
+    def items(self, name: str) -> list[RateLimitItem]:
+        if name not in self._items:
+            self._items[name] = parse_many(getattr(self.settings, f"rate_limit_{name}"))
+        return self._items[name]
+
+    async def hit(self, name: str, key: str) -> int | None:
+        """Counts one request against limit `name` for `key`: None if allowed, else the seconds
+        until it would be."""
+        if not self.enabled:
+            return None
+        identifiers = (self._prefix, name, key)
+        if self._shared:
+            # The Redis client is synchronous: keep its round trips off the event loop.
+            return await to_thread.run_sync(self._hit_guarded, name, identifiers)
+        return self._hit_guarded(name, identifiers)
+
+    async def allow(self, name: str, key: str) -> bool:
+        return await self.hit(name, key) is None
+
+    async def enforce(self, name: str, key: str) -> None:
+        """Raises RateLimited (429 with Retry-After) when `key` is over limit `name`."""
+        retry_after = await self.hit(name, key)
+        if retry_after is not None:
+            logger.warning("rate limit hit", extra={"limit": name, "limit_key": key})
+            raise RateLimited(retry_after)
+
+    def _hit_guarded(self, name: str, identifiers: tuple[str, ...]) -> int | None:
+        if time.monotonic() < self._storage_down_until:
+            return self._hit(self._fallback, name, identifiers)
+        try:
+            return self._hit(self._slowapi.limiter, name, identifiers)
+        except Exception as exc:
+            self._storage_down_until = time.monotonic() + _STORAGE_RETRY_INTERVAL
+            logger.error(
+                "rate-limit storage unreachable, counting in this worker only for %ss: %r",
+                _STORAGE_RETRY_INTERVAL,
+                exc,
+            )
+            return self._hit(self._fallback, name, identifiers)
+
+    def _hit(self, strategy: LimitsStrategy, name: str, identifiers: tuple[str, ...]) -> int | None:
+        for item in self.items(name):
+            if not strategy.hit(item, *identifiers):
+                reset_at = strategy.get_window_stats(item, *identifiers).reset_time
+                return max(1, math.ceil(reset_at - time.time()))
+        return None
+
+
+def _runtime(request: Request) -> Any:
+    return request.app.state.runtime
+
+
+def limit_by_ip(name: str) -> Any:
+    """A route dependency applying limit `name` (setting RATE_LIMIT_<NAME>) per client IP."""
+
+    async def dependency(request: Request) -> None:
+        runtime = _runtime(request)
+        ip = runtime.client_ips.client_ip(request)
+        await runtime.limiter.enforce(name, f"ip:{rate_limit_key(ip)}")
+
+    dependency.__name__ = f"rate_limit_{name}_per_ip"
+    return Depends(dependency)

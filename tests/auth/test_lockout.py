@@ -1,0 +1,196 @@
+"""Lockout after consecutive failures, its expiry, and no account enumeration through it."""
+
+import time
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from app.auth.models import LoginAttempt
+from app.core.db import utcnow
+from tests.conftest import (
+    PASSWORD,
+    assert_error,
+    login,
+    make_settings,
+    register,
+    serving,
+    settle,
+    smtp_settings,
+)
+
+WRONG = "definitely not the password"
+UNKNOWN = "nobody-at-all@example.com"
+
+
+async def fail(client, email: str, times: int):
+    return [await login(client, email, WRONG) for _ in range(times)]
+
+
+class TestLockout:
+    async def test_five_failures_lock_the_account(self, client):
+        user = await register(client)
+        failures = await fail(client, user.email, 4)
+        assert {r.status_code for r in failures} == {401}
+
+        fifth = await fail(client, user.email, 1)
+
+        error = assert_error(fifth[0], 423, "account_locked")
+        assert "locked" in error["message"]
+        assert int(fifth[0].headers["Retry-After"]) == 15 * 60
+
+    async def test_correct_password_is_refused_while_locked(self, client):
+        user = await register(client)
+        await fail(client, user.email, 5)
+
+        response = await login(client, user.email, PASSWORD)
+
+        assert_error(response, 423, "account_locked")
+        assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
+
+    async def test_oauth2_form_endpoint_shares_the_lock(self, client):
+        user = await register(client)
+        await fail(client, user.email, 5)
+
+        response = await client.post(
+            "/api/auth/token", data={"username": user.email, "password": PASSWORD}
+        )
+
+        assert_error(response, 423, "account_locked")
+
+    async def test_lock_expires(self, client, admin_engine):
+        user = await register(client)
+        await fail(client, user.email, 5)
+        async with admin_engine.begin() as connection:
+            await connection.execute(
+                update(LoginAttempt).values(locked_until=utcnow() - timedelta(seconds=1))
+            )
+
+        assert (await login(client, user.email, PASSWORD)).status_code == 200
+
+    async def test_a_success_resets_the_count(self, client):
+        user = await register(client)
+        await fail(client, user.email, 4)
+        assert (await login(client, user.email, PASSWORD)).status_code == 200
+
+        failures = await fail(client, user.email, 4)
+
+        assert {r.status_code for r in failures} == {401}
+
+    async def test_after_expiry_the_count_starts_afresh(self, client, admin_engine):
+        user = await register(client)
+        await fail(client, user.email, 5)
+        async with admin_engine.begin() as connection:
+            await connection.execute(
+                update(LoginAttempt).values(locked_until=utcnow() - timedelta(seconds=1))
+            )
+
+        failures = await fail(client, user.email, 4)
+
+        assert {r.status_code for r in failures} == {401}
+
+    async def test_owner_is_mailed_once(self, app, client, smtp_server):
+        user = await register(client)
+        await fail(client, user.email, 7)
+        await settle(app)
+
+        locked = [m for m in smtp_server.received if m.subject == "Your Parley account was locked"]
+        assert [m.rcpt_tos for m in locked] == [[user.email]]
+        assert "15 minutes" in locked[0].text
+
+    async def test_settings_choose_threshold_and_duration(self, database, clean_db, smtp_server):
+        settings = make_settings(
+            database, **smtp_settings(smtp_server), lockout_max_attempts=2, lockout_minutes=3
+        )
+        async with serving(settings) as (_app, client):
+            user = await register(client)
+            first, second = await fail(client, user.email, 2)
+        assert_error(first, 401, "invalid_credentials")
+        assert_error(second, 423, "account_locked")
+        assert second.headers["Retry-After"] == str(3 * 60)
+
+
+class TestLockoutEnumeration:
+    """A lock says only that someone failed five times with this email, never that it exists."""
+
+    async def test_unknown_email_locks_exactly_like_a_known_one(self, client):
+        user = await register(client)
+
+        known = await fail(client, user.email, 6)
+        unknown = await fail(client, UNKNOWN, 6)
+
+        for known_response, unknown_response in zip(known, unknown, strict=True):
+            assert known_response.status_code == unknown_response.status_code
+            assert (
+                known_response.json()["error"]["message"]
+                == unknown_response.json()["error"]["message"]
+            )
+            assert known_response.headers.get("Retry-After") == unknown_response.headers.get(
+                "Retry-After"
+            )
+
+    async def test_wrong_password_and_unknown_email_answer_alike(self, client):
+        user = await register(client)
+
+        known = await login(client, user.email, WRONG)
+        unknown = await login(client, UNKNOWN, WRONG)
+
+        assert known.status_code == unknown.status_code == 401
+        known_error, unknown_error = known.json()["error"], unknown.json()["error"]
+        assert known_error["code"] == unknown_error["code"] == "invalid_credentials"
+        assert known_error["message"] == unknown_error["message"]
+
+    async def test_wrong_password_and_unknown_email_take_about_the_same_time(
+        self, database, clean_db
+    ):
+        """Both verify a bcrypt hash (a dummy one for unknown emails). At cost 10 a hash takes
+        tens of milliseconds, several times the rest of the request, so skipping it would show.
+        Samples alternate, so both sides see the same machine load, and the fastest of each
+        side estimates its cost; the bound is generous."""
+        settings = make_settings(database, bcrypt_rounds=10, lockout_max_attempts=1000)
+        async with serving(settings) as (_app, client):
+            user = await register(client)
+            await login(client, UNKNOWN, WRONG)  # warm-up: the dummy hash is made on first use
+            samples: dict[str, list[float]] = {user.email: [], UNKNOWN: []}
+            for _ in range(8):
+                for email, times in samples.items():
+                    started = time.perf_counter()
+                    response = await login(client, email, WRONG)
+                    times.append(time.perf_counter() - started)
+                    assert response.status_code == 401
+        known, unknown = min(samples[user.email]), min(samples[UNKNOWN])
+        assert max(known, unknown) <= 2.5 * min(known, unknown), (known, unknown)
+
+    async def test_locked_and_unlocked_answers_cost_the_same_hashing(self, database, clean_db):
+        """While locked, the password is still checked (and ignored), so a lock cannot be told
+        apart by a faster answer."""
+        settings = make_settings(database, bcrypt_rounds=10)
+        async with serving(settings) as (_app, client):
+            locked_user, open_user = await register(client), await register(client)
+            await fail(client, locked_user.email, 5)
+            locked_samples, open_samples = [], []
+            for round_ in range(8):
+                started = time.perf_counter()
+                locked = await login(client, locked_user.email, WRONG)
+                locked_samples.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                unlocked = await login(client, open_user.email, WRONG)
+                open_samples.append(time.perf_counter() - started)
+                assert (locked.status_code, unlocked.status_code) == (423, 401)
+                if round_ % 3 == 2:  # a success resets the count before it locks
+                    assert (await login(client, open_user.email)).status_code == 200
+        unlocked_time, locked_time = min(open_samples), min(locked_samples)
+        assert max(unlocked_time, locked_time) <= 2.5 * min(unlocked_time, locked_time), (
+            unlocked_time,
+            locked_time,
+        )
+
+
+class TestOddEmails:
+    async def test_nul_in_the_email_is_just_wrong_credentials(self, client):
+        for response in (
+            await login(client, "ada\u0000@example.com", WRONG),
+            await client.post(
+                "/api/auth/token", data={"username": "ada\u0000@example.com", "password": WRONG}
+            ),
+        ):
+            assert_error(response, 401, "invalid_credentials")
