@@ -97,5 +97,6 @@ class AdminUserUpdate(BaseModel):
     is_active: bool | None = None
     role: Role | None = None
     daily_token_quota: Annotated[int, Field(ge=0)] | None = Field(
-        default=None, description="Tokens per UTC day; null removes the quota."
+        default=None,
+        description="Tokens per UTC day; null: the server default (DAILY_TOKEN_QUOTA).",
     )

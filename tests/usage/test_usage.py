@@ -127,3 +127,44 @@ class TestQuota:
         assert statuses.count(429) == 20 - statuses.count(200), statuses
         one_reply = usage["totals"]["total_tokens"] / usage["totals"]["requests"]
         assert usage["totals"]["total_tokens"] <= 400 + one_reply
+
+
+class TestQuotaSetByAdmin:
+    async def test_a_per_user_quota_overrides_the_default(self, parley, author, chat, admin_engine):
+        admin = await register(parley.http)
+        async with admin_engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE user_account SET role='admin' WHERE email=:email"),
+                {"email": admin.email},
+            )
+        set_quota = await parley.http.patch(
+            f"/api/admin/users/{author.user_id}",
+            json={"daily_token_quota": 1},
+            headers=admin.headers,
+        )
+        assert set_quota.status_code == 200, set_quota.text
+        refused = await send(parley, author, chat)
+        assert_error(refused, 429, "quota_exceeded")
+        usage = (await parley.http.get("/api/usage", headers=author.headers)).json()
+        assert usage["quota"]["daily_limit"] == 1
+
+
+class TestPreferences:
+    async def test_preferred_model_prompt_and_temperature_apply(
+        self, parley, author, chat, fake_upstream
+    ):
+        response = await parley.http.patch(
+            "/api/users/me",
+            json={"preferences": {"system_prompt": "Answer in French.", "temperature": 0.3}},
+            headers=author.headers,
+        )
+        assert response.status_code == 200, response.text
+        await send(parley, author, chat)
+        sent = fake_upstream.state.requests[0]  # (the next is the chat's automatic title)
+        assert sent["messages"][0] == {"role": "system", "content": "Answer in French."}
+        assert sent["temperature"] == 0.3
+        await parley.http.patch(
+            "/api/users/me", json={"preferences": {"default_model": "echo"}}, headers=author.headers
+        )
+        reply = await send(parley, author, chat, "ping")
+        assert reply.json()["model"] == "echo" and reply.json()["content"] == "Echo: ping"
