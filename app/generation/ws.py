@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
-from app.auth.dependencies import ACCESS_COOKIE
+from app.auth.dependencies import ACCESS_COOKIE, get_generation_user
 from app.core.deps import Runtime
 from app.core.errors import AppError
 from app.core.logging import user_id_var
@@ -111,6 +111,9 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                 )
                 continue
             try:
+                # The same gates as the HTTP routes (GenerationUser): verified email when
+                # required, and the per-user generation rate limit.
+                await get_generation_user(user, runtime)
                 async with open_services(runtime, generation) as services:
                     chat = await services.chats.get_owned_chat(user, chat_id)
                     run = await services.generation.send_message(
