@@ -84,7 +84,7 @@ class TestListMessages:
         assert forward == added + late
 
     async def test_current_thread_follows_the_newest_branch(self, client, user, chat, app):
-        q0, a0, q1, a1 = await add_turns(app, user, chat["id"], 2)
+        q0, a0, q1, _a1 = await add_turns(app, user, chat["id"], 2)
         async with chat_service(app) as service:
             loaded = await load_chat(service, user, chat["id"])
             edited = await service.edit_user_message(loaded, q1.id, "second question, edited")
@@ -137,7 +137,7 @@ class TestListMessages:
         assert ids(old["items"]) == as_ids([question, answer])
 
     async def test_edited_first_message_gives_sibling_roots(self, client, user, chat, app):
-        q0, a0 = await add_turns(app, user, chat["id"], 1)
+        q0, _a0 = await add_turns(app, user, chat["id"], 1)
         async with chat_service(app) as service:
             loaded = await load_chat(service, user, chat["id"])
             root = await service.edit_user_message(loaded, q0.id, "hello again")
@@ -188,7 +188,7 @@ class TestMessageTree:
     """The service methods generation builds on."""
 
     async def test_add_user_message_defaults_to_the_current_leaf(self, client, user, chat, app):
-        q0, a0 = await add_turns(app, user, chat["id"], 1)
+        _q0, a0 = await add_turns(app, user, chat["id"], 1)
         async with chat_service(app) as service:
             loaded = await load_chat(service, user, chat["id"])
             message = await service.add_user_message(loaded, "next")
@@ -197,7 +197,7 @@ class TestMessageTree:
             assert loaded.last_message_at == message.created_at
 
     async def test_add_user_message_under_a_given_parent(self, client, user, chat, app):
-        q0, a0, q1, a1 = await add_turns(app, user, chat["id"], 2)
+        q0, a0, _q1, _a1 = await add_turns(app, user, chat["id"], 2)
         async with chat_service(app) as service:
             loaded = await load_chat(service, user, chat["id"])
             fork = await service.add_user_message(loaded, "fork", parent_id=a0.id)
@@ -232,7 +232,7 @@ class TestMessageTree:
         assert as_ids(old_thread) == as_ids([q0, a0, q1, a1])
 
     async def test_only_user_messages_can_be_edited(self, client, user, chat, app):
-        q0, a0 = await add_turns(app, user, chat["id"], 1)
+        _q0, a0 = await add_turns(app, user, chat["id"], 1)
         async with chat_service(app) as service:
             loaded = await load_chat(service, user, chat["id"])
             with pytest.raises(MessageNotEditable):
