@@ -1,7 +1,9 @@
+from typing import Literal
+
 import pytest
 
 from app.chats.errors import InvalidModeParams, UnknownMode
-from app.chats.modes import MODES, get_mode
+from app.chats.modes import MODES, Mode, ModeParams, declare, get_mode
 from tests.chats.conftest import new_chat
 from tests.conftest import assert_error
 
@@ -138,3 +140,35 @@ class TestModePrompts:
             get_mode("nope")
         with pytest.raises(InvalidModeParams):
             get_mode("email").render({})
+
+
+class TestDeclaringAMode:
+    async def test_one_declaration_is_listed_validated_and_rendered(self, client, user):
+        class HaikuParams(ModeParams):
+            season: Literal["spring", "summer", "autumn", "winter"]
+
+        mode = declare(
+            Mode(
+                name="haiku",
+                title="Haiku",
+                description="Answers in haiku.",
+                params=HaikuParams,
+                template="Answer in a haiku about {season}.",
+            )
+        )
+        try:
+            listed = {m["name"] for m in (await client.get("/api/modes")).json()}
+            assert "haiku" in listed
+            chat = await new_chat(client, user, mode="haiku", mode_params={"season": "autumn"})
+            assert chat["mode_params"] == {"season": "autumn"}
+            bad = await client.post(
+                "/api/chats",
+                json={"mode": "haiku", "mode_params": {"season": "monsoon"}},
+                headers=user.headers,
+            )
+            assert assert_error(bad, 422)["details"][0]["field"] == "body.mode_params.season"
+            assert mode.render({"season": "winter"}) == "Answer in a haiku about winter."
+            with pytest.raises(ValueError, match="declared twice"):
+                declare(mode)
+        finally:
+            MODES.pop("haiku")
