@@ -1,6 +1,5 @@
 import json
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,7 +9,6 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Uuid,
-    and_,
     column,
     func,
     literal,
@@ -166,20 +164,20 @@ class MessageRepository(Repository[Message]):
 
     async def newest_descendant(self, message: Message) -> Message:
         """The newest message in `message`'s subtree (itself when it is a leaf)."""
-        at_depth = await self.session.scalar(
-            select(func.count())
-            .select_from(Message)
-            .where(Message.chat_id == message.chat_id, Message.depth == message.depth)
+        # Usually the newest message at or below its depth descends from it: it does when the
+        # message has no siblings, and otherwise when its ancestor at that depth is `message`.
+        newest = await self.session.scalar(
+            select(Message)
+            .where(Message.chat_id == message.chat_id, Message.depth >= message.depth)
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(1)
         )
-        if at_depth == 1:
-            # Alone at its depth: every deeper message descends from it.
-            newest = await self.session.scalar(
-                select(Message)
-                .where(Message.chat_id == message.chat_id, Message.depth >= message.depth)
-                .order_by(Message.created_at.desc(), Message.id.desc())
-                .limit(1)
-            )
-            return newest or message
+        if newest is None or newest.id == message.id:
+            return message
+        [ancestor] = await self.path_segment(newest, message.depth, message.depth)
+        if ancestor.id == message.id:
+            return newest
+        # An older branch: walk its subtree (abandoned branches are usually short).
         subtree = (
             select(Message.id, Message.created_at)
             .where(Message.id == message.id)
@@ -197,41 +195,55 @@ class MessageRepository(Repository[Message]):
     async def path_segment(self, anchor: Message, low: int, high: int) -> list[Message]:
         """The ancestors of `anchor` (itself included) with depth in [low, high], root first.
 
-        Most chats have long stretches with one message per depth, and there a plain range
-        over (chat_id, depth) is the path: a page of a 5,000-message thread costs one index
-        range scan. Where a depth holds siblings, walk up from the anchor instead.
+        Each ancestor is one level above the next, so at a depth holding a single message of
+        the chat that message is the ancestor: a page of a long thread is one range scan over
+        (chat_id, depth). Only depths with siblings (edits, regenerated replies) need the parent
+        links, followed from the nearest deeper ancestor: never a walk up the whole thread.
         """
         high = min(high, anchor.depth)
         if low > high:
             return []
+        in_chat = Message.chat_id == anchor.chat_id
+        branched = set(
+            await self.session.scalars(
+                select(Message.depth)
+                .where(in_chat, Message.depth.between(low, anchor.depth))
+                .group_by(Message.depth)
+                .having(func.count() > 1)
+            )
+        )
         rows = list(
             await self.session.scalars(
-                select(Message)
-                .where(Message.chat_id == anchor.chat_id, Message.depth.between(low, high))
-                .order_by(Message.depth)
+                select(Message).where(in_chat, Message.depth.between(low, high))
             )
         )
-        depths = Counter(row.depth for row in rows)
-        if len(rows) == high - low + 1 and all(count == 1 for count in depths.values()):
-            return rows
-        return [m for m in await self._walk_up(anchor, low) if m.depth <= high]
-
-    async def _walk_up(self, start: Message, low: int) -> list[Message]:
-        """`start` and its ancestors down to depth `low`, root first (a recursive CTE)."""
-        path = (
-            select(Message.id, Message.parent_id, Message.depth)
-            .where(Message.id == start.id)
-            .cte("path", recursive=True)
-        )
-        path = path.union_all(
-            select(Message.id, Message.parent_id, Message.depth).join(
-                path, and_(Message.id == path.c.parent_id, path.c.depth > low)
+        if not branched:
+            return sorted(rows, key=lambda m: m.depth)
+        # (id, parent_id) of the messages at each depth needed to resolve the branched ones.
+        links: dict[int, list[tuple[uuid.UUID, uuid.UUID | None]]] = {}
+        for row in rows:
+            links.setdefault(row.depth, []).append((row.id, row.parent_id))
+        needed = {d for b in branched for d in (b, b + 1) if d <= anchor.depth} - set(links)
+        if needed:
+            extra = await self.session.execute(
+                select(Message.id, Message.parent_id, Message.depth).where(
+                    in_chat, Message.depth.in_(needed)
+                )
             )
-        )
-        result = await self.session.scalars(
-            select(Message).join(path, Message.id == path.c.id).order_by(path.c.depth)
-        )
-        return list(result)
+            for message_id, parent_id, depth in extra:
+                links.setdefault(depth, []).append((message_id, parent_id))
+        chosen: dict[int, uuid.UUID] = {anchor.depth: anchor.id}
+        for depth in sorted(branched, reverse=True):
+            if depth == anchor.depth:
+                continue
+            # The ancestor one level deeper: resolved already, or alone at its depth.
+            below = chosen.get(depth + 1) or links[depth + 1][0][0]
+            parent = next(p for i, p in links[depth + 1] if i == below)
+            if parent is None:  # pragma: no cover - only roots lack a parent
+                raise LookupError("message tree is inconsistent")
+            chosen[depth] = parent
+        path = [r for r in rows if r.depth not in branched or chosen.get(r.depth) == r.id]
+        return sorted(path, key=lambda m: m.depth)
 
     async def thread(self, chat_id: uuid.UUID, leaf_id: uuid.UUID | None = None) -> list[Message]:
         """The path from the root to `leaf_id` (default: the newest message), root first."""
@@ -249,20 +261,22 @@ class MessageRepository(Repository[Message]):
     ) -> dict[uuid.UUID | None, list[uuid.UUID]]:
         """For each parent of the given messages (None for roots): its children, oldest first."""
         parents = {m.parent_id for m in messages if m.parent_id is not None}
-        conditions: list[ColumnElement[bool]] = []
+        found: list[tuple[uuid.UUID, uuid.UUID | None, datetime]] = []
+        columns = (Message.id, Message.parent_id, Message.created_at)
         if parents:
-            conditions.append(Message.parent_id.in_(parents))
+            # By parent only: children share their parent's chat, and a chat_id condition
+            # tempts SQLite into scanning the whole chat (its statistics assume small chats).
+            rows = await self.session.execute(
+                select(*columns).where(Message.parent_id.in_(parents))
+            )
+            found += [(row[0], row[1], row[2]) for row in rows]
         if any(m.parent_id is None for m in messages):
-            conditions.append(Message.depth == 0)
-        if not conditions:
-            return {}
-        rows = await self.session.execute(
-            select(Message.id, Message.parent_id)
-            .where(Message.chat_id == chat_id, or_(*conditions))
-            .order_by(Message.created_at, Message.id)
-        )
+            rows = await self.session.execute(
+                select(*columns).where(Message.chat_id == chat_id, Message.depth == 0)
+            )
+            found += [(row[0], row[1], row[2]) for row in rows]
         children: dict[uuid.UUID | None, list[uuid.UUID]] = {}
-        for message_id, parent_id in rows:
+        for message_id, parent_id, _created_at in sorted(found, key=lambda r: (r[2], r[0])):
             children.setdefault(parent_id, []).append(message_id)
         return children
 

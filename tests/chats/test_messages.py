@@ -1,3 +1,4 @@
+import random
 import uuid
 
 import pytest
@@ -271,3 +272,39 @@ class TestMessageTree:
         async with chat_service(app) as service:
             thread = await service.messages.thread(uuid.UUID(chat["id"]), added[3].id)
         assert as_ids(thread) == as_ids(added[:4])
+
+
+class TestThreadPaths:
+    """The shortcuts for long threads against the plain definition, on random trees."""
+
+    @pytest.mark.parametrize("seed", [1, 2, 3])
+    async def test_random_trees_match_parent_links(self, client, user, chat, app, seed):
+        rng = random.Random(seed)
+        async with chat_service(app) as service:
+            loaded = await load_chat(service, user, chat["id"])
+            messages = [await service.add_user_message(loaded, "root")]
+            for index in range(60):
+                # Mostly extend the newest message; sometimes branch from an older one.
+                parent = messages[-1] if rng.random() < 0.7 else rng.choice(messages)
+                messages.append(
+                    await service._add(loaded, parent, role="user", content=f"m{index}")
+                )
+            by_id = {m.id: m for m in messages}
+
+            def path_to(message):
+                path = [message]
+                while path[-1].parent_id is not None:
+                    path.append(by_id[path[-1].parent_id])
+                return path[::-1]
+
+            def newest_below(message):
+                below = [m for m in messages if message in path_to(m)]
+                return max(below, key=lambda m: (m.created_at, m.id))
+
+            for anchor in rng.sample(messages, 25):
+                low = rng.randrange(anchor.depth + 1)
+                high = rng.randrange(low, anchor.depth + 1)
+                segment = await service.messages.path_segment(anchor, low, high)
+                assert as_ids(segment) == as_ids(path_to(anchor)[low : high + 1])
+                newest = await service.messages.newest_descendant(anchor)
+                assert newest.id == newest_below(anchor).id
