@@ -80,40 +80,50 @@ class ChatRepository(Repository[Chat]):
     async def _matches(self, search: SearchTerms) -> ColumnElement[bool]:
         if self.session.get_bind().dialect.name == "postgresql":
             return await self._matches_postgres(search)
-        return self._matches_sqlite(search)
+        return await self._matches_sqlite(search)
 
-    def _matches_sqlite(self, search: SearchTerms) -> ColumnElement[bool]:
-        # Each MATCH runs once and its rowids are kept in a temporary index; the chats are then
-        # walked in list order and each is checked through a covering index on its messages'
-        # rowids. That stays fast whether a word is in a handful of messages or in most of them.
-        # (Joining every matching message to its chat instead costs ~1 µs a match: 0.3 s for a
-        # word in a third of a million messages.)
+    async def _matches_sqlite(self, search: SearchTerms) -> ColumnElement[bool]:
         query = search.fts5()
         title_hits = text("SELECT rowid FROM chat_search WHERE chat_search MATCH :title_q")
-        message_hits = text("SELECT rowid FROM message_search WHERE message_search MATCH :text_q")
         in_title = literal_column("chat.rowid").in_(
             title_hits.bindparams(title_q=query).columns(column("rowid", Integer))
         )
+        message_hits = text(
+            "SELECT rowid FROM message_search WHERE message_search MATCH :text_q"
+        ).bindparams(text_q=query)
+        hits = message_hits.columns(column("rowid", Integer))
+        # Counting matches up to the threshold is cheap (FTS5 streams them); it picks the plan.
+        counted = await self.session.scalar(
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM message_search "
+                "WHERE message_search MATCH :text_q LIMIT :cap)"
+            ).bindparams(text_q=query, cap=DENSE_MATCHES)
+        )
+        if (counted or 0) < DENSE_MATCHES:
+            # Rare words: look up each matching message's chat (~1 µs a match).
+            in_text = Chat.id.in_(
+                select(Message.chat_id).where(literal_column("message.rowid").in_(hits))
+            )
+            return or_(in_title, in_text)
+        # Common words: keep the matches' rowids in a temporary index (one pass over FTS5),
+        # walk the chats in list order and check each through a covering index on its
+        # messages' rowids, stopping at a page: most chats match, so few are checked.
         # The unary + keeps SQLite from driving the lookup by rowid (once per chat!).
-        in_text = (
+        per_chat = (
             select(literal(1))
             .select_from(Message)
-            .where(
-                Message.chat_id == Chat.id,
-                literal_column("+message.rowid").in_(
-                    message_hits.bindparams(text_q=query).columns(column("rowid", Integer))
-                ),
-            )
+            .where(Message.chat_id == Chat.id, literal_column("+message.rowid").in_(hits))
             .exists()
         )
-        return or_(in_title, in_text)
+        return or_(in_title, per_chat)
 
     async def _matches_postgres(self, search: SearchTerms) -> ColumnElement[bool]:
         query = func.to_tsquery(*_simple(literal(search.tsquery())))
         in_title = func.to_tsvector(*_simple(Chat.title)).op("@@")(query)
         content_matches = func.to_tsvector(*_simple(Message.content)).op("@@")(query)
         if await self._estimated_matches(content_matches) < DENSE_MATCHES:
-            # Rare words: the GIN index finds every matching message, then their chats.
+            # Rare words: the GIN index finds every matching message, then their chats (a few
+            # µs a match: each is a heap fetch).
             in_text = Chat.id.in_(select(Message.chat_id).where(content_matches))
             return or_(in_title, in_text)
         # Common words: most chats match, so check the user's chats in list order and stop at
