@@ -149,7 +149,8 @@ class ChatRepository(Repository[Chat]):
         dialect = self.session.get_bind().dialect
         probe = select(literal(1)).select_from(Message).where(condition)
         sql = str(probe.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-        plan = await self.session.scalar(text(f"EXPLAIN (FORMAT JSON) {sql}"))
+        # Colons escaped so that text() sees no bind parameters (the tsquery has `:*`).
+        plan = await self.session.scalar(text("EXPLAIN (FORMAT JSON) " + sql.replace(":", r"\:")))
         if isinstance(plan, str):
             plan = json.loads(plan)
         return float(plan[0]["Plan"]["Plan Rows"])
