@@ -288,11 +288,17 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
             server.start()
             headers = {"Authorization": f"Bearer {token}"}
+            load_before = os.getloadavg()[0]
             with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as http:
                 timed: list[tuple[Scenario, list[float]]] = []
                 for scenario in scenarios(http, plan, facts):
                     timed.append((scenario, measure(http, scenario, args.requests)))
             print_table(args.db, timed)
+            # Other work on the machine shows in the tail latencies: say how busy it was.
+            print(
+                f"load average (1 min) before / after timing: {load_before:.2f} / "
+                f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+            )
         finally:
             server.stop()
     return 0
