@@ -1,5 +1,6 @@
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -159,6 +160,14 @@ class ChatRepository(Repository[Chat]):
 class MessageRepository(Repository[Message]):
     model = Message
 
+    async def get_many_in_chat(
+        self, chat_id: uuid.UUID, message_ids: set[uuid.UUID]
+    ) -> dict[uuid.UUID, Message]:
+        result = await self.session.scalars(
+            select(Message).where(Message.id.in_(message_ids), Message.chat_id == chat_id)
+        )
+        return {message.id: message for message in result}
+
     async def get_in_chat(self, chat_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
         return await self.session.scalar(
             select(Message).where(Message.id == message_id, Message.chat_id == chat_id)
@@ -215,19 +224,24 @@ class MessageRepository(Repository[Message]):
         if low > high:
             return []
         in_chat = Message.chat_id == anchor.chat_id
-        branched = set(
-            await self.session.scalars(
-                select(Message.depth)
-                .where(in_chat, Message.depth.between(low, anchor.depth))
-                .group_by(Message.depth)
-                .having(func.count() > 1)
-            )
-        )
         rows = list(
             await self.session.scalars(
                 select(Message).where(in_chat, Message.depth.between(low, high))
             )
         )
+        per_depth = Counter(row.depth for row in rows)
+        branched = {depth for depth, count in per_depth.items() if count > 1}
+        if high < anchor.depth - 1:
+            # The anchor is further down (a newer page): find the sibling depths below too.
+            # (At the anchor's own depth the anchor is the answer, so it needs no check.)
+            branched |= set(
+                await self.session.scalars(
+                    select(Message.depth)
+                    .where(in_chat, Message.depth.between(high + 1, anchor.depth - 1))
+                    .group_by(Message.depth)
+                    .having(func.count() > 1)
+                )
+            )
         if not branched:
             return sorted(rows, key=lambda m: m.depth)
         # (id, parent_id) of the messages at each depth needed to resolve the branched ones.
