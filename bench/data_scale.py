@@ -12,6 +12,8 @@ end unless --keep is given.
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -268,14 +270,64 @@ def print_table(backend: str, rows: list[tuple[Scenario, list[float]]]) -> None:
         )
 
 
+def time_scenarios(
+    backend: str, server: Server, token: str, plan: SeedPlan, facts: SeedResult, requests: int
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    load_before = os.getloadavg()[0]
+    with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as http:
+        timed: list[tuple[Scenario, list[float]]] = []
+        for scenario in scenarios(http, plan, facts):
+            timed.append((scenario, measure(http, scenario, requests)))
+    print_table(backend, timed)
+    # Other work on the machine shows in the tail latencies: say how busy it was.
+    print(
+        f"load average (1 min) before / after timing: {load_before:.2f} / "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
+
+
+def rerun(saved: Path, requests: int) -> int:
+    """Times a database kept by an earlier --keep run again, without seeding it anew."""
+    state = json.loads(saved.read_text())
+    plan = SeedPlan(**state["plan"])
+    facts = SeedResult(
+        big_chat_id=uuid.UUID(state["big_chat_id"]),
+        title_word=state["title_word"],
+        word_counts=state["word_counts"],
+    )
+    server = Server(state["database_url"])
+    server.start()
+    try:
+        response = httpx.post(
+            f"{server.base_url}/api/auth/login",
+            json={"email": "bench@example.com", "password": PASSWORD},
+            timeout=30,
+        )
+        response.raise_for_status()
+        time_scenarios(
+            state["backend"], server, response.json()["access_token"], plan, facts, requests
+        )
+    finally:
+        server.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--chats", type=int, default=10_000)
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=300, help="timed requests per scenario")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the scratch database (and a file to --reuse it)"
+    )
+    parser.add_argument(
+        "--reuse", type=Path, metavar="FILE", help="time a database kept with --keep again"
+    )
     args = parser.parse_args(argv)
+    if args.reuse:
+        return rerun(args.reuse, args.requests)
 
     with scratch_database(args.db, args.keep) as (database_url, target):
         migrate(database_url)
@@ -285,20 +337,21 @@ def main(argv: list[str] | None = None) -> int:
             token, user_id = register(server.base_url)
             plan = SeedPlan(chats=args.chats, messages=args.messages)
             facts = seed(args.db, target, user_id, plan)
+            if args.keep:
+                saved = Path(tempfile.gettempdir()) / f"parley-bench-{args.db}.json"
+                state = {
+                    "backend": args.db,
+                    "database_url": database_url,
+                    "plan": dataclasses.asdict(plan),
+                    "big_chat_id": str(facts.big_chat_id),
+                    "title_word": facts.title_word,
+                    "word_counts": facts.word_counts,
+                }
+                saved.write_text(json.dumps(state))
+                print(f"to time it again: {sys.argv[0]} --reuse {saved}")
             server.stop()
             server.start()
-            headers = {"Authorization": f"Bearer {token}"}
-            load_before = os.getloadavg()[0]
-            with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as http:
-                timed: list[tuple[Scenario, list[float]]] = []
-                for scenario in scenarios(http, plan, facts):
-                    timed.append((scenario, measure(http, scenario, args.requests)))
-            print_table(args.db, timed)
-            # Other work on the machine shows in the tail latencies: say how busy it was.
-            print(
-                f"load average (1 min) before / after timing: {load_before:.2f} / "
-                f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
-            )
+            time_scenarios(args.db, server, token, plan, facts, args.requests)
         finally:
             server.stop()
     return 0
