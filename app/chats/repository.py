@@ -236,9 +236,12 @@ class MessageRepository(Repository[Message]):
         )
         per_depth = Counter(row.depth for row in rows)
         branched = {depth for depth, count in per_depth.items() if count > 1}
+        if not branched:
+            return sorted(rows, key=lambda m: m.depth)
         if high < anchor.depth - 1:
-            # The anchor is further down (a newer page): find the sibling depths below too.
-            # (At the anchor's own depth the anchor is the answer, so it needs no check.)
+            # Siblings in range, and the anchor further down (a newer page): the chain to
+            # resolve them starts below, so find the sibling depths there too. (At the
+            # anchor's own depth the anchor is the answer, so it needs no check.)
             branched |= set(
                 await self.session.scalars(
                     select(Message.depth)
@@ -247,8 +250,6 @@ class MessageRepository(Repository[Message]):
                     .having(func.count() > 1)
                 )
             )
-        if not branched:
-            return sorted(rows, key=lambda m: m.depth)
         # (id, parent_id) of the messages at each depth needed to resolve the branched ones.
         links: dict[int, list[tuple[uuid.UUID, uuid.UUID | None]]] = {}
         for row in rows:
