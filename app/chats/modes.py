@@ -5,6 +5,7 @@ parameters (validated when a chat is created or updated, and published as JSON S
 `GET /api/modes`) and a system prompt template rendered from the validated parameters.
 """
 
+import textwrap
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,7 @@ class Mode:
     title: str
     description: str
     params: type[ModeParams]
+    # A str.format template over params.prompt_values(); common indentation is removed.
     template: str
 
     def validate_params(self, raw: dict[str, Any] | None) -> ModeParams:
@@ -56,7 +58,19 @@ class Mode:
         """The system prompt for these parameters."""
         if not isinstance(params, ModeParams):
             params = self.validate_params(params)
-        return self.template.format_map(params.prompt_values()).strip()
+        return textwrap.dedent(self.template).strip().format_map(params.prompt_values())
+
+
+# Every declared mode by name, in declaration order: GET /api/modes, validation and OpenAPI read it.
+MODES: dict[str, Mode] = {}
+
+
+def declare(mode: Mode) -> Mode:
+    """Registers a mode; a module-level `declare(Mode(...))` is all a new mode needs."""
+    if mode.name in MODES:
+        raise ValueError(f"mode {mode.name!r} is declared twice")
+    MODES[mode.name] = mode
+    return mode
 
 
 # --- chat --------------------------------------------------------------------------------------
@@ -66,12 +80,14 @@ class ChatParams(ModeParams):
     pass
 
 
-CHAT = Mode(
-    name="chat",
-    title="Chat",
-    description="A general assistant for open conversation.",
-    params=ChatParams,
-    template="You are a helpful, honest assistant. Answer clearly and concisely.",
+CHAT = declare(
+    Mode(
+        name="chat",
+        title="Chat",
+        description="A general assistant for open conversation.",
+        params=ChatParams,
+        template="You are a helpful, honest assistant. Answer clearly and concisely.",
+    )
 )
 
 
@@ -117,20 +133,22 @@ class EmailParams(ModeParams):
         }
 
 
-EMAIL = Mode(
-    name="email",
-    title="Email writer",
-    description="Writes an email from its purpose, recipient, key points, tone and length.",
-    params=EmailParams,
-    template="""
-You write emails. Write one email with a subject line and a body, ready to send.
-Purpose: {purpose}
-Recipient: {recipient}
-Key points to cover:
-{key_points}
-Tone: {tone}. Length: {length}.
-Reply with the email only.
-""",
+EMAIL = declare(
+    Mode(
+        name="email",
+        title="Email writer",
+        description="Writes an email from its purpose, recipient, key points, tone and length.",
+        params=EmailParams,
+        template="""
+    You write emails. Write one email with a subject line and a body, ready to send.
+    Purpose: {purpose}
+    Recipient: {recipient}
+    Key points to cover:
+    {key_points}
+    Tone: {tone}. Length: {length}.
+    Reply with the email only.
+    """,
+    )
 )
 
 
@@ -153,16 +171,18 @@ class SimilarQuestionsParams(ModeParams):
         return {**self.model_dump(), "question": given}
 
 
-SIMILAR_QUESTIONS = Mode(
-    name="similar_questions",
-    title="Similar questions",
-    description="Writes questions similar to a given one, e.g. for FAQs or test sets.",
-    params=SimilarQuestionsParams,
-    template="""
-Write exactly {count} questions that ask the same thing as the given question in different
-words, one per line, numbered, with no other text.
-{question}
-""",
+SIMILAR_QUESTIONS = declare(
+    Mode(
+        name="similar_questions",
+        title="Similar questions",
+        description="Writes questions similar to a given one, e.g. for FAQs or test sets.",
+        params=SimilarQuestionsParams,
+        template="""
+    Write exactly {count} questions that ask the same thing as the given question in different
+    words, one per line, numbered, with no other text.
+    {question}
+    """,
+    )
 )
 
 
@@ -182,19 +202,20 @@ class SummarizeParams(ModeParams):
         }
 
 
-SUMMARIZE = Mode(
-    name="summarize",
-    title="Summarize",
-    description="Summarizes the text or conversation it is given.",
-    params=SummarizeParams,
-    template="""
-Summarize the text the user gives you, keeping names, numbers and decisions.
-Length: {length}. Format: {style}. Reply with the summary only.
-""",
+SUMMARIZE = declare(
+    Mode(
+        name="summarize",
+        title="Summarize",
+        description="Summarizes the text or conversation it is given.",
+        params=SummarizeParams,
+        template="""
+    Summarize the text the user gives you, keeping names, numbers and decisions.
+    Length: {length}. Format: {style}. Reply with the summary only.
+    """,
+    )
 )
 
 
-MODES: dict[str, Mode] = {mode.name: mode for mode in (CHAT, EMAIL, SIMILAR_QUESTIONS, SUMMARIZE)}
 DEFAULT_MODE = CHAT.name
 
 

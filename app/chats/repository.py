@@ -10,7 +10,6 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Uuid,
-    and_,
     column,
     func,
     literal,
@@ -20,6 +19,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy.orm import aliased
 
 from app.chats.models import Chat, Message
 from app.chats.search import DENSE_MATCHES, SearchTerms
@@ -82,40 +82,54 @@ class ChatRepository(Repository[Chat]):
     async def _matches(self, search: SearchTerms) -> ColumnElement[bool]:
         if self.session.get_bind().dialect.name == "postgresql":
             return await self._matches_postgres(search)
-        return self._matches_sqlite(search)
+        return await self._matches_sqlite(search)
 
-    def _matches_sqlite(self, search: SearchTerms) -> ColumnElement[bool]:
-        # Each MATCH runs once and its rowids are kept in a temporary index; the chats are then
-        # walked in list order and each is checked through a covering index on its messages'
-        # rowids. That stays fast whether a word is in a handful of messages or in most of them.
-        # (Joining every matching message to its chat instead costs ~1 µs a match: 0.3 s for a
-        # word in a third of a million messages.)
+    async def _matches_sqlite(self, search: SearchTerms) -> ColumnElement[bool]:
         query = search.fts5()
         title_hits = text("SELECT rowid FROM chat_search WHERE chat_search MATCH :title_q")
-        message_hits = text("SELECT rowid FROM message_search WHERE message_search MATCH :text_q")
         in_title = literal_column("chat.rowid").in_(
             title_hits.bindparams(title_q=query).columns(column("rowid", Integer))
         )
+        message_hits = text(
+            "SELECT rowid FROM message_search WHERE message_search MATCH :text_q"
+        ).bindparams(text_q=query)
+        hits = message_hits.columns(column("rowid", Integer))
+        # Counting matches up to the threshold is cheap (FTS5 streams them); it picks the plan.
+        counted = await self.session.scalar(
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM message_search "
+                "WHERE message_search MATCH :text_q LIMIT :cap)"
+            ).bindparams(text_q=query, cap=DENSE_MATCHES)
+        )
+        if (counted or 0) < DENSE_MATCHES:
+            # Rare words: look up each matching message's chat (~1 µs a match).
+            in_text = Chat.id.in_(
+                select(Message.chat_id).where(literal_column("message.rowid").in_(hits))
+            )
+            return or_(in_title, in_text)
+        # Common words: keep the matches' rowids in a temporary index (one pass over FTS5),
+        # walk the chats in list order and check each through a covering index on its
+        # messages' rowids, stopping at a page: most chats match, so few are checked.
         # The unary + keeps SQLite from driving the lookup by rowid (once per chat!).
-        in_text = (
+        per_chat = (
             select(literal(1))
             .select_from(Message)
-            .where(
-                Message.chat_id == Chat.id,
-                literal_column("+message.rowid").in_(
-                    message_hits.bindparams(text_q=query).columns(column("rowid", Integer))
-                ),
-            )
+            .where(Message.chat_id == Chat.id, literal_column("+message.rowid").in_(hits))
             .exists()
         )
-        return or_(in_title, in_text)
+        return or_(in_title, per_chat)
 
     async def _matches_postgres(self, search: SearchTerms) -> ColumnElement[bool]:
         query = func.to_tsquery(*_simple(literal(search.tsquery())))
-        in_title = func.to_tsvector(*_simple(Chat.title)).op("@@")(query)
+        # Through the title's GIN index once, not to_tsvector() on every chat walked past.
+        titled = aliased(Chat)
+        in_title = Chat.id.in_(
+            select(titled.id).where(func.to_tsvector(*_simple(titled.title)).op("@@")(query))
+        )
         content_matches = func.to_tsvector(*_simple(Message.content)).op("@@")(query)
         if await self._estimated_matches(content_matches) < DENSE_MATCHES:
-            # Rare words: the GIN index finds every matching message, then their chats.
+            # Rare words: the GIN index finds every matching message, then their chats (a few
+            # µs a match: each is a heap fetch).
             in_text = Chat.id.in_(select(Message.chat_id).where(content_matches))
             return or_(in_title, in_text)
         # Common words: most chats match, so check the user's chats in list order and stop at
@@ -141,7 +155,8 @@ class ChatRepository(Repository[Chat]):
         dialect = self.session.get_bind().dialect
         probe = select(literal(1)).select_from(Message).where(condition)
         sql = str(probe.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-        plan = await self.session.scalar(text(f"EXPLAIN (FORMAT JSON) {sql}"))
+        # Colons escaped so that text() sees no bind parameters (the tsquery has `:*`).
+        plan = await self.session.scalar(text("EXPLAIN (FORMAT JSON) " + sql.replace(":", r"\:")))
         if isinstance(plan, str):
             plan = json.loads(plan)
         return float(plan[0]["Plan"]["Plan Rows"])
@@ -149,6 +164,14 @@ class ChatRepository(Repository[Chat]):
 
 class MessageRepository(Repository[Message]):
     model = Message
+
+    async def get_many_in_chat(
+        self, chat_id: uuid.UUID, message_ids: set[uuid.UUID]
+    ) -> dict[uuid.UUID, Message]:
+        result = await self.session.scalars(
+            select(Message).where(Message.id.in_(message_ids), Message.chat_id == chat_id)
+        )
+        return {message.id: message for message in result}
 
     async def get_in_chat(self, chat_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
         return await self.session.scalar(
@@ -166,20 +189,20 @@ class MessageRepository(Repository[Message]):
 
     async def newest_descendant(self, message: Message) -> Message:
         """The newest message in `message`'s subtree (itself when it is a leaf)."""
-        at_depth = await self.session.scalar(
-            select(func.count())
-            .select_from(Message)
-            .where(Message.chat_id == message.chat_id, Message.depth == message.depth)
+        # Usually the newest message at or below its depth descends from it: it does when the
+        # message has no siblings, and otherwise when its ancestor at that depth is `message`.
+        newest = await self.session.scalar(
+            select(Message)
+            .where(Message.chat_id == message.chat_id, Message.depth >= message.depth)
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(1)
         )
-        if at_depth == 1:
-            # Alone at its depth: every deeper message descends from it.
-            newest = await self.session.scalar(
-                select(Message)
-                .where(Message.chat_id == message.chat_id, Message.depth >= message.depth)
-                .order_by(Message.created_at.desc(), Message.id.desc())
-                .limit(1)
-            )
-            return newest or message
+        if newest is None or newest.id == message.id:
+            return message
+        [ancestor] = await self.path_segment(newest, message.depth, message.depth)
+        if ancestor.id == message.id:
+            return newest
+        # An older branch: walk its subtree (abandoned branches are usually short).
         subtree = (
             select(Message.id, Message.created_at)
             .where(Message.id == message.id)
@@ -197,41 +220,61 @@ class MessageRepository(Repository[Message]):
     async def path_segment(self, anchor: Message, low: int, high: int) -> list[Message]:
         """The ancestors of `anchor` (itself included) with depth in [low, high], root first.
 
-        Most chats have long stretches with one message per depth, and there a plain range
-        over (chat_id, depth) is the path: a page of a 5,000-message thread costs one index
-        range scan. Where a depth holds siblings, walk up from the anchor instead.
+        Each ancestor is one level above the next, so at a depth holding a single message of
+        the chat that message is the ancestor: a page of a long thread is one range scan over
+        (chat_id, depth). Only depths with siblings (edits, regenerated replies) need the parent
+        links, followed from the nearest deeper ancestor: never a walk up the whole thread.
         """
         high = min(high, anchor.depth)
         if low > high:
             return []
+        in_chat = Message.chat_id == anchor.chat_id
         rows = list(
             await self.session.scalars(
-                select(Message)
-                .where(Message.chat_id == anchor.chat_id, Message.depth.between(low, high))
-                .order_by(Message.depth)
+                select(Message).where(in_chat, Message.depth.between(low, high))
             )
         )
-        depths = Counter(row.depth for row in rows)
-        if len(rows) == high - low + 1 and all(count == 1 for count in depths.values()):
-            return rows
-        return [m for m in await self._walk_up(anchor, low) if m.depth <= high]
-
-    async def _walk_up(self, start: Message, low: int) -> list[Message]:
-        """`start` and its ancestors down to depth `low`, root first (a recursive CTE)."""
-        path = (
-            select(Message.id, Message.parent_id, Message.depth)
-            .where(Message.id == start.id)
-            .cte("path", recursive=True)
-        )
-        path = path.union_all(
-            select(Message.id, Message.parent_id, Message.depth).join(
-                path, and_(Message.id == path.c.parent_id, path.c.depth > low)
+        per_depth = Counter(row.depth for row in rows)
+        branched = {depth for depth, count in per_depth.items() if count > 1}
+        if not branched:
+            return sorted(rows, key=lambda m: m.depth)
+        if high < anchor.depth - 1:
+            # Siblings in range, and the anchor further down (a newer page): the chain to
+            # resolve them starts below, so find the sibling depths there too. (At the
+            # anchor's own depth the anchor is the answer, so it needs no check.)
+            branched |= set(
+                await self.session.scalars(
+                    select(Message.depth)
+                    .where(in_chat, Message.depth.between(high + 1, anchor.depth - 1))
+                    .group_by(Message.depth)
+                    .having(func.count() > 1)
+                )
             )
-        )
-        result = await self.session.scalars(
-            select(Message).join(path, Message.id == path.c.id).order_by(path.c.depth)
-        )
-        return list(result)
+        # (id, parent_id) of the messages at each depth needed to resolve the branched ones.
+        links: dict[int, list[tuple[uuid.UUID, uuid.UUID | None]]] = {}
+        for row in rows:
+            links.setdefault(row.depth, []).append((row.id, row.parent_id))
+        needed = {d for b in branched for d in (b, b + 1) if d <= anchor.depth} - set(links)
+        if needed:
+            extra = await self.session.execute(
+                select(Message.id, Message.parent_id, Message.depth).where(
+                    in_chat, Message.depth.in_(needed)
+                )
+            )
+            for message_id, parent_id, depth in extra:
+                links.setdefault(depth, []).append((message_id, parent_id))
+        chosen: dict[int, uuid.UUID] = {anchor.depth: anchor.id}
+        for depth in sorted(branched, reverse=True):
+            if depth == anchor.depth:
+                continue
+            # The ancestor one level deeper: resolved already, or alone at its depth.
+            below = chosen.get(depth + 1) or links[depth + 1][0][0]
+            parent = next(p for i, p in links[depth + 1] if i == below)
+            if parent is None:  # pragma: no cover - only roots lack a parent
+                raise LookupError("message tree is inconsistent")
+            chosen[depth] = parent
+        path = [r for r in rows if r.depth not in branched or chosen.get(r.depth) == r.id]
+        return sorted(path, key=lambda m: m.depth)
 
     async def thread(self, chat_id: uuid.UUID, leaf_id: uuid.UUID | None = None) -> list[Message]:
         """The path from the root to `leaf_id` (default: the newest message), root first."""
@@ -249,20 +292,22 @@ class MessageRepository(Repository[Message]):
     ) -> dict[uuid.UUID | None, list[uuid.UUID]]:
         """For each parent of the given messages (None for roots): its children, oldest first."""
         parents = {m.parent_id for m in messages if m.parent_id is not None}
-        conditions: list[ColumnElement[bool]] = []
+        found: list[tuple[uuid.UUID, uuid.UUID | None, datetime]] = []
+        columns = (Message.id, Message.parent_id, Message.created_at)
         if parents:
-            conditions.append(Message.parent_id.in_(parents))
+            # By parent only: children share their parent's chat, and a chat_id condition
+            # tempts SQLite into scanning the whole chat (its statistics assume small chats).
+            rows = await self.session.execute(
+                select(*columns).where(Message.parent_id.in_(parents))
+            )
+            found += [(row[0], row[1], row[2]) for row in rows]
         if any(m.parent_id is None for m in messages):
-            conditions.append(Message.depth == 0)
-        if not conditions:
-            return {}
-        rows = await self.session.execute(
-            select(Message.id, Message.parent_id)
-            .where(Message.chat_id == chat_id, or_(*conditions))
-            .order_by(Message.created_at, Message.id)
-        )
+            rows = await self.session.execute(
+                select(*columns).where(Message.chat_id == chat_id, Message.depth == 0)
+            )
+            found += [(row[0], row[1], row[2]) for row in rows]
         children: dict[uuid.UUID | None, list[uuid.UUID]] = {}
-        for message_id, parent_id in rows:
+        for message_id, parent_id, _created_at in sorted(found, key=lambda r: (r[2], r[0])):
             children.setdefault(parent_id, []).append(message_id)
         return children
 

@@ -130,11 +130,9 @@ async def list_messages(
     response_class=Response,
     responses={
         200: {
-            "description": "The file, as an attachment.",
-            "content": {
-                "application/json": {"schema": ChatExport.model_json_schema()},
-                "text/markdown": {"schema": {"type": "string"}},
-            },
+            "model": ChatExport,
+            "description": "The file, as an attachment (JSON: ChatExport; or Markdown text).",
+            "content": {"text/markdown": {"schema": {"type": "string"}}},
         },
         **error_responses(Unauthorized, ChatNotFound, MessageNotFound),
     },

@@ -12,10 +12,11 @@ WORD = re.compile(r"[^\W_]+")
 MAX_WORDS = 8
 MAX_WORD_LENGTH = 64
 
-# Postgres: above this many matching messages (the planner's estimate, over all users), fetching
-# every match to find its chat costs more than walking the user's chats in list order and
-# checking each one's messages, which stops after a page of hits. Measured on 1M messages.
-DENSE_MATCHES = 20_000
+# Above this many matching messages (over all users: the planner's estimate on Postgres, a capped
+# count on SQLite), looking up every match's chat costs more than walking the user's chats in
+# list order and checking each, which stops after a page since most chats match. Below it the
+# walk could cross every chat of a big account for a handful of hits. Measured on 1M messages.
+DENSE_MATCHES = 10_000
 
 
 @dataclass(frozen=True)

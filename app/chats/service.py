@@ -225,8 +225,11 @@ class ChatService:
         """A page of one branch: by default the newest messages of the current thread."""
         if cursor is not None:
             position = MessageCursor.decode(cursor)
-            boundary = await self._cursor_message(chat, position.boundary_id)
-            tip = await self._cursor_message(chat, position.tip_id)
+            wanted = {position.boundary_id, position.tip_id}
+            found_by_id = await self.messages.get_many_in_chat(chat.id, wanted)
+            if set(found_by_id) != wanted:
+                raise InvalidCursor()
+            boundary, tip = found_by_id[position.boundary_id], found_by_id[position.tip_id]
             if position.direction == "older":
                 high = boundary.depth - 1
                 items = await self.messages.path_segment(boundary, max(0, high - limit + 1), high)
@@ -248,12 +251,6 @@ class ChatService:
             tip = found
             items = await self.messages.path_segment(tip, max(0, tip.depth - limit + 1), tip.depth)
         return await self._message_page(chat, items, tip)
-
-    async def _cursor_message(self, chat: Chat, message_id: uuid.UUID) -> Message:
-        message = await self.messages.get_in_chat(chat.id, message_id)
-        if message is None:
-            raise InvalidCursor()
-        return message
 
     async def _message_page(self, chat: Chat, items: list[Message], tip: Message) -> MessagePage:
         children = await self.messages.siblings(chat.id, items)
