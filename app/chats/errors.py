@@ -1,3 +1,4 @@
+from app.core.cursor import InvalidCursor
 from app.core.errors import AppError, FieldError, NotFound
 
 
@@ -30,12 +31,6 @@ class UnknownMode(AppError):
         )
 
 
-class InvalidCursor(AppError):
-    status_code = 400
-    code = "invalid_cursor"
-    message = "The cursor is malformed or belongs to another listing; start from the first page."
-
-
 class MessageNotEditable(AppError):
     status_code = 422
     code = "message_not_editable"
@@ -46,3 +41,6 @@ class MessageNotRegenerable(AppError):
     status_code = 422
     code = "message_not_regenerable"
     message = "Only replies, or the user messages they answer, can be regenerated."
+
+
+__all__ = ["InvalidCursor"]

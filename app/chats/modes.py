@@ -13,8 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from app.chats.errors import InvalidModeParams, UnknownMode
 from app.core.errors import FieldError
+from app.core.text import NoNul
 
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+ShortText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoNul
+]
 
 
 class ModeParams(BaseModel):
@@ -158,7 +161,9 @@ EMAIL = declare(
 class SimilarQuestionsParams(ModeParams):
     count: int = Field(default=5, ge=1, le=20, description="How many questions to write.")
     question: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+        Annotated[
+            str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), NoNul
+        ]
         | None
     ) = Field(default=None, description="The question to start from; otherwise the user's message.")
 

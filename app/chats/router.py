@@ -26,6 +26,7 @@ from app.chats.schemas import (
     ModeRead,
 )
 from app.core.errors import Unauthorized, error_responses
+from app.core.text import NoNul
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
 modes_router = APIRouter(prefix="/api/modes", tags=["generation"])
@@ -65,6 +66,7 @@ async def list_chats(
             max_length=MAX_QUERY_LENGTH,
             description="Words that start words of the title or of a message, all required.",
         ),
+        NoNul,
     ] = None,
 ) -> ChatPage:
     """Pinned chats first, then by latest activity; pass `next_cursor` back for more."""

@@ -6,6 +6,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from app.chats.models import MessageStatus, Role
 from app.chats.modes import DEFAULT_MODE, MODES
+from app.core.text import NoNul
 
 
 def _known_mode(name: str) -> str:
@@ -19,9 +20,13 @@ ModeName = Annotated[
     AfterValidator(_known_mode),
     Field(description="A mode from `GET /api/modes`.", json_schema_extra={"enum": list(MODES)}),
 ]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-SystemPrompt = Annotated[str, StringConstraints(max_length=20_000)]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul
+]
+ModelName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
+]
+SystemPrompt = Annotated[str, StringConstraints(max_length=20_000), NoNul]
 Temperature = Annotated[float, Field(ge=0, le=2)]
 TopP = Annotated[float, Field(gt=0, le=1)]
 MaxTokens = Annotated[int, Field(ge=1, le=262_144)]

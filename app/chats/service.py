@@ -1,6 +1,3 @@
-import base64
-import binascii
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +26,7 @@ from app.chats.schemas import (
     MessageRead,
 )
 from app.chats.search import SearchTerms
+from app.core.cursor import decode_cursor, encode_cursor
 from app.core.db import utcnow
 from app.users.models import User
 
@@ -47,35 +45,19 @@ _PLAIN_FIELDS = (
 _NULLABLE_FIELDS = {"title", "model", "system_prompt", "temperature", "top_p", "max_tokens"}
 
 
-def _encode_cursor(payload: dict[str, Any]) -> str:
-    raw = json.dumps(payload, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, kind: str) -> dict[str, Any]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidCursor() from exc
-    if not isinstance(payload, dict) or payload.get("k") != kind:
-        raise InvalidCursor()
-    return payload
-
-
 def _chat_cursor(chat: Chat) -> str:
-    return _encode_cursor(
+    return encode_cursor(
+        "chats",
         {
-            "k": "chats",
             "p": chat.pinned,
             "t": chat.last_message_at.isoformat(),
             "i": str(chat.id),
-        }
+        },
     )
 
 
 def _chat_key(cursor: str) -> ChatKey:
-    payload = _decode_cursor(cursor, "chats")
+    payload = decode_cursor(cursor, "chats")
     try:
         key = ChatKey(
             pinned=bool(payload["p"]),
@@ -101,18 +83,18 @@ class MessageCursor:
     tip_id: uuid.UUID
 
     def encode(self) -> str:
-        return _encode_cursor(
+        return encode_cursor(
+            "messages",
             {
-                "k": "messages",
                 "d": self.direction,
                 "b": str(self.boundary_id),
                 "t": str(self.tip_id),
-            }
+            },
         )
 
     @classmethod
     def decode(cls, cursor: str) -> "MessageCursor":
-        payload = _decode_cursor(cursor, "messages")
+        payload = decode_cursor(cursor, "messages")
         try:
             direction = payload["d"]
             if direction not in ("older", "newer"):

@@ -1,5 +1,3 @@
-import base64
-import binascii
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -12,6 +10,7 @@ from app.auth.dependencies import CurrentUser, GenerationUser
 from app.auth.errors import CsrfFailed, EmailNotVerified
 from app.chats.dependencies import OwnedChat
 from app.chats.schemas import MessageRead
+from app.core.cursor import InvalidCursor, decode_cursor, encode_cursor
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import AppError, Unauthorized, error_responses
 from app.core.ratelimit import RateLimited
@@ -60,12 +59,6 @@ SSE_EVENT_SCHEMA: dict[str, Any] = {
     },
     "required": ["event", "data"],
 }
-
-
-class InvalidCursor(AppError):
-    status_code = 400
-    code = "invalid_cursor"
-    message = "The cursor is not valid; start again without it."
 
 
 REPLY_ERRORS = (
@@ -233,20 +226,16 @@ async def generate(
     return await _respond(request, run, body.stream, settings.sse_ping_seconds)
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def _generation_key(cursor: str) -> tuple[datetime, uuid.UUID]:
+    payload = decode_cursor(cursor, "generations")
     try:
-        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
-        created_at, row_id = raw.split("|", 1)
-        parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
-        return parsed, uuid.UUID(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        created_at = datetime.fromisoformat(payload["t"])
+        row_id = uuid.UUID(payload["i"])
+    except (KeyError, TypeError, ValueError) as exc:
         raise InvalidCursor() from exc
-
-
-def _encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
+    if created_at.tzinfo is None:
+        raise InvalidCursor()
+    return created_at, row_id
 
 
 @router.get(
@@ -261,12 +250,13 @@ async def list_generations(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> GenerationPage:
     """Newest first, with settings, output, model, token counts and timestamps."""
-    after = _decode_cursor(cursor) if cursor else None
+    after = _generation_key(cursor) if cursor else None
     rows = await GenerationRepository(session).page(user.id, limit=limit + 1, after=after)
     items = [GenerationRead.model_validate(row) for row in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
     next_cursor = (
-        _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
-        if len(rows) > limit
+        encode_cursor("generations", {"t": last.created_at.isoformat(), "i": str(last.id)})
+        if last is not None
         else None
     )
     return GenerationPage(items=items, next_cursor=next_cursor)
