@@ -56,7 +56,8 @@ def _stop_runs_on_exit_signals(runs: RunRegistry) -> Callable[[], None]:
     previous: dict[int, Any] = {}
 
     def on_exit_signal(signum: int, frame: Any) -> None:
-        loop.call_soon_threadsafe(runs.stop_all, SHUTDOWN)
+        with suppress(RuntimeError):  # the loop may already be closed
+            loop.call_soon_threadsafe(runs.stop_all, SHUTDOWN)
         handler = previous.get(signum)
         if callable(handler):
             handler(signum, frame)
