@@ -4,6 +4,7 @@ import asyncio
 import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -162,8 +163,13 @@ class GenerationService:
         )
 
     async def _reserved(
-        self, chat: Chat, make_parent: Any, config: ModelConfig, user: User
+        self,
+        chat: Chat,
+        make_parent: Callable[[], Awaitable[Message]],
+        config: ModelConfig,
+        user: User,
     ) -> GenerationRun:
+        """Starts a reply under `make_parent()`'s message, one reply per chat at a time."""
         key = _chat_key(chat.id)
         self.runtime.runs.reserve(key)
         try:
@@ -173,7 +179,7 @@ class GenerationService:
                 self.session, chat.id, fresh_after=fresh_after, lock=True
             ):
                 raise GenerationInProgress()
-            parent: Message = await make_parent()
+            parent = await make_parent()
             run = await self._start_reply(user, chat, parent, config)
         except BaseException:
             self.runtime.runs.release(key)
@@ -251,7 +257,7 @@ class GenerationService:
 
     # --- titles and summaries ----------------------------------------------------------------
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coroutine)
         self.runtime.background.add(task)
         task.add_done_callback(self.runtime.background.discard)
