@@ -262,8 +262,8 @@ async def list_generations(
     return GenerationPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/api/models", summary="Available models")
-async def list_models(generation: GenerationRuntimeDep) -> list[ModelRead]:
+@router.get("/api/models", summary="Available models", responses=error_responses(Unauthorized))
+async def list_models(_user: CurrentUser, generation: GenerationRuntimeDep) -> list[ModelRead]:
     """Every model a chat or request may name; `built_in` marks the local echo model."""
     registry = generation.registry
     return [
