@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from app.auth.dependencies import get_auth_service
@@ -25,21 +26,30 @@ def get_generation_runtime(connection: HTTPConnection) -> GenerationRuntime:
 GenerationRuntimeDep = Annotated[GenerationRuntime, Depends(get_generation_runtime)]
 
 
-def get_generation_service(
-    session: SessionDep,
-    runtime: RuntimeDep,
-    generation: GenerationRuntimeDep,
-    chats: ChatServiceDep,
+def build_generation_service(
+    session: AsyncSession,
+    runtime: Runtime,
+    generation: GenerationRuntime,
+    chats: ChatService | None = None,
 ) -> GenerationService:
     return GenerationService(
         session=session,
         db=runtime.db,
         settings=runtime.settings,
         runtime=generation,
-        chats=chats,
+        chats=chats or get_chat_service(session),
         messages=MessageRepository(session),
         usage=UsageService(usage=UsageRepository(session), settings=runtime.settings),
     )
+
+
+def get_generation_service(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    generation: GenerationRuntimeDep,
+    chats: ChatServiceDep,
+) -> GenerationService:
+    return build_generation_service(session, runtime, generation, chats)
 
 
 GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
@@ -61,13 +71,5 @@ async def open_services(runtime: Runtime, generation: GenerationRuntime) -> Asyn
         yield Services(
             auth=get_auth_service(session, runtime),
             chats=chats,
-            generation=GenerationService(
-                session=session,
-                db=runtime.db,
-                settings=runtime.settings,
-                runtime=generation,
-                chats=chats,
-                messages=MessageRepository(session),
-                usage=UsageService(usage=UsageRepository(session), settings=runtime.settings),
-            ),
+            generation=build_generation_service(session, runtime, generation, chats),
         )
