@@ -734,7 +734,7 @@ def start_servers(args: argparse.Namespace, stack: contextlib.ExitStack) -> Envi
             "-m",
             "uvicorn",
             "--factory",
-            "app.main:create_app",
+            args.app,
             f"--workers={args.workers}",
             "--host=127.0.0.1",
             f"--port={parley_port}",
@@ -805,6 +805,8 @@ def report(env: Environment, levels: list[Level], interference: Interference | N
     title = f"{args.workers} worker{'s' if args.workers > 1 else ''}, {args.db}"
     if args.redis_url:
         title += ", Redis"
+    if args.app != "app.main:create_app":
+        title += f", app {args.app}"
     out.append(f"### Relay benchmark: {title}")
     out.append("")
     out.append(
@@ -956,6 +958,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--redis-url", default=None)
+    parser.add_argument(
+        "--app",
+        default="app.main:create_app",
+        metavar="MODULE:FACTORY",
+        help="the app factory uvicorn serves; another one (on PYTHONPATH) for A/B experiments",
+    )
     parser.add_argument("--min-samples", type=int, default=MIN_SAMPLES)
     parser.add_argument("--logins", type=int, default=20, help="0 skips the interference check")
     parser.add_argument("--interference-streams", type=int, default=100)
