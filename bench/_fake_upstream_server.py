@@ -1,0 +1,44 @@
+"""Serves the tests' fake OpenAI-compatible upstream in a process of its own, for bench/relay.py.
+
+    python bench/_fake_upstream_server.py --port 9100 --tokens 64 --token-delay 0.02
+
+The repository root must be importable (relay.py sets PYTHONPATH). The fake keeps what it saw
+(request bodies, headers) in lists; a benchmark's few thousand requests make that a few MB.
+"""
+
+import argparse
+
+import uvicorn
+
+from tests.fake_upstream import FakeUpstream
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--token-delay", type=float, default=0.02)
+    parser.add_argument("--first-token-delay", type=float, default=0.0)
+    args = parser.parse_args()
+
+    fake = FakeUpstream()
+    fake.state.tokens = args.tokens
+    fake.state.token_delay = args.token_delay
+    fake.state.first_token_delay = args.first_token_delay
+    fake.base_url = f"http://{args.host}:{args.port}/v1"
+    config = uvicorn.Config(
+        fake,
+        host=args.host,
+        port=args.port,
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        backlog=4096,
+        timeout_graceful_shutdown=2,
+    )
+    uvicorn.Server(config).run()  # uvloop and httptools when installed, as Parley gets
+
+
+if __name__ == "__main__":
+    main()
