@@ -40,11 +40,14 @@ class RowRecorder:
     async def finish(self, result: RunResult) -> dict[str, Any]:
         async with self.db.transaction() as session:
             if self.usage_id is not None:
+                # A reply that failed before its first token, with no usage from the upstream,
+                # cost nothing: its reservation is released rather than charged.
+                charged = result.time_to_first_token_ms is not None or not result.usage_estimated
                 await settle_usage(
                     session,
                     self.usage_id,
-                    prompt_tokens=result.prompt_tokens,
-                    completion_tokens=result.completion_tokens,
+                    prompt_tokens=result.prompt_tokens if charged else 0,
+                    completion_tokens=result.completion_tokens if charged else 0,
                     estimated=result.usage_estimated,
                 )
             row = await session.get(self.model, self.row_id)

@@ -168,3 +168,16 @@ class TestPreferences:
         )
         reply = await send(parley, author, chat, "ping")
         assert reply.json()["model"] == "echo" and reply.json()["content"] == "Echo: ping"
+
+
+class TestFailedReplies:
+    async def test_a_reply_that_failed_before_any_token_costs_nothing(
+        self, parley, author, chat, fake_upstream
+    ):
+        fake_upstream.state.error_status = 503
+        fake_upstream.state.error_body = '{"error": {"message": "overloaded"}}'
+        response = await send(parley, author, chat)
+        assert response.status_code == 502
+        usage = (await parley.http.get("/api/usage", headers=author.headers)).json()
+        assert usage["totals"]["total_tokens"] == 0
+        assert usage["quota"]["used_today"] == 0
