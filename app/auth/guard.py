@@ -76,6 +76,9 @@ class CredentialGuard:
         # reach the query, which would fail).
         user = None if "\x00" in email else await self.users.get_by_email(email)
         retry_after = await self.seconds_locked(email, now)
+        # bcrypt takes a quarter of a second: end the read-only transaction first, so that no
+        # connection (and on SQLite, not the write lock) is held while it runs.
+        await self.users.session.commit()
         # Same bcrypt work on every path, locked or not, known email or not.
         if user is None:
             await self.hasher.verify_dummy(password)

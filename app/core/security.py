@@ -3,13 +3,14 @@
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -29,12 +30,22 @@ class PasswordHasher:
     def __init__(self, rounds: int) -> None:
         self._context = CryptContext(schemes=["bcrypt_sha256"], bcrypt_sha256__rounds=rounds)
         self._dummy_hash: str | None = None
+        self._limiter: CapacityLimiter | None = None
+
+    def _threads(self) -> CapacityLimiter:
+        # Twenty logins at once would otherwise run twenty bcrypt threads, which starve the
+        # event loop of CPU and stall every stream; leave a core for the loop.
+        if self._limiter is None:
+            self._limiter = CapacityLimiter(max(1, (os.cpu_count() or 2) - 1))
+        return self._limiter
 
     async def hash(self, password: str) -> str:
-        return await to_thread.run_sync(self._context.hash, password)
+        return await to_thread.run_sync(self._context.hash, password, limiter=self._threads())
 
     async def verify(self, password: str, password_hash: str) -> bool:
-        return await to_thread.run_sync(self._context.verify, password, password_hash)
+        return await to_thread.run_sync(
+            self._context.verify, password, password_hash, limiter=self._threads()
+        )
 
     async def verify_dummy(self, password: str) -> None:
         """Spend the same work as a real check, so unknown emails answer as slowly as wrong ones."""
