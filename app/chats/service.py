@@ -308,6 +308,18 @@ class ChatService:
     ) -> Message:
         """Adds a reply under `parent_id` (the user message it answers), streaming by default."""
         parent = await self._message(chat, parent_id)
+        return await self.add_reply(chat, parent, content=content, model=model, status=status)
+
+    async def add_reply(
+        self,
+        chat: Chat,
+        parent: Message,
+        *,
+        content: str = "",
+        model: str | None = None,
+        status: MessageStatus = MessageStatus.STREAMING,
+    ) -> Message:
+        """Adds a reply under a user message the caller already loaded from this chat."""
         return await self._add(
             chat, parent, role=Role.ASSISTANT, content=content, model=model, status=status
         )

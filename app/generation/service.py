@@ -204,7 +204,7 @@ class GenerationService:
             context_length=config.context_length,
             max_tokens=chat.max_tokens,
         )
-        assistant = await self.chats.add_assistant_message(chat, parent.id, model=config.name)
+        assistant = await self.chats.add_reply(chat, parent, model=config.name)
         usage, quota = await self.usage.reserve(
             user,
             model=config.name,
