@@ -363,45 +363,52 @@ class OpenAIProvider:
         finish: Finish | None = None
         saw_data = False
         saw_done = False
-        while not saw_done:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    line = await anext(lines)
-            except StopAsyncIteration:
-                break
-            except (TimeoutError, httpx.TimeoutException) as exc:
-                raise self._timeout(first=not saw_data) from exc
-            except httpx.TransportError as exc:
-                if finish is not None:
-                    break  # the reply was complete; at most the usage chunk was lost
-                raise _Retryable(
-                    UpstreamIncomplete("The model server closed the connection mid-reply.")
-                ) from exc
+        # One timer for the whole stream, re-armed after each data frame: cheaper than a timeout
+        # context per line. It is switched off while an event is out with the consumer, so a
+        # slow consumer never eats the upstream's time (and is never cancelled by our timer).
+        try:
+            async with asyncio.timeout_at(deadline) as timer:
+                while not saw_done:
+                    try:
+                        line = await anext(lines)
+                    except StopAsyncIteration:
+                        break
+                    except httpx.TimeoutException as exc:
+                        raise self._timeout(first=not saw_data) from exc
+                    except httpx.TransportError as exc:
+                        if finish is not None:
+                            break  # the reply was complete; at most the usage chunk was lost
+                        raise _Retryable(
+                            UpstreamIncomplete("The model server closed the connection mid-reply.")
+                        ) from exc
 
-            # SSE: blank lines end events, ":" starts a keep-alive comment, and fields other than
-            # "data" (event, id, retry) carry nothing we use. Each OpenAI-style event is a single
-            # data line, so every data line is handled on its own.
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                saw_done = True
-                continue
-            saw_data = True
-            chunk = _parse_chunk(data)
-            _raise_if_error_frame(chunk)
-            if (chunk_usage := _usage_of(chunk)) is not None:
-                usage = chunk_usage
-            text, reason = _choice_of(chunk)
-            if text:
-                yield TextDelta(text)
-            if reason is not None:
-                finish = Finish(reason)
-            # Deliberate: only data frames count as progress. Keep-alive comments (": ping") prove
-            # the connection is up, not that the model is generating, so they reset nothing; a
-            # reasoning-only chunk does count, as the model is working. Measured from here, after
-            # the consumer took the text, so a slow consumer never eats the upstream's time.
-            deadline = loop.time() + self._idle_timeout
+                    # SSE: blank lines end events, ":" starts a keep-alive comment, and fields
+                    # other than "data" (event, id, retry) carry nothing we use. Each
+                    # OpenAI-style event is a single data line, handled on its own.
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        saw_done = True
+                        continue
+                    saw_data = True
+                    chunk = _parse_chunk(data)
+                    _raise_if_error_frame(chunk)
+                    if (chunk_usage := _usage_of(chunk)) is not None:
+                        usage = chunk_usage
+                    text, reason = _choice_of(chunk)
+                    if reason is not None:
+                        finish = Finish(reason)
+                    if text:
+                        timer.reschedule(None)
+                        yield TextDelta(text)
+                    # Deliberate: only data frames count as progress. Keep-alive comments
+                    # (": ping") prove the connection is up, not that the model is generating,
+                    # so they reset nothing; a reasoning-only chunk does count, as the model is
+                    # working. Measured from here, after the consumer took the text.
+                    timer.reschedule(loop.time() + self._idle_timeout)
+        except TimeoutError as exc:
+            raise self._timeout(first=not saw_data) from exc
 
         if finish is None:
             if saw_done:
