@@ -8,6 +8,7 @@ way: the task is cancelled with a reason, and its last act is to save what came.
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -140,8 +141,24 @@ class GenerationRun:
     async def events(self) -> AsyncIterator[ReplyEvent]:
         """The run's events until it ends. If the reader goes away first, the run is stopped."""
         self.begin()
+        backlog: deque[ReplyEvent | None] = deque()
         try:
-            while (event := await self._queue.get()) is not None:
+            while True:
+                event = backlog.popleft() if backlog else await self._queue.get()
+                if event is None:
+                    return
+                if event.name == "delta":
+                    # A reader that fell behind gets the waiting text as one delta: one write
+                    # instead of many, which is what lets a busy server catch up.
+                    parts = [event.data["content"]]
+                    while not self._queue.empty():
+                        waiting = self._queue.get_nowait()
+                        if waiting is None or waiting.name != "delta":
+                            backlog.append(waiting)
+                            break
+                        parts.append(waiting.data["content"])
+                    if len(parts) > 1:
+                        event = events.delta("".join(parts))
                 yield event
         finally:
             self.stop(CLIENT_GONE)
