@@ -159,9 +159,11 @@ class TestHappyPath:
         assert len(set(fake_upstream.state.client_ports)) == 1
 
     async def test_more_concurrent_streams_than_httpx_default_pool(
-        self, provider: OpenAIProvider, model: ModelConfig, fake_upstream: FakeUpstream
+        self, http_client: httpx.AsyncClient, model: ModelConfig, fake_upstream: FakeUpstream
     ) -> None:
         fake_upstream.state.first_token_delay = 0.5
+        # Generous timeouts: what is tested is the pool size, not the speed of a loaded machine.
+        provider = OpenAIProvider(http_client, first_token_timeout=20, idle_timeout=20)
         outcomes = await asyncio.gather(*(run(provider, model) for _ in range(150)))
         assert all(o.error is None and o.text == FULL_TEXT for o in outcomes)
         assert fake_upstream.state.max_active_streams == 150
