@@ -12,7 +12,7 @@ from app.chats.dependencies import OwnedChat
 from app.chats.schemas import MessageRead
 from app.core.cursor import InvalidCursor, decode_cursor, encode_cursor
 from app.core.deps import SessionDep, SettingsDep
-from app.core.errors import AppError, Unauthorized, error_responses
+from app.core.errors import AppError, ServiceUnavailable, Unauthorized, error_responses
 from app.core.ratelimit import RateLimited
 from app.generation.client import (
     UpstreamHTTPError,
@@ -184,7 +184,7 @@ async def regenerate_message(
 @router.post(
     "/api/chats/{chat_id}/stop",
     summary="Stop the reply being generated",
-    responses=error_responses(Unauthorized),
+    responses=error_responses(Unauthorized, ServiceUnavailable),
 )
 async def stop_generation(chat: OwnedChat, service: GenerationServiceDep) -> StopResult:
     """Stops this chat's running reply; the text so far is saved as `cancelled`."""

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import redis.asyncio as redis
 
+from app.core.errors import ServiceUnavailable
 from app.generation.runs import STOPPED, RunRegistry
 
 logger = logging.getLogger("parley.generation")
@@ -69,7 +70,14 @@ class RedisStopBus:
     async def stop(self, key: str) -> bool:
         local = self.runs.stop(key, STOPPED)
         if not local:
-            await self.client.publish(STOP_CHANNEL, key)
+            try:
+                await self.client.publish(STOP_CHANNEL, key)
+            except redis.RedisError as exc:
+                # Redis is down: the reply may run on another worker, which cannot be told.
+                logger.warning("could not publish a stop signal", exc_info=True)
+                raise ServiceUnavailable(
+                    "The stop signal cannot reach the other workers right now; try again."
+                ) from exc
         return local
 
     async def close(self) -> None:

@@ -158,3 +158,18 @@ class TestSignals:
         assert "".join(received).startswith(reply["content"])
         assert len(received) - len(saved_tokens) <= 2 * 50
         assert len(saved_tokens) > 0
+
+
+class TestStopWithoutRedis:
+    async def test_an_undeliverable_stop_is_503_not_a_false_success(
+        self, database, clean_db, fake_upstream
+    ):
+        from tests.upstream_fixtures import parley_settings, running_parley
+
+        settings = parley_settings(database, fake_upstream, redis_url="redis://127.0.0.1:1/0")
+        async with running_parley(settings) as parley:
+            user = await register(parley.http)
+            chat = await new_chat(parley.http, user)
+            response = await parley.http.post(f"/api/chats/{chat['id']}/stop", headers=user.headers)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "service_unavailable"
