@@ -276,6 +276,10 @@ class MessageRepository(Repository[Message]):
         path = [r for r in rows if r.depth not in branched or chosen.get(r.depth) == r.id]
         return sorted(path, key=lambda m: m.depth)
 
+    async def path_to(self, leaf: Message | None) -> list[Message]:
+        """The path from the root to `leaf` (a message already loaded), root first."""
+        return await self.path_segment(leaf, 0, leaf.depth) if leaf is not None else []
+
     async def thread(self, chat_id: uuid.UUID, leaf_id: uuid.UUID | None = None) -> list[Message]:
         """The path from the root to `leaf_id` (default: the newest message), root first."""
         leaf = (

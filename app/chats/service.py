@@ -75,6 +75,14 @@ Direction = Literal["older", "newer"]
 
 
 @dataclass(frozen=True)
+class ReplyContext:
+    """A user message a reply will answer, and the thread from the root down to it."""
+
+    prompt: Message
+    thread: list[Message]
+
+
+@dataclass(frozen=True)
 class MessageCursor:
     """Where a message page ends: the boundary message and the tip of the branch shown."""
 
@@ -262,12 +270,16 @@ class ChatService:
 
     # --- messages: writing (used by generation) ------------------------------------------------
 
-    async def _add(self, chat: Chat, parent: Message | None, **fields: Any) -> Message:
+    def _new(self, chat: Chat, parent: Message | None, **fields: Any) -> Message:
+        """A message under `parent`, added to the session; it is written at the next flush."""
         # Creation times order the tree: a child must be newer than its parent, and the newest
         # message must be the last one added (it is the current leaf), even if clocks of
         # several workers disagree or two writes land in the same microsecond.
         now = max(utcnow(), chat.last_message_at + timedelta(microseconds=1))
         message = Message(
+            # Set here rather than at the flush, so a reply can name its parent before either
+            # is written: both then go to the database in one statement.
+            id=uuid.uuid4(),
             chat_id=chat.id,
             parent_id=parent.id if parent else None,
             depth=parent.depth + 1 if parent else 0,
@@ -275,8 +287,12 @@ class ChatService:
             updated_at=now,
             **fields,
         )
-        await self.messages.add(message)
+        self.chats.session.add(message)
         chat.last_message_at = now
+        return message
+
+    async def _add(self, chat: Chat, parent: Message | None, **fields: Any) -> Message:
+        message = self._new(chat, parent, **fields)
         await self.chats.session.flush()
         return message
 
@@ -286,16 +302,26 @@ class ChatService:
             raise MessageNotFound()
         return message
 
+    async def _leaf_or(self, chat: Chat, parent_id: uuid.UUID | None) -> Message | None:
+        if parent_id is not None:
+            return await self._message(chat, parent_id)
+        return await self.messages.newest(chat.id)
+
     async def add_user_message(
         self, chat: Chat, content: str, parent_id: uuid.UUID | None = None
     ) -> Message:
         """Adds a user message under `parent_id` (default: the current leaf)."""
-        parent = (
-            await self._message(chat, parent_id)
-            if parent_id is not None
-            else await self.messages.newest(chat.id)
-        )
+        parent = await self._leaf_or(chat, parent_id)
         return await self._add(chat, parent, role=Role.USER, content=content)
+
+    async def user_message_context(
+        self, chat: Chat, content: str, parent_id: uuid.UUID | None = None
+    ) -> ReplyContext:
+        """Like add_user_message, but unflushed and with the thread it ends."""
+        parent = await self._leaf_or(chat, parent_id)
+        history = await self.messages.path_to(parent)
+        message = self._new(chat, parent, role=Role.USER, content=content)
+        return ReplyContext(message, [*history, message])
 
     async def add_assistant_message(
         self,
@@ -324,17 +350,26 @@ class ChatService:
             chat, parent, role=Role.ASSISTANT, content=content, model=model, status=status
         )
 
-    async def edit_user_message(self, chat: Chat, message_id: uuid.UUID, content: str) -> Message:
-        """Adds the edited text as a sibling of the user message; the old version stays."""
+    async def _edit_parent(self, chat: Chat, message_id: uuid.UUID) -> Message | None:
+        """The parent an edit of the user message `message_id` goes under."""
         original = await self._message(chat, message_id)
         if original.role != Role.USER:
             raise MessageNotEditable()
-        parent = (
-            await self._message(chat, original.parent_id)
-            if original.parent_id is not None
-            else None
-        )
+        if original.parent_id is None:
+            return None
+        return await self._message(chat, original.parent_id)
+
+    async def edit_user_message(self, chat: Chat, message_id: uuid.UUID, content: str) -> Message:
+        """Adds the edited text as a sibling of the user message; the old version stays."""
+        parent = await self._edit_parent(chat, message_id)
         return await self._add(chat, parent, role=Role.USER, content=content)
+
+    async def edit_context(self, chat: Chat, message_id: uuid.UUID, content: str) -> ReplyContext:
+        """Like edit_user_message, but unflushed and with the thread it ends."""
+        parent = await self._edit_parent(chat, message_id)
+        history = await self.messages.path_to(parent)
+        message = self._new(chat, parent, role=Role.USER, content=content)
+        return ReplyContext(message, [*history, message])
 
     async def prepare_regenerate(self, chat: Chat, message_id: uuid.UUID) -> Message:
         """The user message under which a regenerated reply goes, as a sibling of the old one.
@@ -349,6 +384,22 @@ class ChatService:
             if parent.role == Role.USER:
                 return parent
         raise MessageNotRegenerable()
+
+    async def regenerate_context(self, chat: Chat, message_id: uuid.UUID) -> ReplyContext:
+        """prepare_regenerate's user message with the thread it ends."""
+        prompt = await self.prepare_regenerate(chat, message_id)
+        return ReplyContext(prompt, await self.messages.path_to(prompt))
+
+    def new_reply(self, chat: Chat, prompt: Message, *, model: str) -> Message:
+        """A streaming reply under `prompt`, written with the next flush."""
+        return self._new(
+            chat,
+            prompt,
+            role=Role.ASSISTANT,
+            content="",
+            model=model,
+            status=MessageStatus.STREAMING,
+        )
 
     # --- export --------------------------------------------------------------------------------
 

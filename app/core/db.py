@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, Uuid, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
 
+from app.core import sqlite
 from app.core.config import Settings
 from app.core.errors import AppError
 
@@ -127,12 +128,13 @@ def create_engine(settings: Settings, *, sqlite_foreign_keys: bool = True) -> As
             # the lock in SQLite's busy handler, unfairly, until some starve past the timeout.
             # One connection turns that into SQLAlchemy's FIFO pool queue.
             options.update(pool_size=1, max_overflow=0, pool_timeout=60)
-        engine = create_async_engine(
-            settings.database_url,
-            echo=settings.db_echo,
-            connect_args={"timeout": 30},
-            **options,
-        )
+        url = make_url(settings.database_url)
+        database, connect_options = url.get_dialect()().create_connect_args(url)
+
+        async def connect() -> sqlite.OneTripConnection:
+            return await sqlite.connect(*database, **connect_options, timeout=30)
+
+        engine = create_async_engine(url, echo=settings.db_echo, async_creator=connect, **options)
         _configure_sqlite(engine, foreign_keys=sqlite_foreign_keys)
         return engine
     return create_async_engine(

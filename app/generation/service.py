@@ -16,7 +16,7 @@ from app.chats.models import Chat, Message, Role
 from app.chats.modes import get_mode
 from app.chats.repository import MessageRepository
 from app.chats.schemas import MessageRead
-from app.chats.service import ChatService
+from app.chats.service import ChatService, ReplyContext
 from app.core.config import Settings
 from app.core.db import Database, utcnow
 from app.core.errors import AppError
@@ -124,7 +124,7 @@ class GenerationService:
         config = self.resolve_model(model, user, chat)
         return await self._reserved(
             chat,
-            lambda: self.chats.add_user_message(chat, content, parent_id),
+            lambda: self.chats.user_message_context(chat, content, parent_id),
             config,
             user,
         )
@@ -137,7 +137,7 @@ class GenerationService:
         config = self.resolve_model(model, user, chat)
         return await self._reserved(
             chat,
-            lambda: self.chats.edit_user_message(chat, message_id, content),
+            lambda: self.chats.edit_context(chat, message_id, content),
             config,
             user,
         )
@@ -148,7 +148,7 @@ class GenerationService:
         """Answers the same user message again; the new reply is a sibling of the old one."""
         config = self.resolve_model(model, user, chat)
         return await self._reserved(
-            chat, lambda: self.chats.prepare_regenerate(chat, message_id), config, user
+            chat, lambda: self.chats.regenerate_context(chat, message_id), config, user
         )
 
     async def stop(self, chat: Chat) -> bool:
@@ -165,11 +165,11 @@ class GenerationService:
     async def _reserved(
         self,
         chat: Chat,
-        make_parent: Callable[[], Awaitable[Message]],
+        make_context: Callable[[], Awaitable[ReplyContext]],
         config: ModelConfig,
         user: User,
     ) -> GenerationRun:
-        """Starts a reply under `make_parent()`'s message, one reply per chat at a time."""
+        """Starts a reply to `make_context()`'s user message, one reply per chat at a time."""
         key = _chat_key(chat.id)
         self.runtime.runs.reserve(key)
         try:
@@ -179,17 +179,16 @@ class GenerationService:
                 self.session, chat.id, fresh_after=fresh_after, lock=True
             ):
                 raise GenerationInProgress()
-            parent = await make_parent()
-            run = await self._start_reply(user, chat, parent, config)
+            run = await self._start_reply(user, chat, await make_context(), config)
         except BaseException:
             self.runtime.runs.release(key)
             raise
         return self.runtime.runs.add(run)
 
     async def _start_reply(
-        self, user: User, chat: Chat, parent: Message, config: ModelConfig
+        self, user: User, chat: Chat, context: ReplyContext, config: ModelConfig
     ) -> GenerationRun:
-        thread = await self.messages.thread(chat.id, leaf_id=parent.id)
+        parent, thread = context.prompt, context.thread
         first_exchange = sum(m.role == Role.USER for m in thread) == 1 and chat.title is None
         # The chat's own prompt wins; in plain chats the user's preferred prompt replaces the
         # generic assistant one; other modes need their own.
@@ -204,7 +203,8 @@ class GenerationService:
             context_length=config.context_length,
             max_tokens=chat.max_tokens,
         )
-        assistant = await self.chats.add_reply(chat, parent, model=config.name)
+        # Written together with the user message (and the usage record) in one flush.
+        assistant = self.chats.new_reply(chat, parent, model=config.name)
         usage, quota = await self.usage.reserve(
             user,
             model=config.name,
