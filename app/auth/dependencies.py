@@ -96,35 +96,35 @@ def build_account_service(session: AsyncSession, runtime: Runtime) -> AccountSer
     )
 
 
-def get_auth_service(session: SessionDep, runtime: RuntimeDep) -> AuthService:
+async def get_auth_service(session: SessionDep, runtime: RuntimeDep) -> AuthService:
     return build_auth_service(session, runtime)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-def get_account_service(session: SessionDep, runtime: RuntimeDep) -> AccountService:
+async def get_account_service(session: SessionDep, runtime: RuntimeDep) -> AccountService:
     return build_account_service(session, runtime)
 
 
 AccountServiceDep = Annotated[AccountService, Depends(get_account_service)]
 
 
-def get_mfa_service(session: SessionDep, runtime: RuntimeDep) -> MfaService:
+async def get_mfa_service(session: SessionDep, runtime: RuntimeDep) -> MfaService:
     return build_mfa_service(session, runtime)
 
 
 MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
 
 
-def get_guard(session: SessionDep, runtime: RuntimeDep) -> CredentialGuard:
+async def get_guard(session: SessionDep, runtime: RuntimeDep) -> CredentialGuard:
     return build_guard(session, runtime)
 
 
 CredentialGuardDep = Annotated[CredentialGuard, Depends(get_guard)]
 
 
-def client_info(request: Request, runtime: RuntimeDep) -> ClientInfo:
+async def client_info(request: Request, runtime: RuntimeDep) -> ClientInfo:
     return ClientInfo(
         user_agent=request.headers.get("user-agent"),
         ip_address=runtime.client_ips.client_ip(request),

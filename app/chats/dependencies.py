@@ -2,6 +2,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.dependencies import CurrentUser
 from app.chats.models import Chat
@@ -10,8 +11,12 @@ from app.chats.service import ChatService
 from app.core.deps import SessionDep
 
 
-def get_chat_service(session: SessionDep) -> ChatService:
+def build_chat_service(session: AsyncSession) -> ChatService:
     return ChatService(chats=ChatRepository(session), messages=MessageRepository(session))
+
+
+async def get_chat_service(session: SessionDep) -> ChatService:
+    return build_chat_service(session)
 
 
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]

@@ -40,7 +40,10 @@ class Runtime:
     clock: Callable[[], datetime] = utcnow
 
 
-def get_runtime(connection: HTTPConnection) -> Runtime:
+# Dependencies are `async def` even when they only look something up or build an object:
+# FastAPI runs a plain `def` dependency in a worker thread, one thread round trip per dependency
+# per request, which on a busy server costs more than the work itself.
+async def get_runtime(connection: HTTPConnection) -> Runtime:
     runtime: Runtime = connection.app.state.runtime
     return runtime
 
@@ -48,7 +51,7 @@ def get_runtime(connection: HTTPConnection) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings_dep(runtime: RuntimeDep) -> Settings:
+async def get_settings_dep(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 

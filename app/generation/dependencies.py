@@ -7,9 +7,9 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from app.auth.dependencies import get_auth_service
+from app.auth.dependencies import build_auth_service
 from app.auth.service import AuthService
-from app.chats.dependencies import ChatServiceDep, get_chat_service
+from app.chats.dependencies import ChatServiceDep, build_chat_service
 from app.chats.repository import MessageRepository
 from app.chats.service import ChatService
 from app.core.deps import Runtime, RuntimeDep, SessionDep
@@ -18,7 +18,7 @@ from app.usage.repository import UsageRepository
 from app.usage.service import UsageService
 
 
-def get_generation_runtime(connection: HTTPConnection) -> GenerationRuntime:
+async def get_generation_runtime(connection: HTTPConnection) -> GenerationRuntime:
     runtime: GenerationRuntime = connection.app.state.generation
     return runtime
 
@@ -37,13 +37,13 @@ def build_generation_service(
         db=runtime.db,
         settings=runtime.settings,
         runtime=generation,
-        chats=chats or get_chat_service(session),
+        chats=chats or build_chat_service(session),
         messages=MessageRepository(session),
         usage=UsageService(usage=UsageRepository(session), settings=runtime.settings),
     )
 
 
-def get_generation_service(
+async def get_generation_service(
     session: SessionDep,
     runtime: RuntimeDep,
     generation: GenerationRuntimeDep,
@@ -67,9 +67,9 @@ async def open_services(runtime: Runtime, generation: GenerationRuntime) -> Asyn
     """The request-scoped services for code outside a request (the WebSocket), in one short
     transaction, so a long-lived socket never holds a database connection between messages."""
     async with runtime.db.transaction() as session:
-        chats = get_chat_service(session)
+        chats = build_chat_service(session)
         yield Services(
-            auth=get_auth_service(session, runtime),
+            auth=build_auth_service(session, runtime),
             chats=chats,
             generation=build_generation_service(session, runtime, generation, chats),
         )

@@ -14,7 +14,7 @@ from app.usage.service import InvalidRange, UsageService
 router = APIRouter(tags=["usage"])
 
 
-def get_usage_service(session: SessionDep, settings: SettingsDep) -> UsageService:
+async def get_usage_service(session: SessionDep, settings: SettingsDep) -> UsageService:
     return UsageService(usage=UsageRepository(session), settings=settings)
 
 

@@ -17,7 +17,7 @@ from app.users.service import AdminService
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
 
-def get_admin_service(session: SessionDep) -> AdminService:
+async def get_admin_service(session: SessionDep) -> AdminService:
     return AdminService(users=UserDirectory(session), sessions=AuthSessionRepository(session))
 
 

@@ -20,7 +20,7 @@ from app.users.service import ProfileService
 router = APIRouter(prefix="/api/users", tags=["users"])
 
 
-def get_profile_service(session: SessionDep, runtime: RuntimeDep) -> ProfileService:
+async def get_profile_service(session: SessionDep, runtime: RuntimeDep) -> ProfileService:
     return ProfileService(
         users=UserDirectory(session),
         guard=build_guard(session, runtime),
