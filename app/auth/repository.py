@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Uuid, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.auth.models import (
@@ -50,13 +50,8 @@ class AuthSessionRepository(Repository[AuthSession]):
     model = AuthSession
 
     async def get_with_user(self, session_id: uuid.UUID) -> tuple[AuthSession, User] | None:
-        row = (
-            await self.session.execute(
-                select(AuthSession, User)
-                .join(User, User.id == AuthSession.user_id)
-                .where(AuthSession.id == session_id)
-            )
-        ).first()
+        """Every authenticated request's first query, so it is built once (see below)."""
+        row = (await self.session.execute(_SESSION_WITH_USER, {"session_id": session_id})).first()
         return (row[0], row[1]) if row else None
 
     async def list_active(self, user_id: uuid.UUID, now: datetime) -> list[AuthSession]:
@@ -255,3 +250,12 @@ class MfaRecoveryCodeRepository(Repository[MfaRecoveryCode]):
         await self.session.execute(
             delete(MfaRecoveryCode).where(MfaRecoveryCode.user_id == user_id)
         )
+
+
+# Built once with bind parameters: constructing a statement costs SQLAlchemy about as much as
+# running a simple one, and these run on every request.
+_SESSION_WITH_USER = (
+    select(AuthSession, User)
+    .join(User, User.id == AuthSession.user_id)
+    .where(AuthSession.id == bindparam("session_id", type_=Uuid))
+)

@@ -3,13 +3,15 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Boolean,
     ColumnElement,
     Integer,
+    Select,
     Uuid,
+    bindparam,
     column,
     func,
     literal,
@@ -45,9 +47,7 @@ class ChatRepository(Repository[Chat]):
     model = Chat
 
     async def get_for_user(self, user_id: uuid.UUID, chat_id: uuid.UUID) -> Chat | None:
-        return await self.session.scalar(
-            select(Chat).where(Chat.id == chat_id, Chat.user_id == user_id)
-        )
+        return await self.session.scalar(_OWNED_CHAT, {"chat_id": chat_id, "user_id": user_id})
 
     async def list_page(
         self,
@@ -160,6 +160,16 @@ class ChatRepository(Repository[Chat]):
         if isinstance(plan, str):
             plan = json.loads(plan)
         return float(plan[0]["Plan"]["Plan Rows"])
+
+
+class ThreadRow(NamedTuple):
+    """One message of a thread, as a prompt (and a message added below it) needs it."""
+
+    id: uuid.UUID
+    parent_id: uuid.UUID | None
+    depth: int
+    role: str
+    content: str
 
 
 class MessageRepository(Repository[Message]):
@@ -276,9 +286,23 @@ class MessageRepository(Repository[Message]):
         path = [r for r in rows if r.depth not in branched or chosen.get(r.depth) == r.id]
         return sorted(path, key=lambda m: m.depth)
 
-    async def path_to(self, leaf: Message | None) -> list[Message]:
-        """The path from the root to `leaf` (a message already loaded), root first."""
-        return await self.path_segment(leaf, 0, leaf.depth) if leaf is not None else []
+    async def thread_rows(
+        self, chat_id: uuid.UUID, leaf_id: uuid.UUID | None = None
+    ) -> list[ThreadRow]:
+        """The thread from the root to `leaf_id` (default: the newest message) as plain rows,
+        root first; empty when the chat has no messages or `leaf_id` is not one of them.
+
+        What a reply's prompt is built from, read in one statement: a walk up the parent links
+        from the leaf (one index lookup per message), and rows rather than loaded messages, as
+        building an ORM object per message of a long chat would cost more than the query.
+        """
+        if leaf_id is None:
+            rows = await self.session.execute(_THREAD_TO_NEWEST, {"chat_id": chat_id})
+        else:
+            rows = await self.session.execute(
+                _THREAD_TO_LEAF, {"chat_id": chat_id, "leaf_id": leaf_id}
+            )
+        return [ThreadRow(*row) for row in rows]
 
     async def thread(self, chat_id: uuid.UUID, leaf_id: uuid.UUID | None = None) -> list[Message]:
         """The path from the root to `leaf_id` (default: the newest message), root first."""
@@ -323,3 +347,38 @@ class MessageRepository(Repository[Message]):
             .order_by(Message.created_at, Message.id)
         )
         return list(result)
+
+
+# Statements on every reply's path, built once with bind parameters: constructing a statement
+# costs SQLAlchemy as much as running a simple one, and several times more for a recursive one.
+_OWNED_CHAT = select(Chat).where(
+    Chat.id == bindparam("chat_id", type_=Uuid), Chat.user_id == bindparam("user_id", type_=Uuid)
+)
+
+
+def _thread_query(leaf: ColumnElement[bool]) -> Select[Any]:
+    """Root-first path to the message matching `leaf` in chat :chat_id, as ThreadRow columns."""
+    columns = (Message.id, Message.parent_id, Message.depth, Message.role, Message.content)
+    path = (
+        select(*columns)
+        .where(Message.chat_id == bindparam("chat_id", type_=Uuid), leaf)
+        .cte("path", recursive=True)
+    )
+    above = aliased(Message)
+    path = path.union_all(
+        select(above.id, above.parent_id, above.depth, above.role, above.content).join(
+            path, above.id == path.c.parent_id
+        )
+    )
+    return select(path).order_by(path.c.depth)
+
+
+_THREAD_TO_LEAF = _thread_query(Message.id == bindparam("leaf_id", type_=Uuid))
+_THREAD_TO_NEWEST = _thread_query(
+    Message.id
+    == select(Message.id)
+    .where(Message.chat_id == bindparam("chat_id", type_=Uuid))
+    .order_by(Message.created_at.desc(), Message.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)

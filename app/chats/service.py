@@ -13,7 +13,7 @@ from app.chats.errors import (
 )
 from app.chats.models import Chat, Message, MessageStatus, Role
 from app.chats.modes import get_mode
-from app.chats.repository import ChatKey, ChatRepository, MessageRepository
+from app.chats.repository import ChatKey, ChatRepository, MessageRepository, ThreadRow
 from app.chats.schemas import (
     ChatCreate,
     ChatExport,
@@ -79,7 +79,7 @@ class ReplyContext:
     """A user message a reply will answer, and the thread from the root down to it."""
 
     prompt: Message
-    thread: list[Message]
+    thread: list[ThreadRow]
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ class ChatService:
 
     # --- messages: writing (used by generation) ------------------------------------------------
 
-    def _new(self, chat: Chat, parent: Message | None, **fields: Any) -> Message:
+    def _new(self, chat: Chat, parent: Message | ThreadRow | None, **fields: Any) -> Message:
         """A message under `parent`, added to the session; it is written at the next flush."""
         # Creation times order the tree: a child must be newer than its parent, and the newest
         # message must be the last one added (it is the current leaf), even if clocks of
@@ -318,10 +318,21 @@ class ChatService:
         self, chat: Chat, content: str, parent_id: uuid.UUID | None = None
     ) -> ReplyContext:
         """Like add_user_message, but unflushed and with the thread it ends."""
-        parent = await self._leaf_or(chat, parent_id)
-        history = await self.messages.path_to(parent)
+        history = await self.messages.thread_rows(chat.id, parent_id)
+        if parent_id is not None and not history:
+            raise MessageNotFound()
+        return self._context(chat, history[-1] if history else None, history, content)
+
+    def _context(
+        self,
+        chat: Chat,
+        parent: Message | ThreadRow | None,
+        history: list[ThreadRow],
+        content: str,
+    ) -> ReplyContext:
         message = self._new(chat, parent, role=Role.USER, content=content)
-        return ReplyContext(message, [*history, message])
+        entry = ThreadRow(message.id, message.parent_id, message.depth, Role.USER, content)
+        return ReplyContext(message, [*history, entry])
 
     async def add_assistant_message(
         self,
@@ -367,9 +378,8 @@ class ChatService:
     async def edit_context(self, chat: Chat, message_id: uuid.UUID, content: str) -> ReplyContext:
         """Like edit_user_message, but unflushed and with the thread it ends."""
         parent = await self._edit_parent(chat, message_id)
-        history = await self.messages.path_to(parent)
-        message = self._new(chat, parent, role=Role.USER, content=content)
-        return ReplyContext(message, [*history, message])
+        history = await self.messages.thread_rows(chat.id, parent.id) if parent else []
+        return self._context(chat, parent, history, content)
 
     async def prepare_regenerate(self, chat: Chat, message_id: uuid.UUID) -> Message:
         """The user message under which a regenerated reply goes, as a sibling of the old one.
@@ -388,7 +398,7 @@ class ChatService:
     async def regenerate_context(self, chat: Chat, message_id: uuid.UUID) -> ReplyContext:
         """prepare_regenerate's user message with the thread it ends."""
         prompt = await self.prepare_regenerate(chat, message_id)
-        return ReplyContext(prompt, await self.messages.path_to(prompt))
+        return ReplyContext(prompt, await self.messages.thread_rows(chat.id, prompt.id))
 
     def new_reply(self, chat: Chat, prompt: Message, *, model: str) -> Message:
         """A streaming reply under `prompt`, written with the next flush."""

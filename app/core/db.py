@@ -112,7 +112,8 @@ def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
         # A deferred transaction that reads and then writes gets SQLITE_BUSY at once when
         # another writer got in between, ignoring busy_timeout. IMMEDIATE takes the write lock
         # up front, so concurrent writers queue on busy_timeout instead of failing.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Sent with the transaction's first statement, in the same trip to the database thread.
+        connection.connection.driver_connection.begin_with_next_statement("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings, *, sqlite_foreign_keys: bool = True) -> AsyncEngine:

@@ -1,12 +1,13 @@
 """Saves a streaming reply in short transactions: never a connection held while tokens flow."""
 
+import functools
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Text, Uuid, bindparam, update
 
-from app.core.db import Database, utcnow
+from app.core.db import Database, UTCDateTime, utcnow
 from app.generation.runs import RunResult
 from app.usage.repository import settle_usage
 
@@ -32,9 +33,8 @@ class RowRecorder:
     async def checkpoint(self, text: str) -> None:
         async with self.db.transaction() as session:
             await session.execute(
-                update(self.model)
-                .where(self.model.id == self.row_id, self.model.status == "streaming")
-                .values(content=text, updated_at=utcnow())
+                _checkpoint_statement(self.model),
+                {"row_id": self.row_id, "text": text, "now": utcnow()},
             )
 
     async def finish(self, result: RunResult) -> dict[str, Any]:
@@ -64,3 +64,16 @@ class RowRecorder:
             row.error_message = result.error_message
             await session.flush()
             return self.serialize(row)
+
+
+@functools.cache
+def _checkpoint_statement(model: Any) -> Any:
+    """Saves a streaming row's text; built once per table, as every live reply runs it often."""
+    return (
+        update(model)
+        .where(model.id == bindparam("row_id", type_=Uuid), model.status == "streaming")
+        .values(
+            content=bindparam("text", type_=Text), updated_at=bindparam("now", type_=UTCDateTime)
+        )
+        .execution_options(synchronize_session=False)
+    )
