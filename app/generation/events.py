@@ -26,9 +26,12 @@ class ReplyEvent:
     name: EventName
     data: dict[str, Any]
 
-    def sse(self) -> dict[str, str]:
-        """The mapping sse-starlette turns into one `event:`/`data:` frame."""
-        return {"event": self.name, "data": json.dumps(self.data, separators=(",", ":"))}
+    def sse(self) -> bytes:
+        """One `event:`/`data:` frame, encoded as sse-starlette would, ready to write.
+
+        JSON escapes every line break, so the data is always a single `data:` line."""
+        data = json.dumps(self.data, separators=(",", ":"))
+        return f"event: {self.name}\r\ndata: {data}\r\n\r\n".encode()
 
     def ws(self) -> dict[str, Any]:
         return {"event": self.name, "data": self.data}
