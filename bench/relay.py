@@ -133,7 +133,9 @@ async def parley_stream(
                 elif name == "error":
                     result.error = f"error event: {payload.get('code')}"
     except (httpx.HTTPError, ValueError) as exc:
-        result.error = f"{type(exc).__name__}: {exc}"[:200]
+        cause = exc.__cause__ or exc.__context__
+        where = "mid-stream" if result.ttft is not None else "before the first token"
+        result.error = f"{type(exc).__name__} {where}: {exc or cause!r}"[:200]
     if result.error is None and result.total is None:
         result.error = "no done event"
     return result

@@ -5,7 +5,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Text, Uuid, bindparam, update
+from sqlalchemy import Boolean, Integer, String, Text, Uuid, bindparam, update
 
 from app.core.db import Database, UTCDateTime, utcnow
 from app.generation.runs import RunResult
@@ -50,19 +50,25 @@ class RowRecorder:
                     completion_tokens=result.completion_tokens if charged else 0,
                     estimated=result.usage_estimated,
                 )
-            row = await session.get(self.model, self.row_id)
+            # One statement saves the outcome and returns the saved row for the `done` event.
+            saved = await session.scalars(
+                _finish_statement(self.model),
+                {
+                    "row_id": self.row_id,
+                    "new_text": result.text,
+                    "new_status": result.status,
+                    "new_prompt_tokens": result.prompt_tokens,
+                    "new_completion_tokens": result.completion_tokens,
+                    "new_estimated": result.usage_estimated,
+                    "new_ttft": result.time_to_first_token_ms,
+                    "new_duration": result.duration_ms,
+                    "new_error_code": result.error_code,
+                    "new_error_message": result.error_message,
+                },
+            )
+            row = saved.first()
             if row is None:  # deleted while streaming (the chat or the account went away)
                 return {"id": str(self.row_id), "status": result.status, "deleted": True}
-            row.content = result.text
-            row.status = result.status
-            row.prompt_tokens = result.prompt_tokens
-            row.completion_tokens = result.completion_tokens
-            row.usage_estimated = result.usage_estimated
-            row.time_to_first_token_ms = result.time_to_first_token_ms
-            row.duration_ms = result.duration_ms
-            row.error_code = result.error_code
-            row.error_message = result.error_message
-            await session.flush()
             return self.serialize(row)
 
 
@@ -75,5 +81,27 @@ def _checkpoint_statement(model: Any) -> Any:
         .values(
             content=bindparam("text", type_=Text), updated_at=bindparam("now", type_=UTCDateTime)
         )
+        .execution_options(synchronize_session=False)
+    )
+
+
+@functools.cache
+def _finish_statement(model: Any) -> Any:
+    """Saves a reply's outcome and returns the row; built once per table."""
+    return (
+        update(model)
+        .where(model.id == bindparam("row_id", type_=Uuid))
+        .values(
+            content=bindparam("new_text", type_=Text),
+            status=bindparam("new_status", type_=String),
+            prompt_tokens=bindparam("new_prompt_tokens", type_=Integer),
+            completion_tokens=bindparam("new_completion_tokens", type_=Integer),
+            usage_estimated=bindparam("new_estimated", type_=Boolean),
+            time_to_first_token_ms=bindparam("new_ttft", type_=Integer),
+            duration_ms=bindparam("new_duration", type_=Integer),
+            error_code=bindparam("new_error_code", type_=String),
+            error_message=bindparam("new_error_message", type_=Text),
+        )
+        .returning(model)
         .execution_options(synchronize_session=False)
     )

@@ -2,7 +2,7 @@ import uuid
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, case, func, select, update
+from sqlalchemy import Boolean, Integer, Select, Uuid, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.repository import Repository
@@ -85,12 +85,25 @@ async def settle_usage(
 ) -> None:
     """Replaces a reservation with what the reply really used."""
     await session.execute(
-        update(UsageRecord)
-        .where(UsageRecord.id == usage_id)
-        .values(
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            estimated=estimated,
-            pending=False,
-        )
+        _SETTLE,
+        {
+            "usage_id": usage_id,
+            "new_prompt_tokens": prompt_tokens,
+            "new_completion_tokens": completion_tokens,
+            "new_estimated": estimated,
+        },
     )
+
+
+# Built once: it ends every reply.
+_SETTLE = (
+    update(UsageRecord)
+    .where(UsageRecord.id == bindparam("usage_id", type_=Uuid))
+    .values(
+        prompt_tokens=bindparam("new_prompt_tokens", type_=Integer),
+        completion_tokens=bindparam("new_completion_tokens", type_=Integer),
+        estimated=bindparam("new_estimated", type_=Boolean),
+        pending=False,
+    )
+    .execution_options(synchronize_session=False)
+)

@@ -16,9 +16,11 @@ import importlib, sys
 from sqlalchemy.sql.sqltypes import NullType
 module = importlib.import_module(sys.argv[1])
 from app.chats.models import Message
+from app.generation.models import Generation
 statements = [getattr(module, name) for name in sys.argv[2:]]
-if hasattr(module, "_checkpoint_statement"):
-    statements.append(module._checkpoint_statement(Message))
+for builder in ("_checkpoint_statement", "_finish_statement"):
+    if hasattr(module, builder):
+        statements += [getattr(module, builder)(table) for table in (Message, Generation)]
 for statement in statements:
     binds = statement.compile().binds
     assert binds, statement
@@ -31,6 +33,7 @@ MODULES = {
     "app.chats.repository": ["_OWNED_CHAT", "_THREAD_TO_LEAF", "_THREAD_TO_NEWEST"],
     "app.generation.repository": ["_STREAMING_IN_CHAT"],
     "app.generation.recorder": [],
+    "app.usage.repository": ["_SETTLE"],
 }
 
 
