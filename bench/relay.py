@@ -934,6 +934,8 @@ def report(env: Environment, levels: list[Level], interference: Interference | N
         upto=True,
     )
     failures = sorted({e for level in levels for e in level.errors("parley")})
+    if interference is not None:
+        failures = sorted({*failures, *interference.stream_errors, *interference.login_errors})
     if failures:
         out.append("")
         out.append("Errors seen through Parley: " + "; ".join(failures[:5]))

@@ -358,7 +358,7 @@ class OpenAIProvider:
         self, response: httpx.Response, deadline: float
     ) -> AsyncGenerator[StreamEvent, None]:
         loop = asyncio.get_running_loop()
-        lines = response.aiter_lines()  # splits on \n, \r\n and \r alike
+        lines = _lines(response)
         usage: Usage | None = None
         finish: Finish | None = None
         saw_data = False
@@ -460,6 +460,22 @@ def _http_error(status: int, body: str) -> UpstreamHTTPError:
     return UpstreamHTTPError(
         f"The model server answered {status}: {upstream_message(body)}", upstream_status=status
     )
+
+
+async def _lines(response: httpx.Response) -> AsyncGenerator[str, None]:
+    """The body's lines, split on \n, \r\n and \r alike, as SSE wants, and read as UTF-8 (the
+    only encoding SSE allows). httpx's aiter_lines does the same through two more layers of
+    generators and decoders; this runs for every token of every reply."""
+    pending = b""
+    async for chunk in response.aiter_bytes():
+        lines = (pending + chunk).splitlines() if pending else chunk.splitlines()
+        # A chunk cut mid-line leaves its last piece for the next one. (A \r\n cut between the
+        # two makes an extra blank line, which SSE reads as an event boundary and so do we.)
+        pending = b"" if chunk.endswith((b"\n", b"\r")) or not lines else lines.pop()
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
 
 
 def _parse_chunk(data: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 import asyncio
 import socket
 import time
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from app.generation.client import (
     UpstreamTimeout,
     UpstreamUnavailable,
     Usage,
+    _lines,
     estimate_tokens,
     sanitise_upstream_message,
     upstream_message,
@@ -522,3 +524,40 @@ def test_estimate_tokens() -> None:
     assert estimate_tokens("") == 0
     assert estimate_tokens("a") == 1
     assert estimate_tokens("a" * 40) == 10
+
+
+class TestLineSplitting:
+    """The SSE body arrives in chunks cut anywhere; lines must come out whole."""
+
+    @staticmethod
+    async def lines_of(*chunks: bytes) -> list[str]:
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield chunk
+
+        response = httpx.Response(200, content=body())
+        return [line async for line in _lines(response)]
+
+    async def test_chunks_cut_mid_line_join_up(self) -> None:
+        assert await self.lines_of(b'data: {"a"', b":1}\n\nda", b"ta: [DONE]\n\n") == [
+            'data: {"a":1}',
+            "",
+            "data: [DONE]",
+            "",
+        ]
+
+    async def test_crlf_and_lone_cr_end_lines(self) -> None:
+        lines = await self.lines_of(b"data: 1\r\n\r\ndata: 2\r\rdata: 3\n")
+        assert [line for line in lines if line] == ["data: 1", "data: 2", "data: 3"]
+
+    async def test_crlf_split_between_chunks_adds_only_a_blank_line(self) -> None:
+        lines = await self.lines_of(b"data: 1\r", b"\ndata: 2\r\n")
+        assert [line for line in lines if line] == ["data: 1", "data: 2"]
+
+    async def test_a_character_split_between_chunks_survives(self) -> None:
+        encoded = "data: héllo ✓\n".encode()
+        cut = encoded.index("✓".encode()) + 1
+        assert await self.lines_of(encoded[:cut], encoded[cut:]) == ["data: héllo ✓"]
+
+    async def test_last_line_without_a_break_is_kept(self) -> None:
+        assert await self.lines_of(b"data: 1\ndata: [DO", b"NE]") == ["data: 1", "data: [DONE]"]
