@@ -302,16 +302,15 @@ class ChatService:
             raise MessageNotFound()
         return message
 
-    async def _leaf_or(self, chat: Chat, parent_id: uuid.UUID | None) -> Message | None:
-        if parent_id is not None:
-            return await self._message(chat, parent_id)
-        return await self.messages.newest(chat.id)
-
     async def add_user_message(
         self, chat: Chat, content: str, parent_id: uuid.UUID | None = None
     ) -> Message:
         """Adds a user message under `parent_id` (default: the current leaf)."""
-        parent = await self._leaf_or(chat, parent_id)
+        parent = (
+            await self._message(chat, parent_id)
+            if parent_id is not None
+            else await self.messages.newest(chat.id)
+        )
         return await self._add(chat, parent, role=Role.USER, content=content)
 
     async def user_message_context(
@@ -357,9 +356,9 @@ class ChatService:
         status: MessageStatus = MessageStatus.STREAMING,
     ) -> Message:
         """Adds a reply under a user message the caller already loaded from this chat."""
-        return await self._add(
-            chat, parent, role=Role.ASSISTANT, content=content, model=model, status=status
-        )
+        reply = self.new_reply(chat, parent, content=content, model=model, status=status)
+        await self.chats.session.flush()
+        return reply
 
     async def _edit_parent(self, chat: Chat, message_id: uuid.UUID) -> Message | None:
         """The parent an edit of the user message `message_id` goes under."""
@@ -400,15 +399,18 @@ class ChatService:
         prompt = await self.prepare_regenerate(chat, message_id)
         return ReplyContext(prompt, await self.messages.thread_rows(chat.id, prompt.id))
 
-    def new_reply(self, chat: Chat, prompt: Message, *, model: str) -> Message:
-        """A streaming reply under `prompt`, written with the next flush."""
+    def new_reply(
+        self,
+        chat: Chat,
+        parent: Message,
+        *,
+        content: str = "",
+        model: str | None = None,
+        status: MessageStatus = MessageStatus.STREAMING,
+    ) -> Message:
+        """add_reply without the flush: the reply is written with the session's next one."""
         return self._new(
-            chat,
-            prompt,
-            role=Role.ASSISTANT,
-            content="",
-            model=model,
-            status=MessageStatus.STREAMING,
+            chat, parent, role=Role.ASSISTANT, content=content, model=model, status=status
         )
 
     # --- export --------------------------------------------------------------------------------

@@ -34,6 +34,10 @@ logger = logging.getLogger("parley.ratelimit")
 _STORAGE_RETRY_INTERVAL = 15.0
 # Seconds to wait for Redis to connect or answer.
 _STORAGE_TIMEOUT = 1.0
+_STORAGE_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": _STORAGE_TIMEOUT,
+    "socket_timeout": _STORAGE_TIMEOUT,
+}
 
 
 class RateLimited(AppError):
@@ -57,20 +61,18 @@ class RateLimiter:
         self.enabled = settings.rate_limit_enabled
         self.client_ips = client_ips
         self._prefix = settings.rate_limit_key_prefix
-        storage_uri = settings.redis_url or "memory://"
-        self._shared = settings.redis_url is not None
-        storage_options: dict[str, Any] = (
-            {"socket_connect_timeout": _STORAGE_TIMEOUT, "socket_timeout": _STORAGE_TIMEOUT}
-            if self._shared
-            else {}
-        )
-        self._slowapi = Limiter(
-            key_func=lambda: "",
-            storage_uri=storage_uri,
-            storage_options=storage_options,
-            strategy=settings.rate_limit_strategy,
-            key_prefix=self._prefix,
-            enabled=self.enabled,
+        # slowapi's Limiter, on Redis, when limits are shared by every worker (REDIS_URL).
+        self._shared: Limiter | None = (
+            Limiter(
+                key_func=lambda: "",
+                storage_uri=settings.redis_url,
+                storage_options=_STORAGE_OPTIONS,
+                strategy=settings.rate_limit_strategy,
+                key_prefix=self._prefix,
+                enabled=self.enabled,
+            )
+            if settings.redis_url
+            else None
         )
         # Counts kept in this process: the storage without REDIS_URL, and with it the fallback
         # while Redis is down, so limits still hold per worker rather than not at all (failing
@@ -95,10 +97,13 @@ class RateLimiter:
         if not self.enabled:
             return None
         identifiers = (self._prefix, name, key)
-        if self._shared and time.monotonic() >= self._storage_down_until:
+        if self._shared is not None and time.monotonic() >= self._storage_down_until:
             try:
                 # The Redis client is synchronous: keep its round trips off the event loop.
-                return await to_thread.run_sync(self._shared_hit, name, identifiers)
+                strategy: LimitsStrategy = self._shared.limiter
+                return await to_thread.run_sync(
+                    _shared_hit, strategy, self.items(name), identifiers
+                )
             except Exception as exc:
                 self._storage_down_until = time.monotonic() + _STORAGE_RETRY_INTERVAL
                 logger.error(
@@ -122,12 +127,14 @@ class RateLimiter:
             logger.warning("rate limit hit", extra={"limit": name, "limit_key": key})
             raise RateLimited(retry_after)
 
-    def _shared_hit(self, name: str, identifiers: tuple[str, ...]) -> int | None:
-        strategy: LimitsStrategy = self._slowapi.limiter
-        for item in self.items(name):
-            if not strategy.hit(item, *identifiers):
-                return _retry_after(strategy.get_window_stats(item, *identifiers).reset_time)
-        return None
+
+def _shared_hit(
+    strategy: LimitsStrategy, items: list[RateLimitItem], identifiers: tuple[str, ...]
+) -> int | None:
+    for item in items:
+        if not strategy.hit(item, *identifiers):
+            return _retry_after(strategy.get_window_stats(item, *identifiers).reset_time)
+    return None
 
 
 def _retry_after(reset_at: float) -> int:

@@ -312,7 +312,7 @@ class GenerationService:
     async def summarize(self, user: User, chat: Chat, *, model: str | None) -> str:
         """Summarizes the chat's current thread and stores the summary on the chat."""
         config = self.resolve_model(model, user, chat)
-        thread = await self.messages.thread(chat.id)
+        thread = await self.messages.thread_rows(chat.id)
         if not thread:
             return ""
         transcript = "\n\n".join(f"{m.role}: {m.content}" for m in thread if m.content)
