@@ -15,6 +15,7 @@ markdown tables; every process and database it made is removed at the end, Ctrl-
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib
 import json
 import math
@@ -375,6 +376,19 @@ class Profiler:
             log(f"py-spy profile of {name}: {output}")
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in this load client while it measures: a full one here stops its
+    event loop for tens of ms, and the deltas it then reads late would count as Parley's gaps."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
+
+
 async def gather_limited(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:
     semaphore = asyncio.Semaphore(limit)
 
@@ -485,11 +499,12 @@ async def measure(env: Environment) -> tuple[list[Level], Interference | None]:
 
         levels = []
         for n in args.streams:
-            levels.append(await measure_level(env, n, direct, parley))
+            with collector_paused():
+                levels.append(await measure_level(env, n, direct, parley))
         interference = None
         if args.logins > 0:
             await wait_for_quiet(env)
-            with env.profiler.phase("logins"):
+            with env.profiler.phase("logins"), collector_paused():
                 interference = await measure_interference(env, users, owners, parley)
         return levels, interference
     finally:

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(default=15, ge=1)
     refresh_token_days: int = Field(default=30, ge=1)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    # Linux: how much lower the hashing threads' priority is than the event loop's (0: same).
+    password_hash_nice: int = Field(default=10, ge=0, le=19)
     cookie_secure: bool | None = None  # None: Secure everywhere except development
     password_min_score: int = Field(default=3, ge=0, le=4)
 

@@ -1,4 +1,7 @@
 import asyncio
+import os
+import sys
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -143,6 +146,24 @@ class TestPasswordHashing:
         stored = await hasher.hash(password)
         assert await hasher.verify(password, stored)
         assert not await hasher.verify(password[:72], stored)
+        hasher.close()
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+    async def test_hashing_runs_in_threads_below_the_event_loops_priority(self):
+        before = set(threading.enumerate())
+        hasher = PasswordHasher(rounds=4, nice=7)
+        try:
+            assert await hasher.verify("a password", await hasher.hash("a password"))
+            hashing = [
+                t for t in set(threading.enumerate()) - before if t.name.startswith("parley")
+            ]
+            assert hashing
+            loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            for thread in hashing:
+                assert thread.native_id is not None
+                assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == min(19, loop_nice + 7)
+        finally:
+            hasher.close()
 
     async def test_login_with_a_100_character_password(self, client):
         password = "correct horse battery staple " * 3 + "tail-1234"
