@@ -436,7 +436,12 @@ class Clients:
     not the servers, the bottleneck."""
 
     def __init__(self, env: Environment, streams: int) -> None:
-        limits = httpx.Limits(max_connections=CLIENT_SHARD * 2, max_keepalive_connections=None)
+        # Idle connections are dropped before Parley's uvicorn drops them (after 5 s): a request
+        # sent on a connection the server is closing fails before any answer, which would count
+        # as an error of Parley's. Browsers retry such a request; httpx does not.
+        limits = httpx.Limits(
+            max_connections=CLIENT_SHARD * 2, max_keepalive_connections=None, keepalive_expiry=3.0
+        )
         timeout = httpx.Timeout(connect=30.0, read=120.0, write=30.0, pool=60.0)
         shards = max(1, math.ceil(streams / CLIENT_SHARD))
         self._parley = [

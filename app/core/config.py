@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     llm_first_token_timeout: float = Field(default=60.0, gt=0)
     llm_idle_timeout: float = Field(default=60.0, gt=0)
     llm_max_connections: int = Field(default=1000, ge=1)
+    # Idle upstream connections are closed after this; keep it below the upstream's own idle
+    # timeout (vLLM and other uvicorn servers: 5 s).
+    llm_keepalive_seconds: float = Field(default=3.0, gt=0)
     # Seconds between the echo model's tokens.
     echo_token_delay: float = Field(default=0.02, ge=0)
     # Partial replies are saved at least this often while streaming (a crash loses no more).

@@ -135,17 +135,23 @@ def estimate_tokens(text: str) -> int:
     return max(1, round(len(text) / 4))
 
 
-def build_http_client(*, max_connections: int = 1000, connect_timeout: float) -> httpx.AsyncClient:
+def build_http_client(
+    *, max_connections: int = 1000, connect_timeout: float, keepalive_expiry: float = 3.0
+) -> httpx.AsyncClient:
     """The one HTTP client the app shares for every upstream call; the caller closes it."""
     if max_connections < 1:
         raise ValueError("max_connections must be at least 1")
     return httpx.AsyncClient(
         # Every streaming reply holds a connection for its whole length, so httpx's default of 100
         # would queue the 101st concurrent chat; keep-alive spares a handshake per message.
+        # An idle connection is dropped before the server drops it: vLLM (uvicorn) closes idle
+        # ones after 5 s, httpx's default, and a request sent on a connection just as the server
+        # closes it fails before any answer (seen in bench/relay.py at 500 streams, twice in a
+        # row for one reply: both attempts picked connections that were closing).
         limits=httpx.Limits(
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
-            keepalive_expiry=5.0,
+            keepalive_expiry=keepalive_expiry,
         ),
         # No read timeout: the providers bound every read with their own first-token and idle
         # deadlines, which (unlike a socket read timeout) SSE keep-alive comments do not reset.

@@ -89,7 +89,9 @@ async def generation_runtime(
             "model, which repeats the prompt"
         )
     async with build_http_client(
-        max_connections=settings.llm_max_connections, connect_timeout=settings.llm_connect_timeout
+        max_connections=settings.llm_max_connections,
+        connect_timeout=settings.llm_connect_timeout,
+        keepalive_expiry=settings.llm_keepalive_seconds,
     ) as http:
         providers = Providers(
             openai=OpenAIProvider(

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+import uvicorn
 
+from app.core.config import Settings
 from app.generation.client import (
     EchoProvider,
     Finish,
@@ -27,6 +29,7 @@ from app.generation.client import (
     UpstreamUnavailable,
     Usage,
     _lines,
+    build_http_client,
     estimate_tokens,
     sanitise_upstream_message,
     upstream_message,
@@ -159,6 +162,22 @@ class TestHappyPath:
         for _ in range(3):
             assert (await run(provider, model)).error is None
         assert len(set(fake_upstream.state.client_ports)) == 1
+
+    async def test_an_idle_connection_is_dropped_after_the_keepalive_expiry(
+        self, model: ModelConfig, fake_upstream: FakeUpstream
+    ) -> None:
+        async with build_http_client(connect_timeout=2.0, keepalive_expiry=0.2) as client:
+            provider = OpenAIProvider(client, first_token_timeout=2.0, idle_timeout=2.0)
+            for pause in (0.0, 0.0, 0.4):
+                await asyncio.sleep(pause)
+                assert (await run(provider, model)).error is None
+        first, second, after_pause = fake_upstream.state.client_ports
+        assert first == second != after_pause
+
+    def test_idle_connections_are_dropped_before_a_uvicorn_upstream_drops_them(self) -> None:
+        # vLLM serves with uvicorn: a connection it is closing must never be picked for a request.
+        uvicorn_idle_timeout = uvicorn.Config(app=None).timeout_keep_alive
+        assert Settings.model_fields["llm_keepalive_seconds"].default < uvicorn_idle_timeout
 
     async def test_more_concurrent_streams_than_httpx_default_pool(
         self, http_client: httpx.AsyncClient, model: ModelConfig, fake_upstream: FakeUpstream

@@ -1,0 +1,144 @@
+"""CPU time Parley spends per request, by kind: what a reply's start and each relayed token cost.
+
+    .venv/bin/python bench/request_cost.py [--requests 500] [--concurrency 10] [--tokens 64]
+                                           [--db sqlite|postgres]
+
+Starts the fake upstream and Parley (one worker) as bench/relay.py does, then sends each kind of
+request `--requests` times, `--concurrency` at a time, and divides the CPU time Parley's process
+used (user + system, all its threads) by the number of requests. Replies go to a fresh chat each,
+so no thread grows; a reply's CPU covers everything it causes: the request, the start, the
+upstream call, the SSE response and the final save. Prints a markdown table.
+
+Why: at 100 streams started at once, time to first token is set by how much CPU each start costs
+one event loop, and relaying is set by the cost per token; this says how much each is.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import httpx
+import relay
+from _processes import cpu_seconds, tree_pids
+
+
+async def measure(env: relay.Environment, args: argparse.Namespace) -> list[tuple[str, float]]:
+    http = httpx.AsyncClient(
+        base_url=env.parley_url,
+        limits=httpx.Limits(max_connections=args.concurrency * 2),
+        timeout=120,
+    )
+    try:
+        user = relay.BenchUser("cost@example.com", "request-cost-bench-password-42")
+        await relay.register(http, user, 0)
+        auth = {"Authorization": f"Bearer {user.token}"}
+        # Warm-up and measured requests of each reply kind get a chat of their own.
+        per_kind = args.requests + args.concurrency
+
+        async def chats(max_tokens: int) -> list[str]:
+            async def one() -> str:
+                response = await http.post(
+                    "/api/chats", json={"max_tokens": max_tokens}, headers=auth
+                )
+                response.raise_for_status()
+                return str(response.json()["id"])
+
+            return await relay.gather_limited([one] * per_kind, 16)
+
+        short, full = await chats(1), await chats(args.tokens)
+        expected_full = "".join(f"tok{i} " for i in range(args.tokens))
+
+        async def get(path: str, headers: dict[str, str]) -> None:
+            (await http.get(path, headers=headers)).raise_for_status()
+
+        def reply(pool: list[str], expected: str) -> Callable[[int], Awaitable[None]]:
+            async def send(i: int) -> None:
+                result = await relay.parley_stream(http, pool[i], user.token, "Hello", expected)
+                if result.error:
+                    raise RuntimeError(f"reply failed: {result.error}")
+
+            return send
+
+        kinds: list[tuple[str, Callable[[int], Awaitable[None]]]] = [
+            ("GET /health", lambda _i: get("/health", {})),
+            ("GET /api/auth/me", lambda _i: get("/api/auth/me", auth)),
+            ("GET /api/chats/{id}", lambda i: get(f"/api/chats/{short[i]}", auth)),
+            ("reply of 1 token (SSE)", reply(short, "tok0 ")),
+            (f"reply of {args.tokens} tokens (SSE)", reply(full, expected_full)),
+        ]
+        pid = env.parley.root
+        costs = []
+        for name, call in kinds:
+            semaphore = asyncio.Semaphore(args.concurrency)
+
+            async def limited(
+                i: int,
+                call: Callable[[int], Awaitable[None]] = call,
+                semaphore: asyncio.Semaphore = semaphore,
+            ) -> None:
+                async with semaphore:
+                    await call(i)
+
+            warm = range(args.requests, per_kind)
+            await asyncio.gather(*(limited(i) for i in warm))
+            await asyncio.sleep(0.5)  # the last replies' saves
+            before = cpu_seconds(tree_pids(pid))
+            await asyncio.gather(*(limited(i) for i in range(args.requests)))
+            await asyncio.sleep(0.5)
+            used = cpu_seconds(tree_pids(pid)) - before
+            costs.append((name, used / args.requests))
+            relay.log(f"{name}: {used / args.requests * 1000:.2f} ms CPU each")
+        return costs
+    finally:
+        await http.aclose()
+
+
+def report(args: argparse.Namespace, costs: list[tuple[str, float]]) -> str:
+    out = [
+        f"### Parley's CPU time per request: 1 worker, {args.db}",
+        "",
+        f"{args.requests} requests of each kind, {args.concurrency} at a time; CPU time of "
+        "Parley's process (all threads, user + system) divided by the requests, so the sampling "
+        "pause after each kind (0.5 s of idle loop) is included.",
+        "",
+        "| request | CPU ms each |",
+        "|---|---|",
+        *(f"| {name} | {cost * 1000:.2f} |" for name, cost in costs),
+    ]
+    one, many = costs[-2][1], costs[-1][1]
+    if args.tokens > 1:
+        per_token = (many - one) / (args.tokens - 1)
+        out.append(f"| each further token relayed | {per_token * 1000:.3f} |")
+    return "\n".join(out)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="CPU time Parley spends per request, by kind.")
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    relay_args = relay.parse_args(["--tokens", str(args.tokens), "--db", args.db, "--logins", "0"])
+    with relay.sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+        env = relay.start_servers(relay_args, stack)
+        started = time.monotonic()
+        costs = relay.run_async(measure(env, args))
+        relay.log(f"measured in {time.monotonic() - started:.0f} s")
+    print(report(args, costs))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        relay.log("interrupted; everything started was stopped")
+        sys.exit(130)
