@@ -301,6 +301,9 @@ class Window:
     gaps: list[float] = field(default_factory=list)
     ttfts: list[float] = field(default_factory=list)  # of the streams that started in it
     cpu: CpuUse = field(default_factory=CpuUse)
+    # The load client's own event-loop stalls that ended in the window: a delta read late
+    # because this process was busy or descheduled makes a gap that is not Parley's.
+    client_stalls: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -561,6 +564,31 @@ async def measure_level(
     return level
 
 
+class StallWatch:
+    """Records how late this process's event loop wakes from 5 ms sleeps, with the time."""
+
+    TICK = 0.005
+
+    def __init__(self) -> None:
+        self.stalls: list[tuple[float, float]] = []  # (perf_counter at the end, seconds late)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(self.TICK)
+            now = time.perf_counter()
+            self.stalls.append((now, max(0.0, now - before - self.TICK)))
+
+    def start(self) -> "StallWatch":
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 async def measure_interference(
     env: Environment,
     users: list[BenchUser],
@@ -586,6 +614,7 @@ async def measure_interference(
                 await asyncio.sleep(0.1)
 
     loops = [asyncio.create_task(back_to_back(i)) for i in range(n)]
+    watch = StallWatch().start()
     try:
         await asyncio.sleep(reply_seconds * 2 + 0.5)  # every stream started, starts spread out
 
@@ -616,10 +645,15 @@ async def measure_interference(
             await asyncio.sleep(during.end - during.start)
             after.end = time.perf_counter()
     finally:
+        watch.stop()
         stop.set()
         await asyncio.gather(*loops, return_exceptions=True)
 
     windows = [before, during, after]
+    for ended, late in watch.stalls:
+        for window in windows:
+            if window.start <= ended <= window.end:
+                window.client_stalls.append(late)
     for result in results:
         for window in windows:
             if window.start <= result.started_at <= window.end and result.ttft is not None:
@@ -889,15 +923,17 @@ def report(env: Environment, levels: list[Level], interference: Interference | N
         out.append("")
         out.append(
             "| window | length s | delta gaps | gap p50 | gap p99 | largest gap "
-            "| streams started | their TTFT p50 | TTFT max | Parley CPU s | others CPU s |"
+            "| load client's longest stall | streams started | their TTFT p50 | TTFT max "
+            "| Parley CPU s | others CPU s |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for window in interference.windows:
             gaps, ttfts = window.gaps, window.ttfts
             out.append(
                 f"| {window.name} | {window.end - window.start:.2f} | {len(gaps)} | "
                 f"{ms(percentile(gaps, 0.5))} | {ms(percentile(gaps, 0.99))} | "
-                f"{ms(max(gaps, default=None))} | {len(ttfts)} | {ms(percentile(ttfts, 0.5))} | "
+                f"{ms(max(gaps, default=None))} | {ms(max(window.client_stalls, default=None))} | "
+                f"{len(ttfts)} | {ms(percentile(ttfts, 0.5))} | "
                 f"{ms(max(ttfts, default=None))} | {window.cpu.parley:.2f} | "
                 f"{window.cpu.others:.2f} |"
             )
