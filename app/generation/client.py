@@ -8,6 +8,7 @@ and decides how to save it.
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, aclosing, suppress
@@ -17,6 +18,7 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from app.core.errors import AppError
+from app.generation.network import UpstreamTransport
 
 # --- Configuration -----------------------------------------------------------------------------
 
@@ -141,18 +143,23 @@ def build_http_client(
     """The one HTTP client the app shares for every upstream call; the caller closes it."""
     if max_connections < 1:
         raise ValueError("max_connections must be at least 1")
+    # Every streaming reply holds a connection for its whole length, so httpx's default of 100
+    # would queue the 101st concurrent chat; keep-alive spares a handshake per message.
+    # An idle connection is dropped before the server drops it: vLLM (uvicorn) closes idle
+    # ones after 5 s, httpx's default, and a request sent on a connection just as the server
+    # closes it fails before any answer (seen in bench/relay.py at 500 streams, twice in a
+    # row for one reply: both attempts picked connections that were closing).
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=keepalive_expiry,
+    )
     return httpx.AsyncClient(
-        # Every streaming reply holds a connection for its whole length, so httpx's default of 100
-        # would queue the 101st concurrent chat; keep-alive spares a handshake per message.
-        # An idle connection is dropped before the server drops it: vLLM (uvicorn) closes idle
-        # ones after 5 s, httpx's default, and a request sent on a connection just as the server
-        # closes it fails before any answer (seen in bench/relay.py at 500 streams, twice in a
-        # row for one reply: both attempts picked connections that were closing).
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=keepalive_expiry,
-        ),
+        # Requests go out on plain-asyncio sockets (see app/generation/network.py). As a mount
+        # for every URL rather than the client's transport, so proxies from the environment
+        # (HTTPS_PROXY, NO_PROXY), which httpx mounts more specifically, still apply.
+        mounts={"all://": UpstreamTransport(limits=limits)},
+        limits=limits,
         # No read timeout: the providers bound every read with their own first-token and idle
         # deadlines, which (unlike a socket read timeout) SSE keep-alive comments do not reset.
         timeout=httpx.Timeout(connect=connect_timeout, read=None, write=None, pool=connect_timeout),
@@ -369,11 +376,11 @@ class OpenAIProvider:
         finish: Finish | None = None
         saw_data = False
         saw_done = False
-        # One timer for the whole stream, re-armed after each data frame: cheaper than a timeout
-        # context per line. It is switched off while an event is out with the consumer, so a
-        # slow consumer never eats the upstream's time (and is never cancelled by our timer).
+        # One deadline for the whole stream, moved on after each data frame. It is held while an
+        # event is out with the consumer, so a slow consumer never eats the upstream's time (and
+        # is never cancelled by our timer).
         try:
-            async with asyncio.timeout_at(deadline) as timer:
+            async with asyncio.timeout(None) as timer, _Deadline(timer, deadline) as progress:
                 while not saw_done:
                     try:
                         line = await anext(lines)
@@ -406,13 +413,13 @@ class OpenAIProvider:
                     if reason is not None:
                         finish = Finish(reason)
                     if text:
-                        timer.reschedule(None)
+                        progress.hold()
                         yield TextDelta(text)
                     # Deliberate: only data frames count as progress. Keep-alive comments
                     # (": ping") prove the connection is up, not that the model is generating,
                     # so they reset nothing; a reasoning-only chunk does count, as the model is
                     # working. Measured from here, after the consumer took the text.
-                    timer.reschedule(loop.time() + self._idle_timeout)
+                    progress.move(loop.time() + self._idle_timeout)
         except TimeoutError as exc:
             raise self._timeout(first=not saw_data) from exc
 
@@ -466,6 +473,57 @@ def _http_error(status: int, body: str) -> UpstreamHTTPError:
     return UpstreamHTTPError(
         f"The model server answered {status}: {upstream_message(body)}", upstream_status=status
     )
+
+
+class _Deadline:
+    """When the upstream must next send a data frame by; moved on after every one of them.
+
+    `asyncio.Timeout.reschedule` makes a new timer each time it is called, and this deadline
+    moves for every token of every reply. So the timer here fires at the deadline it was armed
+    for and only then looks where the deadline has got to: it re-arms for that, or expires the
+    `asyncio.timeout(None)` it was given (whose block then raises TimeoutError as usual)."""
+
+    def __init__(self, timeout: asyncio.Timeout, when: float) -> None:
+        self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._when = when
+        self._held = False
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_for = math.inf
+
+    async def __aenter__(self) -> "_Deadline":
+        self._arm(self._when)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def hold(self) -> None:
+        """Stops the clock until the next move()."""
+        self._held = True
+
+    def move(self, when: float) -> None:
+        self._held = False
+        self._when = when
+        if when < self._armed_for:  # sooner than the timer: only when the first-token wait ends
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed_for = when
+        self._handle = self._loop.call_at(when, self._check)
+
+    def _check(self) -> None:
+        self._handle, self._armed_for = None, math.inf
+        if self._held:
+            return  # move() re-arms
+        now = self._loop.time()
+        if now < self._when:
+            self._arm(self._when)
+        else:
+            self._timeout.reschedule(now)
 
 
 async def _lines(response: httpx.Response) -> AsyncGenerator[str, None]:

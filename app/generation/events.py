@@ -9,8 +9,12 @@ SSE frames are `event: <name>` with a JSON `data:` line:
 """
 
 import json
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from sse_starlette import EventSourceResponse
+from starlette.types import Send
 
 EventName = Literal["start", "delta", "usage", "done", "error"]
 
@@ -19,6 +23,24 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache, no-transform",
     "X-Accel-Buffering": "no",
 }
+
+
+class EventStream(EventSourceResponse):
+    """sse-starlette's response, minus a cancel scope around every frame when no send timeout
+    is set (ours never is: a client too slow to read only delays its own copy of the reply).
+
+    An anyio cancel scope costs about as much as the write it guards, and this runs for every
+    token of every reply."""
+
+    async def _send_with_timeout(self, send: Send, message: MutableMapping[str, Any]) -> None:
+        if self.send_timeout is None:
+            await send(message)
+        else:
+            await super()._send_with_timeout(send, message)
+
+
+# json.dumps with any option builds a new encoder per call; this runs for every token.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -30,7 +52,7 @@ class ReplyEvent:
         """One `event:`/`data:` frame, encoded as sse-starlette would, ready to write.
 
         JSON escapes every line break, so the data is always a single `data:` line."""
-        data = json.dumps(self.data, separators=(",", ":"))
+        data = _COMPACT_JSON.encode(self.data)
         return f"event: {self.name}\r\ndata: {data}\r\n\r\n".encode()
 
     def ws(self) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse
 
 from app.auth.dependencies import CurrentUser, GenerationUser
 from app.auth.errors import CsrfFailed, EmailNotVerified
@@ -21,7 +20,7 @@ from app.generation.client import (
     UpstreamUnavailable,
 )
 from app.generation.dependencies import GenerationRuntimeDep, GenerationServiceDep
-from app.generation.events import SSE_HEADERS
+from app.generation.events import SSE_HEADERS, EventStream
 from app.generation.prompt import PromptTooLong
 from app.generation.registry import UnknownModel
 from app.generation.repository import GenerationRepository
@@ -104,7 +103,7 @@ async def _respond(
     request: Request, run: GenerationRun, stream: bool | None, ping: float
 ) -> Response:
     if _wants_stream(request, stream):
-        return EventSourceResponse(
+        return EventStream(
             (event.sse() async for event in run.events()),
             ping=ping,
             headers={**SSE_HEADERS, **run.headers},

@@ -375,6 +375,26 @@ class TestTimeouts:
         assert outcome.text == "Hello,"
         await asyncio.wait_for(fake_upstream.state.disconnected.wait(), 1.0)
 
+    async def test_idle_timeout_shorter_than_the_first_token_wait(
+        self, http_client: httpx.AsyncClient, model: ModelConfig, fake_upstream: FakeUpstream
+    ) -> None:
+        fake_upstream.state.hang_after = 2
+        started = time.monotonic()
+        outcome = await run(with_timeouts(http_client, first=5.0, idle=0.3), model)
+        assert isinstance(outcome.error, UpstreamTimeout)
+        assert "stopped sending for 0.3 s" in outcome.error.message
+        assert time.monotonic() - started < 2.0  # the idle deadline, not the first-token one
+
+    async def test_a_slow_consumer_is_not_the_upstream_going_quiet(
+        self, http_client: httpx.AsyncClient, model: ModelConfig, fake_upstream: FakeUpstream
+    ) -> None:
+        provider = with_timeouts(http_client, first=0.3, idle=0.3)
+        events: list[StreamEvent] = []
+        async for event in provider.stream(model, MESSAGES, GenerationParams()):
+            events.append(event)
+            await asyncio.sleep(0.4)  # longer than both timeouts, after every event
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == FULL_TEXT
+
 
 class TestIncomplete:
     async def test_connection_dropped_mid_stream(

@@ -1,0 +1,171 @@
+"""httpcore's sockets on plain asyncio, for the upstream client.
+
+httpcore's default backend goes through anyio, which opens a cancel scope (and asks sniffio which
+event loop is running, twice) for every read and write, whether or not the read has a timeout.
+On a relayed reply that is one read per token: measured with bench/relay.py, about a sixth of the
+CPU Parley spends relaying a token. This backend does the same job on asyncio streams and only
+arms a timer when httpcore asks for a timeout (the upstream client asks for none while reading;
+its own first-token and idle deadlines bound every read).
+
+It follows httpcore's documented network-backend interface (`httpcore.AsyncNetworkBackend`) and
+raises httpcore's exceptions as its own backends do, so httpx maps them to its usual errors.
+httpx has no parameter for a network backend yet (encode/httpx#3180), so `UpstreamTransport` is
+httpx's own transport with the connection pool built on this backend.
+"""
+
+# httpcore's interface passes timeouts as arguments.
+# ruff: noqa: ASYNC109
+
+import asyncio
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+from httpcore import SOCKET_OPTION
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            if timeout is None:
+                return await self._reader.read(max_bytes)
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout(exc) from exc
+        except OSError as exc:
+            raise httpcore.ReadError(exc) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                if self._writer.is_closing():
+                    raise ConnectionResetError("the connection is closed")
+                self._writer.write(buffer)
+                await self._writer.drain()
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout(exc) from exc
+        except OSError as exc:
+            raise httpcore.WriteError(exc) from exc
+
+    async def aclose(self) -> None:
+        # As anyio does: close (flushing what is buffered), give the loop one turn to do it,
+        # then make sure the socket is gone without waiting on a peer that may never answer
+        # (a TLS close_notify, say).
+        transport = self._writer.transport
+        if not transport.is_closing():
+            transport.close()
+            await asyncio.sleep(0)
+        transport.abort()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        except TimeoutError as exc:
+            await self.aclose()
+            raise httpcore.ConnectTimeout(exc) from exc
+        except (OSError, ssl.SSLError) as exc:
+            await self.aclose()
+            raise httpcore.ConnectError(exc) from exc
+        return self
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "ssl_object":
+            return self._writer.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return self._writer.get_extra_info("sockname")
+        if info == "server_addr":
+            return self._writer.get_extra_info("peername")
+        if info == "socket":
+            return self._writer.get_extra_info("socket")
+        if info == "is_readable":
+            # httpcore asks this of idle pooled connections: readable then means the server
+            # closed it. The transport reads as soon as data or an EOF arrives, so the answer
+            # is in the reader, not the socket.
+            return (
+                self._reader.at_eof()
+                or self._reader.exception() is not None
+                or self._writer.is_closing()
+            )
+        return None
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        local = (local_address, 0) if local_address else None
+        try:
+            async with asyncio.timeout(timeout):
+                # asyncio sets TCP_NODELAY on TCP connections, as anyio does.
+                reader, writer = await asyncio.open_connection(host, port, local_addr=local)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(exc) from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(exc) from exc
+        return _with_options(AsyncioStream(reader, writer), socket_options)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_unix_connection(path)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(exc) from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(exc) from exc
+        return _with_options(AsyncioStream(reader, writer), socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def _with_options(
+    stream: AsyncioStream, socket_options: Iterable[SOCKET_OPTION] | None
+) -> AsyncioStream:
+    if socket_options:
+        sock = stream.get_extra_info("socket")
+        for option in socket_options:
+            sock.setsockopt(*option)
+    return stream
+
+
+class UpstreamTransport(httpx.AsyncHTTPTransport):
+    """httpx's HTTP/1.1 transport, its connections made by `AsyncioBackend`."""
+
+    def __init__(self, *, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits)
+        # What httpx builds for a transport without a proxy, plus the backend. The SSL context
+        # honours SSL_CERT_FILE and SSL_CERT_DIR as httpx's default does.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=True),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+            network_backend=AsyncioBackend(),
+        )

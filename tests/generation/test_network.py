@@ -1,0 +1,125 @@
+"""The upstream client's own network backend (app/generation/network.py), over real sockets."""
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from app.generation.client import build_http_client
+from app.generation.network import AsyncioStream
+from tests.fake_upstream import FakeUpstream
+
+RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
+
+
+class OneAnswerServer:
+    """Answers each connection's first request with `ok`, keeping it alive, then closes it
+    after `close_after` seconds: a server dropping idle keep-alive connections."""
+
+    def __init__(self, close_after: float) -> None:
+        self.close_after = close_after
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(RESPONSE)
+            await writer.drain()
+            await asyncio.sleep(self.close_after)
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "parley test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+async def tls_server(tls_files: tuple[Path, Path]) -> AsyncIterator[str]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*tls_files)
+    server = await asyncio.start_server(
+        OneAnswerServer(close_after=5).handle, "127.0.0.1", 0, ssl=context
+    )
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"https://127.0.0.1:{port}/"
+    finally:
+        server.close()
+
+
+async def test_upstream_requests_use_the_asyncio_backend(
+    http_client: httpx.AsyncClient, fake_upstream: FakeUpstream
+) -> None:
+    response = await http_client.get(f"{fake_upstream.base_url}/models")
+    assert response.status_code == 200
+    assert isinstance(response.extensions["network_stream"], AsyncioStream)
+
+
+async def test_a_connection_the_server_dropped_while_idle_is_not_reused() -> None:
+    server = OneAnswerServer(close_after=0.05)
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
+    try:
+        async with build_http_client(connect_timeout=2.0, keepalive_expiry=30) as client:
+            assert (await client.get(url)).text == "ok"
+            await asyncio.sleep(0.3)  # the server has closed it; our pool still holds it
+            assert (await client.get(url)).text == "ok"
+        assert server.connections == 2
+    finally:
+        listener.close()
+
+
+async def test_https_with_a_trusted_certificate(
+    tls_server: str, tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files[0]))  # as an operator would
+    async with build_http_client(connect_timeout=2.0) as client:
+        response = await client.get(tls_server)
+    assert response.text == "ok"
+    assert response.extensions["network_stream"].get_extra_info("ssl_object") is not None
+
+
+async def test_https_with_an_untrusted_certificate_cannot_connect(tls_server: str) -> None:
+    async with build_http_client(connect_timeout=2.0) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(tls_server)
