@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chats.models import Chat, Message, Role
@@ -412,11 +413,11 @@ def _chat_key(chat_id: uuid.UUID) -> str:
     return f"chat:{chat_id}"
 
 
-def _message_json(message: Message) -> dict[str, Any]:
+def _message_json(message: Row[Any]) -> dict[str, Any]:
     return MessageRead.model_validate(message).model_dump(mode="json")
 
 
-def _generation_json(generation: Generation) -> dict[str, Any]:
+def _generation_json(generation: Row[Any]) -> dict[str, Any]:
     return GenerationRead.model_validate(generation).model_dump(mode="json")
 
 

@@ -28,11 +28,13 @@ class OneAnswerServer:
     def __init__(self, close_after: float) -> None:
         self.close_after = close_after
         self.connections = 0
+        self.request_lines: list[bytes] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
-            await reader.readuntil(b"\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.request_lines.append(head.split(b"\r\n", 1)[0])
             writer.write(RESPONSE)
             await writer.drain()
             await asyncio.sleep(self.close_after)
@@ -123,3 +125,18 @@ async def test_https_with_an_untrusted_certificate_cannot_connect(tls_server: st
     async with build_http_client(connect_timeout=2.0) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(tls_server)
+
+
+async def test_a_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = OneAnswerServer(close_after=5)
+    listener = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        async with build_http_client(connect_timeout=2.0) as client:
+            response = await client.get("http://upstream.invalid/v1/models")
+        assert response.text == "ok"
+        assert proxy.request_lines == [b"GET http://upstream.invalid/v1/models HTTP/1.1"]
+    finally:
+        listener.close()
