@@ -11,6 +11,12 @@ It follows httpcore's documented network-backend interface (`httpcore.AsyncNetwo
 raises httpcore's exceptions as its own backends do, so httpx maps them to its usual errors.
 httpx has no parameter for a network backend yet (encode/httpx#3180), so `UpstreamTransport` is
 httpx's own transport with the connection pool built on this backend.
+
+One difference from anyio: connecting tries a host's addresses one after another (uvloop, which
+uvicorn runs on, has no Happy Eyeballs), where anyio races IPv6 against IPv4. The system's
+address order already puts IPv4 first on a machine without IPv6 connectivity; only a machine
+with an IPv6 address but no working IPv6 route to the upstream would wait out the connect
+timeout on its IPv6 address. Point LLM_BASE_URL at an IPv4 address or name there.
 """
 
 # httpcore's interface passes timeouts as arguments.
