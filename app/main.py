@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 _heap_frozen = False
-# Young-generation collections between two full ones (CPython's default is 10).
+# Middle-generation collections between two full ones (CPython's default is 10).
 FULL_COLLECTION_EVERY = 100
 
 
@@ -144,7 +144,7 @@ def _tune_garbage_collector() -> None:
     - everything alive after start-up (modules, routes, mappers: most of the heap) is frozen out
       of the collector's sight, so a full collection walks only what requests create (during a
       100-stream benchmark, 45 ms instead of 103 ms);
-    - full collections wait for 100 young-generation collections instead of 10: with hundreds of
+    - full collections wait for 100 middle-generation collections instead of 10: with hundreds of
       streams in flight a full one took 25-80 ms and came every few seconds; now it comes about
       ten times less often. Cycles that outlive the young generations wait longer to be freed
       (peak memory at 500 streams stayed at 180 MB); young ones are collected as often as before.

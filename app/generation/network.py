@@ -24,7 +24,7 @@ timeout on its IPv6 address. Point LLM_BASE_URL at an IPv4 address or name there
 
 import asyncio
 import ssl
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import httpcore
@@ -120,15 +120,9 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         local = (local_address, 0) if local_address else None
-        try:
-            async with asyncio.timeout(timeout):
-                # asyncio sets TCP_NODELAY on TCP connections, as anyio does.
-                reader, writer = await asyncio.open_connection(host, port, local_addr=local)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(exc) from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(exc) from exc
-        return _with_options(AsyncioStream(reader, writer), socket_options)
+        # asyncio sets TCP_NODELAY on TCP connections, as anyio does.
+        connecting = asyncio.open_connection(host, port, local_addr=local)
+        return await _connect(connecting, timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -136,22 +130,25 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(path)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(exc) from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(exc) from exc
-        return _with_options(AsyncioStream(reader, writer), socket_options)
+        return await _connect(asyncio.open_unix_connection(path), timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-def _with_options(
-    stream: AsyncioStream, socket_options: Iterable[SOCKET_OPTION] | None
+async def _connect(
+    connecting: Coroutine[Any, Any, tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    timeout: float | None,
+    socket_options: Iterable[SOCKET_OPTION] | None,
 ) -> AsyncioStream:
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await connecting
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(exc) from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(exc) from exc
+    stream = AsyncioStream(reader, writer)
     if socket_options:
         sock = stream.get_extra_info("socket")
         for option in socket_options:
