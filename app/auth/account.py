@@ -140,7 +140,7 @@ class AccountService:
         if user.email_verified_at is None:
             user.email_verified_at = now
         await self.sessions.revoke_all(user.id, now=now, reason="password_reset")
-        await self.guard.succeed(user.email)
+        await self.guard.lift_lock(user.email)
         self.notifier.password_changed(user)
         security_log.info("password reset", extra={"event": "password_reset"})
 

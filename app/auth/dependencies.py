@@ -49,6 +49,7 @@ def build_guard(session: AsyncSession, runtime: Runtime) -> CredentialGuard:
         notifier=build_notifier(session, runtime),
         settings=runtime.settings,
         digest_key=runtime.digest_key,
+        metrics=runtime.metrics,
     )
 
 

@@ -3,8 +3,14 @@
 Lockout is keyed by an HMAC of the normalised email, not by user, and unknown emails are counted
 and locked exactly like real ones. So a locked answer tells an attacker only that someone failed
 five times with that email, which they did themselves; it does not tell whether an account has
-it. Every path spends the same bcrypt work (a dummy hash for unknown emails, and a real check
-while locked), so timing does not tell either. The lock message must be clear for the real owner,
+it. A known and an unknown email spend the same bcrypt work (a dummy hash for unknown ones), so
+timing does not tell either; a locked email spends none, whoever has it.
+
+Every check takes one of the run's LOCKOUT_MAX_ATTEMPTS attempts atomically in the database
+*before* it runs (see LoginAttemptRepository.reserve), so concurrent requests, on one worker or
+many, never get more guesses than that per lock window; a check that passes gives its attempt
+back. Once the attempts are used up every request is refused, a right password included, until
+the lock expires. The lock message must be clear for the real owner,
 and it is the same for everyone. The trade-off that remains is the one every lockout has: anyone
 can lock an account for LOCKOUT_MINUTES by failing on purpose; per-IP rate limits slow that down,
 the owner is mailed, and a password reset (which proves the mailbox) lifts the lock.
@@ -12,19 +18,26 @@ the owner is mailed, and a password reset (which proves the mailbox) lifts the l
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import NoReturn
 
 from app.auth.errors import AccountLocked, InvalidCredentials, InvalidPassword
+from app.auth.models import LoginAttempt
 from app.auth.notifications import Notifier
 from app.auth.repository import LoginAttemptRepository, UserRepository
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import AppError
+from app.core.metrics import Metrics
 from app.core.security import PasswordHasher, keyed_digest
 from app.users.models import User
 
 security_log = logging.getLogger("parley.security")
+
+# Factors, as labelled in the parley_credential_checks metric.
+PASSWORD = "password"  # noqa: S105 - a label, not a password
+SECOND_FACTOR = "second_factor"
 
 
 def normalise_login_email(email: str) -> str:
@@ -41,6 +54,7 @@ class CredentialGuard:
         notifier: Notifier,
         settings: Settings,
         digest_key: bytes,
+        metrics: Metrics,
     ) -> None:
         self.users = users
         self.attempts = attempts
@@ -48,77 +62,126 @@ class CredentialGuard:
         self.notifier = notifier
         self.settings = settings
         self.digest_key = digest_key
+        self.metrics = metrics
 
     def _key(self, email: str) -> str:
         return keyed_digest(self.digest_key, "login:" + normalise_login_email(email))
 
     async def seconds_locked(self, email: str, now: datetime) -> int | None:
         """Seconds until sign-in for `email` unlocks; None when it is not locked."""
-        attempt = await self.attempts.get_by_key(self._key(email))
-        if attempt is None or attempt.locked_until is None or attempt.locked_until <= now:
-            return None
-        return max(1, math.ceil((attempt.locked_until - now).total_seconds()))
-
-    async def ensure_not_locked(self, email: str) -> None:
-        retry_after = await self.seconds_locked(email, utcnow())
-        if retry_after is not None:
-            raise AccountLocked(retry_after)
+        return _seconds_locked(await self.attempts.get_by_key(self._key(email)), now)
 
     async def check_login(self, email: str, password: str) -> User:
         """The user whose email and password these are; counts and locks on failure.
 
-        The failure count is not cleared here: for an MFA account the password is only the first
-        step, and clearing it now would let someone who knows the password guess codes forever.
+        The run of failures is not ended here: for an MFA account the password is only the first
+        step, and ending it now would let someone who knows the password guess codes forever.
         """
         email = normalise_login_email(email)
-        now = utcnow()
+        await self._reserve(email, PASSWORD)
         # Postgres text cannot hold NUL, so such an email can have no account (and must not
         # reach the query, which would fail).
         user = None if "\x00" in email else await self.users.get_by_email(email)
-        retry_after = await self.seconds_locked(email, now)
-        # bcrypt takes a quarter of a second: end the read-only transaction first, so that no
-        # connection (and on SQLite, not the write lock) is held while it runs.
+        # bcrypt takes a quarter of a second: end the transaction first, so that no connection
+        # (and on SQLite, not the write lock) is held while it runs.
         await self.users.session.commit()
-        # Same bcrypt work on every path, locked or not, known email or not.
+        # Same bcrypt work for a known and an unknown email.
         if user is None:
             await self.hasher.verify_dummy(password)
-            valid = False
-        else:
-            valid = await self.hasher.verify(password, user.password_hash)
-        if retry_after is not None:
-            security_log.warning("sign-in refused: locked", extra={"event": "login_locked"})
-            raise AccountLocked(retry_after)
-        if user is None or not valid:
+            await self.fail(email, None, InvalidCredentials())
+        if not await self.hasher.verify(password, user.password_hash):
             await self.fail(email, user, InvalidCredentials())
+        await self._release(email, PASSWORD)
         return user
 
     async def reauthenticate(self, user: User, password: str) -> None:
         """Checks the current password before a sensitive change; wrong ones count towards the
         lockout, or a stolen session could be used to guess the password."""
-        await self.ensure_not_locked(user.email)
+        await self._reserve(user.email, PASSWORD)
+        await self.users.session.commit()
         if not await self.hasher.verify(password, user.password_hash):
             await self.fail(user.email, user, InvalidPassword())
+        await self._release(user.email, PASSWORD)
 
-    async def fail(self, email: str, user: User | None, error: AppError) -> NoReturn:
-        """Counts a failed attempt (password or second factor) and raises `error`, or
-        AccountLocked when this failure reaches the threshold."""
+    async def check_second_factor(
+        self, user: User, verify: Callable[[], Awaitable[bool]], error: AppError
+    ) -> None:
+        """Runs a second-factor check as one counted attempt: `error` (or AccountLocked) when
+        `verify` says no."""
+        await self._reserve(user.email, SECOND_FACTOR)
+        await self.users.session.commit()
+        if not await verify():
+            await self.fail(user.email, user, error, factor=SECOND_FACTOR)
+        await self._release(user.email, SECOND_FACTOR)
+
+    async def fail(
+        self, email: str, user: User | None, error: AppError, *, factor: str = PASSWORD
+    ) -> NoReturn:
+        """Settles a failed attempt (password or second factor) and raises `error`, or
+        AccountLocked when the run's attempts are used up."""
+        self.metrics.credential_checks.labels(factor, "failed").inc()
         now = utcnow()
         key = self._key(email)
-        count = await self.attempts.record_failure(key, now)
         threshold = self.settings.lockout_max_attempts
-        extra = {"event": "login_failed", "failed_count": count}
+        extra: dict[str, object] = {"event": "login_failed"}
         if user is not None:
             extra["target_user_id"] = str(user.id)
         security_log.warning("authentication failed", extra=extra)
-        if count >= threshold:
-            lock = timedelta(minutes=self.settings.lockout_minutes)
-            if await self.attempts.lock(key, until=now + lock, threshold=threshold, now=now):
-                security_log.warning("sign-in locked", extra={**extra, "event": "login_lockout"})
-                if user is not None:
-                    self.notifier.account_locked(user)
-            raise AccountLocked(int(lock.total_seconds()))
+        lock = timedelta(minutes=self.settings.lockout_minutes)
+        if await self.attempts.lock(key, until=now + lock, threshold=threshold, now=now):
+            security_log.warning("sign-in locked", extra={**extra, "event": "login_lockout"})
+            if user is not None:
+                self.notifier.account_locked(user)
+        retry_after = _seconds_locked(await self.attempts.get_by_key(key), now)
+        if retry_after is not None:
+            raise AccountLocked(retry_after)
         raise error
 
     async def succeed(self, email: str) -> None:
-        """A complete success ends the run of consecutive failures."""
+        """A complete success ends the run of failures, unless a concurrent failure locked the
+        email meanwhile: then this request is refused like every other."""
+        now = utcnow()
+        if not await self.attempts.clear_unless_locked(self._key(email), now):
+            await self._refuse_locked(self._key(email), now, factor=None)
+
+    async def lift_lock(self, email: str) -> None:
+        """Ends the run and any lock: a password reset proved control of the mailbox."""
         await self.attempts.clear(self._key(email))
+
+    async def _reserve(self, email: str, factor: str) -> None:
+        """Takes one attempt before the check runs, so that a burst of concurrent guesses cannot
+        all pass a lock check that none of them has updated yet."""
+        now = utcnow()
+        key = self._key(email)
+        number = await self.attempts.reserve(
+            key, threshold=self.settings.lockout_max_attempts, now=now
+        )
+        if number is None:
+            await self._refuse_locked(key, now, factor=factor)
+
+    async def _release(self, email: str, factor: str) -> None:
+        """A check passed: its attempt is given back, unless the email got locked meanwhile.
+        Committed at once, as the reservation was: a later refusal in the same request (a reused
+        new password, say) rolls back its own changes, not this."""
+        self.metrics.credential_checks.labels(factor, "passed").inc()
+        now = utcnow()
+        key = self._key(email)
+        await self.attempts.release(key)
+        await self.attempts.session.commit()
+        if _seconds_locked(await self.attempts.get_by_key(key), now) is not None:
+            await self._refuse_locked(key, now, factor=None)
+
+    async def _refuse_locked(self, key: str, now: datetime, *, factor: str | None) -> NoReturn:
+        if factor is not None:
+            self.metrics.credential_checks.labels(factor, "refused").inc()
+        security_log.warning("sign-in refused: locked", extra={"event": "login_locked"})
+        retry_after = _seconds_locked(await self.attempts.get_by_key(key), now)
+        # Not locked yet, but every attempt of the run is taken by checks still running: one
+        # of them will lock it.
+        raise AccountLocked(retry_after or self.settings.lockout_minutes * 60)
+
+
+def _seconds_locked(attempt: LoginAttempt | None, now: datetime) -> int | None:
+    if attempt is None or attempt.locked_until is None or attempt.locked_until <= now:
+        return None
+    return max(1, math.ceil((attempt.locked_until - now).total_seconds()))

@@ -145,8 +145,9 @@ class MfaService:
         if not user.mfa_enabled:
             raise MfaNotEnabled()
         await self.guard.reauthenticate(user, password)
-        if not await self.verify_second_factor(user, code):
-            await self.guard.fail(user.email, user, InvalidMfaCode())
+        await self.guard.check_second_factor(
+            user, lambda: self.verify_second_factor(user, code), InvalidMfaCode()
+        )
         await self.guard.succeed(user.email)
         user.mfa_enabled_at = None
         user.mfa_secret_encrypted = None

@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, delete, func, select, update
+from sqlalchemy import Uuid, and_, bindparam, case, delete, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.auth.models import (
@@ -153,30 +153,78 @@ class LoginAttemptRepository(Repository[LoginAttempt]):
     async def get_by_key(self, key: str) -> LoginAttempt | None:
         return await self.session.scalar(select(LoginAttempt).where(LoginAttempt.key == key))
 
-    async def record_failure(self, key: str, now: datetime) -> int:
-        """Adds one failure and returns the new count, atomically (an upsert), on both backends."""
+    async def reserve(self, key: str, *, threshold: int, now: datetime) -> int | None:
+        """Takes one of the `threshold` attempts of the current run before its check runs, and
+        returns its number (1, 2, ...); None when the email is locked or every attempt of the run
+        is taken. One atomic upsert on both backends, so concurrent requests never share a number
+        and at most `threshold` checks run per lock window, whatever the concurrency. An expired
+        lock starts a fresh run.
+        """
         dialect = self.session.get_bind().dialect.name
         insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        expired = and_(LoginAttempt.locked_until.is_not(None), LoginAttempt.locked_until <= now)
         statement = (
             insert(LoginAttempt)
             .values(id=uuid.uuid4(), key=key, failed_count=1, updated_at=now)
             .on_conflict_do_update(
                 index_elements=[LoginAttempt.key],
-                set_={"failed_count": LoginAttempt.failed_count + 1, "updated_at": now},
+                set_={
+                    "failed_count": case((expired, 1), else_=LoginAttempt.failed_count + 1),
+                    "locked_until": case((expired, null()), else_=LoginAttempt.locked_until),
+                    "updated_at": now,
+                },
+                where=or_(
+                    expired,
+                    and_(
+                        LoginAttempt.locked_until.is_(None),
+                        LoginAttempt.failed_count < threshold,
+                    ),
+                ),
             )
             .returning(LoginAttempt.failed_count)
         )
-        return int((await self.session.execute(statement)).scalar_one())
+        number = (await self.session.execute(statement)).scalar_one_or_none()
+        return None if number is None else int(number)
+
+    async def release(self, key: str) -> None:
+        """Gives back an attempt whose check passed but is not the last step (the password of an
+        MFA account): the run of failures goes on, unchanged by it."""
+        await self.session.execute(
+            update(LoginAttempt)
+            .where(
+                LoginAttempt.key == key,
+                LoginAttempt.locked_until.is_(None),
+                LoginAttempt.failed_count > 0,
+            )
+            .values(failed_count=LoginAttempt.failed_count - 1)
+        )
 
     async def lock(self, key: str, *, until: datetime, threshold: int, now: datetime) -> bool:
-        """Locks once the count reached `threshold` and starts a fresh count for after the lock.
-        True for the one request that locked it (so the owner gets one mail, not several)."""
+        """Locks once the run's attempts are used up. True for the one request that locked it
+        (so the owner gets one mail, not several)."""
         result = await self.session.execute(
             update(LoginAttempt)
-            .where(LoginAttempt.key == key, LoginAttempt.failed_count >= threshold)
-            .values(locked_until=until, failed_count=0, updated_at=now)
+            .where(
+                LoginAttempt.key == key,
+                LoginAttempt.failed_count >= threshold,
+                or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until <= now),
+            )
+            .values(locked_until=until, updated_at=now)
         )
         return bool(getattr(result, "rowcount", 0))
+
+    async def clear_unless_locked(self, key: str, now: datetime) -> bool:
+        """Ends the run after a complete success; False (and nothing changed) when a concurrent
+        failure locked the email in the meantime."""
+        result = await self.session.execute(
+            delete(LoginAttempt).where(
+                LoginAttempt.key == key,
+                or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until <= now),
+            )
+        )
+        if getattr(result, "rowcount", 0):
+            return True
+        return await self.get_by_key(key) is None
 
     async def clear(self, key: str) -> None:
         await self.session.execute(delete(LoginAttempt).where(LoginAttempt.key == key))

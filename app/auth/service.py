@@ -154,9 +154,9 @@ class AuthService:
             raise InvalidMfaChallenge()
         if not user.is_active:
             raise AccountDisabled()
-        await self.guard.ensure_not_locked(user.email)
-        if not await self.mfa.verify_second_factor(user, code):
-            await self.guard.fail(user.email, user, InvalidMfaCode())
+        await self.guard.check_second_factor(
+            user, lambda: self.mfa.verify_second_factor(user, code), InvalidMfaCode()
+        )
         await self.guard.succeed(user.email)
         security_log.info(
             "signed in with mfa", extra={"event": "login", "target_user_id": str(user.id)}

@@ -62,6 +62,14 @@ class Metrics:
             registry=r,
         )
 
+        self.credential_checks = Counter(
+            "parley_credential_checks",
+            "Password and second-factor checks by outcome: passed, failed, or refused (locked: "
+            "no check ran)",
+            ["factor", "outcome"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
