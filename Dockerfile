@@ -21,4 +21,4 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
 # Migrate, then serve. WEB_CONCURRENCY sets the number of uvicorn workers.
 # PROMETHEUS_MULTIPROC_DIR lets /metrics sum every worker's counters.
 ENV PROMETHEUS_MULTIPROC_DIR=/tmp/parley-metrics
-CMD ["sh", "-c", "rm -rf $PROMETHEUS_MULTIPROC_DIR && mkdir -p $PROMETHEUS_MULTIPROC_DIR && alembic upgrade head && exec uvicorn --factory app.main:create_app --host 0.0.0.0 --port 8000 --proxy-headers --workers ${WEB_CONCURRENCY:-2} --timeout-graceful-shutdown 15"]
+CMD ["sh", "-c", "rm -rf $PROMETHEUS_MULTIPROC_DIR && mkdir -p $PROMETHEUS_MULTIPROC_DIR && alembic upgrade head && exec uvicorn --factory app.main:create_app --host 0.0.0.0 --port 8000 --proxy-headers --ws-max-size 1048576 --workers ${WEB_CONCURRENCY:-2} --timeout-graceful-shutdown 15"]

@@ -20,7 +20,7 @@ install: $(BIN)/.installed
 
 run: install
 	$(BIN)/alembic upgrade head
-	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --proxy-headers
+	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --proxy-headers --ws-max-size 1048576
 
 lint: install
 	$(BIN)/ruff check app tests bench alembic

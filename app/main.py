@@ -20,7 +20,11 @@ from app.core.deps import Runtime
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
-from app.core.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from app.core.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from app.core.ratelimit import RateLimiter
 from app.core.security import JWTCodec, PasswordHasher, SecretBox, derive_key
 from app.generation.lifecycle import generation_runtime
@@ -102,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    # Innermost, so that its 413 still gets CORS headers and the request id.
+    app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -140,13 +140,16 @@ async def get_principal(
     service: AuthServiceDep,
     bearer: Annotated[str | None, Depends(bearer_scheme)],
 ) -> Principal:
+    # `Authorization: Bearer` with nothing after it is no bearer token: the request is then
+    # authenticated by its cookie, and must pass the CSRF check like any other.
+    bearer = bearer.strip() if bearer else None
     token = bearer or request.cookies.get(ACCESS_COOKIE)
     if not token:
         raise Unauthorized()
     if len(token) > 4096:
         raise InvalidToken()
     principal = await service.resolve_access_token(token)
-    if bearer is None and request.method not in SAFE_METHODS:
+    if not bearer and request.method not in SAFE_METHODS:
         # The browser attaches cookies to cross-site requests on its own; a header it does not.
         service.check_csrf(
             principal,

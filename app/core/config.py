@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     stream_stale_seconds: float = Field(default=30.0, gt=0)
     # SSE keep-alive comment interval.
     sse_ping_seconds: float = Field(default=15.0, gt=0)
+    # The largest request body (and WebSocket message) accepted, in bytes: larger ones are 413
+    # from their Content-Length before anything is read, or cut off once a chunked body passes
+    # it. File uploads have their own limit.
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1024 * 1024)
     # Guardrails: the longest message or prompt accepted, and regexes refused in input.
     max_input_chars: int = Field(default=32_000, ge=1)
     blocked_patterns: list[str] = []

@@ -5,6 +5,7 @@ import re
 import time
 import uuid
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import error_response
@@ -143,3 +144,63 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` while the app reads a body past the limit. An HTTPException, so
+    that FastAPI's body parsing passes it on to the error handler instead of calling it a
+    parse error."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is too large: the limit is {limit} bytes.")
+
+
+class BodySizeLimitMiddleware:
+    """Refuses request bodies past `limit` bytes without buffering them: at once from a larger
+    Content-Length (the app never runs), or, for a chunked body, as soon as the bytes read pass
+    the limit. uvicorn is served directly in production, so no proxy can be relied on for this.
+
+    `limits` gives other limits to path prefixes (uploads), the longest prefix winning.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, limits: dict[str, int] | None = None) -> None:
+        self.app = app
+        self.limit = limit
+        self.limits = sorted((limits or {}).items(), key=lambda item: -len(item[0]))
+
+    def limit_for(self, path: str) -> int:
+        return next((size for prefix, size in self.limits if path.startswith(prefix)), self.limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            exc = BodyTooLarge(limit)
+            response = error_response(413, "payload_too_large", str(exc.detail))
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, receive_within_limit, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

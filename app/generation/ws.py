@@ -30,6 +30,7 @@ router = APIRouter()
 
 AUTH_TIMEOUT_SECONDS = 10
 POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
 
 
 class WSMessage(BaseModel):
@@ -54,8 +55,15 @@ def _allowed_origin(websocket: WebSocket, runtime: Runtime) -> bool:
 
 
 async def _receive(websocket: WebSocket) -> WSMessage | None:
+    text = await websocket.receive_text()
+    # uvicorn's --ws-max-size (set in the serve commands) refuses bigger frames before they are
+    # buffered; this holds the same limit when Parley is served without it.
+    limit = websocket.app.state.runtime.settings.max_request_bytes
+    if len(text) > limit or len(text.encode()) > limit:
+        await websocket.close(MESSAGE_TOO_BIG, "message too big")
+        raise WebSocketDisconnect(MESSAGE_TOO_BIG)
     try:
-        return WSMessage.model_validate_json(await websocket.receive_text())
+        return WSMessage.model_validate_json(text)
     except (ValidationError, json.JSONDecodeError):
         await websocket.send_json(events.error("invalid_message", "Send a JSON message.").ws())
         return None

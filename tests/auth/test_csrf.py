@@ -137,3 +137,40 @@ class TestBearerIsUnaffected:
         )
 
         assert response.status_code == 204
+
+
+class TestEmptyBearerIsNoBearer:
+    """An `Authorization` header that carries no token must not switch the CSRF check off."""
+
+    EMPTY_BEARERS = ("Bearer", "bearer", "BEARER", "Bearer    ")
+
+    async def test_cookie_requests_with_an_empty_bearer_still_need_the_token(self, https_client):
+        user = await register(https_client)
+        await cookie_login(https_client, user.email)
+
+        for value in self.EMPTY_BEARERS:
+            create = await https_client.post(
+                "/api/chats", json={"title": "forged"}, headers={"Authorization": value}
+            )
+            logout_all = await https_client.post(
+                "/api/auth/logout-all", headers={"Authorization": value}
+            )
+            assert_error(create, 403, "csrf_failed")
+            assert_error(logout_all, 403, "csrf_failed")
+
+        chats = await https_client.get("/api/chats")
+        assert chats.json()["items"] == []
+        # The session survived every forged logout-all.
+        assert (await https_client.get("/api/auth/me")).status_code == 200
+
+    async def test_with_the_token_an_empty_bearer_changes_nothing(self, https_client):
+        user = await register(https_client)
+        await cookie_login(https_client, user.email)
+
+        response = await https_client.post(
+            "/api/chats",
+            json={"title": "mine"},
+            headers={"Authorization": "Bearer", **csrf_header(https_client)},
+        )
+
+        assert response.status_code == 201, response.text
