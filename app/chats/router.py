@@ -25,6 +25,7 @@ from app.chats.schemas import (
     MessagePage,
     ModeRead,
 )
+from app.core.cursor import CursorQuery
 from app.core.errors import Unauthorized, error_responses
 from app.core.text import NoNul
 
@@ -32,9 +33,6 @@ router = APIRouter(prefix="/api/chats", tags=["chats"])
 modes_router = APIRouter(prefix="/api/modes", tags=["generation"])
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
-Cursor = Annotated[
-    str | None, Query(max_length=512, description="`next_cursor` (or older/newer) of a page.")
-]
 
 
 @router.post(
@@ -57,7 +55,7 @@ async def list_chats(
     user: CurrentUser,
     service: ChatServiceDep,
     limit: Limit = 20,
-    cursor: Cursor = None,
+    cursor: CursorQuery = None,
     pinned: Annotated[bool | None, Query(description="Only pinned (or unpinned) chats.")] = None,
     archived: Annotated[bool, Query(description="Archived chats instead of active ones.")] = False,
     q: Annotated[
@@ -116,7 +114,7 @@ async def list_messages(
     chat: OwnedChat,
     service: ChatServiceDep,
     limit: Limit = 50,
-    cursor: Cursor = None,
+    cursor: CursorQuery = None,
     leaf_id: Annotated[
         uuid.UUID | None,
         Query(description="Show the branch through this message (e.g. a sibling version)."),

@@ -1,7 +1,9 @@
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
+
+from pydantic import AwareDatetime
 
 from app.chats import export
 from app.chats.errors import (
@@ -26,7 +28,7 @@ from app.chats.schemas import (
     MessageRead,
 )
 from app.chats.search import SearchTerms
-from app.core.cursor import decode_cursor, encode_cursor
+from app.core.cursor import Cursor
 from app.core.db import utcnow
 from app.users.models import User
 
@@ -45,30 +47,18 @@ _PLAIN_FIELDS = (
 _NULLABLE_FIELDS = {"title", "model", "system_prompt", "temperature", "top_p", "max_tokens"}
 
 
-def _chat_cursor(chat: Chat) -> str:
-    return encode_cursor(
-        "chats",
-        {
-            "p": chat.pinned,
-            "t": chat.last_message_at.isoformat(),
-            "i": str(chat.id),
-        },
-    )
+class ChatCursor(Cursor):
+    k: Literal["chats"] = "chats"
+    p: bool
+    t: AwareDatetime
+    i: uuid.UUID
 
+    @classmethod
+    def after(cls, chat: Chat) -> "ChatCursor":
+        return cls(p=chat.pinned, t=chat.last_message_at, i=chat.id)
 
-def _chat_key(cursor: str) -> ChatKey:
-    payload = decode_cursor(cursor, "chats")
-    try:
-        key = ChatKey(
-            pinned=bool(payload["p"]),
-            last_message_at=datetime.fromisoformat(payload["t"]),
-            id=uuid.UUID(payload["i"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidCursor() from exc
-    if key.last_message_at.tzinfo is None:
-        raise InvalidCursor()
-    return key
+    def key(self) -> ChatKey:
+        return ChatKey(pinned=self.p, last_message_at=self.t, id=self.i)
 
 
 Direction = Literal["older", "newer"]
@@ -82,34 +72,13 @@ class ReplyContext:
     thread: list[ThreadRow]
 
 
-@dataclass(frozen=True)
-class MessageCursor:
+class MessageCursor(Cursor):
     """Where a message page ends: the boundary message and the tip of the branch shown."""
 
-    direction: Direction
-    boundary_id: uuid.UUID
-    tip_id: uuid.UUID
-
-    def encode(self) -> str:
-        return encode_cursor(
-            "messages",
-            {
-                "d": self.direction,
-                "b": str(self.boundary_id),
-                "t": str(self.tip_id),
-            },
-        )
-
-    @classmethod
-    def decode(cls, cursor: str) -> "MessageCursor":
-        payload = decode_cursor(cursor, "messages")
-        try:
-            direction = payload["d"]
-            if direction not in ("older", "newer"):
-                raise ValueError(direction)
-            return cls(direction, uuid.UUID(payload["b"]), uuid.UUID(payload["t"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidCursor() from exc
+    k: Literal["messages"] = "messages"
+    d: Direction
+    b: uuid.UUID
+    t: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -169,7 +138,7 @@ class ChatService:
         chats = await self.chats.list_page(
             user.id,
             limit=limit + 1,
-            after=_chat_key(cursor) if cursor else None,
+            after=ChatCursor.decode(cursor).key() if cursor else None,
             pinned=pinned,
             archived=archived,
             search=SearchTerms.parse(query),
@@ -178,7 +147,7 @@ class ChatService:
         more = len(chats) > limit
         return ChatPage(
             items=[ChatRead.model_validate(chat) for chat in page],
-            next_cursor=_chat_cursor(page[-1]) if more else None,
+            next_cursor=ChatCursor.after(page[-1]).encode() if more else None,
         )
 
     async def update_chat(self, chat: Chat, data: ChatUpdate) -> Chat:
@@ -215,12 +184,12 @@ class ChatService:
         """A page of one branch: by default the newest messages of the current thread."""
         if cursor is not None:
             position = MessageCursor.decode(cursor)
-            wanted = {position.boundary_id, position.tip_id}
+            wanted = {position.b, position.t}
             found_by_id = await self.messages.get_many_in_chat(chat.id, wanted)
             if set(found_by_id) != wanted:
                 raise InvalidCursor()
-            boundary, tip = found_by_id[position.boundary_id], found_by_id[position.tip_id]
-            if position.direction == "older":
+            boundary, tip = found_by_id[position.b], found_by_id[position.t]
+            if position.d == "older":
                 high = boundary.depth - 1
                 items = await self.messages.path_segment(boundary, max(0, high - limit + 1), high)
             else:
@@ -257,9 +226,9 @@ class ChatService:
             )
         older = newer = None
         if items and items[0].depth > 0:
-            older = MessageCursor("older", items[0].id, tip.id).encode()
+            older = MessageCursor(d="older", b=items[0].id, t=tip.id).encode()
         if items and items[-1].id != tip.id:
-            newer = MessageCursor("newer", items[-1].id, tip.id).encode()
+            newer = MessageCursor(d="newer", b=items[-1].id, t=tip.id).encode()
         return MessagePage(items=reads, leaf_id=tip.id, older_cursor=older, newer_cursor=newer)
 
     async def thread(self, chat: Chat, leaf_id: uuid.UUID | None = None) -> list[Message]:

@@ -36,6 +36,11 @@ logger = logging.getLogger("parley.db")
 _AFTER_COMMIT = "parley_after_commit"
 
 
+# The largest value an INTEGER column holds on every backend (Postgres' int4): every integer a
+# client sends that is stored in, or compared with, such a column is bounded by it.
+INT32_MAX = 2_147_483_647
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

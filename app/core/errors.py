@@ -136,6 +136,9 @@ _HTTP_CODES = {
 }
 
 
+CURSOR_MESSAGE = "The cursor is malformed or belongs to another listing; start from the first page."
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
@@ -159,6 +162,10 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     ]
     if any(d.type == "json_invalid" for d in details):
         return error_response(400, "malformed_json", "The request body is not valid JSON.")
+    if details and all(d.field == "query.cursor" for d in details):
+        # A cursor is opaque to clients: whatever is wrong with it, the answer is the one code
+        # that tells a frontend to start again from the first page.
+        return error_response(400, "invalid_cursor", CURSOR_MESSAGE)
     summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
     return error_response(422, "validation_error", f"Invalid input: {summary}", details=details)
 
@@ -169,7 +176,6 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
     if exc.status_code == 404 and message == "Not Found":
         message = "No such endpoint."
-
     headers = dict(exc.headers) if exc.headers else None
     return error_response(exc.status_code, code, message, headers=headers)
 

@@ -1,15 +1,15 @@
 import uuid
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime
 
 from app.auth.dependencies import CurrentUser, GenerationUser
 from app.auth.errors import CsrfFailed, EmailNotVerified
 from app.chats.dependencies import OwnedChat
 from app.chats.schemas import MessageRead
-from app.core.cursor import InvalidCursor, decode_cursor, encode_cursor
+from app.core.cursor import Cursor, CursorQuery, InvalidCursor
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import AppError, ServiceUnavailable, Unauthorized, error_responses
 from app.core.ratelimit import RateLimited
@@ -225,16 +225,10 @@ async def generate(
     return await _respond(request, run, body.stream, settings.sse_ping_seconds)
 
 
-def _generation_key(cursor: str) -> tuple[datetime, uuid.UUID]:
-    payload = decode_cursor(cursor, "generations")
-    try:
-        created_at = datetime.fromisoformat(payload["t"])
-        row_id = uuid.UUID(payload["i"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidCursor() from exc
-    if created_at.tzinfo is None:
-        raise InvalidCursor()
-    return created_at, row_id
+class GenerationCursor(Cursor):
+    k: Literal["generations"] = "generations"
+    t: AwareDatetime
+    i: uuid.UUID
 
 
 @router.get(
@@ -246,17 +240,16 @@ async def list_generations(
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: CursorQuery = None,
 ) -> GenerationPage:
     """Newest first, with settings, output, model, token counts and timestamps."""
-    after = _generation_key(cursor) if cursor else None
+    position = GenerationCursor.decode(cursor) if cursor else None
+    after = (position.t, position.i) if position else None
     rows = await GenerationRepository(session).page(user.id, limit=limit + 1, after=after)
     items = [GenerationRead.model_validate(row) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     next_cursor = (
-        encode_cursor("generations", {"t": last.created_at.isoformat(), "i": str(last.id)})
-        if last is not None
-        else None
+        GenerationCursor(t=last.created_at, i=last.id).encode() if last is not None else None
     )
     return GenerationPage(items=items, next_cursor=next_cursor)
 

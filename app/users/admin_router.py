@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query
 from app.auth.dependencies import CurrentAdmin
 from app.auth.errors import CsrfFailed
 from app.auth.repository import AuthSessionRepository
+from app.core.db import INT32_MAX
 from app.core.deps import SessionDep
 from app.core.errors import Forbidden, Unauthorized, error_responses
 from app.core.text import NoNul
@@ -36,7 +37,7 @@ async def list_users(
         NoNul,
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> AdminUserPage:
     """Newest first, `limit` per page from `offset`; `total` counts every match."""
     users, total = await service.list_users(q, limit=limit, offset=offset)

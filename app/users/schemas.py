@@ -5,6 +5,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.auth.schemas import AnyPassword, DisplayName, Email
+from app.core.db import INT32_MAX
 from app.core.text import NoNul
 from app.users.models import Role
 
@@ -96,7 +97,7 @@ class AdminUserUpdate(BaseModel):
 
     is_active: bool | None = None
     role: Role | None = None
-    daily_token_quota: Annotated[int, Field(ge=0)] | None = Field(
+    daily_token_quota: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = Field(
         default=None,
         description="Tokens per UTC day; null: the server default (DAILY_TOKEN_QUOTA).",
     )

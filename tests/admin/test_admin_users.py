@@ -57,12 +57,28 @@ class TestListUsers:
         assert by_email.json()["total"] == 1
         assert [u["display_name"] for u in by_name.json()["items"]] == ["Alan Turing"]
 
+    async def test_the_last_page_far_away_is_empty(self, client, admin):
+        response = await client.get(
+            "/api/admin/users", params={"offset": 2**31 - 1}, headers=admin.headers
+        )
+        assert response.status_code == 200
+        assert response.json()["items"] == []
+
     async def test_wildcards_in_the_query_are_literal(self, client, admin):
         await register(client, email="plain@example.com")
         response = await client.get("/api/admin/users", params={"q": "%"}, headers=admin.headers)
         assert response.json()["total"] == 0
 
-    @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 201}, {"offset": -1}])
+    @pytest.mark.parametrize(
+        "params",
+        [
+            {"limit": 0},
+            {"limit": 201},
+            {"offset": -1},
+            {"offset": 2**31},
+            {"offset": 9223372036854775808},
+        ],
+    )
     async def test_page_bounds(self, client, admin, params):
         response = await client.get("/api/admin/users", params=params, headers=admin.headers)
         assert_error(response, 422, "validation_error")
@@ -116,6 +132,15 @@ class TestUpdateUser:
         me = await client.get("/api/users/me", headers=user.headers)
         assert me.json()["daily_token_quota"] is None
 
+    async def test_the_largest_quota_the_column_holds_is_kept(self, client, admin):
+        user = await register(client)
+
+        response = await patch_user(client, admin, user.user_id, {"daily_token_quota": 2**31 - 1})
+
+        assert response.json()["daily_token_quota"] == 2**31 - 1
+        me = await client.get("/api/users/me", headers=user.headers)
+        assert me.json()["daily_token_quota"] == 2**31 - 1
+
     async def test_promotes_to_admin(self, client, admin):
         user = await register(client)
 
@@ -125,7 +150,14 @@ class TestUpdateUser:
         assert (await client.get("/api/admin/users", headers=user.headers)).status_code == 200
 
     @pytest.mark.parametrize(
-        "body", [{"role": "superuser"}, {"daily_token_quota": -1}, {"is_active": "maybe"}]
+        "body",
+        [
+            {"role": "superuser"},
+            {"daily_token_quota": -1},
+            {"daily_token_quota": 2**31},
+            {"daily_token_quota": 2**63},
+            {"is_active": "maybe"},
+        ],
     )
     async def test_invalid_changes_are_refused(self, client, admin, body):
         user = await register(client)
