@@ -28,6 +28,7 @@ from app.auth.notifications import Notifier
 from app.auth.repository import LoginAttemptRepository, UserRepository
 from app.core.config import Settings
 from app.core.db import utcnow
+from app.core.emails import canonical_email
 from app.core.errors import AppError
 from app.core.metrics import Metrics
 from app.core.security import PasswordHasher, keyed_digest
@@ -38,10 +39,6 @@ security_log = logging.getLogger("parley.security")
 # Factors, as labelled in the parley_credential_checks metric.
 PASSWORD = "password"  # noqa: S105 - a label, not a password
 SECOND_FACTOR = "second_factor"
-
-
-def normalise_login_email(email: str) -> str:
-    return email.strip().lower()
 
 
 class CredentialGuard:
@@ -65,7 +62,7 @@ class CredentialGuard:
         self.metrics = metrics
 
     def _key(self, email: str) -> str:
-        return keyed_digest(self.digest_key, "login:" + normalise_login_email(email))
+        return keyed_digest(self.digest_key, "login:" + canonical_email(email))
 
     async def seconds_locked(self, email: str, now: datetime) -> int | None:
         """Seconds until sign-in for `email` unlocks; None when it is not locked."""
@@ -77,7 +74,7 @@ class CredentialGuard:
         The run of failures is not ended here: for an MFA account the password is only the first
         step, and ending it now would let someone who knows the password guess codes forever.
         """
-        email = normalise_login_email(email)
+        email = canonical_email(email)
         await self._reserve(email, PASSWORD)
         # Postgres text cannot hold NUL, so such an email can have no account (and must not
         # reach the query, which would fail).

@@ -2,24 +2,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.auth.passwords import MAX_LENGTH, MIN_LENGTH
+from app.core.emails import Email, EmailLookup
 from app.core.text import NoNul
 
-
-def normalise_email(value: str) -> str:
-    try:
-        result = validate_email(value, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValueError(str(exc)) from exc
-    return result.normalized.lower()
-
-
-Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(normalise_email)
-]
 DisplayName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
 ]
@@ -35,7 +23,7 @@ class RegisterRequest(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+    email: EmailLookup
     password: AnyPassword
 
 

@@ -1,6 +1,7 @@
 from sqlalchemy import func, or_, select
 
 from app.auth.repository import UserRepository
+from app.core.emails import canonical_email
 from app.users.models import User
 
 
@@ -16,7 +17,8 @@ class UserDirectory(UserRepository):
     async def search(self, query: str | None, *, limit: int, offset: int) -> tuple[list[User], int]:
         condition = None
         if query:
-            pattern = _like_pattern(query)
+            # Typed as the user typed it; stored addresses are in canonical form.
+            pattern = _like_pattern(canonical_email(query))
             condition = or_(
                 func.lower(User.email).like(pattern, escape="\\"),
                 func.lower(User.display_name).like(pattern, escape="\\"),

@@ -4,8 +4,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.auth.schemas import AnyPassword, DisplayName, Email
+from app.auth.schemas import AnyPassword, DisplayName
 from app.core.db import INT32_MAX
+from app.core.emails import Email
 from app.core.text import NoNul
 from app.users.models import Role
 
