@@ -25,6 +25,7 @@ from app.core.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from app.core.openapi import install_openapi
 from app.core.ratelimit import RateLimiter
 from app.core.security import JWTCodec, PasswordHasher, SecretBox, derive_key
 from app.generation.lifecycle import generation_runtime
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_openapi(app)
     # Innermost, so that its 413 still gets CORS headers and the request id.
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_bytes)
     if settings.cors_origins:

@@ -2,7 +2,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
 
 from app.auth.csrf import CSRF_COOKIE
 from app.auth.dependencies import (
@@ -48,6 +47,7 @@ from app.auth.schemas import (
     MfaEnableRequest,
     MfaSetupRead,
     MfaVerifyRequest,
+    PasswordForm,
     RecoveryCodes,
     RefreshRequest,
     RegisterRequest,
@@ -58,6 +58,7 @@ from app.auth.schemas import (
     VerifyEmailRequest,
 )
 from app.core.deps import RuntimeDep, SettingsDep
+from app.core.emails import InvalidEmail
 from app.core.errors import Unauthorized, error_responses
 from app.core.ratelimit import RateLimited, limit_by_ip
 
@@ -116,7 +117,7 @@ def _signed_in(
     "/register",
     status_code=status.HTTP_201_CREATED,
     summary="Create an account",
-    responses=error_responses(EmailTaken, WeakPassword, RateLimited),
+    responses=error_responses(EmailTaken, InvalidEmail, WeakPassword, RateLimited),
     dependencies=[limit_by_ip("register")],
 )
 async def register(
@@ -164,7 +165,7 @@ async def login(
     dependencies=[limit_by_ip("login")],
 )
 async def login_for_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordForm, Depends()],
     response: Response,
     service: AuthServiceDep,
     client: ClientInfoDep,
@@ -172,8 +173,6 @@ async def login_for_token(
 ) -> TokenPair | MfaChallenge:
     """OAuth2 password flow: `username` is the email. MFA accounts get a challenge instead of
     tokens (Swagger cannot do the second step: use /login and /mfa/verify for those)."""
-    if len(form.username) > 320 or len(form.password) > 1024:
-        raise InvalidCredentials()
     result = await service.login(email=form.username, password=form.password, client=client)
     return _signed_in(response, result, secure=settings.secure_cookies)
 
@@ -269,7 +268,7 @@ async def verify_email(body: VerifyEmailRequest, service: AccountServiceDep) -> 
     "/resend-verification",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Mail the verification link again",
-    responses=error_responses(RateLimited),
+    responses=error_responses(InvalidEmail, RateLimited),
     dependencies=[limit_by_ip("resend_verification")],
 )
 async def resend_verification(body: EmailRequest, runtime: RuntimeDep) -> Accepted:
@@ -285,7 +284,7 @@ async def resend_verification(body: EmailRequest, runtime: RuntimeDep) -> Accept
     "/forgot-password",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Mail a password reset link",
-    responses=error_responses(RateLimited),
+    responses=error_responses(InvalidEmail, RateLimited),
     dependencies=[limit_by_ip("forgot_password")],
 )
 async def forgot_password(body: EmailRequest, runtime: RuntimeDep) -> Accepted:

@@ -2,10 +2,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
+from fastapi import Form
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.auth.passwords import MAX_LENGTH, MIN_LENGTH
-from app.core.emails import Email, EmailLookup
+from app.core.emails import MAX_EMAIL_LENGTH, Email, EmailLookup
 from app.core.text import NoNul
 
 DisplayName = Annotated[
@@ -25,6 +26,21 @@ class RegisterRequest(BaseModel):
 class LoginRequest(BaseModel):
     email: EmailLookup
     password: AnyPassword
+
+
+class PasswordForm:
+    """The OAuth2 password grant's form (RFC 6749, 4.3.2): `username` is the email. Other
+    fields of the grant (scope, client credentials) are accepted and ignored."""
+
+    def __init__(
+        self,
+        username: Annotated[str, Form(min_length=1, max_length=MAX_EMAIL_LENGTH)],
+        password: Annotated[str, Form(min_length=1, max_length=1024)],
+        grant_type: Annotated[Literal["password"], Form()] = "password",
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.grant_type = grant_type
 
 
 class RefreshRequest(BaseModel):
@@ -81,10 +97,13 @@ class SessionRead(BaseModel):
 
 
 # Mailed tokens are 43 characters; the bound keeps junk from reaching the database.
-LinkToken = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+LinkToken = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256), NoNul
+]
 MfaCode = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    NoNul,
     Field(description="A 6-digit code from the authenticator app, or a recovery code."),
 ]
 

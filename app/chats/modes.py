@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from app.chats.errors import InvalidModeParams, UnknownMode
 from app.core.errors import FieldError
+from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 
 ShortText = Annotated[
@@ -159,7 +160,9 @@ EMAIL = declare(
 
 
 class SimilarQuestionsParams(ModeParams):
-    count: int = Field(default=5, ge=1, le=20, description="How many questions to write.")
+    count: Annotated[int, Field(ge=1, le=20), JsonNumber] = Field(
+        default=5, description="How many questions to write."
+    )
     question: (
         Annotated[
             str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), NoNul

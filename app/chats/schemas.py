@@ -2,10 +2,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StringConstraints,
+)
 
 from app.chats.models import MessageStatus, Role
 from app.chats.modes import DEFAULT_MODE, MODES
+from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 
 
@@ -27,10 +36,25 @@ ModelName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
 ]
 SystemPrompt = Annotated[str, StringConstraints(max_length=20_000), NoNul]
-Temperature = Annotated[float, Field(ge=0, le=2)]
-TopP = Annotated[float, Field(gt=0, le=1)]
-MaxTokens = Annotated[int, Field(ge=1, le=262_144)]
+# JSON numbers and booleans only: pydantic's lax mode would take `true` for 1 and "1" for 1.
+Temperature = Annotated[StrictFloat, Field(ge=0, le=2)]
+TopP = Annotated[StrictFloat, Field(gt=0, le=1)]
+MaxTokens = Annotated[int, Field(ge=1, le=262_144), JsonNumber]
 MAX_QUERY_LENGTH = 200
+
+
+def mode_params_schema(*, nullable: bool = False) -> dict[str, Any]:
+    """`mode_params` is one of the modes' parameter schemas (which one, `mode` decides)."""
+    branches: list[dict[str, Any]] = [
+        {k: v for k, v in mode.params.model_json_schema().items() if k != "title"}
+        for mode in MODES.values()
+    ]
+    if nullable:
+        branches.append({"type": "null"})
+    return {"anyOf": branches}
+
+
+MODE_PARAMS_DESCRIPTION = "The parameters of `mode`, checked against its schema (GET /api/modes)."
 
 
 class ChatSettings(BaseModel):
@@ -62,9 +86,11 @@ class ChatCreate(ChatSettings):
     title: Title | None = Field(default=None, description="Null until named (or auto-titled).")
     mode: ModeName = DEFAULT_MODE
     mode_params: dict[str, Any] = Field(
-        default_factory=dict, description="Checked against the mode's schema."
+        default_factory=dict,
+        description=MODE_PARAMS_DESCRIPTION,
+        json_schema_extra=mode_params_schema(),
     )
-    pinned: bool = False
+    pinned: StrictBool = False
 
 
 class ChatUpdate(ChatSettings):
@@ -75,9 +101,10 @@ class ChatUpdate(ChatSettings):
     mode_params: dict[str, Any] | None = Field(
         default=None,
         description="Replaces the parameters. Changing `mode` without them validates `{}`.",
+        json_schema_extra=mode_params_schema(nullable=True),
     )
-    pinned: bool | None = None
-    archived: bool | None = None
+    pinned: StrictBool | None = None
+    archived: StrictBool | None = None
 
 
 class ChatRead(BaseModel):

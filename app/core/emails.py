@@ -7,17 +7,30 @@ from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from app.core.errors import AppError
+from app.core.text import NOT_BLANK_PATTERN
 
 MAX_EMAIL_LENGTH = 320
 
 
+class InvalidEmail(AppError):
+    """Documents the refusal in routes' responses; request validation produces it (below)."""
+
+    status_code = 422
+    code = "invalid_email"
+    message = "This is not an email address Parley can send mail to."
+
+
 def normalise_email(value: str) -> str:
     """The stored form of a valid address (NFC local part, IDNA-mapped domain, lower case), or
-    ValueError saying why it is not one."""
+    a ValueError of type `invalid_email` saying why it is not one. Some addresses the RFCs allow
+    are refused too (reserved domains such as .arpa or .local, which no mail reaches)."""
     try:
         result = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
-        raise ValueError(str(exc)) from exc
+        raise PydanticCustomError(InvalidEmail.code, str(exc)) from exc
     return result.normalized.lower()
 
 
@@ -27,7 +40,7 @@ def canonical_email(value: str) -> str:
     address was typed. Never raises: sign-in must not tell a malformed address apart."""
     try:
         return normalise_email(value)
-    except ValueError:
+    except (ValueError, PydanticCustomError):
         return unicodedata.normalize("NFKC", value.strip()).lower()
 
 
@@ -43,5 +56,7 @@ EmailLookup = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EMAIL_LENGTH),
     AfterValidator(canonical_email),
-    Field(json_schema_extra={"format": "email"}),
+    # Blank is refused by the length check after stripping; NUL is accepted (and no account has
+    # it), but neither is an address.
+    Field(json_schema_extra={"format": "email", "pattern": NOT_BLANK_PATTERN}),
 ]

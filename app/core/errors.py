@@ -136,6 +136,7 @@ _HTTP_CODES = {
 }
 
 
+MALFORMED_JSON_MESSAGE = "The request body is not valid JSON (or not UTF-8)."
 CURSOR_MESSAGE = "The cursor is malformed or belongs to another listing; start from the first page."
 
 
@@ -161,11 +162,16 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         for err in exc.errors()
     ]
     if any(d.type == "json_invalid" for d in details):
-        return error_response(400, "malformed_json", "The request body is not valid JSON.")
+        return error_response(400, "malformed_json", MALFORMED_JSON_MESSAGE)
     if details and all(d.field == "query.cursor" for d in details):
         # A cursor is opaque to clients: whatever is wrong with it, the answer is the one code
         # that tells a frontend to start again from the first page.
         return error_response(400, "invalid_cursor", CURSOR_MESSAGE)
+    if details and all(d.type == "invalid_email" for d in details):
+        summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
+        return error_response(
+            422, "invalid_email", f"Not a usable email address: {summary}", details=details
+        )
     summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
     return error_response(422, "validation_error", f"Invalid input: {summary}", details=details)
 
@@ -174,6 +180,9 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # FastAPI could not decode the body (not UTF-8): the same answer as for broken JSON.
+        return error_response(400, "malformed_json", MALFORMED_JSON_MESSAGE)
     if exc.status_code == 404 and message == "Not Found":
         message = "No such endpoint."
     headers = dict(exc.headers) if exc.headers else None

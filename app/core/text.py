@@ -1,10 +1,17 @@
 """Constraints every stored string needs, whatever the field."""
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import AfterValidator
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 T = TypeVar("T", str, str | None)
+
+# What the OpenAPI schema says of such strings, so clients (and fuzzers) know before they send.
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+# The same, for fields stripped before their minimum length is checked: something besides spaces.
+NOT_BLANK_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
 
 
 def refuse_nul(value: T) -> T:
@@ -15,4 +22,35 @@ def refuse_nul(value: T) -> T:
     return value
 
 
-NoNul = AfterValidator(refuse_nul)
+class _NoNul:
+    """`Annotated[str, NoNul]`: refuses NUL characters, and says so in the JSON schema."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(refuse_nul, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        stripped = _strips_whitespace(schema)
+        for branch in [json_schema, *json_schema.get("anyOf", [])]:
+            if branch.get("type") == "string":
+                blank_refused = stripped and branch.get("minLength", 0) >= 1
+                branch.setdefault("pattern", NOT_BLANK_PATTERN if blank_refused else NO_NUL_PATTERN)
+        return json_schema
+
+
+def _strips_whitespace(schema: Any) -> bool:
+    """Whether a core schema strips whitespace off its string before checking it."""
+    if isinstance(schema, dict):
+        if schema.get("strip_whitespace") is True:
+            return True
+        return any(_strips_whitespace(value) for value in schema.values())
+    if isinstance(schema, list):
+        return any(_strips_whitespace(value) for value in schema)
+    return False
+
+
+NoNul = _NoNul()

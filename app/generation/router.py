@@ -8,6 +8,14 @@ from pydantic import AwareDatetime
 from app.auth.dependencies import CurrentUser, GenerationUser
 from app.auth.errors import CsrfFailed, EmailNotVerified
 from app.chats.dependencies import OwnedChat
+from app.chats.errors import (
+    ChatNotFound,
+    InvalidModeParams,
+    MessageNotEditable,
+    MessageNotFound,
+    MessageNotRegenerable,
+    UnknownMode,
+)
 from app.chats.schemas import MessageRead
 from app.core.cursor import Cursor, CursorQuery, InvalidCursor
 from app.core.deps import SessionDep, SettingsDep
@@ -78,14 +86,14 @@ REPLY_ERRORS = (
 )
 
 
-def _reply_responses(model: type[Any]) -> dict[int | str, dict[str, Any]]:
+def _reply_responses(model: type[Any], *errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
     return {
         200: {
             "description": SSE_DESCRIPTION,
             "model": model,
             "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
         },
-        **error_responses(*REPLY_ERRORS),
+        **error_responses(*REPLY_ERRORS, *errors),
     }
 
 
@@ -122,7 +130,7 @@ async def _respond(
     "/api/chats/{chat_id}/messages",
     summary="Send a message and get the reply (SSE or JSON)",
     response_model=MessageRead,
-    responses=_reply_responses(MessageRead),
+    responses=_reply_responses(MessageRead, ChatNotFound),
 )
 async def send_message(
     request: Request,
@@ -143,7 +151,7 @@ async def send_message(
     "/api/chats/{chat_id}/messages/{message_id}",
     summary="Edit a user message and answer the new version",
     response_model=MessageRead,
-    responses=_reply_responses(MessageRead),
+    responses=_reply_responses(MessageRead, ChatNotFound, MessageNotFound, MessageNotEditable),
 )
 async def edit_message(
     request: Request,
@@ -163,7 +171,7 @@ async def edit_message(
     "/api/chats/{chat_id}/messages/{message_id}/regenerate",
     summary="Regenerate a reply",
     response_model=MessageRead,
-    responses=_reply_responses(MessageRead),
+    responses=_reply_responses(MessageRead, ChatNotFound, MessageNotFound, MessageNotRegenerable),
 )
 async def regenerate_message(
     request: Request,
@@ -183,7 +191,7 @@ async def regenerate_message(
 @router.post(
     "/api/chats/{chat_id}/stop",
     summary="Stop the reply being generated",
-    responses=error_responses(Unauthorized, ServiceUnavailable),
+    responses=error_responses(Unauthorized, CsrfFailed, ChatNotFound, ServiceUnavailable),
 )
 async def stop_generation(chat: OwnedChat, service: GenerationServiceDep) -> StopResult:
     """Stops this chat's running reply; the text so far is saved as `cancelled`."""
@@ -193,7 +201,7 @@ async def stop_generation(chat: OwnedChat, service: GenerationServiceDep) -> Sto
 @router.post(
     "/api/chats/{chat_id}/summarize",
     summary="Summarize the chat",
-    responses=error_responses(*REPLY_ERRORS),
+    responses=error_responses(*REPLY_ERRORS, ChatNotFound),
 )
 async def summarize_chat(
     chat: OwnedChat,
@@ -211,7 +219,7 @@ async def summarize_chat(
     "/api/generate",
     summary="Stateless generation (SSE or JSON)",
     response_model=GenerationRead,
-    responses=_reply_responses(GenerationRead),
+    responses=_reply_responses(GenerationRead, InvalidModeParams, UnknownMode),
 )
 async def generate(
     request: Request,

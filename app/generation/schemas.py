@@ -2,8 +2,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat
 
+from app.chats.modes import DEFAULT_MODE
+from app.chats.schemas import MODE_PARAMS_DESCRIPTION, ModeName, mode_params_schema
+from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 
 # Generous: the configured MAX_INPUT_CHARS applies a clear 413 below this hard ceiling.
@@ -17,7 +20,7 @@ class SendMessageRequest(BaseModel):
     parent_id: uuid.UUID | None = Field(
         default=None, description="Answer under this message; default: the current thread's end."
     )
-    stream: bool | None = Field(
+    stream: StrictBool | None = Field(
         default=None, description="Stream SSE even without `Accept: text/event-stream`."
     )
 
@@ -25,12 +28,12 @@ class SendMessageRequest(BaseModel):
 class EditMessageRequest(BaseModel):
     content: Content
     model: ModelName | None = None
-    stream: bool | None = None
+    stream: StrictBool | None = None
 
 
 class RegenerateRequest(BaseModel):
     model: ModelName | None = None
-    stream: bool | None = None
+    stream: StrictBool | None = None
 
 
 class SummarizeRequest(BaseModel):
@@ -47,14 +50,18 @@ class StopResult(BaseModel):
 
 
 class GenerateRequest(BaseModel):
-    mode: Annotated[str, Field(max_length=32), NoNul] = "chat"
-    params: dict[str, Any] = Field(default_factory=dict)
+    mode: ModeName = DEFAULT_MODE
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description=MODE_PARAMS_DESCRIPTION,
+        json_schema_extra=mode_params_schema(),
+    )
     prompt: Content
     model: ModelName | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=32_768)
-    stream: bool | None = None
+    temperature: StrictFloat | None = Field(default=None, ge=0, le=2)
+    top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
+    max_tokens: Annotated[int, Field(ge=1, le=32_768), JsonNumber] | None = None
+    stream: StrictBool | None = None
 
 
 class GenerationRead(BaseModel):

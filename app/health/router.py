@@ -6,7 +6,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from app.core.deps import RuntimeDep
-from app.core.errors import NotFound
+from app.core.errors import NotFound, error_responses
 
 router = APIRouter(tags=["ops"])
 
@@ -56,14 +56,19 @@ async def readiness(request: Request, runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
+class MetricsOff(NotFound):
+    code = "metrics_off"
+    message = "Metrics are turned off (METRICS_ENABLED=false)."
+
+
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}, 404: {"description": "Metrics are off."}},
+    responses={200: {"content": {"text/plain": {}}}, **error_responses(MetricsOff)},
 )
 async def metrics(runtime: RuntimeDep) -> Response:
     """Requests, latency, active streams, time to first token, tokens, upstream errors."""
     if not runtime.settings.metrics_enabled:
-        raise NotFound("Metrics are turned off (METRICS_ENABLED=false).")
+        raise MetricsOff()
     return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)

@@ -10,6 +10,7 @@ from app.auth.dependencies import (
 from app.auth.errors import AccountLocked, CsrfFailed, EmailTaken, InvalidPassword
 from app.auth.router import clear_auth_cookies
 from app.core.deps import RuntimeDep, SessionDep, SettingsDep
+from app.core.emails import InvalidEmail
 from app.core.errors import Unauthorized, error_responses
 from app.users.errors import PasswordRequired
 from app.users.models import User
@@ -56,7 +57,13 @@ async def read_profile(user: CurrentUser) -> ProfileRead:
     "/me",
     summary="Update my profile and preferences",
     responses=error_responses(
-        Unauthorized, PasswordRequired, InvalidPassword, AccountLocked, EmailTaken, CsrfFailed
+        Unauthorized,
+        PasswordRequired,
+        InvalidPassword,
+        AccountLocked,
+        EmailTaken,
+        InvalidEmail,
+        CsrfFailed,
     ),
 )
 async def update_profile(

@@ -2,18 +2,26 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StringConstraints,
+)
 
 from app.auth.schemas import AnyPassword, DisplayName
 from app.core.db import INT32_MAX
 from app.core.emails import Email
+from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 from app.users.models import Role
 
 ModelName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul
 ]
-Temperature = Annotated[float, Field(ge=0, le=2)]
+Temperature = Annotated[StrictFloat, Field(ge=0, le=2)]
 SystemPrompt = Annotated[str, StringConstraints(max_length=8000), NoNul]
 
 
@@ -96,9 +104,9 @@ class AdminUserUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
     role: Role | None = None
-    daily_token_quota: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = Field(
+    daily_token_quota: Annotated[int, Field(ge=0, le=INT32_MAX), JsonNumber] | None = Field(
         default=None,
         description="Tokens per UTC day; null: the server default (DAILY_TOKEN_QUOTA).",
     )

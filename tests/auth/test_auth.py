@@ -71,8 +71,16 @@ class TestRegister:
             "/api/auth/register",
             json={"email": "not-an-email", "display_name": "N", "password": PASSWORD},
         )
-        error = assert_error(response, 422, "validation_error")
+        error = assert_error(response, 422, "invalid_email")
         assert error["details"][0]["field"] == "body.email"
+
+    async def test_a_reserved_domain_is_refused_with_the_same_code(self, client):
+        response = await client.post(
+            "/api/auth/register",
+            json={"email": "ada@host.arpa", "display_name": "N", "password": PASSWORD},
+        )
+        error = assert_error(response, 422, "invalid_email")
+        assert "special-use or reserved" in error["message"]
 
     async def test_fifty_concurrent_registrations_all_succeed(self, client):
         responses = await asyncio.gather(

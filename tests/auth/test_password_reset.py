@@ -99,9 +99,9 @@ class TestForgotPassword:
         assert row.token_hash == hash_token(token)
         assert row.expires_at - row.created_at == timedelta(hours=1)
 
-    async def test_malformed_email_is_a_validation_error(self, client):
+    async def test_malformed_email_is_refused_as_such(self, client):
         response = await client.post("/api/auth/forgot-password", json={"email": "not-an-email"})
-        assert_error(response, 422, "validation_error")
+        assert_error(response, 422, "invalid_email")
 
 
 class TestResetPassword:

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+import uuid
 
 import httpx
 import pytest
@@ -35,6 +36,8 @@ def _settings(database, fake, **extra):
         "llm_model": "fake-model",
         "stream_checkpoint_seconds": 0.25,
         "stream_stale_seconds": 1,
+        # Rate-limit counters in the shared Redis belong to this test alone.
+        "rate_limit_key_prefix": f"parley-test-{uuid.uuid4().hex}",
         **extra,
     }
 

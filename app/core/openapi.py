@@ -1,0 +1,62 @@
+"""The OpenAPI document, completed with what FastAPI cannot see from the routes: every error the
+server can answer before a route runs (a body that is not JSON or too large, request validation)
+in the one error shape, so that the schema lists every status an operation can return."""
+
+from typing import Any
+
+from fastapi import FastAPI
+
+ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorResponse"}
+
+# Answered by the framework layers around every operation that takes a body.
+BODY_ERRORS = {
+    "400": "`malformed_json`: The request body is not valid JSON (or not UTF-8).",
+    "413": "`payload_too_large`: The request body is larger than the server accepts.",
+}
+VALIDATION_ERROR = (
+    "`validation_error`: A field is missing or invalid; `details` says which and why."
+)
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+
+
+def _merge(responses: dict[str, Any], status: str, description: str) -> None:
+    existing = responses.get(status)
+    if existing is None:
+        responses[status] = _error_response(description)
+        return
+    if description not in existing.get("description", ""):
+        existing["description"] = f"{existing['description']}; {description}"
+    existing["content"] = {"application/json": {"schema": ERROR_SCHEMA}}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Makes app.openapi() (and /openapi.json) return the completed document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _complete(generate())
+        return app.openapi_schema  # type: ignore[return-value]  # set by generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _complete(schema: dict[str, Any]) -> None:
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            if "422" in responses:
+                # FastAPI documents its own validation body; Parley answers in the error shape.
+                if responses["422"].get("description") == "Validation Error":
+                    responses["422"] = _error_response(VALIDATION_ERROR)
+                else:
+                    _merge(responses, "422", VALIDATION_ERROR)
+            if "requestBody" in operation:
+                for status, description in BODY_ERRORS.items():
+                    _merge(responses, status, description)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
