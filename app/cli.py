@@ -16,12 +16,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.auth.errors import WeakPassword
 from app.auth.passwords import check_password_policy
-from app.auth.repository import UserRepository
 from app.core.config import Settings
 from app.core.db import Database, utcnow
 from app.core.emails import normalise_email
 from app.core.security import PasswordHasher
 from app.users.models import Role, User
+from app.users.repository import UserRepository
 
 DEFAULT_PASSWORD_ENV = "PARLEY_ADMIN_PASSWORD"  # noqa: S105 - the variable's name
 

@@ -9,6 +9,8 @@ from datetime import timedelta
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.accounts.admin_router import router as admin_router
+from app.accounts.router import router as users_router
 from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
 from app.chats.router import modes_router
@@ -34,8 +36,6 @@ from app.generation.ws import router as ws_router
 from app.health.router import router as health_router
 from app.mail import Mailer, build_mail_sender
 from app.usage.router import router as usage_router
-from app.users.admin_router import router as admin_router
-from app.users.router import router as users_router
 
 logger = logging.getLogger("parley")
 

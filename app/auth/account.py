@@ -12,13 +12,14 @@ from app.auth.guard import CredentialGuard
 from app.auth.models import PasswordHistory, TokenPurpose
 from app.auth.notifications import Notifier
 from app.auth.passwords import check_password_policy
-from app.auth.repository import AuthSessionRepository, PasswordHistoryRepository, UserRepository
+from app.auth.repository import AuthSessionRepository, PasswordHistoryRepository
 from app.auth.tokens import AccountTokens
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.ratelimit import RateLimiter
 from app.core.security import PasswordHasher, keyed_digest
 from app.users.models import User
+from app.users.repository import UserRepository
 
 security_log = logging.getLogger("parley.security")
 

@@ -5,6 +5,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.account import AccountService
+from app.auth.cookies import ACCESS_COOKIE
 from app.auth.csrf import CSRF_COOKIE, CSRF_HEADER, SAFE_METHODS
 from app.auth.errors import EmailNotVerified, InvalidToken
 from app.auth.guard import CredentialGuard
@@ -17,7 +18,6 @@ from app.auth.repository import (
     MfaRecoveryCodeRepository,
     PasswordHistoryRepository,
     RefreshTokenRepository,
-    UserRepository,
 )
 from app.auth.service import AuthService, ClientInfo, CsrfProof, Principal
 from app.auth.tokens import AccountTokens
@@ -25,10 +25,7 @@ from app.core.deps import Runtime, RuntimeDep, SessionDep
 from app.core.errors import Forbidden, Unauthorized
 from app.core.logging import user_id_var
 from app.users.models import User
-
-ACCESS_COOKIE = "parley_access"
-REFRESH_COOKIE = "parley_refresh"
-REFRESH_COOKIE_PATH = "/api/auth"
+from app.users.repository import UserRepository
 
 # auto_error=False: the cookie is the other way in, checked below.
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)

@@ -25,7 +25,7 @@ from typing import NoReturn
 from app.auth.errors import AccountLocked, InvalidCredentials, InvalidPassword
 from app.auth.models import LoginAttempt
 from app.auth.notifications import Notifier
-from app.auth.repository import LoginAttemptRepository, UserRepository
+from app.auth.repository import LoginAttemptRepository
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.emails import canonical_email
@@ -33,6 +33,7 @@ from app.core.errors import AppError
 from app.core.metrics import Metrics
 from app.core.security import PasswordHasher, keyed_digest
 from app.users.models import User
+from app.users.repository import UserRepository
 
 security_log = logging.getLogger("parley.security")
 

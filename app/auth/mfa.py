@@ -27,11 +27,12 @@ from app.auth.errors import (
 )
 from app.auth.guard import CredentialGuard
 from app.auth.notifications import Notifier
-from app.auth.repository import AuthSessionRepository, MfaRecoveryCodeRepository, UserRepository
+from app.auth.repository import AuthSessionRepository, MfaRecoveryCodeRepository
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.security import SecretBox, SecretBoxError, hash_token
 from app.users.models import User
+from app.users.repository import UserRepository
 
 security_log = logging.getLogger("parley.security")
 

@@ -17,35 +17,6 @@ from app.core.repository import Repository
 from app.users.models import User
 
 
-class UserRepository(Repository[User]):
-    model = User
-
-    async def get_by_email(self, email: str) -> User | None:
-        return await self.session.scalar(select(User).where(User.email == email))
-
-    async def claim_mfa_step(self, user_id: uuid.UUID, step: int) -> bool:
-        """Records `step` as the last TOTP step used; False if it (or a later one) already was.
-
-        One conditional UPDATE, so two requests racing with the same code cannot both win.
-        """
-        result = await self.session.execute(
-            update(User)
-            .where(
-                User.id == user_id,
-                (User.mfa_last_used_step.is_(None)) | (User.mfa_last_used_step < step),
-            )
-            .values(mfa_last_used_step=step)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(getattr(result, "rowcount", 0))
-
-    async def delete_by_id(self, user_id: uuid.UUID) -> None:
-        """Deletes the user; the database cascades to every row that references them."""
-        await self.session.execute(
-            delete(User).where(User.id == user_id).execution_options(synchronize_session=False)
-        )
-
-
 class AuthSessionRepository(Repository[AuthSession]):
     model = AuthSession
 

@@ -3,11 +3,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from app.auth.csrf import CSRF_COOKIE
+from app.auth.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
 from app.auth.dependencies import (
-    ACCESS_COOKIE,
-    REFRESH_COOKIE,
-    REFRESH_COOKIE_PATH,
     AccountServiceDep,
     AuthServiceDep,
     ClientInfoDep,
@@ -64,45 +61,6 @@ from app.core.ratelimit import RateLimited, limit_by_ip
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 mfa_router = APIRouter(prefix="/api/auth/mfa", tags=["mfa"])
-
-
-def set_auth_cookies(response: Response, tokens: TokenPair, *, secure: bool) -> None:
-    response.set_cookie(
-        ACCESS_COOKIE,
-        tokens.access_token,
-        max_age=tokens.expires_in,
-        httponly=True,
-        secure=secure,
-        samesite="lax",
-        path="/",
-    )
-    response.set_cookie(
-        REFRESH_COOKIE,
-        tokens.refresh_token,
-        max_age=tokens.refresh_expires_in,
-        httponly=True,
-        secure=secure,
-        samesite="lax",
-        path=REFRESH_COOKIE_PATH,
-    )
-    # Readable by the frontend's JavaScript on purpose: it echoes it in X-CSRF-Token.
-    response.set_cookie(
-        CSRF_COOKIE,
-        tokens.csrf_token,
-        max_age=tokens.refresh_expires_in,
-        httponly=False,
-        secure=secure,
-        samesite="lax",
-        path="/",
-    )
-
-
-def clear_auth_cookies(response: Response, *, secure: bool) -> None:
-    response.delete_cookie(ACCESS_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
-    response.delete_cookie(
-        REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, secure=secure, httponly=True, samesite="lax"
-    )
-    response.delete_cookie(CSRF_COOKIE, path="/", secure=secure, httponly=False, samesite="lax")
 
 
 def _signed_in(

@@ -21,13 +21,14 @@ from app.auth.mfa import MfaService
 from app.auth.models import AuthSession, RefreshToken, TokenPurpose
 from app.auth.notifications import Notifier
 from app.auth.passwords import check_password_policy
-from app.auth.repository import AuthSessionRepository, RefreshTokenRepository, UserRepository
+from app.auth.repository import AuthSessionRepository, RefreshTokenRepository
 from app.auth.schemas import MfaChallenge, TokenPair, UserRead
 from app.auth.tokens import AccountTokens
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.security import JWTCodec, PasswordHasher, TokenError, hash_token, new_opaque_token
 from app.users.models import User
+from app.users.repository import UserRepository
 
 security_log = logging.getLogger("parley.security")
 

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
-from app.auth.dependencies import ACCESS_COOKIE, get_generation_user
+from app.auth.cookies import ACCESS_COOKIE
+from app.auth.dependencies import get_generation_user
 from app.core.deps import Runtime
 from app.core.errors import AppError
 from app.core.logging import user_id_var

@@ -2,23 +2,17 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from app.auth.dependencies import CurrentAdmin, CurrentUser
-from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import Forbidden, Unauthorized, error_responses
-from app.usage.repository import UsageRepository
+from app.usage.dependencies import UsageServiceDep
 from app.usage.schemas import AdminGroupBy, GroupBy, MyUsage, UsageReport
-from app.usage.service import InvalidRange, UsageService
+from app.usage.service import InvalidRange
 
 router = APIRouter(tags=["usage"])
 
 
-async def get_usage_service(session: SessionDep, settings: SettingsDep) -> UsageService:
-    return UsageService(usage=UsageRepository(session), settings=settings)
-
-
-UsageServiceDep = Annotated[UsageService, Depends(get_usage_service)]
 FromDate = Annotated[date | None, Query(alias="from", description="First day (UTC), inclusive.")]
 ToDate = Annotated[date | None, Query(alias="to", description="Last day (UTC), inclusive.")]
 

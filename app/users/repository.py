@@ -1,7 +1,12 @@
-from sqlalchemy import func, or_, select
+"""The one repository of the user_account table: look-ups, the admin's search and pages, deletion,
+and the TOTP replay guard. Auth, accounts and the CLI all use it."""
 
-from app.auth.repository import UserRepository
+import uuid
+
+from sqlalchemy import delete, func, or_, select, update
+
 from app.core.emails import canonical_email
+from app.core.repository import Repository
 from app.users.models import User
 
 
@@ -11,10 +16,14 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-class UserDirectory(UserRepository):
-    """The admin's view of users: search and pages."""
+class UserRepository(Repository[User]):
+    model = User
+
+    async def get_by_email(self, email: str) -> User | None:
+        return await self.session.scalar(select(User).where(User.email == email))
 
     async def search(self, query: str | None, *, limit: int, offset: int) -> tuple[list[User], int]:
+        """Newest first; `query` matches part of the email or display name, case-insensitively."""
         condition = None
         if query:
             # Typed as the user typed it; stored addresses are in canonical form.
@@ -30,3 +39,25 @@ class UserDirectory(UserRepository):
             page = page.where(condition)
         total = int(await self.session.scalar(count) or 0)
         return list(await self.session.scalars(page)), total
+
+    async def claim_mfa_step(self, user_id: uuid.UUID, step: int) -> bool:
+        """Records `step` as the last TOTP step used; False if it (or a later one) already was.
+
+        One conditional UPDATE, so two requests racing with the same code cannot both win.
+        """
+        result = await self.session.execute(
+            update(User)
+            .where(
+                User.id == user_id,
+                (User.mfa_last_used_step.is_(None)) | (User.mfa_last_used_step < step),
+            )
+            .values(mfa_last_used_step=step)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def delete_by_id(self, user_id: uuid.UUID) -> None:
+        """Deletes the user; the database cascades to every row that references them."""
+        await self.session.execute(
+            delete(User).where(User.id == user_id).execution_options(synchronize_session=False)
+        )

@@ -1,15 +1,15 @@
 import logging
 import uuid
 
+from app.accounts.errors import CannotModifySelf, PasswordRequired, UserNotFound
+from app.accounts.schemas import AdminUserUpdate, ProfileUpdate
 from app.auth.account import AccountService
 from app.auth.errors import EmailTaken
 from app.auth.guard import CredentialGuard
 from app.auth.repository import AuthSessionRepository
 from app.core.db import utcnow
-from app.users.errors import CannotModifySelf, PasswordRequired, UserNotFound
 from app.users.models import Role, User
-from app.users.repository import UserDirectory
-from app.users.schemas import AdminUserUpdate, ProfileUpdate
+from app.users.repository import UserRepository
 
 security_log = logging.getLogger("parley.security")
 audit_log = logging.getLogger("parley.audit")
@@ -21,7 +21,7 @@ class ProfileService:
     def __init__(
         self,
         *,
-        users: UserDirectory,
+        users: UserRepository,
         guard: CredentialGuard,
         account: AccountService,
     ) -> None:
@@ -67,7 +67,7 @@ class ProfileService:
 class AdminService:
     """What administrators do to other accounts."""
 
-    def __init__(self, *, users: UserDirectory, sessions: AuthSessionRepository) -> None:
+    def __init__(self, *, users: UserRepository, sessions: AuthSessionRepository) -> None:
         self.users = users
         self.sessions = sessions
 

@@ -1,35 +1,19 @@
-from typing import Annotated
+from fastapi import APIRouter, Response, status
 
-from fastapi import APIRouter, Depends, Response, status
-
+from app.accounts.dependencies import ProfileServiceDep
+from app.accounts.errors import PasswordRequired
+from app.accounts.schemas import DeleteAccountRequest, Preferences, ProfileRead, ProfileUpdate
+from app.auth.cookies import clear_auth_cookies
 from app.auth.dependencies import (
     CurrentUser,
-    build_account_service,
-    build_guard,
 )
 from app.auth.errors import AccountLocked, CsrfFailed, EmailTaken, InvalidPassword
-from app.auth.router import clear_auth_cookies
-from app.core.deps import RuntimeDep, SessionDep, SettingsDep
+from app.core.deps import SettingsDep
 from app.core.emails import InvalidEmail
 from app.core.errors import Unauthorized, error_responses
-from app.users.errors import PasswordRequired
 from app.users.models import User
-from app.users.repository import UserDirectory
-from app.users.schemas import DeleteAccountRequest, Preferences, ProfileRead, ProfileUpdate
-from app.users.service import ProfileService
 
 router = APIRouter(prefix="/api/users", tags=["users"])
-
-
-async def get_profile_service(session: SessionDep, runtime: RuntimeDep) -> ProfileService:
-    return ProfileService(
-        users=UserDirectory(session),
-        guard=build_guard(session, runtime),
-        account=build_account_service(session, runtime),
-    )
-
-
-ProfileServiceDep = Annotated[ProfileService, Depends(get_profile_service)]
 
 
 def profile_read(user: User) -> ProfileRead:

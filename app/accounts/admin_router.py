@@ -1,28 +1,18 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
+from app.accounts.dependencies import AdminServiceDep
+from app.accounts.errors import CannotModifySelf, UserNotFound
+from app.accounts.schemas import AdminUserPage, AdminUserRead, AdminUserUpdate
 from app.auth.dependencies import CurrentAdmin
 from app.auth.errors import CsrfFailed
-from app.auth.repository import AuthSessionRepository
 from app.core.db import INT32_MAX
-from app.core.deps import SessionDep
 from app.core.errors import Forbidden, Unauthorized, error_responses
 from app.core.text import NoNul
-from app.users.errors import CannotModifySelf, UserNotFound
-from app.users.repository import UserDirectory
-from app.users.schemas import AdminUserPage, AdminUserRead, AdminUserUpdate
-from app.users.service import AdminService
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
-
-
-async def get_admin_service(session: SessionDep) -> AdminService:
-    return AdminService(users=UserDirectory(session), sessions=AuthSessionRepository(session))
-
-
-AdminServiceDep = Annotated[AdminService, Depends(get_admin_service)]
 
 
 @router.get(
