@@ -23,6 +23,8 @@ from app.core.metrics import Metrics
 from app.core.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from app.core.ratelimit import RateLimiter
 from app.core.security import JWTCodec, PasswordHasher, SecretBox, derive_key
+from app.files.router import router as files_router
+from app.files.store import FileStore
 from app.generation.lifecycle import generation_runtime
 from app.generation.router import router as generation_router
 from app.generation.ws import router as ws_router
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secret_box=SecretBox(derive_key(mfa_key, purpose="parley:mfa-secret:v1")),
         digest_key=derive_key(settings.secret_key, purpose="parley:digest:v1"),
     )
+    files = FileStore(settings, runtime.db)
+    runtime.account_deletion_hooks.append(files.forget_user)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -82,7 +86,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
         )
         try:
-            async with generation_runtime(settings, runtime.db, runtime.metrics) as generation:
+            async with (
+                generation_runtime(settings, runtime.db, runtime.metrics) as generation,
+                files.running(),
+            ):
                 app.state.generation = generation
                 _tune_garbage_collector()
                 yield
@@ -101,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
     )
     app.state.runtime = runtime
+    app.state.files = files
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -129,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(generation_router)
     app.include_router(ws_router)
     app.include_router(usage_router)
+    app.include_router(files_router)
     return app
 
 

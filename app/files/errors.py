@@ -17,9 +17,7 @@ class FileNotFound(NotFound):
 class InvalidUpload(AppError):
     status_code = 400
     code = "invalid_upload"
-    message = (
-        "Send the file as multipart/form-data with one part named `file` that has a filename."
-    )
+    message = "Send the file as multipart/form-data with one part named `file` that has a filename."
 
 
 class FileMissing(AppError):
@@ -48,6 +46,7 @@ class UploadTimeout(AppError):
 class FileTooLarge(AppError):
     status_code = 413
     code = "file_too_large"
+    message = "The file is larger than FILE_MAX_BYTES."
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"Files may be at most {max_bytes} bytes ({max_bytes / 2**20:.1f} MiB).")
@@ -56,6 +55,7 @@ class FileTooLarge(AppError):
 class StorageQuotaExceeded(AppError):
     status_code = 413
     code = "storage_quota_exceeded"
+    message = "The upload would exceed your storage quota (STORAGE_QUOTA_BYTES)."
 
     def __init__(self, *, quota: int, used: int) -> None:
         super().__init__(
@@ -73,6 +73,7 @@ class InvalidFileName(AppError):
 class EmptyFile(AppError):
     status_code = 422
     code = "empty_file"
+    message = "The file is empty."
 
     def __init__(self, name: str) -> None:
         super().__init__(f"“{name}” is empty.")
@@ -81,6 +82,7 @@ class EmptyFile(AppError):
 class UnsupportedFileType(AppError):
     status_code = 415
     code = "unsupported_file_type"
+    message = f"The content is not an allowed type ({ALLOWED_TYPES}), whatever its name says."
 
     def __init__(self, name: str, what: str) -> None:
         super().__init__(f"“{name}” is {what}, which cannot be uploaded. Allowed: {ALLOWED_TYPES}.")
@@ -89,6 +91,7 @@ class UnsupportedFileType(AppError):
 class CorruptFile(AppError):
     status_code = 422
     code = "corrupt_file"
+    message = "The file is truncated or damaged."
 
     def __init__(self, name: str, what: str) -> None:
         super().__init__(f"“{name}” is not a readable {what}: it is truncated or damaged.")
@@ -97,16 +100,20 @@ class CorruptFile(AppError):
 class ImageTooLarge(AppError):
     status_code = 422
     code = "image_too_large"
+    message = "The image has more pixels than allowed (a decompression bomb?)."
 
-    def __init__(self, name: str, width: int, height: int, max_pixels: int) -> None:
+    def __init__(self, name: str, size: tuple[int, int] | None, max_pixels: int) -> None:
+        dimensions = f" is {size[0]}x{size[1]} pixels;" if size else " has too many pixels:"
         super().__init__(
-            f"“{name}” is {width}×{height} pixels; images may have at most {max_pixels} pixels."
+            f"“{name}”{dimensions} images may have at most {max_pixels} pixels "
+            "(a larger one may be a decompression bomb)."
         )
 
 
 class DocumentEncrypted(AppError):
     status_code = 422
     code = "document_encrypted"
+    message = "The document is encrypted."
 
     def __init__(self, name: str) -> None:
         super().__init__(f"“{name}” is encrypted (password-protected); its text cannot be read.")
@@ -115,6 +122,7 @@ class DocumentEncrypted(AppError):
 class DocumentUnreadable(AppError):
     status_code = 422
     code = "document_unreadable"
+    message = "The document is damaged."
 
     def __init__(self, name: str) -> None:
         super().__init__(f"“{name}” is damaged or not a valid document; its text cannot be read.")
@@ -123,6 +131,7 @@ class DocumentUnreadable(AppError):
 class DocumentHasNoText(AppError):
     status_code = 422
     code = "document_has_no_text"
+    message = "The document has no text."
 
     def __init__(self, name: str) -> None:
         super().__init__(
