@@ -43,6 +43,7 @@ FORM_OVERHEAD_BYTES = 16 * 1024
 # Received bytes are written to the spool file in batches of about this size.
 WRITE_BATCH_BYTES = 256 * 1024
 _MAX_PARTS = 8
+_FORM_ESCAPES = (("%22", '"'), ("%0D", "\r"), ("%0A", "\n"))
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,12 @@ class UploadReceiver:
         raw_name = options.get(b"filename")
         if not raw_name:
             raise FileMissing()  # a browser sends filename="" when no file was chosen
-        # Browsers send the name as raw UTF-8 bytes, which the parser decoded as latin-1.
-        self._name = sanitize_name(raw_name.decode("utf-8", errors="replace"))
+        # Browsers send the name as raw UTF-8 bytes (which the parser decoded as latin-1), with
+        # '"', CR and LF percent-encoded as the HTML standard says.
+        name = raw_name.decode("utf-8", errors="replace")
+        for encoded, char in _FORM_ESCAPES:
+            name = name.replace(encoded, char)
+        self._name = sanitize_name(name)
         self._in_file = True
 
     async def _file_data(self, data: bytes) -> None:

@@ -51,7 +51,7 @@ def s3_client(endpoint: str) -> Any:
 
 @pytest.fixture
 def storage_backend(request: pytest.FixtureRequest) -> str:
-    """"local" unless a test parametrizes it (indirect) with BACKENDS."""
+    """ "local" unless a test parametrizes it (indirect) with BACKENDS."""
     return str(getattr(request, "param", "local"))
 
 

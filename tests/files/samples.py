@@ -72,12 +72,11 @@ def pdf(pages: list[str]) -> bytes:
     for index, text in enumerate(pages):
         stream = f"BT /F1 18 Tf 72 700 Td ({text}) Tj ET".encode() if text else b""
         objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {page_ids[index] + 1} 0 R >>".encode()
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            b"/Resources << /Font << /F1 3 0 R >> >> "
+            + f"/Contents {page_ids[index] + 1} 0 R >>".encode()
         )
-        objects.append(
-            f"<< /Length {len(stream)} >>\nstream\n".encode() + stream + b"\nendstream"
-        )
+        objects.append(f"<< /Length {len(stream)} >>\nstream\n".encode() + stream + b"\nendstream")
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -87,7 +86,9 @@ def pdf(pages: list[str]) -> bytes:
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     for offset in offsets:
         out += f"{offset:010d} 00000 n \n".encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
     return bytes(out)
 
 
@@ -125,7 +126,7 @@ def pe_executable() -> bytes:
     dos = bytearray(0x80)
     dos[0:2] = b"MZ"
     dos[0x3C:0x40] = struct.pack("<I", 0x80)
-    dos[0x40:0x40 + 39] = b"This program cannot be run in DOS mode."
+    dos[0x40 : 0x40 + 39] = b"This program cannot be run in DOS mode."
     pe = b"PE\x00\x00" + struct.pack("<HH", 0x8664, 1) + b"\x00" * 300
     return bytes(dos) + pe
 
