@@ -55,7 +55,9 @@ class LocalStorage(Storage):
 
     async def delete(self, key: uuid.UUID) -> None:
         try:
-            await anyio.to_thread.run_sync(lambda: self.path(key).unlink(missing_ok=True))
+            await anyio.to_thread.run_sync(self.path(key).unlink)
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # nothing there
         except OSError as exc:
             raise StorageError(f"could not delete {key}: {exc}") from exc
 

@@ -176,7 +176,8 @@ class S3Storage(Storage):
             raise StorageError("the S3 storage is not started")
         query = query or {}
         path = f"{self.endpoint.path.rstrip('/')}/{self.bucket}/{OBJECT_PREFIX}{key.hex}"
-        url = self.endpoint.copy_with(raw_path=(path + _query_suffix(query)).encode())
+        raw_path = sigv4.encode_path(path) + _query_suffix(query)
+        url = self.endpoint.copy_with(raw_path=raw_path.encode())
         last_error: Exception | None = None
         for attempt in range(ATTEMPTS):
             if attempt:

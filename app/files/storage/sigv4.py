@@ -15,9 +15,14 @@ UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
-def _encode(value: str, *, keep_slash: bool = False) -> str:
-    """URI-encodes every byte except the unreserved characters (and '/' in paths)."""
-    return quote(value, safe="-_.~/" if keep_slash else "-_.~")
+def _encode(value: str) -> str:
+    """URI-encodes every byte except the unreserved characters."""
+    return quote(value, safe="-_.~")
+
+
+def encode_path(path: str) -> str:
+    """A decoded path as S3 wants it on the wire and in the signature (encoded once)."""
+    return quote(path, safe="-_.~/")
 
 
 def canonical_query(params: Mapping[str, str]) -> str:
@@ -59,7 +64,7 @@ def sign(
     canonical_request = "\n".join(
         (
             method,
-            _encode(path, keep_slash=True),
+            encode_path(path),
             canonical_query(query),
             canonical_headers,
             signed_headers,
