@@ -12,6 +12,7 @@ from tests.conftest import assert_error, make_settings, register, serving
 from tests.files import samples
 from tests.files.conftest import (
     BACKENDS,
+    BOUNDARY,
     FORM_TYPE,
     StorageProbe,
     form,
@@ -509,3 +510,54 @@ class TestDeleteAccount:
             f"/api/files/{theirs['id']}/content", headers=other_user.headers
         )
         assert response.content == b"keep me"
+
+
+class TestSlowUpload:
+    async def test_holds_no_database_connection_while_the_body_arrives(
+        self, database, file_settings, clean_db
+    ):
+        # One connection in the pool: if the upload kept it, the listing below would wait.
+        settings = make_settings(database, db_pool_size=1, db_max_overflow=0, **file_settings)
+        async with serving(settings) as (_app, client):
+            user = await register(client)
+            halfway, finish = asyncio.Event(), asyncio.Event()
+
+            async def body():
+                yield form(b"slow.txt", b"first half ", close=False)
+                halfway.set()
+                await finish.wait()
+                yield b"second half\r\n--" + BOUNDARY.encode() + b"--\r\n"
+
+            sending = asyncio.create_task(
+                client.post(
+                    "/api/files",
+                    content=body(),
+                    headers={**user.headers, "Content-Type": FORM_TYPE},
+                )
+            )
+            await halfway.wait()
+            listing = await asyncio.wait_for(
+                client.get("/api/files", headers=user.headers), timeout=10
+            )
+            assert listing.status_code == 200
+            finish.set()
+            response = await sending
+            assert response.status_code == 201, response.text
+            assert response.json()["size_bytes"] == len(b"first half second half")
+
+    async def test_an_upload_that_takes_too_long(self, database, file_settings, clean_db):
+        settings = make_settings(database, file_upload_timeout_seconds=0.5, **file_settings)
+        stored = StorageProbe(settings)
+        async with serving(settings) as (app, client):
+            user = await register(client)
+
+            async def body():
+                yield form(b"stalled.txt", b"a start", close=False)
+                await asyncio.Event().wait()  # the rest never comes
+
+            response = await client.post(
+                "/api/files", content=body(), headers={**user.headers, "Content-Type": FORM_TYPE}
+            )
+            assert_error(response, 408, "upload_timeout")
+            assert stored.objects() == set() and stored.spool() == []
+            assert await rows(app.state.runtime.db.engine) == (0, 0)
