@@ -3,6 +3,7 @@ on a loopback port, as the fake upstream stands in for a model server), uploads,
 that look at what is really in storage and in the database."""
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,6 +31,7 @@ S3_CREDENTIALS = {"s3_access_key_id": "parley-test", "s3_secret_access_key": "pa
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server on a free loopback port, for the whole session."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
