@@ -31,8 +31,8 @@ from app.files.upload import ReceivedFile
 
 logger = logging.getLogger("parley.files")
 
-# Decoding images and parsing documents: at most this many at once per process (each may
-# take tens of megabytes, and the CPU is better spent on the event loop anyway).
+# Decoding images and parsing documents: at most this many at once per process (a decoded
+# image may take tens of megabytes; more at once would only wait for the same cores).
 CONTENT_WORKERS = 2
 # Rows handled per sweep batch; the sweep runs at most this often (seconds).
 _SWEEP_BATCH = 500
