@@ -191,6 +191,7 @@ async def measure(env: Environment, args: argparse.Namespace) -> Outcome:
                     f"--concurrency={args.concurrency}",
                     f"--size-mb={args.size_mb}",
                     stdout=asyncio.subprocess.PIPE,
+                    limit=1 << 26,  # the report is one JSON line
                 )
                 assert process.stdout is not None
                 started = await process.stdout.readline()
