@@ -64,9 +64,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("storage_key", name=op.f("pk_file_pending_blob")),
     )
     with op.batch_alter_table("file_pending_blob", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_file_pending_blob_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_file_pending_blob_user_id"), ["user_id"], unique=False)
 
 
 def downgrade() -> None:
