@@ -5,6 +5,11 @@ which every S3-compatible server accepts. A file up to S3_PART_BYTES goes up in 
 signature covers its SHA-256 (computed while it was received), so the server rejects bytes
 damaged on the way; larger ones as a multipart upload, part by part from the spool file, and
 the upload is aborted if any part fails. Nothing is held in memory beyond one chunk.
+
+Signed here rather than through aiobotocore: Parley needs seven S3 calls, all streamed, and
+httpx already does the HTTP; aiobotocore would add aiohttp and botocore (a second HTTP stack
+and some 35 MB installed) and pins botocore so tightly that it fights boto3's pins. The signer is
+checked against botocore's own in tests/files/test_sigv4.py.
 """
 
 import asyncio
