@@ -30,6 +30,8 @@ from app.core.middleware import (
 from app.core.openapi import install_openapi
 from app.core.ratelimit import RateLimiter
 from app.core.security import JWTCodec, PasswordHasher, SecretBox, derive_key
+from app.files.router import router as files_router
+from app.files.store import FileStore
 from app.generation.lifecycle import generation_runtime
 from app.generation.router import router as generation_router
 from app.generation.ws import router as ws_router
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secret_box=SecretBox(derive_key(mfa_key, purpose="parley:mfa-secret:v1")),
         digest_key=derive_key(settings.secret_key, purpose="parley:digest:v1"),
     )
+    files = FileStore(settings, runtime.db)
+    runtime.account_deletion_hooks.append(files.forget_user)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -87,7 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
         )
         try:
-            async with generation_runtime(settings, runtime.db, runtime.metrics) as generation:
+            async with (
+                generation_runtime(settings, runtime.db, runtime.metrics) as generation,
+                files.running(),
+            ):
                 app.state.generation = generation
                 _tune_garbage_collector()
                 yield
@@ -106,10 +113,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
     )
     app.state.runtime = runtime
+    app.state.files = files
     install_error_handlers(app)
     install_openapi(app)
     # Innermost, so that its 413 still gets CORS headers and the request id.
-    app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_bytes)
+    # Uploads stream to storage and refuse FILE_MAX_BYTES themselves (413 file_too_large).
+    own_limits: dict[str, int | None] = {"/api/files": None}
+    app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_bytes, limits=own_limits)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -137,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(generation_router)
     app.include_router(ws_router)
     app.include_router(usage_router)
+    app.include_router(files_router)
     return app
 
 

@@ -10,6 +10,7 @@ from app.auth.models import (
 )
 from app.chats.models import Chat, Message
 from app.core.db import Base
+from app.files.models import File, PendingBlob
 from app.generation.models import Generation
 from app.usage.models import UsageRecord
 from app.users.models import User
@@ -19,11 +20,13 @@ __all__ = [
     "AuthSession",
     "Base",
     "Chat",
+    "File",
     "Generation",
     "LoginAttempt",
     "Message",
     "MfaRecoveryCode",
     "PasswordHistory",
+    "PendingBlob",
     "RefreshToken",
     "UsageRecord",
     "User",

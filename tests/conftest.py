@@ -6,6 +6,7 @@ Postgres fails the run instead of skipping it.
 
 import asyncio
 import os
+import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -39,6 +40,7 @@ POSTGRES_ADMIN_DSN = os.environ.get(
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PASSWORD = "correct horse battery staple 42"
+TEST_FILE_STORAGE = Path(tempfile.gettempdir()) / f"parley-test-files-{os.getpid()}"
 
 # Every test client comes from 127.0.0.1: ordinary tests must never trip a rate limit, so the
 # default test settings raise them all; the rate-limit tests set low ones explicitly.
@@ -150,6 +152,8 @@ def make_settings(database: TestDatabase, **overrides: Any) -> Settings:
         "log_json": True,
         "log_level": "WARNING",
         "db_pool_size": 5,
+        # Uploads of tests that do not choose a directory stay out of the working tree.
+        "file_storage_dir": str(TEST_FILE_STORAGE),
         **RATE_LIMIT_SETTINGS,
     }
     values.update(overrides)

@@ -16,6 +16,7 @@ async def get_profile_service(session: SessionDep, runtime: RuntimeDep) -> Profi
         users=UserRepository(session),
         guard=build_guard(session, runtime),
         account=build_account_service(session, runtime),
+        deletion_hooks=runtime.account_deletion_hooks,
     )
 
 

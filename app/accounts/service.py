@@ -1,5 +1,6 @@
 import logging
 import uuid
+from collections.abc import Sequence
 
 from app.accounts.errors import CannotModifySelf, PasswordRequired, UserNotFound
 from app.accounts.schemas import AdminUserUpdate, ProfileUpdate
@@ -8,6 +9,7 @@ from app.auth.errors import EmailTaken
 from app.auth.guard import CredentialGuard
 from app.auth.repository import AuthSessionRepository
 from app.core.db import utcnow
+from app.core.deps import AccountDeletionHook
 from app.users.models import Role, User
 from app.users.repository import UserRepository
 
@@ -24,10 +26,12 @@ class ProfileService:
         users: UserRepository,
         guard: CredentialGuard,
         account: AccountService,
+        deletion_hooks: Sequence[AccountDeletionHook] = (),
     ) -> None:
         self.users = users
         self.guard = guard
         self.account = account
+        self.deletion_hooks = deletion_hooks
 
     async def update(self, user: User, changes: ProfileUpdate) -> User:
         """Applies the fields sent; a new email needs the password and waits for its link."""
@@ -48,6 +52,8 @@ class ProfileService:
         """Deletes the account and, through ON DELETE CASCADE, everything that belongs to it."""
         await self.guard.reauthenticate(user, password)
         await self.guard.succeed(user.email)
+        for hook in self.deletion_hooks:
+            await hook(self.users.session, user.id)
         await self.users.delete_by_id(user.id)
         security_log.info(
             "account deleted", extra={"event": "account_deleted", "target_user_id": str(user.id)}

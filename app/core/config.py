@@ -117,6 +117,32 @@ class Settings(BaseSettings):
     mfa_encryption_key: SecretStr | None = None
     hsts_seconds: int = Field(default=63_072_000, ge=0)  # sent in production only
 
+    # --- Files (see docs/files.md) ---
+    # Where the bytes of uploaded files live: a local directory, or S3-compatible object storage.
+    file_storage: Literal["local", "s3"] = "local"
+    # The local backend's directory; with S3, uploads are spooled here before they are sent.
+    file_storage_dir: str = "./data/files"
+    # The largest file accepted (bytes), and how much all of one user's files may hold.
+    file_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    storage_quota_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
+    # An upload (receiving, checking and storing it) taking longer than this is refused; bytes
+    # of uploads older than twice this belong to a process that died and are swept away.
+    file_upload_timeout_seconds: float = Field(default=600.0, gt=0)
+    # S3-compatible storage (FILE_STORAGE=s3): path-style requests signed with SigV4.
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None  # unset: AWS, https://s3.<region>.amazonaws.com
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    # Files larger than this go up as a multipart upload in parts of this size (S3's minimum
+    # part is 5 MiB).
+    s3_part_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    # Images sent to vision models are scaled so that their longest side is at most this.
+    vision_max_side: int = Field(default=2048, ge=16, le=16384)
+    # Text taken from one document: at most this many pages (PDF) and characters.
+    document_max_pages: int = Field(default=100, ge=1)
+    document_max_chars: int = Field(default=100_000, ge=1)
+
     # Rate limits (slowapi / limits syntax: "10/minute", "5 per 15 minutes", several with ";").
     # Shared state for several workers: rate-limit counters and stop signals for replies.
     # Unset: kept in memory, per worker.
@@ -183,6 +209,18 @@ class Settings(BaseSettings):
     def _valid_limit(cls, value: str) -> str:
         parse_many(value)  # raises ValueError on a malformed limit
         return value
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> "Settings":
+        if self.file_storage == "s3":
+            missing = [
+                name.upper()
+                for name in ("s3_bucket", "s3_access_key_id", "s3_secret_access_key")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"FILE_STORAGE=s3 needs {', '.join(missing)}")
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_secret_in_production(self) -> "Settings":

@@ -1,6 +1,7 @@
 """Shared dependencies: the app's runtime objects and the per-request database session."""
 
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
@@ -17,6 +18,10 @@ from app.core.metrics import Metrics
 from app.core.ratelimit import RateLimiter
 from app.core.security import JWTCodec, PasswordHasher, SecretBox
 from app.mail import Mailer
+
+# Called in the transaction that deletes an account, before the user's row goes: domains whose
+# data lives outside the database (file bytes) mark it for removal there.
+AccountDeletionHook = Callable[[AsyncSession, uuid.UUID], Awaitable[None]]
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Runtime:
     # Keys the pseudonyms of emails in the lockout table and binds CSRF tokens to sessions.
     digest_key: bytes
     jobs: BackgroundJobs = field(default_factory=BackgroundJobs)
+    account_deletion_hooks: list[AccountDeletionHook] = field(default_factory=list)
     # The time TOTP codes are checked against; tests swap it to control the clock.
     clock: Callable[[], datetime] = utcnow
 

@@ -160,22 +160,25 @@ class BodySizeLimitMiddleware:
     Content-Length (the app never runs), or, for a chunked body, as soon as the bytes read pass
     the limit. uvicorn is served directly in production, so no proxy can be relied on for this.
 
-    `limits` gives other limits to path prefixes (uploads), the longest prefix winning.
+    `limits` gives other limits to path prefixes, the longest prefix winning; None leaves the
+    body to its route (uploads, which stream and refuse it themselves with their own codes).
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int, limits: dict[str, int] | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limit: int, limits: dict[str, int | None] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
         self.limits = sorted((limits or {}).items(), key=lambda item: -len(item[0]))
 
-    def limit_for(self, path: str) -> int:
+    def limit_for(self, path: str) -> int | None:
         return next((size for prefix, size in self.limits if path.startswith(prefix)), self.limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        limit = self.limit_for(scope["path"]) if scope["type"] == "http" else None
+        if limit is None:
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"])
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             exc = BodyTooLarge(limit)

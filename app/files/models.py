@@ -1,0 +1,75 @@
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, UUIDPrimaryKey, utcnow
+
+
+class FileKind(StrEnum):
+    IMAGE = "image"
+    DOCUMENT = "document"
+
+
+class BlobState(StrEnum):
+    # An upload in flight: its bytes may be partly stored, and its size counts against the quota.
+    UPLOADING = "uploading"
+    # Bytes no file owns any more (a deleted file, a failed upload): to be removed from storage.
+    DELETING = "deleting"
+
+
+def _one_of(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+class File(UUIDPrimaryKey, Base):
+    """An uploaded file's metadata; its bytes are in storage under `storage_key`."""
+
+    __tablename__ = "file"
+    __table_args__ = (
+        # The listing: one user's files, newest first, the id breaking ties for the cursor.
+        # Also serves the user_id foreign key and the quota's sum.
+        Index("ix_file_listing", "user_id", "created_at", "id"),
+        CheckConstraint(_one_of("kind", FileKind), name="kind"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    # Sanitised: no path separators or control characters, at most 255 characters.
+    name: Mapped[str] = mapped_column(String(255))
+    # Detected from the bytes, never taken from the client.
+    media_type: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Images only.
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    # PDFs only (when the page tree could be read).
+    page_count: Mapped[int | None]
+    # Fresh for every upload: files never share bytes, so deleting one never touches another's.
+    storage_key: Mapped[uuid.UUID] = mapped_column(unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PendingBlob(Base):
+    """Bytes in storage that no file row owns: an upload in flight, or bytes to delete.
+
+    An upload writes this row (reserving its size against the quota) before it stores a byte,
+    and swaps it for the file row in the transaction that creates the file; deleting a file
+    swaps the other way. So whatever dies half-way (the client, the storage, the process)
+    leaves a row here, and the sweep removes the bytes it names.
+    """
+
+    __tablename__ = "file_pending_blob"
+    __table_args__ = (CheckConstraint(_one_of("state", BlobState), name="state"),)
+
+    storage_key: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # Kept (as NULL) when the account goes, so the bytes of its uploads are still swept.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(16))
+    reserved_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
