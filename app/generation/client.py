@@ -137,10 +137,20 @@ def estimate_tokens(text: str) -> int:
     return max(1, round(len(text) / 4))
 
 
+UpstreamTransportName = Literal["fast", "httpx"]
+
+
 def build_http_client(
-    *, max_connections: int = 1000, connect_timeout: float, keepalive_expiry: float = 3.0
+    *,
+    max_connections: int = 1000,
+    connect_timeout: float,
+    keepalive_expiry: float = 3.0,
+    transport: UpstreamTransportName = "fast",
 ) -> httpx.AsyncClient:
-    """The one HTTP client the app shares for every upstream call; the caller closes it."""
+    """The one HTTP client the app shares for every upstream call; the caller closes it.
+
+    `transport` (setting UPSTREAM_TRANSPORT): "fast" makes connections with Parley's asyncio
+    network backend, "httpx" with httpx's own (anyio), which behaves the same at more CPU."""
     if max_connections < 1:
         raise ValueError("max_connections must be at least 1")
     # Every streaming reply holds a connection for its whole length, so httpx's default of 100
@@ -154,11 +164,12 @@ def build_http_client(
         max_keepalive_connections=max_connections,
         keepalive_expiry=keepalive_expiry,
     )
+    # Requests go out on plain-asyncio sockets (see app/generation/network.py). As a mount
+    # for every URL rather than the client's transport, so proxies from the environment
+    # (HTTPS_PROXY, NO_PROXY), which httpx mounts more specifically, still apply.
+    mounts = {"all://": UpstreamTransport(limits=limits)} if transport == "fast" else None
     return httpx.AsyncClient(
-        # Requests go out on plain-asyncio sockets (see app/generation/network.py). As a mount
-        # for every URL rather than the client's transport, so proxies from the environment
-        # (HTTPS_PROXY, NO_PROXY), which httpx mounts more specifically, still apply.
-        mounts={"all://": UpstreamTransport(limits=limits)},
+        mounts=mounts,
         limits=limits,
         # No read timeout: the providers bound every read with their own first-token and idle
         # deadlines, which (unlike a socket read timeout) SSE keep-alive comments do not reset.

@@ -92,6 +92,7 @@ async def generation_runtime(
         max_connections=settings.llm_max_connections,
         connect_timeout=settings.llm_connect_timeout,
         keepalive_expiry=settings.llm_keepalive_seconds,
+        transport=settings.upstream_transport,
     ) as http:
         providers = Providers(
             openai=OpenAIProvider(

@@ -89,12 +89,13 @@ async def tls_server(tls_files: tuple[Path, Path]) -> AsyncIterator[str]:
         server.close()
 
 
-async def test_upstream_requests_use_the_asyncio_backend(
-    http_client: httpx.AsyncClient, fake_upstream: FakeUpstream
+async def test_upstream_requests_use_the_backend_of_the_setting(
+    http_client: httpx.AsyncClient, upstream_transport: str, fake_upstream: FakeUpstream
 ) -> None:
     response = await http_client.get(f"{fake_upstream.base_url}/models")
     assert response.status_code == 200
-    assert isinstance(response.extensions["network_stream"], AsyncioStream)
+    on_asyncio = isinstance(response.extensions["network_stream"], AsyncioStream)
+    assert on_asyncio == (upstream_transport == "fast")
 
 
 async def test_a_connection_the_server_dropped_while_idle_is_not_reused() -> None:
