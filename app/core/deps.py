@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +16,10 @@ from app.core.db import Database, utcnow
 from app.core.metrics import Metrics
 from app.core.ratelimit import RateLimiter
 from app.core.security import JWTCodec, PasswordHasher, SecretBox
-from app.mail import Mailer
+
+if TYPE_CHECKING:
+    # Named for the type checker only: core imports no package above it (main builds the mailer).
+    from app.mail import Mailer
 
 
 @dataclass
@@ -28,7 +31,7 @@ class Runtime:
     hasher: PasswordHasher
     jwt: JWTCodec
     metrics: Metrics
-    mailer: Mailer
+    mailer: "Mailer"
     limiter: RateLimiter
     client_ips: ClientIPResolver
     # Encrypts TOTP secrets at rest.

@@ -6,8 +6,8 @@ broke and which module relies on it, instead of the app failing on its first que
 quietly falling back to the slow path:
 
 - app/core/sqlite.py: aiosqlite's Connection internals, driven by SQLAlchemy's aiosqlite adapter
-- app/generation/events.py: sse-starlette's `_send_with_timeout`
-- app/generation/network.py: httpx's `AsyncHTTPTransport._pool`, httpcore's network backends
+- app/generation/reply_events.py: sse-starlette's `_send_with_timeout`
+- app/generation/upstream/transport.py: httpx's `AsyncHTTPTransport._pool`, httpcore's backends
 - app/core/middleware.py: the matched route Starlette leaves in `scope["route"]`
 """
 
@@ -32,9 +32,8 @@ from starlette.types import Receive, Scope, Send
 from app.core import sqlite as one_trip
 from app.core.config import Settings
 from app.core.db import create_engine
-from app.generation.client import build_http_client
-from app.generation.events import EventStream
-from app.generation.network import AsyncioBackend, AsyncioStream
+from app.generation.reply_events import EventStream
+from app.generation.upstream.transport import AsyncioBackend, AsyncioStream, build_http_client
 
 
 def broken(library: str, assumption: str, module: str) -> str:
@@ -127,7 +126,7 @@ class TestOneTripSQLite:
         )
 
 
-# --- app/generation/events.py ------------------------------------------------------------------
+# --- app/generation/reply_events.py ---------------------------------------------------------------
 
 
 class RecordingStream(EventStream):
@@ -142,7 +141,7 @@ class RecordingStream(EventStream):
 
 class TestEventStream:
     async def test_every_frame_goes_through_send_with_timeout(self) -> None:
-        where = "app/generation/events.py (EventStream)"
+        where = "app/generation/reply_events.py (EventStream)"
         hook = getattr(EventSourceResponse, "_send_with_timeout", None)
         assert inspect.iscoroutinefunction(hook), broken(
             "sse-starlette",
@@ -185,7 +184,7 @@ class TestEventStream:
         )
 
 
-# --- app/generation/network.py -----------------------------------------------------------------
+# --- app/generation/upstream/transport.py ---------------------------------------------------------
 
 
 class RecordingBackend(AsyncioBackend):
@@ -236,7 +235,7 @@ async def ok_server() -> AsyncIterator[str]:
 
 
 class TestUpstreamTransport:
-    where = "app/generation/network.py (UpstreamTransport)"
+    where = "app/generation/upstream/transport.py (UpstreamTransport)"
 
     async def test_httpx_sends_through_the_transports_pool(self, ok_server: str) -> None:
         pool = getattr(httpx.AsyncHTTPTransport(), "_pool", None)

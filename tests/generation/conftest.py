@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.generation.client import UpstreamTransportName, build_http_client
+from app.generation.upstream.transport import UpstreamTransportName, build_http_client
 
 
 @pytest.fixture(params=["fast", "httpx"])

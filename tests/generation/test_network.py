@@ -1,4 +1,4 @@
-"""The upstream client's own network backend (app/generation/network.py), over real sockets."""
+"""The upstream client's network backend (app/generation/upstream/transport.py), on real sockets."""
 
 import asyncio
 import datetime
@@ -14,8 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from app.generation.client import build_http_client
-from app.generation.network import AsyncioStream
+from app.generation.upstream.transport import AsyncioStream, build_http_client
 from tests.fake_upstream import FakeUpstream
 
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"

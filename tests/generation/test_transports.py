@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.generation.client import UpstreamTransportName
+from app.generation.upstream.transport import UpstreamTransportName
 from tests import conftest
 from tests.conftest import SignedInUser, register
 from tests.fake_upstream import FakeUpstream
