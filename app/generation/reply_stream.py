@@ -217,7 +217,7 @@ class ReplyStream:
         except UpstreamError as exc:
             failure = exc
         except Exception:
-            logger.exception("generation failed", extra={"reply": self.key})
+            logger.exception("the reply failed unexpectedly", extra={"reply": self.key})
             failure = ReplyCrashed()
         finally:
             checkpoints.cancel()

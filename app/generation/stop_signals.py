@@ -73,7 +73,7 @@ class RedisStopBus:
             try:
                 await self.client.publish(STOP_CHANNEL, key)
             except redis.RedisError as exc:
-                # Redis is down: the reply may run on another worker, which cannot be told.
+                # Redis is down: the reply may stream on another worker, which cannot be told.
                 logger.warning("could not publish a stop signal", exc_info=True)
                 raise ServiceUnavailable(
                     "The stop signal cannot reach the other workers right now; try again."
