@@ -1,27 +1,12 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from app.core.deps import RuntimeDep
 from app.core.errors import NotFound
-from app.health.repository import HealthRepository
+from app.health.dependencies import HealthServiceDep
 from app.health.schemas import Health, Readiness
-from app.health.service import HealthService
 
 router = APIRouter(tags=["ops"])
-
-
-async def get_health_service(request: Request, runtime: RuntimeDep) -> HealthService:
-    # The upstreams are known once the app has started (its lifespan builds them).
-    generation = getattr(request.app.state, "generation", None)
-    return HealthService(
-        database=HealthRepository(runtime.db.engine),
-        upstreams=generation.probe if generation is not None else None,
-    )
-
-
-HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 
 
 @router.get("/health", summary="Liveness")

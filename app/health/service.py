@@ -4,6 +4,8 @@ from app.health.schemas import DependencyState, Readiness
 
 
 class HealthService:
+    """Whether the app can serve: its database and its upstreams."""
+
     def __init__(self, *, database: HealthRepository, upstreams: UpstreamProbe | None) -> None:
         self.database = database
         self.upstreams = upstreams
