@@ -31,10 +31,6 @@ async def get_generation_runtime(connection: HTTPConnection) -> GenerationRuntim
 GenerationRuntimeDep = Annotated[GenerationRuntime, Depends(get_generation_runtime)]
 
 
-def _usage_service(session: AsyncSession, runtime: Runtime) -> UsageService:
-    return UsageService(usage=UsageRepository(session), settings=runtime.settings)
-
-
 def build_summary_service(
     session: AsyncSession, runtime: Runtime, generation: GenerationRuntime
 ) -> SummaryService:
@@ -44,7 +40,7 @@ def build_summary_service(
         settings=runtime.settings,
         runtime=generation,
         messages=MessageRepository(session),
-        usage=_usage_service(session, runtime),
+        usage=UsageService(usage=UsageRepository(session), settings=runtime.settings),
     )
 
 
@@ -54,16 +50,17 @@ def build_generation_service(
     generation: GenerationRuntime,
     chats: ChatService | None = None,
 ) -> GenerationService:
+    summaries = build_summary_service(session, runtime, generation)
     return GenerationService(
         session=session,
         db=runtime.db,
         settings=runtime.settings,
         runtime=generation,
         chats=chats or build_chat_service(session),
-        usage=_usage_service(session, runtime),
+        usage=summaries.usage,
         replies=ReplyRepository(session),
         generations=GenerationRepository(session),
-        summaries=build_summary_service(session, runtime, generation),
+        summaries=summaries,
     )
 
 
