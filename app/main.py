@@ -32,9 +32,9 @@ from app.core.ratelimit import RateLimiter
 from app.core.security import JWTCodec, PasswordHasher, SecretBox, derive_key
 from app.files.router import router as files_router
 from app.files.store import FileStore
-from app.generation.lifecycle import generation_runtime
 from app.generation.router import router as generation_router
-from app.generation.ws import router as ws_router
+from app.generation.runtime import generation_runtime
+from app.generation.websocket import router as ws_router
 from app.health.router import router as health_router
 from app.mail import Mailer, build_mail_sender
 from app.usage.router import router as usage_router

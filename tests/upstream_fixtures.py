@@ -11,8 +11,10 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.generation.client import ModelConfig, OpenAIProvider, build_http_client
-from app.generation.runs import RunRegistry
+from app.generation.reply_stream import ActiveReplies
+from app.generation.upstream.openai import OpenAIProvider
+from app.generation.upstream.transport import build_http_client
+from app.generation.upstream.types import ModelConfig
 from app.main import create_app
 from tests.conftest import SignedInUser, TestDatabase, make_settings, register
 from tests.fake_upstream import FakeUpstream, run_fake_upstream
@@ -61,9 +63,9 @@ class Parley:
     http: httpx.AsyncClient
 
     @property
-    def runs(self) -> RunRegistry:
-        runs: RunRegistry = self.app.state.generation.runs
-        return runs
+    def runs(self) -> ActiveReplies:
+        replies: ActiveReplies = self.app.state.generation.replies
+        return replies
 
 
 def parley_settings(database: TestDatabase, fake: FakeUpstream, **overrides: Any) -> Settings:

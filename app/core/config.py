@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # Idle upstream connections are closed after this; keep it below the upstream's own idle
     # timeout (vLLM and other uvicorn servers: 5 s).
     llm_keepalive_seconds: float = Field(default=3.0, gt=0)
+    # How upstream connections are made: `fast`, Parley's plain-asyncio network backend for
+    # httpcore (less CPU per relayed token); `httpx`, httpx's stock transport (anyio), the way
+    # back should a library upgrade ever break the fast one.
+    upstream_transport: Literal["fast", "httpx"] = "fast"
     # Seconds between the echo model's tokens.
     echo_token_delay: float = Field(default=0.02, ge=0)
     # Partial replies are saved at least this often while streaming (a crash loses no more).

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +17,10 @@ from app.core.db import Database, utcnow
 from app.core.metrics import Metrics
 from app.core.ratelimit import RateLimiter
 from app.core.security import JWTCodec, PasswordHasher, SecretBox
-from app.mail import Mailer
+
+if TYPE_CHECKING:
+    # Named for the type checker only: core imports no package above it (main builds the mailer).
+    from app.mail import Mailer
 
 # Called in the transaction that deletes an account, before the user's row goes: domains whose
 # data lives outside the database (file bytes) mark it for removal there.
@@ -33,7 +36,7 @@ class Runtime:
     hasher: PasswordHasher
     jwt: JWTCodec
     metrics: Metrics
-    mailer: Mailer
+    mailer: "Mailer"
     limiter: RateLimiter
     client_ips: ClientIPResolver
     # Encrypts TOTP secrets at rest.

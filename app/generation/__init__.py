@@ -1,0 +1,18 @@
+"""Replies: an assistant message streamed from the upstream (the server Parley calls) to the
+client, saved as it goes. Chat replies, stateless generations (POST /api/generate), titles and
+summaries.
+
+- router.py         the HTTP endpoints, one service call each; websocket.py the chat WebSocket
+- service.py        starting replies: validate, persist the user's side, reserve usage, start
+- reply_stream.py   where a reply is streamed: ReplyStream, and the replies active here
+- reply_events.py   the events a reply sends (start, delta, usage, done, error) and the SSE response
+- reply_saver.py    where a reply is saved, in short transactions; repository.py holds the SQL
+- summaries.py      chat titles and summaries (replies written whole, never streamed)
+- prompt.py         the messages sent upstream, and token estimates
+- upstream/         where the upstream is called (openai.py) and everything about upstreams
+- errors.py         every error this package raises
+- runtime.py        the long-lived objects, started and stopped with the app
+- stop_signals.py   stopping a reply on whichever worker streams it
+- stale_replies.py  replies left `streaming` by a process that died
+- dependencies.py, schemas.py, models.py  as in every domain package
+"""

@@ -1,3 +1,5 @@
+"""The generation services, built per request (or per WebSocket message) from their parts."""
+
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,7 +15,10 @@ from app.chats.dependencies import ChatServiceDep, build_chat_service
 from app.chats.repository import MessageRepository
 from app.chats.service import ChatService
 from app.core.deps import Runtime, RuntimeDep, SessionDep
-from app.generation.service import GenerationRuntime, GenerationService
+from app.generation.repository import GenerationRepository, ReplyRepository
+from app.generation.runtime import GenerationRuntime
+from app.generation.service import GenerationService
+from app.generation.summaries import SummaryService
 from app.usage.repository import UsageRepository
 from app.usage.service import UsageService
 
@@ -26,20 +31,36 @@ async def get_generation_runtime(connection: HTTPConnection) -> GenerationRuntim
 GenerationRuntimeDep = Annotated[GenerationRuntime, Depends(get_generation_runtime)]
 
 
+def build_summary_service(
+    session: AsyncSession, runtime: Runtime, generation: GenerationRuntime
+) -> SummaryService:
+    return SummaryService(
+        session=session,
+        db=runtime.db,
+        settings=runtime.settings,
+        runtime=generation,
+        messages=MessageRepository(session),
+        usage=UsageService(usage=UsageRepository(session), settings=runtime.settings),
+    )
+
+
 def build_generation_service(
     session: AsyncSession,
     runtime: Runtime,
     generation: GenerationRuntime,
     chats: ChatService | None = None,
 ) -> GenerationService:
+    summaries = build_summary_service(session, runtime, generation)
     return GenerationService(
         session=session,
         db=runtime.db,
         settings=runtime.settings,
         runtime=generation,
         chats=chats or build_chat_service(session),
-        messages=MessageRepository(session),
-        usage=UsageService(usage=UsageRepository(session), settings=runtime.settings),
+        usage=summaries.usage,
+        replies=ReplyRepository(session),
+        generations=GenerationRepository(session),
+        summaries=summaries,
     )
 
 
@@ -53,6 +74,15 @@ async def get_generation_service(
 
 
 GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
+
+
+async def get_summary_service(
+    session: SessionDep, runtime: RuntimeDep, generation: GenerationRuntimeDep
+) -> SummaryService:
+    return build_summary_service(session, runtime, generation)
+
+
+SummaryServiceDep = Annotated[SummaryService, Depends(get_summary_service)]
 
 
 @dataclass

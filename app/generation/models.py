@@ -18,7 +18,7 @@ class Generation(UUIDPrimaryKey, Timestamps, Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prompt: Mapped[str] = mapped_column(Text)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # The reply: same columns as a chat message, so one recorder saves both.
+    # The reply: same columns as a chat message, so one saver (reply_saver.py) saves both.
     content: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="streaming")
     model: Mapped[str] = mapped_column(String(100))

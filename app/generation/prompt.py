@@ -1,10 +1,10 @@
-"""Builds the messages sent upstream: system prompt first, then as much history as fits."""
+"""Builds the messages sent upstream (system prompt first, then as much history as fits), and
+estimates what they and a reply cost in tokens."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.core.errors import AppError
-from app.generation.client import estimate_tokens
+from app.generation.errors import PromptTooLong
 
 # Chat templates add a few tokens of framing per message.
 PER_MESSAGE_OVERHEAD = 4
@@ -12,16 +12,17 @@ PER_MESSAGE_OVERHEAD = 4
 DEFAULT_REPLY_RESERVE = 512
 
 
-class PromptTooLong(AppError):
-    status_code = 422
-    code = "prompt_too_long"
-    message = "The message does not fit in the model's context window."
-
-
 @dataclass(frozen=True)
 class Turn:
     role: str
     content: str
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count for upstreams that report no usage: about four characters a token."""
+    if not text:
+        return 0
+    return max(1, round(len(text) / 4))
 
 
 def _cost(text: str) -> int:

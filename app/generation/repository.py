@@ -1,13 +1,103 @@
+"""All the package's SQL: replies in their rows (chat messages and stateless generations alike),
+and the history of stateless generations."""
+
+import functools
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Uuid, and_, bindparam, exists, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    Row,
+    String,
+    Text,
+    Uuid,
+    and_,
+    bindparam,
+    exists,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chats.models import Chat, Message, MessageStatus
-from app.core.db import UTCDateTime
+from app.core.db import UTCDateTime, utcnow
 from app.core.repository import Repository
 from app.generation.models import Generation
+from app.generation.reply_stream import ReplyResult
+
+# The two tables a reply is saved in; they share the reply's columns.
+ReplyTable = type[Message] | type[Generation]
+
+
+class ReplyRepository:
+    """The rows of replies: saved as they stream, finished, and found streaming or stale."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def checkpoint(self, table: ReplyTable, row_id: uuid.UUID, text: str) -> None:
+        """Saves a streaming reply's text so far, and marks it alive."""
+        await self.session.execute(
+            _checkpoint_statement(table), {"row_id": row_id, "text": text, "now": utcnow()}
+        )
+
+    async def finish(
+        self, table: ReplyTable, row_id: uuid.UUID, result: ReplyResult
+    ) -> Row[Any] | None:
+        """Saves how a reply ended; the saved row, or None when it was deleted meanwhile."""
+        # One statement saves the outcome and returns the saved row for the `done` event.
+        saved = await self.session.execute(
+            _finish_statement(table),
+            {
+                "row_id": row_id,
+                "new_text": result.text,
+                "new_status": result.status,
+                "new_prompt_tokens": result.prompt_tokens,
+                "new_completion_tokens": result.completion_tokens,
+                "new_estimated": result.usage_estimated,
+                "new_ttft": result.time_to_first_token_ms,
+                "new_duration": result.duration_ms,
+                "new_error_code": result.error_code,
+                "new_error_message": result.error_message,
+            },
+        )
+        return saved.first()
+
+    async def streaming_in_chat(
+        self, chat_id: uuid.UUID, *, fresh_after: datetime, lock: bool = False
+    ) -> bool:
+        """Whether a live reply streams in the chat, on any worker (the database is the judge).
+
+        With `lock`, the chat row is locked first (Postgres), so two workers cannot both find the
+        chat idle and start a reply; SQLite's BEGIN IMMEDIATE already serializes writers.
+        """
+        if lock and self.session.get_bind().dialect.name == "postgresql":
+            await self.session.execute(select(Chat.id).where(Chat.id == chat_id).with_for_update())
+        return bool(
+            await self.session.scalar(
+                _STREAMING_IN_CHAT, {"chat_id": chat_id, "fresh_after": fresh_after}
+            )
+        )
+
+    async def mark_stale_interrupted(self, *, older_than: datetime) -> int:
+        """Replies still `streaming` but not checkpointed since `older_than` lost their process:
+        they become `interrupted`. Returns how many."""
+        total = 0
+        for table in (Message, Generation):
+            result = await self.session.execute(
+                update(table)
+                .where(table.status == MessageStatus.STREAMING, table.updated_at < older_than)
+                .values(
+                    status=MessageStatus.INTERRUPTED,
+                    error_code="interrupted",
+                    error_message="The server stopped before the reply was finished.",
+                )
+            )
+            total += int(getattr(result, "rowcount", 0) or 0)
+        return total
 
 
 class GenerationRepository(Repository[Generation]):
@@ -30,39 +120,12 @@ class GenerationRepository(Repository[Generation]):
         return list(await self.session.scalars(statement.limit(limit)))
 
 
-async def mark_stale_streams_interrupted(session: AsyncSession, *, older_than: datetime) -> int:
-    """Replies still `streaming` but not checkpointed since `older_than` lost their process."""
-    total = 0
-    for table in (Message, Generation):
-        result = await session.execute(
-            update(table)
-            .where(table.status == MessageStatus.STREAMING, table.updated_at < older_than)
-            .values(
-                status=MessageStatus.INTERRUPTED,
-                error_code="interrupted",
-                error_message="The server stopped before the reply was finished.",
-            )
-        )
-        total += int(getattr(result, "rowcount", 0) or 0)
-    return total
+# The statements below are built once (per table) rather than per call: constructing one costs
+# as much as running it. The reply statements are built on the table rather than the ORM class:
+# an ORM-enabled UPDATE goes through the ORM's bulk-update machinery each time it runs (0.1 ms of
+# CPU more than the same UPDATE on the table, here), and these run for every reply and every
+# checkpoint.
 
-
-async def reply_streaming_in_chat(
-    session: AsyncSession, chat_id: uuid.UUID, *, fresh_after: datetime, lock: bool = False
-) -> bool:
-    """Whether a live reply streams in the chat, on any worker (the database is the judge).
-
-    With `lock`, the chat row is locked first (Postgres), so two workers cannot both find the
-    chat idle and start a reply; SQLite's BEGIN IMMEDIATE already serializes writers.
-    """
-    if lock and session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(Chat.id).where(Chat.id == chat_id).with_for_update())
-    return bool(
-        await session.scalar(_STREAMING_IN_CHAT, {"chat_id": chat_id, "fresh_after": fresh_after})
-    )
-
-
-# Built once (it runs before every reply): constructing it costs as much as running it.
 _STREAMING_IN_CHAT = select(
     exists().where(
         Message.chat_id == bindparam("chat_id", type_=Uuid),
@@ -70,3 +133,38 @@ _STREAMING_IN_CHAT = select(
         Message.updated_at > bindparam("fresh_after", type_=UTCDateTime),
     )
 )
+
+
+@functools.cache
+def _checkpoint_statement(model: Any) -> Any:
+    """Saves a streaming row's text."""
+    table = model.__table__
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id", type_=Uuid), table.c.status == "streaming")
+        .values(
+            content=bindparam("text", type_=Text), updated_at=bindparam("now", type_=UTCDateTime)
+        )
+    )
+
+
+@functools.cache
+def _finish_statement(model: Any) -> Any:
+    """Saves a reply's outcome and returns the row."""
+    table = model.__table__
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id", type_=Uuid))
+        .values(
+            content=bindparam("new_text", type_=Text),
+            status=bindparam("new_status", type_=String),
+            prompt_tokens=bindparam("new_prompt_tokens", type_=Integer),
+            completion_tokens=bindparam("new_completion_tokens", type_=Integer),
+            usage_estimated=bindparam("new_estimated", type_=Boolean),
+            time_to_first_token_ms=bindparam("new_ttft", type_=Integer),
+            duration_ms=bindparam("new_duration", type_=Integer),
+            error_code=bindparam("new_error_code", type_=String),
+            error_message=bindparam("new_error_message", type_=Text),
+        )
+        .returning(*table.c)
+    )

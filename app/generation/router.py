@@ -1,9 +1,11 @@
+"""The generation endpoints: chat replies, stateless generation and its history, models."""
+
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime
+from pydantic import BaseModel
 
 from app.auth.dependencies import CurrentUser, GenerationUser
 from app.auth.errors import CsrfFailed, EmailNotVerified
@@ -17,22 +19,24 @@ from app.chats.errors import (
     UnknownMode,
 )
 from app.chats.schemas import MessageRead
-from app.core.cursor import Cursor, CursorQuery, InvalidCursor
-from app.core.deps import SessionDep, SettingsDep
+from app.core.config import Settings
+from app.core.cursor import CursorQuery, InvalidCursor
 from app.core.errors import AppError, ServiceUnavailable, Unauthorized, error_responses
 from app.core.ratelimit import RateLimited
-from app.generation.client import (
+from app.generation.dependencies import GenerationServiceDep, SummaryServiceDep
+from app.generation.errors import (
+    InputBlocked,
+    InputTooLarge,
+    PromptTooLong,
+    ReplyInProgress,
+    UnknownModel,
     UpstreamHTTPError,
     UpstreamIncomplete,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from app.generation.dependencies import GenerationRuntimeDep, GenerationServiceDep
-from app.generation.events import SSE_HEADERS, EventStream
-from app.generation.prompt import PromptTooLong
-from app.generation.registry import UnknownModel
-from app.generation.repository import GenerationRepository
-from app.generation.runs import GenerationInProgress, GenerationRun
+from app.generation.reply_events import SSE_HEADERS, EventStream
+from app.generation.reply_stream import ReplyStream
 from app.generation.schemas import (
     EditMessageRequest,
     GenerateRequest,
@@ -45,7 +49,6 @@ from app.generation.schemas import (
     SummarizeRequest,
     SummaryRead,
 )
-from app.generation.service import InputBlocked, InputTooLarge
 from app.usage.service import QuotaExceeded
 
 router = APIRouter(tags=["generation"])
@@ -78,7 +81,7 @@ REPLY_ERRORS = (
     InputTooLarge,
     InputBlocked,
     PromptTooLong,
-    GenerationInProgress,
+    ReplyInProgress,
     UpstreamUnavailable,
     UpstreamHTTPError,
     UpstreamIncomplete,
@@ -86,15 +89,25 @@ REPLY_ERRORS = (
 )
 
 
-def _reply_responses(model: type[Any], *errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
-    return {
-        200: {
-            "description": SSE_DESCRIPTION,
-            "model": model,
-            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+def _reply_route(
+    method: str, path: str, summary: str, model: type[BaseModel], *errors: type[AppError]
+) -> Any:
+    """Declares a route answered with a reply: its OpenAPI shows the JSON and the SSE answer, and
+    the errors of every reply plus the route's own."""
+    return router.api_route(
+        path,
+        methods=[method],
+        summary=summary,
+        response_model=model,
+        responses={
+            200: {
+                "description": SSE_DESCRIPTION,
+                "model": model,
+                "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+            },
+            **error_responses(*REPLY_ERRORS, *errors),
         },
-        **error_responses(*REPLY_ERRORS, *errors),
-    }
+    )
 
 
 def _wants_stream(request: Request, flag: bool | None) -> bool:
@@ -103,89 +116,84 @@ def _wants_stream(request: Request, flag: bool | None) -> bool:
     return "text/event-stream" in request.headers.get("accept", "")
 
 
-class ReplyFailed(AppError):
-    pass
-
-
-async def _respond(
-    request: Request, run: GenerationRun, stream: bool | None, ping: float
-) -> Response:
+async def _answer(request: Request, reply: ReplyStream, stream: bool | None) -> Response:
+    """The reply as SSE when the client asks for a stream, else as JSON once it is saved."""
     if _wants_stream(request, stream):
+        settings: Settings = request.app.state.runtime.settings
         return EventStream(
-            (event.sse() async for event in run.events()),
-            ping=ping,
-            headers={**SSE_HEADERS, **run.headers},
+            (event.sse() async for event in reply.events()),
+            ping=settings.sse_ping_seconds,
+            headers={**SSE_HEADERS, **reply.headers},
         )
-    await run.wait()
-    result = run.result
-    if result is not None and run.saved is not None and result.status in ("complete", "cancelled"):
-        return JSONResponse(run.saved, headers=run.headers)
-    error = ReplyFailed(result.error_message if result else None)
-    error.status_code = result.http_status if result and result.http_status >= 400 else 502
-    error.code = (result.error_code if result else None) or "generation_failed"
-    raise error
+    return JSONResponse(await reply.saved_reply(), headers=reply.headers)
 
 
-@router.post(
+@_reply_route(
+    "POST",
     "/api/chats/{chat_id}/messages",
-    summary="Send a message and get the reply (SSE or JSON)",
-    response_model=MessageRead,
-    responses=_reply_responses(MessageRead, ChatNotFound),
+    "Send a message and get the reply (SSE or JSON)",
+    MessageRead,
+    ChatNotFound,
 )
 async def send_message(
-    request: Request,
     body: SendMessageRequest,
     chat: OwnedChat,
     user: GenerationUser,
     service: GenerationServiceDep,
-    settings: SettingsDep,
+    request: Request,
 ) -> Response:
     """Saves the user's message, then streams or returns the assistant's reply."""
-    run = await service.send_message(
+    reply = await service.send_message(
         user, chat, content=body.content, model=body.model, parent_id=body.parent_id
     )
-    return await _respond(request, run, body.stream, settings.sse_ping_seconds)
+    return await _answer(request, reply, body.stream)
 
 
-@router.patch(
+@_reply_route(
+    "PATCH",
     "/api/chats/{chat_id}/messages/{message_id}",
-    summary="Edit a user message and answer the new version",
-    response_model=MessageRead,
-    responses=_reply_responses(MessageRead, ChatNotFound, MessageNotFound, MessageNotEditable),
+    "Edit a user message and answer the new version",
+    MessageRead,
+    ChatNotFound,
+    MessageNotFound,
+    MessageNotEditable,
 )
 async def edit_message(
-    request: Request,
     message_id: uuid.UUID,
     body: EditMessageRequest,
     chat: OwnedChat,
     user: GenerationUser,
     service: GenerationServiceDep,
-    settings: SettingsDep,
+    request: Request,
 ) -> Response:
     """The edit becomes a sibling of the original (which is kept) and gets a fresh reply."""
-    run = await service.edit_message(user, chat, message_id, content=body.content, model=body.model)
-    return await _respond(request, run, body.stream, settings.sse_ping_seconds)
+    reply = await service.edit_message(
+        user, chat, message_id, content=body.content, model=body.model
+    )
+    return await _answer(request, reply, body.stream)
 
 
-@router.post(
+@_reply_route(
+    "POST",
     "/api/chats/{chat_id}/messages/{message_id}/regenerate",
-    summary="Regenerate a reply",
-    response_model=MessageRead,
-    responses=_reply_responses(MessageRead, ChatNotFound, MessageNotFound, MessageNotRegenerable),
+    "Regenerate a reply",
+    MessageRead,
+    ChatNotFound,
+    MessageNotFound,
+    MessageNotRegenerable,
 )
 async def regenerate_message(
-    request: Request,
     message_id: uuid.UUID,
     chat: OwnedChat,
     user: GenerationUser,
     service: GenerationServiceDep,
-    settings: SettingsDep,
+    request: Request,
     body: RegenerateRequest | None = None,
 ) -> Response:
     """Answers the same user message again; the new reply is a sibling of the old one."""
     body = body or RegenerateRequest()
-    run = await service.regenerate(user, chat, message_id, model=body.model)
-    return await _respond(request, run, body.stream, settings.sse_ping_seconds)
+    reply = await service.regenerate(user, chat, message_id, model=body.model)
+    return await _answer(request, reply, body.stream)
 
 
 @router.post(
@@ -206,37 +214,29 @@ async def stop_generation(chat: OwnedChat, service: GenerationServiceDep) -> Sto
 async def summarize_chat(
     chat: OwnedChat,
     user: GenerationUser,
-    service: GenerationServiceDep,
+    summaries: SummaryServiceDep,
     body: SummarizeRequest | None = None,
 ) -> SummaryRead:
     """Summarizes the current thread and stores the summary on the chat."""
     chat_id = chat.id
-    summary = await service.summarize(user, chat, model=(body.model if body else None))
+    summary = await summaries.summarize(user, chat, model=(body.model if body else None))
     return SummaryRead(chat_id=chat_id, summary=summary)
 
 
-@router.post(
+@_reply_route(
+    "POST",
     "/api/generate",
-    summary="Stateless generation (SSE or JSON)",
-    response_model=GenerationRead,
-    responses=_reply_responses(GenerationRead, InvalidModeParams, UnknownMode),
+    "Stateless generation (SSE or JSON)",
+    GenerationRead,
+    InvalidModeParams,
+    UnknownMode,
 )
 async def generate(
-    request: Request,
-    body: GenerateRequest,
-    user: GenerationUser,
-    service: GenerationServiceDep,
-    settings: SettingsDep,
+    body: GenerateRequest, user: GenerationUser, service: GenerationServiceDep, request: Request
 ) -> Response:
     """Runs a mode (e.g. the email writer) over a prompt; kept in GET /api/generations."""
-    run = await service.generate(user, body)
-    return await _respond(request, run, body.stream, settings.sse_ping_seconds)
-
-
-class GenerationCursor(Cursor):
-    k: Literal["generations"] = "generations"
-    t: AwareDatetime
-    i: uuid.UUID
+    reply = await service.generate(user, body)
+    return await _answer(request, reply, body.stream)
 
 
 @router.get(
@@ -246,33 +246,15 @@ class GenerationCursor(Cursor):
 )
 async def list_generations(
     user: CurrentUser,
-    session: SessionDep,
+    service: GenerationServiceDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: CursorQuery = None,
 ) -> GenerationPage:
     """Newest first, with settings, output, model, token counts and timestamps."""
-    position = GenerationCursor.decode(cursor) if cursor else None
-    after = (position.t, position.i) if position else None
-    rows = await GenerationRepository(session).page(user.id, limit=limit + 1, after=after)
-    items = [GenerationRead.model_validate(row) for row in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
-    next_cursor = (
-        GenerationCursor(t=last.created_at, i=last.id).encode() if last is not None else None
-    )
-    return GenerationPage(items=items, next_cursor=next_cursor)
+    return await service.list_generations(user, limit=limit, cursor=cursor)
 
 
 @router.get("/api/models", summary="Available models", responses=error_responses(Unauthorized))
-async def list_models(_user: CurrentUser, generation: GenerationRuntimeDep) -> list[ModelRead]:
+async def list_models(_user: CurrentUser, service: GenerationServiceDep) -> list[ModelRead]:
     """Every model a chat or request may name; `built_in` marks the local echo model."""
-    registry = generation.registry
-    return [
-        ModelRead(
-            name=model.name,
-            provider=model.provider,
-            built_in=model.provider == "echo",
-            context_length=model.context_length,
-            default=model.name == registry.default,
-        )
-        for model in registry.all()
-    ]
+    return service.list_models()

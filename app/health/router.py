@@ -1,28 +1,12 @@
-from typing import Literal
-
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
-from sqlalchemy import text
 
 from app.core.deps import RuntimeDep
 from app.core.errors import NotFound, error_responses
+from app.health.dependencies import HealthServiceDep
+from app.health.schemas import Health, Readiness
 
 router = APIRouter(tags=["ops"])
-
-
-class Health(BaseModel):
-    status: Literal["ok"] = "ok"
-
-
-class DependencyState(BaseModel):
-    status: Literal["ok", "error"]
-    detail: str | None = None
-
-
-class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
-    checks: dict[str, DependencyState]
 
 
 @router.get("/health", summary="Liveness")
@@ -36,24 +20,10 @@ async def health() -> Health:
     summary="Readiness",
     responses={503: {"model": Readiness, "description": "A dependency is down."}},
 )
-async def readiness(request: Request, runtime: RuntimeDep) -> JSONResponse:
+async def readiness(service: HealthServiceDep) -> JSONResponse:
     """Checks the database (and, when configured, the upstreams); 503 when one is down."""
-    checks: dict[str, DependencyState] = {}
-    try:
-        async with runtime.db.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        checks["database"] = DependencyState(status="ok")
-    except Exception as exc:
-        checks["database"] = DependencyState(status="error", detail=type(exc).__name__)
-    generation = getattr(request.app.state, "generation", None)
-    if generation is not None:
-        for name, state in (await generation.probe.check()).items():
-            checks[name] = DependencyState(
-                status="ok" if state.ok else "error", detail=state.detail
-            )
-    ready = all(check.status == "ok" for check in checks.values())
-    body = Readiness(status="ready" if ready else "not_ready", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    body = await service.readiness()
+    return JSONResponse(body.model_dump(), status_code=200 if body.status == "ready" else 503)
 
 
 class MetricsOff(NotFound):

@@ -14,7 +14,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.repository import Repository
 from app.usage.models import UsageRecord
@@ -79,31 +78,30 @@ class UsageRepository(Repository[UsageRecord]):
         rows = (await self.session.execute(statement)).mappings().all()
         return [dict(row) for row in rows]
 
+    async def settle(
+        self,
+        usage_id: uuid.UUID,
+        *,
+        prompt_tokens: int,
+        completion_tokens: int,
+        estimated: bool,
+    ) -> None:
+        """Replaces a reservation with what the reply really used."""
+        await self.session.execute(
+            _SETTLE,
+            {
+                "usage_id": usage_id,
+                "new_prompt_tokens": prompt_tokens,
+                "new_completion_tokens": completion_tokens,
+                "new_estimated": estimated,
+            },
+        )
+
     async def emails(self, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
         if not user_ids:
             return {}
         rows = await self.session.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
         return {row[0]: row[1] for row in rows}
-
-
-async def settle_usage(
-    session: AsyncSession,
-    usage_id: uuid.UUID,
-    *,
-    prompt_tokens: int,
-    completion_tokens: int,
-    estimated: bool,
-) -> None:
-    """Replaces a reservation with what the reply really used."""
-    await session.execute(
-        _SETTLE,
-        {
-            "usage_id": usage_id,
-            "new_prompt_tokens": prompt_tokens,
-            "new_completion_tokens": completion_tokens,
-            "new_estimated": estimated,
-        },
-    )
 
 
 # Built once, on the table (an ORM-enabled UPDATE costs more to run): it ends every reply.

@@ -32,7 +32,6 @@ MODULES = {
     "app.auth.repository": ["_SESSION_WITH_USER"],
     "app.chats.repository": ["_OWNED_CHAT", "_THREAD_TO_LEAF", "_THREAD_TO_NEWEST"],
     "app.generation.repository": ["_STREAMING_IN_CHAT"],
-    "app.generation.recorder": [],
     "app.usage.repository": ["_SETTLE"],
 }
 

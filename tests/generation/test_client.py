@@ -12,14 +12,7 @@ import pytest
 import uvicorn
 
 from app.core.config import Settings
-from app.generation.client import (
-    EchoProvider,
-    Finish,
-    GenerationParams,
-    ModelConfig,
-    OpenAIProvider,
-    StreamEvent,
-    TextDelta,
+from app.generation.errors import (
     UpstreamError,
     UpstreamHTTPError,
     UpstreamIncomplete,
@@ -27,13 +20,16 @@ from app.generation.client import (
     UpstreamStreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
-    Usage,
-    _lines,
-    build_http_client,
-    estimate_tokens,
-    sanitise_upstream_message,
-    upstream_message,
 )
+from app.generation.prompt import estimate_tokens
+from app.generation.upstream.echo import EchoProvider
+from app.generation.upstream.errors import sanitise_upstream_message, upstream_message
+from app.generation.upstream.openai import OpenAIProvider
+from app.generation.upstream.sse import sse_lines as _lines
+from app.generation.upstream.transport import build_http_client
+from app.generation.upstream.types import Finish, ModelConfig, TextDelta, Usage
+from app.generation.upstream.types import SamplingParams as GenerationParams
+from app.generation.upstream.types import UpstreamEvent as StreamEvent
 from tests.fake_upstream import FakeUpstream
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]

@@ -1,4 +1,4 @@
-"""The upstream client's own network backend (app/generation/network.py), over real sockets."""
+"""The upstream client's network backend (app/generation/upstream/transport.py), on real sockets."""
 
 import asyncio
 import datetime
@@ -14,8 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from app.generation.client import build_http_client
-from app.generation.network import AsyncioStream
+from app.generation.upstream.transport import AsyncioStream, build_http_client
 from tests.fake_upstream import FakeUpstream
 
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
@@ -89,12 +88,13 @@ async def tls_server(tls_files: tuple[Path, Path]) -> AsyncIterator[str]:
         server.close()
 
 
-async def test_upstream_requests_use_the_asyncio_backend(
-    http_client: httpx.AsyncClient, fake_upstream: FakeUpstream
+async def test_upstream_requests_use_the_backend_of_the_setting(
+    http_client: httpx.AsyncClient, upstream_transport: str, fake_upstream: FakeUpstream
 ) -> None:
     response = await http_client.get(f"{fake_upstream.base_url}/models")
     assert response.status_code == 200
-    assert isinstance(response.extensions["network_stream"], AsyncioStream)
+    on_asyncio = isinstance(response.extensions["network_stream"], AsyncioStream)
+    assert on_asyncio == (upstream_transport == "fast")
 
 
 async def test_a_connection_the_server_dropped_while_idle_is_not_reused() -> None:

@@ -1,8 +1,9 @@
-"""A reply being generated: a task that reads the upstream, saves as it goes, and fans out events.
+"""Where a reply is streamed: a task that reads the upstream, saves as it goes, and fans out
+the reply's events to whoever serves it (SSE, JSON or the WebSocket).
 
-The run is decoupled from the HTTP request that started it. The request only reads the run's
-events, so a client going away, a stop from another request, or shutdown all end the run the same
-way: the task is cancelled with a reason, and its last act is to save what came.
+A reply is decoupled from the HTTP request that started it. The request only reads the reply's
+events, so a client going away, a stop from another request, or shutdown all end the reply the
+same way: its task is cancelled with a reason, and its last act is to save what came.
 """
 
 import asyncio
@@ -14,33 +15,27 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.core.errors import AppError, Conflict
+from app.core.errors import AppError
 from app.core.metrics import Metrics
-from app.generation import events
-from app.generation.client import (
+from app.generation import reply_events
+from app.generation.errors import ReplyCrashed, ReplyFailed, ReplyInProgress, UpstreamError
+from app.generation.prompt import estimate_prompt, estimate_tokens
+from app.generation.reply_events import ReplyEvent
+from app.generation.upstream.types import (
     Finish,
-    GenerationParams,
-    LLMProvider,
     ModelConfig,
+    Provider,
+    SamplingParams,
     TextDelta,
-    UpstreamError,
     Usage,
-    estimate_tokens,
 )
-from app.generation.events import ReplyEvent
-from app.generation.prompt import estimate_prompt
 
 logger = logging.getLogger("parley.generation")
 
 
-class GenerationInProgress(Conflict):
-    code = "generation_in_progress"
-    message = "A reply is already being generated in this chat; stop it or wait for it to end."
-
-
 @dataclass
-class RunResult:
-    """How a run ended, for the recorder to save."""
+class ReplyResult:
+    """How a reply ended, to be saved."""
 
     status: str  # complete | cancelled | failed
     text: str
@@ -55,12 +50,12 @@ class RunResult:
     error_message: str | None = None
 
 
-class Recorder(Protocol):
-    """Persists one reply; each call is its own short transaction."""
+class Saver(Protocol):
+    """Persists one reply (reply_saver.py); each call is its own short transaction."""
 
     async def checkpoint(self, text: str) -> None: ...
 
-    async def finish(self, result: RunResult) -> dict[str, Any]:
+    async def finish(self, result: ReplyResult) -> dict[str, Any]:
         """Saves the outcome and returns the saved record for the `done` event."""
         ...
 
@@ -78,32 +73,34 @@ SHUTDOWN = StopReason("cancelled", "server_shutdown", "The server is shutting do
 
 
 @dataclass
-class GenerationRun:
+class ReplyStream:
+    """One reply being streamed, under a key (its chat's, or its stateless generation's)."""
+
     key: str
-    provider: LLMProvider
+    provider: Provider
     model: ModelConfig
     messages: list[dict[str, str]]
-    params: GenerationParams
-    recorder: Recorder
+    params: SamplingParams
+    saver: Saver
     start: ReplyEvent
     checkpoint_seconds: float
     metrics: Metrics | None = None
-    # Response headers for whoever serves the run (the remaining quota).
+    # Response headers for whoever serves the reply (the remaining quota).
     headers: dict[str, str] = field(default_factory=dict)
     _queue: asyncio.Queue[ReplyEvent | None] = field(default_factory=asyncio.Queue)
     _task: asyncio.Task[None] | None = None
     _stop: StopReason | None = None
     _finished: bool = False
     _saving: bool = False  # past the stream: a stop now must not interrupt the final save
-    result: RunResult | None = None
+    result: ReplyResult | None = None
     saved: dict[str, Any] | None = None
     # Called once the reply is saved (e.g. to title a new chat); must not block for long.
-    on_saved: list[Callable[[RunResult], None]] = field(default_factory=list)
+    on_saved: list[Callable[[ReplyResult], None]] = field(default_factory=list)
 
     def begin(self) -> None:
         if self._task is None:
             self._queue.put_nowait(self.start)
-            self._task = asyncio.create_task(self._run(), name=f"generation:{self.key}")
+            self._task = asyncio.create_task(self._stream(), name=f"reply:{self.key}")
             if self.metrics is not None:
                 self.metrics.active_streams.inc()
                 self._task.add_done_callback(lambda _t: self._record_metrics())
@@ -129,17 +126,35 @@ class GenerationRun:
         return self._finished or (self._task is not None and self._task.done())
 
     def stop(self, reason: StopReason) -> None:
-        """Ends the run; the partial reply is saved. Safe to call from a cancelled context."""
+        """Ends the reply; what came is saved. Safe to call from a cancelled context."""
         if self._task is not None and not self._saving and self._stop is None:
             self._stop = reason
             self._task.cancel()
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Calls `callback` once the reply's task has ended (begin() must have been called)."""
+        if self._task is not None:
+            self._task.add_done_callback(lambda _task: callback())
 
     async def wait(self) -> None:
         if self._task is not None:
             await asyncio.shield(self._task)
 
+    async def saved_reply(self) -> dict[str, Any]:
+        """Waits for the end: the saved reply when it completed or was stopped; ReplyFailed with
+        the failure's own status and code otherwise (a JSON answer's error)."""
+        await self.wait()
+        result, saved = self.result, self.saved
+        if result is not None and saved is not None and result.status in ("complete", "cancelled"):
+            return saved
+        raise ReplyFailed(
+            result.error_message if result else None,
+            status_code=result.http_status if result and result.http_status >= 400 else 502,
+            code=(result.error_code if result else None) or "generation_failed",
+        )
+
     async def events(self) -> AsyncIterator[ReplyEvent]:
-        """The run's events until it ends. If the reader goes away first, the run is stopped."""
+        """The reply's events until it ends. If the reader goes away first, it is stopped."""
         self.begin()
         backlog: deque[ReplyEvent | None] = deque()
         try:
@@ -158,7 +173,7 @@ class GenerationRun:
                             break
                         parts.append(waiting.data["content"])
                     if len(parts) > 1:
-                        event = events.delta("".join(parts))
+                        event = reply_events.delta("".join(parts))
                 yield event
         finally:
             self.stop(CLIENT_GONE)
@@ -169,11 +184,11 @@ class GenerationRun:
         while True:
             await asyncio.sleep(self.checkpoint_seconds)
             try:
-                await self.recorder.checkpoint("".join(parts))
+                await self.saver.checkpoint("".join(parts))
             except Exception:
-                logger.warning("checkpoint failed", exc_info=True, extra={"run": self.key})
+                logger.warning("checkpoint failed", exc_info=True, extra={"reply": self.key})
 
-    async def _run(self) -> None:
+    async def _stream(self) -> None:
         started = time.perf_counter()
         first_token_at: float | None = None
         parts: list[str] = []
@@ -188,7 +203,7 @@ class GenerationRun:
                         if first_token_at is None:
                             first_token_at = time.perf_counter()
                         parts.append(event.text)
-                        self._queue.put_nowait(events.delta(event.text))
+                        self._queue.put_nowait(reply_events.delta(event.text))
                     elif isinstance(event, Usage):
                         usage = event
                     elif isinstance(event, Finish):
@@ -202,16 +217,15 @@ class GenerationRun:
         except UpstreamError as exc:
             failure = exc
         except Exception:
-            logger.exception("generation failed", extra={"run": self.key})
-            failure = AppError("The reply failed unexpectedly.")
-            failure.code = "internal_error"
+            logger.exception("the reply failed unexpectedly", extra={"reply": self.key})
+            failure = ReplyCrashed()
         finally:
             checkpoints.cancel()
             await asyncio.gather(checkpoints, return_exceptions=True)
 
         self._saving = True
         text = "".join(parts)
-        result = RunResult(
+        result = ReplyResult(
             status="complete",
             text=text,
             prompt_tokens=usage.prompt_tokens if usage else estimate_prompt(self.messages),
@@ -242,9 +256,9 @@ class GenerationRun:
             )
         )
         try:
-            self.saved = await self.recorder.finish(result)
+            self.saved = await self.saver.finish(result)
         except Exception:
-            logger.exception("could not save the reply", extra={"run": self.key})
+            logger.exception("could not save the reply", extra={"reply": self.key})
         else:
             for callback in self.on_saved:
                 callback(result)
@@ -254,67 +268,67 @@ class GenerationRun:
         else:
             code = result.error_code or "internal_error"
             message = result.error_message or "The reply could not be saved."
-            self._queue.put_nowait(events.error(code, message, saved=self.saved))
+            self._queue.put_nowait(reply_events.error(code, message, saved=self.saved))
         self._finished = True
         self._queue.put_nowait(None)
 
 
-class RunRegistry:
-    """The runs of this process, one per key (a chat), so a chat never runs two at once."""
+class ActiveReplies:
+    """The replies streaming in this process, one per key, so a chat never streams two at once."""
 
     def __init__(self) -> None:
-        self._runs: dict[str, GenerationRun] = {}
+        self._replies: dict[str, ReplyStream] = {}
         self._reserved: set[str] = set()
 
     def reserve(self, key: str) -> None:
         """Holds the key while a reply is prepared, so two requests cannot both start one."""
-        existing = self._runs.get(key)
+        existing = self._replies.get(key)
         if key in self._reserved or (existing is not None and not existing.done):
-            raise GenerationInProgress()
+            raise ReplyInProgress()
         self._reserved.add(key)
 
     def release(self, key: str) -> None:
         self._reserved.discard(key)
 
-    def add(self, run: GenerationRun) -> GenerationRun:
-        """Starts a run under a key reserved by reserve()."""
-        self._reserved.discard(run.key)
-        self._runs[run.key] = run
-        run.begin()
-        task = run._task
-        if task is not None:
-            task.add_done_callback(lambda _t: self._forget(run))
-        return run
+    def add(self, reply: ReplyStream) -> ReplyStream:
+        """Starts a reply under a key reserved by reserve()."""
+        self._reserved.discard(reply.key)
+        self._replies[reply.key] = reply
+        reply.begin()
+        reply.when_done(lambda: self._forget(reply))
+        return reply
 
-    def _forget(self, run: GenerationRun) -> None:
-        if self._runs.get(run.key) is run:
-            del self._runs[run.key]
+    def _forget(self, reply: ReplyStream) -> None:
+        if self._replies.get(reply.key) is reply:
+            del self._replies[reply.key]
 
-    def get(self, key: str) -> GenerationRun | None:
-        return self._runs.get(key)
+    def get(self, key: str) -> ReplyStream | None:
+        return self._replies.get(key)
 
     def stop(self, key: str, reason: StopReason = STOPPED) -> bool:
-        run = self._runs.get(key)
-        if run is None or run.done:
+        reply = self._replies.get(key)
+        if reply is None or reply.done:
             return False
-        run.stop(reason)
+        reply.stop(reason)
         return True
 
     @property
     def active(self) -> int:
-        return sum(not run.done for run in self._runs.values())
+        return sum(not reply.done for reply in self._replies.values())
 
     def stop_all(self, reason: StopReason) -> int:
-        """Stops every run of this process; safe to call from a signal callback."""
-        runs = [run for run in self._runs.values() if not run.done]
-        for run in runs:
-            run.stop(reason)
-        return len(runs)
+        """Stops every reply of this process; safe to call from a signal callback."""
+        replies = [reply for reply in self._replies.values() if not reply.done]
+        for reply in replies:
+            reply.stop(reason)
+        return len(replies)
 
     async def shutdown(self, grace: float = 10.0) -> None:
-        """Stops every run with `server_shutdown` and waits for their partial replies to save."""
-        runs = list(self._runs.values())
-        for run in runs:
-            run.stop(SHUTDOWN)
-        if runs:
-            await asyncio.wait([asyncio.create_task(run.wait()) for run in runs], timeout=grace)
+        """Stops every reply with `server_shutdown` and waits for what came to be saved."""
+        replies = list(self._replies.values())
+        for reply in replies:
+            reply.stop(SHUTDOWN)
+        if replies:
+            await asyncio.wait(
+                [asyncio.create_task(reply.wait()) for reply in replies], timeout=grace
+            )

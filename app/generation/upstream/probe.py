@@ -4,8 +4,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from app.generation.client import ModelConfig
-from app.generation.registry import ModelRegistry, Providers
+from app.generation.upstream.registry import ModelRegistry, Providers
+from app.generation.upstream.types import ModelConfig
 
 PROBE_TIMEOUT_SECONDS = 2.0
 PROBE_CACHE_SECONDS = 10.0

@@ -1,11 +1,16 @@
-"""httpcore's sockets on plain asyncio, for the upstream client.
+"""The one HTTP client Parley shares for every upstream call, and the sockets under it.
 
-httpcore's default backend goes through anyio, which opens a cancel scope (and asks sniffio which
-event loop is running, twice) for every read and write, whether or not the read has a timeout.
-On a relayed reply that is one read per token: measured with bench/relay.py, about a sixth of the
-CPU Parley spends relaying a token. This backend does the same job on asyncio streams and only
-arms a timer when httpcore asks for a timeout (the upstream client asks for none while reading;
-its own first-token and idle deadlines bound every read).
+`build_http_client` makes it: a pool sized for many concurrent streams, keep-alive below the
+upstream's own idle timeout, no read timeout (the provider bounds every read itself).
+
+Under it, with UPSTREAM_TRANSPORT=fast (the default), httpcore's sockets run on plain asyncio;
+UPSTREAM_TRANSPORT=httpx keeps httpx's stock transport instead. httpcore's default backend goes
+through anyio, which opens a cancel scope (and asks sniffio which event loop is running, twice)
+for every read and write, whether or not the read has a timeout. On a relayed reply that is one
+read per token: measured with bench/relay.py, about a sixth of the CPU Parley spends relaying a
+token. This backend does the same job on asyncio streams and only arms a timer when httpcore asks
+for a timeout (the upstream client asks for none while reading; its own first-token and idle
+deadlines bound every read).
 
 It follows httpcore's documented network-backend interface (`httpcore.AsyncNetworkBackend`) and
 raises httpcore's exceptions as its own backends do, so httpx maps them to its usual errors.
@@ -25,11 +30,53 @@ timeout on its IPv6 address. Point LLM_BASE_URL at an IPv4 address or name there
 import asyncio
 import ssl
 from collections.abc import Coroutine, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import httpcore
 import httpx
 from httpcore import SOCKET_OPTION
+
+UpstreamTransportName = Literal["fast", "httpx"]
+
+
+def build_http_client(
+    *,
+    max_connections: int = 1000,
+    connect_timeout: float,
+    keepalive_expiry: float = 3.0,
+    transport: UpstreamTransportName = "fast",
+) -> httpx.AsyncClient:
+    """The one HTTP client the app shares for every upstream call; the caller closes it.
+
+    `transport` (setting UPSTREAM_TRANSPORT): "fast" makes connections with Parley's asyncio
+    network backend, "httpx" with httpx's own (anyio), which behaves the same at more CPU."""
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    # Every streaming reply holds a connection for its whole length, so httpx's default of 100
+    # would queue the 101st concurrent chat; keep-alive spares a handshake per message.
+    # An idle connection is dropped before the server drops it: vLLM (uvicorn) closes idle
+    # ones after 5 s, httpx's default, and a request sent on a connection just as the server
+    # closes it fails before any answer (seen in bench/relay.py at 500 streams, twice in a
+    # row for one reply: both attempts picked connections that were closing).
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=keepalive_expiry,
+    )
+    # "fast": requests go out on plain-asyncio sockets (AsyncioBackend below), mounted for
+    # every URL rather than as the client's transport, so proxies from the environment
+    # (HTTPS_PROXY, NO_PROXY), which httpx mounts more specifically, still apply.
+    mounts = {"all://": UpstreamTransport(limits=limits)} if transport == "fast" else None
+    return httpx.AsyncClient(
+        mounts=mounts,
+        limits=limits,
+        # No read timeout: the providers bound every read with their own first-token and idle
+        # deadlines, which (unlike a socket read timeout) SSE keep-alive comments do not reset.
+        timeout=httpx.Timeout(connect=connect_timeout, read=None, write=None, pool=connect_timeout),
+        http1=True,
+        http2=False,
+        follow_redirects=False,
+    )
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):

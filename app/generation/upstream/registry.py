@@ -1,12 +1,10 @@
 """The models users can pick, where each one lives, and the provider that speaks to it."""
 
-import logging
-
 from app.core.config import Settings
-from app.core.errors import AppError
-from app.generation.client import EchoProvider, LLMProvider, ModelConfig, OpenAIProvider
-
-logger = logging.getLogger("parley.generation")
+from app.generation.errors import UnknownModel
+from app.generation.upstream.echo import EchoProvider
+from app.generation.upstream.openai import OpenAIProvider
+from app.generation.upstream.types import ModelConfig, Provider
 
 ECHO = ModelConfig(
     name="echo",
@@ -16,12 +14,6 @@ ECHO = ModelConfig(
     context_length=8192,
     provider="echo",
 )
-
-
-class UnknownModel(AppError):
-    status_code = 422
-    code = "unknown_model"
-    message = "No such model. GET /api/models lists the available ones."
 
 
 class ModelRegistry:
@@ -76,7 +68,10 @@ class ModelRegistry:
     def all(self) -> list[ModelConfig]:
         return list(self._models.values())
 
-    def resolve(self, name: str | None) -> ModelConfig:
+    def resolve(self, *preferred: str | None) -> ModelConfig:
+        """The first of `preferred` that is given (a request's model, then its chat's, then the
+        user's default), or the default model; UnknownModel when the one chosen does not exist."""
+        name = next((name for name in preferred if name), None)
         model = self._models.get(name or self.default)
         if model is None:
             raise UnknownModel(f"Unknown model {name!r}. GET /api/models lists the available ones.")
@@ -87,7 +82,7 @@ class Providers:
     """One provider per kind, sharing the app's single HTTP client."""
 
     def __init__(self, *, openai: OpenAIProvider, echo: EchoProvider) -> None:
-        self._by_kind: dict[str, LLMProvider] = {"openai": openai, "echo": echo}
+        self._by_kind: dict[str, Provider] = {"openai": openai, "echo": echo}
 
-    def for_model(self, model: ModelConfig) -> LLMProvider:
+    def for_model(self, model: ModelConfig) -> Provider:
         return self._by_kind[model.provider]

@@ -1,4 +1,4 @@
-"""The events a reply streams, shared by SSE and the WebSocket.
+"""The events a reply streams, as SSE frames or WebSocket messages, and the SSE response.
 
 SSE frames are `event: <name>` with a JSON `data:` line:
 - `start`  {chat_id, user_message, assistant_message_id, model} (chats) or {generation_id, model}

@@ -21,11 +21,11 @@ from app.auth.dependencies import get_generation_user
 from app.core.deps import Runtime
 from app.core.errors import AppError
 from app.core.logging import user_id_var
-from app.generation import events
+from app.generation import reply_events
 from app.generation.dependencies import open_services
-from app.generation.runs import CLIENT_GONE, STOPPED, GenerationRun
+from app.generation.reply_stream import CLIENT_GONE, STOPPED, ReplyStream
+from app.generation.runtime import GenerationRuntime
 from app.generation.schemas import Content, ModelName
-from app.generation.service import GenerationRuntime
 
 router = APIRouter()
 
@@ -66,7 +66,9 @@ async def _receive(websocket: WebSocket) -> WSMessage | None:
     try:
         return WSMessage.model_validate_json(text)
     except (ValidationError, json.JSONDecodeError):
-        await websocket.send_json(events.error("invalid_message", "Send a JSON message.").ws())
+        await websocket.send_json(
+            reply_events.error("invalid_message", "Send a JSON message.").ws()
+        )
         return None
 
 
@@ -91,17 +93,17 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
     except (TimeoutError, AppError) as exc:
         code = exc.code if isinstance(exc, AppError) else "not_authenticated"
         message = exc.message if isinstance(exc, AppError) else "Authenticate first."
-        await websocket.send_json(events.error(code, message).ws())
+        await websocket.send_json(reply_events.error(code, message).ws())
         await websocket.close(POLICY_VIOLATION)
         return
     except WebSocketDisconnect:
         return
     user_id_var.set(str(user.id))
 
-    run: GenerationRun | None = None
+    reply: ReplyStream | None = None
     forwarder: asyncio.Task[None] | None = None
 
-    async def forward(current: GenerationRun) -> None:
+    async def forward(current: ReplyStream) -> None:
         async for event in current.events():
             await websocket.send_json(event.ws())
 
@@ -111,12 +113,12 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
             if frame is None:
                 continue
             if frame.type == "stop":
-                if run is not None:
-                    run.stop(STOPPED)
+                if reply is not None:
+                    reply.stop(STOPPED)
                 continue
             if frame.type != "message" or not frame.content:
                 await websocket.send_json(
-                    events.error("invalid_message", "Expected a message or stop.").ws()
+                    reply_events.error("invalid_message", "Expected a message or stop.").ws()
                 )
                 continue
             try:
@@ -125,7 +127,7 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                 await get_generation_user(user, runtime)
                 async with open_services(runtime, generation) as services:
                     chat = await services.chats.get_owned_chat(user, chat_id)
-                    run = await services.generation.send_message(
+                    reply = await services.generation.send_message(
                         user,
                         chat,
                         content=frame.content,
@@ -133,13 +135,13 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                         parent_id=frame.parent_id,
                     )
             except AppError as exc:
-                await websocket.send_json(events.error(exc.code, exc.message).ws())
+                await websocket.send_json(reply_events.error(exc.code, exc.message).ws())
                 continue
-            forwarder = asyncio.create_task(forward(run))
+            forwarder = asyncio.create_task(forward(reply))
     except WebSocketDisconnect:
         pass
     finally:
-        if run is not None:
-            run.stop(CLIENT_GONE)
+        if reply is not None:
+            reply.stop(CLIENT_GONE)
         if forwarder is not None:
             forwarder.cancel()

@@ -1,4 +1,4 @@
-"""Start-up and shutdown of the generation machinery, run from the app's lifespan."""
+"""The generation package's long-lived objects, started and stopped with the app (lifespan)."""
 
 import asyncio
 import logging
@@ -6,46 +6,45 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from app.core.config import Settings
-from app.core.db import Database, utcnow
+from app.core.db import Database
 from app.core.metrics import Metrics
-from app.generation.client import EchoProvider, OpenAIProvider, build_http_client
-from app.generation.probe import UpstreamProbe
-from app.generation.registry import ModelRegistry, Providers
-from app.generation.repository import mark_stale_streams_interrupted
-from app.generation.runs import SHUTDOWN, RunRegistry
-from app.generation.service import GenerationRuntime
-from app.generation.signals import LocalStopBus, RedisStopBus, StopBus
-from app.generation.staleness import stale_after
+from app.generation.reply_stream import SHUTDOWN, ActiveReplies
+from app.generation.stale_replies import sweep_forever, sweep_interrupted
+from app.generation.stop_signals import LocalStopBus, RedisStopBus, StopBus
+from app.generation.upstream.echo import EchoProvider
+from app.generation.upstream.openai import OpenAIProvider
+from app.generation.upstream.probe import UpstreamProbe
+from app.generation.upstream.registry import ModelRegistry, Providers
+from app.generation.upstream.transport import build_http_client
 
 logger = logging.getLogger("parley.generation")
 
 
-async def sweep_interrupted(db: Database, settings: Settings) -> int:
-    """Marks replies left `streaming` by a crashed process as `interrupted`."""
-    async with db.transaction() as session:
-        count = await mark_stale_streams_interrupted(
-            session, older_than=utcnow() - stale_after(settings)
-        )
-    if count:
-        logger.warning("marked interrupted replies", extra={"count": count})
-    return count
+@dataclass
+class GenerationRuntime:
+    """Models, providers on one HTTP client, the replies streaming, and stop signals
+    (app.state.generation)."""
+
+    registry: ModelRegistry
+    providers: Providers
+    replies: ActiveReplies
+    metrics: Metrics
+    probe: UpstreamProbe
+    stops: StopBus
+    stops_shared: bool
+    http: httpx.AsyncClient
+    background: set[asyncio.Task[None]]
 
 
-async def _sweep_forever(db: Database, settings: Settings) -> None:
-    while True:
-        await asyncio.sleep(stale_after(settings).total_seconds())
-        try:
-            await sweep_interrupted(db, settings)
-        except Exception:
-            logger.warning("stale reply sweep failed", exc_info=True)
-
-
-def _stop_runs_on_exit_signals(runs: RunRegistry) -> Callable[[], None]:
-    """On SIGTERM/SIGINT, end running replies at once (each client gets an `error` event with
-    `server_shutdown` and its partial reply is saved), then let the server's own handler run.
+def _stop_replies_on_exit_signals(replies: ActiveReplies) -> Callable[[], None]:
+    """On SIGTERM/SIGINT, end streaming replies at once (each client gets an `error` event with
+    `server_shutdown` and what came is saved), then let the server's own handler run.
 
     Without this, uvicorn would wait for every open stream to finish before shutting down.
     Returns a function that puts the previous handlers back.
@@ -57,7 +56,7 @@ def _stop_runs_on_exit_signals(runs: RunRegistry) -> Callable[[], None]:
 
     def on_exit_signal(signum: int, frame: Any) -> None:
         with suppress(RuntimeError):  # the loop may already be closed
-            loop.call_soon_threadsafe(runs.stop_all, SHUTDOWN)
+            loop.call_soon_threadsafe(replies.stop_all, SHUTDOWN)
         handler = previous.get(signum)
         if callable(handler):
             handler(signum, frame)
@@ -92,6 +91,7 @@ async def generation_runtime(
         max_connections=settings.llm_max_connections,
         connect_timeout=settings.llm_connect_timeout,
         keepalive_expiry=settings.llm_keepalive_seconds,
+        transport=settings.upstream_transport,
     ) as http:
         providers = Providers(
             openai=OpenAIProvider(
@@ -101,17 +101,17 @@ async def generation_runtime(
             ),
             echo=EchoProvider(delay=settings.echo_token_delay),
         )
-        runs = RunRegistry()
+        replies = ActiveReplies()
         stops: StopBus
         if settings.redis_url:
-            stops = RedisStopBus(runs, settings.redis_url)
+            stops = RedisStopBus(replies, settings.redis_url)
             await stops.start()
         else:
-            stops = LocalStopBus(runs)
+            stops = LocalStopBus(replies)
         runtime = GenerationRuntime(
             registry=registry,
             providers=providers,
-            runs=runs,
+            replies=replies,
             metrics=metrics,
             probe=UpstreamProbe(registry, providers),
             stops=stops,
@@ -123,14 +123,14 @@ async def generation_runtime(
             await sweep_interrupted(db, settings)
         except Exception:
             logger.warning("start-up sweep of interrupted replies failed", exc_info=True)
-        sweeper = asyncio.create_task(_sweep_forever(db, settings))
-        restore_signals = _stop_runs_on_exit_signals(runs)
+        sweeper = asyncio.create_task(sweep_forever(db, settings))
+        restore_signals = _stop_replies_on_exit_signals(replies)
         try:
             yield runtime
         finally:
             restore_signals()
             sweeper.cancel()
-            await runtime.runs.shutdown()
+            await runtime.replies.shutdown()
             await stops.close()
             for task in list(runtime.background):
                 task.cancel()

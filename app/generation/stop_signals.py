@@ -2,7 +2,7 @@
 
 A stop request may reach any worker while the reply streams on another. Without Redis the
 signal stays in the process (one worker); with REDIS_URL every worker subscribes to one channel
-and stops the run it holds.
+and stops the reply it holds.
 """
 
 import asyncio
@@ -13,7 +13,7 @@ from typing import Protocol
 import redis.asyncio as redis
 
 from app.core.errors import ServiceUnavailable
-from app.generation.runs import STOPPED, RunRegistry
+from app.generation.reply_stream import STOPPED, ActiveReplies
 
 logger = logging.getLogger("parley.generation")
 
@@ -22,26 +22,26 @@ STOP_CHANNEL = "parley:stop"
 
 class StopBus(Protocol):
     async def stop(self, key: str) -> bool:
-        """Stops the run under `key` wherever it runs; True when this process held it."""
+        """Stops the reply under `key` on whichever worker streams it; True when this one did."""
         ...
 
     async def close(self) -> None: ...
 
 
 class LocalStopBus:
-    def __init__(self, runs: RunRegistry) -> None:
-        self.runs = runs
+    def __init__(self, replies: ActiveReplies) -> None:
+        self.replies = replies
 
     async def stop(self, key: str) -> bool:
-        return self.runs.stop(key, STOPPED)
+        return self.replies.stop(key, STOPPED)
 
     async def close(self) -> None:
         return None
 
 
 class RedisStopBus:
-    def __init__(self, runs: RunRegistry, url: str) -> None:
-        self.runs = runs
+    def __init__(self, replies: ActiveReplies, url: str) -> None:
+        self.replies = replies
         self.client = redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -60,7 +60,7 @@ class RedisStopBus:
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             key = message["data"].decode()
-                            self.runs.stop(key, STOPPED)
+                            self.replies.stop(key, STOPPED)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -68,12 +68,12 @@ class RedisStopBus:
                 await asyncio.sleep(1)
 
     async def stop(self, key: str) -> bool:
-        local = self.runs.stop(key, STOPPED)
+        local = self.replies.stop(key, STOPPED)
         if not local:
             try:
                 await self.client.publish(STOP_CHANNEL, key)
             except redis.RedisError as exc:
-                # Redis is down: the reply may run on another worker, which cannot be told.
+                # Redis is down: the reply may stream on another worker, which cannot be told.
                 logger.warning("could not publish a stop signal", exc_info=True)
                 raise ServiceUnavailable(
                     "The stop signal cannot reach the other workers right now; try again."

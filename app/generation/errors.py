@@ -1,0 +1,105 @@
+"""Every error the generation package raises: its HTTP status, stable code and default message.
+
+During a streamed reply the same errors reach the client as an SSE `error` event with the code.
+"""
+
+from app.core.errors import AppError, Conflict
+
+# --- Refused before the upstream is called ------------------------------------------------------
+
+
+class UnknownModel(AppError):
+    status_code = 422
+    code = "unknown_model"
+    message = "No such model. GET /api/models lists the available ones."
+
+
+class InputTooLarge(AppError):
+    status_code = 413
+    code = "input_too_large"
+    message = "The input is too long."
+
+
+class InputBlocked(AppError):
+    status_code = 422
+    code = "input_blocked"
+    message = "The input contains content this server does not accept."
+
+
+class PromptTooLong(AppError):
+    status_code = 422
+    code = "prompt_too_long"
+    message = "The message does not fit in the model's context window."
+
+
+class ReplyInProgress(Conflict):
+    code = "generation_in_progress"
+    message = "A reply is already being generated in this chat; stop it or wait for it to end."
+
+
+# --- A reply that failed ------------------------------------------------------------------------
+
+
+class ReplyFailed(AppError):
+    """A reply answered as JSON that ended in failure, with the failure's own status and code."""
+
+    status_code = 502
+    code = "generation_failed"
+
+    def __init__(self, message: str | None, *, status_code: int, code: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+
+
+class ReplyCrashed(AppError):
+    """Something other than the upstream ended a reply (a bug): logged, and the reply failed."""
+
+    code = "internal_error"
+    message = "The reply failed unexpectedly."
+
+
+# --- The upstream failed ------------------------------------------------------------------------
+
+
+class UpstreamError(AppError):
+    """Base of every failure to get a reply from a model server."""
+
+    status_code = 502
+    code = "upstream_error"
+    message = "The model server failed."
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+    message = "The model server cannot be reached."
+
+
+class UpstreamHTTPError(UpstreamError):
+    code = "upstream_http_error"
+    message = "The model server refused the request."
+
+    def __init__(self, message: str | None = None, *, upstream_status: int):
+        super().__init__(message)
+        self.upstream_status = upstream_status
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"
+    message = "The model server took too long to answer."
+
+
+class UpstreamProtocolError(UpstreamError):
+    code = "upstream_protocol_error"
+    message = "The model server sent something that is not a chat completion stream."
+
+
+class UpstreamStreamError(UpstreamError):
+    code = "upstream_stream_error"
+    message = "The model server reported an error during the reply."
+
+
+class UpstreamIncomplete(UpstreamError):
+    code = "upstream_incomplete"
+    message = "The model server ended the reply before it was complete."

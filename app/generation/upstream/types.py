@@ -1,0 +1,68 @@
+"""What a provider is given (a model, sampling options) and what it yields while it streams.
+
+Every provider yields the same small events: `TextDelta`s as text arrives, then `Usage` when the
+upstream reported it, then `Finish` as the very last event. Anything else ends the stream with an
+`UpstreamError` (app/generation/errors.py), even after text has been yielded: the caller keeps
+the text it already received and decides how to save it.
+"""
+
+from collections.abc import AsyncGenerator
+from dataclasses import asdict, dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model as users see it, and where and how to reach it."""
+
+    name: str
+    base_url: str | None  # e.g. "http://gpu-1:8000/v1"; None for the built-in echo model
+    api_key: str | None
+    upstream_model: str  # the id the upstream knows the model by
+    context_length: int
+    provider: Literal["openai", "echo"]
+
+
+@dataclass
+class SamplingParams:
+    """Sampling options; only those set are sent, so the upstream's own defaults apply otherwise."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+
+    def as_body(self) -> dict[str, float | int]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str | None  # "stop", "length", ... as the upstream said
+
+
+UpstreamEvent = TextDelta | Usage | Finish
+
+
+class Provider(Protocol):
+    """Streams replies from one kind of upstream (OpenAI-compatible, or the built-in echo)."""
+
+    def stream(
+        self, model: ModelConfig, messages: list[dict[str, str]], params: SamplingParams
+    ) -> AsyncGenerator[UpstreamEvent, None]:
+        """Stream a reply; closing the generator (or cancelling its task) stops the upstream."""
+        ...
+
+    async def list_models(self, model: ModelConfig) -> list[str]:
+        """The model ids the upstream serves (a cheap reachability check)."""
+        ...

@@ -1,0 +1,111 @@
+"""The packages of app/ import each other in one direction only: core at the bottom, the domains
+above it, main on top. Read from the source with ast, so it also holds for code no test runs.
+
+Imports under `if TYPE_CHECKING:` are left out: they name a type for the checker and import
+nothing when the app runs.
+"""
+
+import ast
+import itertools
+from collections import defaultdict
+from pathlib import Path
+
+APP = Path(__file__).resolve().parents[2] / "app"
+
+# Cycles known when this test was written, each removed by work in progress; delete an entry
+# when its cycle is gone (the test says so).
+KNOWN_CYCLES: set[frozenset[str]] = set()
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imported_modules(tree: ast.Module) -> list[tuple[str, int]]:
+    """(module, line) of every import that runs, leaving out `if TYPE_CHECKING:` blocks."""
+    type_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            type_only.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, node.lineno))
+    return found
+
+
+def package_of(path: Path) -> str:
+    """app/<package>/... -> <package>; a module directly in app/ is its own package."""
+    parts = path.relative_to(APP).with_suffix("").parts
+    return parts[0]
+
+
+def import_graph() -> dict[str, dict[str, str]]:
+    """package -> {imported package: "file:line" of one import that makes the edge}."""
+    graph: dict[str, dict[str, str]] = defaultdict(dict)
+    for path in sorted(APP.rglob("*.py")):
+        source = package_of(path)
+        for module, line in _imported_modules(ast.parse(path.read_text(), str(path))):
+            parts = module.split(".")
+            if parts[0] != "app" or len(parts) < 2:
+                continue
+            target = parts[1]
+            if target != source:
+                where = f"{path.relative_to(APP.parent)}:{line}"
+                graph[source].setdefault(target, where)
+    return graph
+
+
+def cycles(graph: dict[str, dict[str, str]]) -> list[list[str]]:
+    """Every elementary cycle, once each, as [a, b, ..., a] starting at its smallest name."""
+    found: set[tuple[str, ...]] = set()
+
+    def walk(start: str, node: str, path: list[str]) -> None:
+        for nxt in graph.get(node, {}):
+            if nxt == start:
+                found.add(tuple(path))
+            elif nxt not in path and nxt > start:
+                walk(start, nxt, [*path, nxt])
+
+    for start in sorted(graph):
+        walk(start, start, [start])
+    return [[*cycle, cycle[0]] for cycle in sorted(found)]
+
+
+def describe(cycle: list[str], graph: dict[str, dict[str, str]]) -> str:
+    steps = [f"{a} -> {b} ({graph[a][b]})" for a, b in itertools.pairwise(cycle)]
+    return " -> ".join(cycle) + ":\n    " + "\n    ".join(steps)
+
+
+def test_no_import_cycle_between_packages() -> None:
+    graph = import_graph()
+    new = [cycle for cycle in cycles(graph) if frozenset(cycle) not in KNOWN_CYCLES]
+    assert not new, "import cycles between app packages:\n" + "\n".join(
+        describe(cycle, graph) for cycle in new
+    )
+
+
+def test_known_cycles_still_exist() -> None:
+    present = {frozenset(cycle) for cycle in cycles(import_graph())}
+    gone = [sorted(cycle) for cycle in KNOWN_CYCLES if cycle not in present]
+    assert not gone, f"these cycles are gone: delete them from KNOWN_CYCLES: {gone}"
+
+
+def test_core_imports_no_other_package() -> None:
+    above = import_graph().get("core", {})
+    assert not above, "app/core must import no package above it: " + ", ".join(
+        f"{package} ({where})" for package, where in sorted(above.items())
+    )
+
+
+def test_the_graph_is_read() -> None:
+    # Guards the reader itself: edges everyone can see in the source must be found.
+    graph = import_graph()
+    assert "core" in graph["generation"] and "chats" in graph["generation"]
+    assert "generation" in graph["main"]
