@@ -10,7 +10,7 @@ from app.auth.models import AccountToken, TokenPurpose
 from app.core.db import utcnow
 from app.core.security import hash_token
 from tests.conftest import PASSWORD, assert_error, bearer, login, register, settle
-from tests.smtp_server import SMTPTestServer, extract_token, extract_url
+from tests.support.smtp_server import SMTPTestServer, extract_token, extract_url
 
 NEW_PASSWORD = "a brand new and rather long passphrase 7"
 

@@ -21,7 +21,7 @@ from tests.conftest import (
     settle,
     smtp_settings,
 )
-from tests.smtp_server import SMTPTestServer, extract_token, extract_url
+from tests.support.smtp_server import SMTPTestServer, extract_token, extract_url
 
 
 def is_verification(mail) -> bool:

@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import (
 from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import PASSWORD, make_settings
-from tests.live import live_server
+from tests.support.live import live_server
 
 MAX_EXAMPLES = 20
 

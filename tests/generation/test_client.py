@@ -34,7 +34,7 @@ from app.generation.client import (
     sanitise_upstream_message,
     upstream_message,
 )
-from tests.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]
 FULL_TEXT = "Hello, world!"

@@ -3,8 +3,8 @@
 import pytest
 
 from tests.conftest import assert_error, register
-from tests.sse import collect_sse, names, text_of
-from tests.upstream_fixtures import parley_settings, running_parley
+from tests.support.sse import collect_sse, names, text_of
+from tests.support.upstream_fixtures import parley_settings, running_parley
 
 EMAIL = {
     "mode": "email",

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from app.generation.client import build_http_client
 from app.generation.network import AsyncioStream
-from tests.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
 
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import assert_error, register
-from tests.sse import collect_sse, iter_sse, names, text_of
-from tests.upstream_fixtures import new_chat, parley_settings, running_parley
+from tests.support.sse import collect_sse, iter_sse, names, text_of
+from tests.support.upstream_fixtures import new_chat, parley_settings, running_parley
 
 SSE = {"Accept": "text/event-stream"}
 

@@ -5,7 +5,7 @@ import json
 
 import websockets
 
-from tests.upstream_fixtures import new_chat
+from tests.support.upstream_fixtures import new_chat
 
 
 def ws_url(parley, chat) -> str:

@@ -2,7 +2,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.smtp_server import SMTPTestServer, running_smtp_server
+from tests.support.smtp_server import SMTPTestServer, running_smtp_server
 
 SLOW_SERVER_DELAY = 0.5
 

@@ -29,7 +29,7 @@ from app.mail.templates import (
     verification_email,
     verify_link,
 )
-from tests.smtp_server import (
+from tests.support.smtp_server import (
     HOST,
     SMTPTestServer,
     extract_token,

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from tests.conftest import IN_CI, register
-from tests.sse import iter_sse
-from tests.upstream_fixtures import new_chat
+from tests.support.sse import iter_sse
+from tests.support.upstream_fixtures import new_chat
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SSE = {"Accept": "text/event-stream"}
@@ -54,7 +54,7 @@ class TestStopAcrossWorkers:
     async def test_a_stop_sent_to_one_process_stops_the_stream_on_another(
         self, database, clean_db, fake_upstream, redis_url
     ):
-        from tests.processes import server
+        from tests.support.processes import server
 
         fake_upstream.state.tokens = 400
         fake_upstream.state.token_delay = 0.02
@@ -95,7 +95,7 @@ class TestSignals:
     async def test_sigterm_tells_streams_and_saves_their_partial_replies(
         self, database, clean_db, fake_upstream
     ):
-        from tests.processes import server
+        from tests.support.processes import server
 
         fake_upstream.state.tokens = 400
         fake_upstream.state.token_delay = 0.02
@@ -126,7 +126,7 @@ class TestSignals:
     async def test_sigkill_mid_stream_loses_at_most_two_seconds(
         self, database, clean_db, fake_upstream
     ):
-        from tests.processes import server
+        from tests.support.processes import server
 
         fake_upstream.state.tokens = 400
         fake_upstream.state.token_delay = 0.02  # 50 tokens a second
@@ -164,7 +164,7 @@ class TestStopWithoutRedis:
     async def test_an_undeliverable_stop_is_503_not_a_false_success(
         self, database, clean_db, fake_upstream
     ):
-        from tests.upstream_fixtures import parley_settings, running_parley
+        from tests.support.upstream_fixtures import parley_settings, running_parley
 
         settings = parley_settings(database, fake_upstream, redis_url="redis://127.0.0.1:1/0")
         async with running_parley(settings) as parley:

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models import Base
 from tests.conftest import PASSWORD, assert_error, login, register, settle
-from tests.smtp_server import extract_token
+from tests.support.smtp_server import extract_token
 
 
 async def profile(client, user) -> dict:

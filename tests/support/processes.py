@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from tests.live import free_port
+from tests.support.live import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -15,8 +15,8 @@ from app.generation.client import ModelConfig, OpenAIProvider, build_http_client
 from app.generation.runs import RunRegistry
 from app.main import create_app
 from tests.conftest import SignedInUser, TestDatabase, make_settings, register
-from tests.fake_upstream import FakeUpstream, run_fake_upstream
-from tests.live import live_server
+from tests.support.fake_upstream import FakeUpstream, run_fake_upstream
+from tests.support.live import live_server
 
 
 @pytest.fixture
