@@ -177,6 +177,7 @@ class TestResetPassword:
         )
 
         assert_error(again, 400, "invalid_link")
+        assert (await login(client, user.email, NEW_PASSWORD)).status_code == 200
 
     async def test_expired_token_is_refused(self, app, client, smtp_server, admin_engine):
         user = await register(client)
@@ -218,10 +219,12 @@ class TestResetPassword:
         )
 
         assert_error(weak, 422, "weak_password")
+        assert (await login(client, user.email, PASSWORD)).status_code == 200  # unchanged
         ok = await client.post(
             "/api/auth/reset-password", json={"token": token, "new_password": NEW_PASSWORD}
         )
         assert ok.status_code == 204
+        assert (await login(client, user.email, NEW_PASSWORD)).status_code == 200
 
     async def test_recent_password_is_refused(self, app, client, smtp_server):
         user = await register(client)

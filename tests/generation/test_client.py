@@ -452,6 +452,7 @@ class TestCancellation:
             async for _ in stream:
                 break
         await wait_until(fake_upstream.state.disconnected.is_set)
+        assert fake_upstream.state.active_streams == 0
 
     async def test_cancelling_the_consumer_disconnects_the_upstream(
         self, provider: OpenAIProvider, model: ModelConfig, fake_upstream: FakeUpstream

@@ -96,6 +96,18 @@ class TestChatSocket:
                 pass
         await wait_until(fake_upstream.state.disconnected.is_set)
 
+        async def settled_reply():
+            response = await parley.http.get(
+                f"/api/chats/{chat['id']}/messages", headers=author.headers
+            )
+            reply = response.json()["items"][-1]
+            return reply if reply["status"] != "streaming" else None
+
+        reply = await wait_until(settled_reply)
+        assert reply["role"] == "assistant" and reply["status"] == "cancelled"
+        assert reply["content"].startswith("tok0 ")
+        assert len(fake_upstream.state.requests) == 1
+
     async def test_invalid_frames_get_an_error_and_the_socket_stays_open(
         self, parley, author, chat
     ):
