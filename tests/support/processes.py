@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import RATE_LIMIT_SETTINGS
 from tests.support.live import free_port
 from tests.support.wait import wait_until
 
@@ -46,6 +47,9 @@ def _environment(settings: dict[str, Any]) -> dict[str, str]:
             "BCRYPT_ROUNDS": "4",
             "LOG_LEVEL": "WARNING",
             "AUTO_TITLE": "false",
+            # As in-process test apps: no test here is about rate limits, and with a shared
+            # Redis every test run on the machine (all from 127.0.0.1) would count together.
+            **{name.upper(): value for name, value in RATE_LIMIT_SETTINGS.items()},
         }
     )
     env.update({key.upper(): str(value) for key, value in settings.items()})
