@@ -11,7 +11,7 @@ import gc
 
 import uvicorn
 
-from tests.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
 
 
 def main() -> None:

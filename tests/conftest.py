@@ -29,9 +29,9 @@ from app.core.db import create_engine
 from app.core.deps import Runtime
 from app.main import create_app
 from app.models import Base
-from tests.smtp_server import SMTPTestServer, running_smtp_server
+from tests.support.smtp_server import SMTPTestServer, running_smtp_server
 
-pytest_plugins = ["tests.upstream_fixtures"]
+pytest_plugins = ["tests.support.upstream_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = os.environ.get("TEST_DATABASE", "sqlite")

@@ -11,7 +11,9 @@ from pydantic import (
     StrictFloat,
     StringConstraints,
 )
+from pydantic_core import PydanticCustomError
 
+from app.chats.errors import UnknownMode
 from app.chats.models import MessageStatus, Role
 from app.chats.modes import DEFAULT_MODE, MODES
 from app.core.jsontypes import JsonNumber
@@ -20,7 +22,11 @@ from app.core.text import NoNul
 
 def _known_mode(name: str) -> str:
     if name not in MODES:
-        raise ValueError(f"unknown mode '{name}'; available: {', '.join(MODES)}")
+        raise PydanticCustomError(
+            UnknownMode.code,
+            "No mode named '{name}'; available: {known}.",
+            {"name": name, "known": ", ".join(MODES)},
+        )
     return name
 
 

@@ -9,7 +9,7 @@ import pytest
 from jose import jwt
 
 from app.core.security import PasswordHasher
-from tests.conftest import PASSWORD, assert_error, register
+from tests.conftest import PASSWORD, assert_error, bearer, register
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
@@ -97,6 +97,9 @@ class TestRegister:
             )
         )
         assert [r.status_code for r in responses] == [201] * 50
+        users = [r.json()["user"] for r in responses]
+        assert [u["email"] for u in users] == [f"crowd{i}@example.com" for i in range(50)]
+        assert len({u["id"] for u in users}) == 50
 
     async def test_concurrent_duplicates_give_one_account_and_conflicts(self, client):
         responses = await asyncio.gather(
@@ -190,6 +193,7 @@ class TestCurrentUser:
         client.cookies.set("parley_access", user.access_token)
         response = await client.get("/api/auth/me")
         assert response.status_code == 200
+        assert response.json()["id"] == user.user_id
 
     async def test_no_credentials_is_401(self, client):
         response = await client.get("/api/auth/me")
@@ -238,6 +242,7 @@ class TestCurrentUser:
         token = self._forge(self._claims(user))
         response = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200
+        assert response.json()["id"] == user.user_id
 
 
 class TestRefresh:
@@ -273,6 +278,11 @@ class TestRefresh:
         client.cookies.set("parley_refresh", user.refresh_token)
         response = await client.post("/api/auth/refresh")
         assert response.status_code == 200, response.text
+        rotated = response.json()["refresh_token"]
+        assert rotated != user.refresh_token
+        assert f"parley_refresh={rotated}" in response.headers["set-cookie"]
+        me = await client.get("/api/auth/me", headers=bearer(response.json()["access_token"]))
+        assert me.json()["id"] == user.user_id
 
     async def test_concurrent_refreshes_with_one_token_let_at_most_one_through(self, client, user):
         responses = await asyncio.gather(
@@ -325,9 +335,15 @@ class TestLogout:
         )
         response = await client.post("/api/auth/logout-all", headers=user.headers)
         assert response.status_code == 204
-        for token in (user.access_token, other.json()["access_token"]):
-            me = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
-            assert me.status_code == 401
+        sessions = [
+            (user.access_token, user.refresh_token),
+            (other.json()["access_token"], other.json()["refresh_token"]),
+        ]
+        for access_token, refresh_token in sessions:
+            me = await client.get("/api/auth/me", headers=bearer(access_token))
+            assert_error(me, 401, "invalid_token")
+            refresh = await client.post("/api/auth/refresh", json={"refresh_token": refresh_token})
+            assert refresh.status_code == 401
 
 
 class TestSessions:

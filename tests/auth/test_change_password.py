@@ -59,7 +59,9 @@ class TestChangePassword:
     async def test_policy_applies(self, client):
         user = await register(client)
         response = await change(client, user, PASSWORD, user.email)
-        assert response.status_code == 422
+        assert_error(response, 422, "weak_password")
+        assert (await login(client, user.email, PASSWORD)).status_code == 200
+        assert_error(await login(client, user.email, user.email), 401, "invalid_credentials")
 
     async def test_owner_is_mailed(self, app, client, smtp_server):
         user = await register(client)

@@ -64,11 +64,13 @@ class TestCsrfEnforcement:
 
     async def test_cookie_request_with_the_token_is_accepted(self, https_client):
         user = await register(https_client)
-        await cookie_login(https_client, user.email)
+        tokens = await cookie_login(https_client, user.email)
 
         response = await https_client.post("/api/auth/logout", headers=csrf_header(https_client))
 
         assert response.status_code == 204
+        me = await https_client.get("/api/auth/me", headers=bearer(tokens["access_token"]))
+        assert_error(me, 401, "invalid_token")  # the session really ended
 
     async def test_header_that_differs_from_the_cookie_is_refused(self, https_client):
         user = await register(https_client)
@@ -99,8 +101,11 @@ class TestCsrfEnforcement:
         user = await register(https_client)
         await cookie_login(https_client, user.email)
 
-        assert (await https_client.get("/api/auth/me")).status_code == 200
-        assert (await https_client.get("/api/users/me")).status_code == 200
+        me = await https_client.get("/api/auth/me")
+        profile = await https_client.get("/api/users/me")
+
+        assert me.status_code == profile.status_code == 200
+        assert me.json()["email"] == profile.json()["email"] == user.email
 
     async def test_every_unsafe_method_is_covered(self, https_client):
         user = await register(https_client)
@@ -127,6 +132,8 @@ class TestBearerIsUnaffected:
         )
 
         assert response.status_code == 200, response.text
+        profile = await client.get("/api/users/me", headers=user.headers)
+        assert profile.json()["display_name"] == "Grace"
 
     async def test_bearer_wins_even_with_cookies_present(self, https_client):
         user = await register(https_client)
@@ -137,6 +144,8 @@ class TestBearerIsUnaffected:
         )
 
         assert response.status_code == 204
+        me = await https_client.get("/api/auth/me", headers=bearer(tokens["access_token"]))
+        assert_error(me, 401, "invalid_token")
 
 
 class TestEmptyBearerIsNoBearer:

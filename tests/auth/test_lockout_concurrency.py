@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import PASSWORD, login, make_settings, register, runtime_of
-from tests.live import live_server
+from tests.support.live import live_server
 
 WRONG = "definitely not the password"
 BURST = 40

@@ -88,6 +88,13 @@ async def verify(client, challenge_token: str, code: str):
     )
 
 
+async def assert_signed_in_as(client, response, user: SignedInUser) -> None:
+    """The answer carries an access token that acts as `user`."""
+    assert response.status_code == 200, response.text
+    me = await client.get("/api/auth/me", headers=bearer(response.json()["access_token"]))
+    assert me.status_code == 200 and me.json()["id"] == user.user_id
+
+
 class TestMfaSetup:
     async def test_returns_secret_uri_and_svg_qr_code(self, client):
         user = await register(client)
@@ -205,9 +212,7 @@ class TestMfaLogin:
 
         response = await verify(client, token, mfa_user.code())
 
-        assert response.status_code == 200, response.text
-        access = response.json()["access_token"]
-        assert (await client.get("/api/auth/me", headers=bearer(access))).status_code == 200
+        await assert_signed_in_as(client, response, mfa_user.user)
         assert "parley_access=" in response.headers["set-cookie"]
 
     async def test_a_code_is_never_accepted_twice(self, client, mfa_user):
@@ -236,7 +241,7 @@ class TestMfaLogin:
 
         response = await verify(client, token, mfa_user.code(offset))
 
-        assert response.status_code == 200, response.text
+        await assert_signed_in_as(client, response, mfa_user.user)
 
     @pytest.mark.parametrize("offset", [-2, +2])
     async def test_two_steps_of_drift_are_refused(self, client, mfa_user, offset):
@@ -250,7 +255,7 @@ class TestMfaLogin:
     async def test_recovery_code_works_once(self, client, mfa_user):
         code = mfa_user.recovery_codes[3]
         first = await verify(client, await challenge(client, mfa_user.user.email), code)
-        assert first.status_code == 200, first.text
+        await assert_signed_in_as(client, first, mfa_user.user)
 
         again = await verify(client, await challenge(client, mfa_user.user.email), code)
 
@@ -259,7 +264,7 @@ class TestMfaLogin:
     async def test_recovery_code_ignores_case_spaces_and_dashes(self, client, mfa_user):
         code = mfa_user.recovery_codes[0].replace("-", " ").lower()
         response = await verify(client, await challenge(client, mfa_user.user.email), code)
-        assert response.status_code == 200, response.text
+        await assert_signed_in_as(client, response, mfa_user.user)
 
     async def test_another_users_recovery_code_is_refused(self, client, clock, mfa_user):
         other = await enable_mfa(client, await register(client), clock)

@@ -78,7 +78,7 @@ class TestModeValidation:
 
     async def test_unknown_mode_names_the_field(self, client, user):
         response = await client.post("/api/chats", json={"mode": "poetry"}, headers=user.headers)
-        error = assert_error(response, 422, "validation_error")
+        error = assert_error(response, 422, "unknown_mode")
         assert error["details"][0]["field"] == "body.mode"
         assert "email" in error["details"][0]["message"]
 

@@ -16,7 +16,7 @@ from tests.conftest import (
     register,
     serving,
 )
-from tests.smtp_server import free_port
+from tests.support.live import free_port
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -12,8 +12,8 @@ import websockets
 
 from app.main import create_app
 from tests.conftest import assert_error, make_settings, register
-from tests.live import live_server
-from tests.upstream_fixtures import new_chat
+from tests.support.live import live_server
+from tests.support.upstream_fixtures import new_chat
 
 LIMIT = 64 * 1024
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from app.cli import create_admin
 from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import PASSWORD, make_settings
-from tests.live import live_server
+from tests.support.live import live_server
 
 MAX_EXAMPLES = 15
 STATEFUL_SCENARIOS = 25

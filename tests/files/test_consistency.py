@@ -26,8 +26,8 @@ from tests.files.conftest import (
     upload,
     uploaded,
 )
-from tests.processes import server
-from tests.upstream_fixtures import running_parley
+from tests.support.processes import server
+from tests.support.upstream_fixtures import running_parley
 
 pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 
@@ -71,7 +71,7 @@ class TestInterruptedUpload:
     ):
         stored = StorageProbe(make_settings(database, **file_settings))
         environment = {"database_url": database.url, **file_settings}
-        with server(environment) as process:
+        async with server(environment) as process:
             async with _client(process.base_url) as http:
                 user = await register(http)
             body = form(b"doomed.txt", b"y" * 3_000_000)

@@ -3,8 +3,8 @@
 import pytest
 
 from tests.conftest import assert_error, register
-from tests.sse import collect_sse, names, text_of
-from tests.upstream_fixtures import parley_settings, running_parley
+from tests.support.sse import collect_sse, names, text_of
+from tests.support.upstream_fixtures import parley_settings, running_parley
 
 EMAIL = {
     "mode": "email",
@@ -51,11 +51,15 @@ class TestGenerate:
         error = assert_error(response, 422)
         assert "tone" in response.text and error["code"]
 
-    async def test_unknown_mode(self, parley, author):
+    async def test_unknown_mode(self, parley, author, fake_upstream):
         response = await parley.http.post(
             "/api/generate", json={**EMAIL, "mode": "poetry"}, headers=author.headers
         )
-        assert response.status_code == 422
+        error = assert_error(response, 422, "unknown_mode")
+        assert "poetry" in error["message"] and "email" in error["message"]
+        assert fake_upstream.state.requests == []
+        history = await parley.http.get("/api/generations", headers=author.headers)
+        assert history.json()["items"] == []
 
     async def test_history_pages_and_is_private(self, parley, author):
         for _ in range(3):

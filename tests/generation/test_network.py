@@ -1,6 +1,7 @@
 """The upstream client's network backend (app/generation/upstream/transport.py), on real sockets."""
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import ssl
@@ -15,18 +16,21 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from app.generation.upstream.transport import AsyncioStream, build_http_client
-from tests.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.wait import wait_until
 
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
 
 
 class OneAnswerServer:
-    """Answers each connection's first request with `ok`, keeping it alive, then closes it
-    after `close_after` seconds: a server dropping idle keep-alive connections."""
+    """Answers each connection's first request with `ok`, keeping the connection alive until the
+    client closes it; with `drop_idle`, closes it right after the answer instead, as a server
+    dropping idle keep-alive connections does."""
 
-    def __init__(self, close_after: float) -> None:
-        self.close_after = close_after
+    def __init__(self, *, drop_idle: bool = False) -> None:
+        self.drop_idle = drop_idle
         self.connections = 0
+        self.closed = 0
         self.request_lines: list[bytes] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -36,9 +40,13 @@ class OneAnswerServer:
             self.request_lines.append(head.split(b"\r\n", 1)[0])
             writer.write(RESPONSE)
             await writer.drain()
-            await asyncio.sleep(self.close_after)
+            if not self.drop_idle:
+                await reader.read()  # until the client closes the connection
         finally:
             writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            self.closed += 1
 
 
 @pytest.fixture
@@ -78,9 +86,7 @@ async def tls_files(tmp_path: Path) -> tuple[Path, Path]:
 async def tls_server(tls_files: tuple[Path, Path]) -> AsyncIterator[str]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*tls_files)
-    server = await asyncio.start_server(
-        OneAnswerServer(close_after=5).handle, "127.0.0.1", 0, ssl=context
-    )
+    server = await asyncio.start_server(OneAnswerServer().handle, "127.0.0.1", 0, ssl=context)
     port = server.sockets[0].getsockname()[1]
     try:
         yield f"https://127.0.0.1:{port}/"
@@ -98,13 +104,13 @@ async def test_upstream_requests_use_the_backend_of_the_setting(
 
 
 async def test_a_connection_the_server_dropped_while_idle_is_not_reused() -> None:
-    server = OneAnswerServer(close_after=0.05)
+    server = OneAnswerServer(drop_idle=True)
     listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/"
     try:
         async with build_http_client(connect_timeout=2.0, keepalive_expiry=30) as client:
             assert (await client.get(url)).text == "ok"
-            await asyncio.sleep(0.3)  # the server has closed it; our pool still holds it
+            await wait_until(lambda: server.closed == 1)  # our pool still holds it
             assert (await client.get(url)).text == "ok"
         assert server.connections == 2
     finally:
@@ -128,7 +134,7 @@ async def test_https_with_an_untrusted_certificate_cannot_connect(tls_server: st
 
 
 async def test_a_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    proxy = OneAnswerServer(close_after=5)
+    proxy = OneAnswerServer()
     listener = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}")
     monkeypatch.delenv("NO_PROXY", raising=False)

@@ -11,9 +11,9 @@ import pytest
 from app.generation.upstream.transport import UpstreamTransportName
 from tests import conftest
 from tests.conftest import SignedInUser, register
-from tests.fake_upstream import FakeUpstream
-from tests.sse import collect_sse, iter_sse, names, text_of
-from tests.upstream_fixtures import Parley, new_chat, parley_settings, running_parley
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.sse import collect_sse, iter_sse, names, text_of
+from tests.support.upstream_fixtures import Parley, new_chat, parley_settings, running_parley
 
 SSE = {"Accept": "text/event-stream"}
 

@@ -5,7 +5,8 @@ import json
 
 import websockets
 
-from tests.upstream_fixtures import new_chat
+from tests.support.upstream_fixtures import new_chat
+from tests.support.wait import wait_until
 
 
 def ws_url(parley, chat) -> str:
@@ -66,7 +67,7 @@ class TestChatSocket:
             await socket.send(json.dumps({"type": "stop"}))
             events = await events_until_end(socket)
         assert events[-1]["event"] == "done" and events[-1]["data"]["status"] == "cancelled"
-        await asyncio.wait_for(fake_upstream.state.disconnected.wait(), timeout=2)
+        await wait_until(fake_upstream.state.disconnected.is_set)
 
     async def test_bad_token_is_refused(self, parley, chat):
         async with websockets.connect(ws_url(parley, chat)) as socket:
@@ -93,7 +94,19 @@ class TestChatSocket:
             await socket.send(json.dumps({"type": "message", "content": "Long"}))
             while (await next_event(socket))["event"] != "delta":
                 pass
-        await asyncio.wait_for(fake_upstream.state.disconnected.wait(), timeout=2)
+        await wait_until(fake_upstream.state.disconnected.is_set)
+
+        async def settled_reply():
+            response = await parley.http.get(
+                f"/api/chats/{chat['id']}/messages", headers=author.headers
+            )
+            reply = response.json()["items"][-1]
+            return reply if reply["status"] != "streaming" else None
+
+        reply = await wait_until(settled_reply)
+        assert reply["role"] == "assistant" and reply["status"] == "cancelled"
+        assert reply["content"].startswith("tok0 ")
+        assert len(fake_upstream.state.requests) == 1
 
     async def test_invalid_frames_get_an_error_and_the_socket_stays_open(
         self, parley, author, chat

@@ -2,20 +2,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.smtp_server import SMTPTestServer, running_smtp_server
-
-SLOW_SERVER_DELAY = 0.5
+from tests.support.smtp_server import SMTPTestServer, running_smtp_server
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[SMTPTestServer]:
-    """A real SMTP server on a free loopback port; read mails with `received` / `wait_for`."""
-    with running_smtp_server() as server:
-        yield server
-
-
-@pytest.fixture
-def slow_smtp_server() -> Iterator[SMTPTestServer]:
-    """Like `smtp_server`, but each DATA command takes SLOW_SERVER_DELAY seconds to answer."""
-    with running_smtp_server(delay=SLOW_SERVER_DELAY) as server:
+def held_smtp_server() -> Iterator[SMTPTestServer]:
+    """Like `smtp_server`, but each DATA command waits for the test's `release()` (or the
+    fixture's end) before it is answered: a slow mail server whose pace the test controls."""
+    with running_smtp_server(hold=True) as server:
         yield server

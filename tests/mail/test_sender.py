@@ -1,7 +1,6 @@
 import asyncio
 import logging
 import smtplib
-import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage as MIMEMessage
 from email.utils import parsedate_to_datetime
@@ -29,14 +28,15 @@ from app.mail.templates import (
     verification_email,
     verify_link,
 )
-from tests.smtp_server import (
+from tests.support.live import free_port
+from tests.support.smtp_server import (
     HOST,
     SMTPTestServer,
     extract_token,
     extract_url,
-    free_port,
     running_smtp_server,
 )
+from tests.support.wait import wait_until
 
 FROM = "Parley <no-reply@parley.example>"
 SECRET_BODY = "secret-token-in-the-body"
@@ -115,21 +115,17 @@ class TestSMTPMailSender:
             await smtp_sender(smtp_server.port, security="starttls").send(message())
         assert smtp_server.received == []
 
-    async def test_does_not_block_the_event_loop(self, slow_smtp_server: SMTPTestServer) -> None:
-        sender = smtp_sender(slow_smtp_server.port)
-        ticks = 0
+    async def test_does_not_block_the_event_loop(self, held_smtp_server: SMTPTestServer) -> None:
+        """The server answers DATA only when this loop releases it: a send that blocked the loop
+        while waiting for the answer would never be released (and fail on its timeout)."""
+        sending = asyncio.create_task(smtp_sender(held_smtp_server.port, timeout=5).send(message()))
 
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0.01)
+        await wait_until(lambda: held_smtp_server.holding)
+        assert not sending.done()
+        held_smtp_server.release()
+        await sending
 
-        ticker = asyncio.create_task(tick())
-        await sender.send(message())
-        ticker.cancel()
-
-        assert ticks >= 10  # the loop kept running during the 0.5 s DATA delay
+        assert [m.rcpt_tos for m in held_smtp_server.received] == [["ada@example.com"]]
 
 
 class TestLogMailSender:
@@ -209,19 +205,20 @@ class TestBuildMailSender:
 
 class TestMailer:
     async def test_send_later_does_not_wait_for_the_server(
-        self, slow_smtp_server: SMTPTestServer
+        self, held_smtp_server: SMTPTestServer
     ) -> None:
-        mailer = Mailer(smtp_sender(slow_smtp_server.port))
+        mailer = Mailer(smtp_sender(held_smtp_server.port))
 
-        started = time.monotonic()
         mailer.send_later(message())
-        assert time.monotonic() - started < 0.05
+        await wait_until(lambda: held_smtp_server.holding)
+
+        # The caller goes on while the server still holds the mail.
         assert mailer.pending == 1
-
+        assert held_smtp_server.received == []
+        held_smtp_server.release()
         await mailer.drain()
-
         assert mailer.pending == 0
-        assert [m.rcpt_tos for m in slow_smtp_server.received] == [["ada@example.com"]]
+        assert [m.rcpt_tos for m in held_smtp_server.received] == [["ada@example.com"]]
 
     async def test_failed_send_is_retried_then_logged_without_body(
         self, caplog: pytest.LogCaptureFixture
@@ -256,17 +253,17 @@ class TestMailer:
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
     async def test_drain_timeout_abandons_and_logs_pending_mail(
-        self, slow_smtp_server: SMTPTestServer, caplog: pytest.LogCaptureFixture
+        self, held_smtp_server: SMTPTestServer, caplog: pytest.LogCaptureFixture
     ) -> None:
-        mailer = Mailer(smtp_sender(slow_smtp_server.port))
+        mailer = Mailer(smtp_sender(held_smtp_server.port))
         mailer.send_later(message(subject="Too slow"))
+        await wait_until(lambda: held_smtp_server.holding)
 
-        started = time.monotonic()
-        await mailer.drain(timeout=0.05)
+        await mailer.drain(timeout=0.05)  # the server holds the mail until the test ends
 
-        assert time.monotonic() - started < 0.4
         assert mailer.pending == 0
         assert "abandoned" in caplog.text and "Too slow" in caplog.text
+        assert held_smtp_server.received == []
 
     async def test_send_now_waits_and_raises(self, smtp_server: SMTPTestServer) -> None:
         await Mailer(smtp_sender(smtp_server.port)).send_now(message())

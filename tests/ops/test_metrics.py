@@ -3,7 +3,7 @@
 import re
 
 from tests.conftest import make_settings
-from tests.upstream_fixtures import parley_settings, running_parley
+from tests.support.upstream_fixtures import parley_settings, running_parley
 
 
 def sample(text: str, name: str, **labels: str) -> float:

@@ -5,8 +5,8 @@ import asyncio
 from sqlalchemy import text
 
 from tests.conftest import assert_error, register
-from tests.sse import collect_sse
-from tests.upstream_fixtures import new_chat, parley_settings, running_parley
+from tests.support.sse import collect_sse
+from tests.support.upstream_fixtures import new_chat, parley_settings, running_parley
 
 
 async def send(parley, user, chat, content="Hello there"):

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models import Base
 from tests.conftest import PASSWORD, assert_error, login, register, settle
-from tests.smtp_server import extract_token
+from tests.support.smtp_server import extract_token
 
 
 async def profile(client, user) -> dict:
@@ -249,10 +249,16 @@ class TestDeleteAccount:
 
     async def test_the_email_can_register_again(self, client):
         user = await register(client)
-        await client.request(
+        deleted = await client.request(
             "DELETE", "/api/users/me", json={"password": PASSWORD}, headers=user.headers
         )
-        await register(client, email=user.email)
+        assert deleted.status_code == 204, deleted.text
+
+        again = await register(client, email=user.email)
+
+        assert again.user_id != user.user_id
+        assert (await profile(client, again))["email"] == user.email
+        assert_error(await client.get("/api/users/me", headers=user.headers), 401)
 
 
 def user_id_of(user) -> uuid.UUID:

@@ -1,21 +1,23 @@
 """Parley as real server processes (uvicorn), for tests of signals and several workers."""
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.live import free_port
+from tests.conftest import RATE_LIMIT_SETTINGS
+from tests.support.live import free_port
+from tests.support.wait import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -26,8 +28,9 @@ class ServerProcess:
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
-    def wait(self, timeout: float) -> int:
-        return self.process.wait(timeout=timeout)
+    async def wait(self, timeout: float) -> int:
+        """The exit code, once the process has exited (waited for in a thread)."""
+        return await asyncio.to_thread(self.process.wait, timeout)
 
 
 def _environment(settings: dict[str, Any]) -> dict[str, str]:
@@ -44,13 +47,16 @@ def _environment(settings: dict[str, Any]) -> dict[str, str]:
             "BCRYPT_ROUNDS": "4",
             "LOG_LEVEL": "WARNING",
             "AUTO_TITLE": "false",
+            # As in-process test apps: no test here is about rate limits, and with a shared
+            # Redis every test run on the machine (all from 127.0.0.1) would count together.
+            **{name.upper(): value for name, value in RATE_LIMIT_SETTINGS.items()},
         }
     )
     env.update({key.upper(): str(value) for key, value in settings.items()})
     return env
 
 
-def start_server(settings: dict[str, Any], *, timeout: float = 20.0) -> ServerProcess:
+async def start_server(settings: dict[str, Any], *, timeout: float = 20.0) -> ServerProcess:
     port = free_port()
     process = subprocess.Popen(
         [
@@ -70,27 +76,33 @@ def start_server(settings: dict[str, Any], *, timeout: float = 20.0) -> ServerPr
         env=_environment(settings),
         stdout=subprocess.DEVNULL,
     )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    running = ServerProcess(process, f"http://127.0.0.1:{port}")
+
+    async def healthy_or_exited() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
+            return True
         try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                return ServerProcess(process, base_url)
+            async with httpx.AsyncClient(base_url=running.base_url, timeout=1) as http:
+                return (await http.get("/health")).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the server did not start")
+            return False
+
+    try:
+        await wait_until(healthy_or_exited, timeout=timeout, interval=0.1)
+    except AssertionError:
+        process.kill()
+        raise RuntimeError("the server did not start") from None
+    if process.returncode is not None:
+        raise RuntimeError(f"the server exited with {process.returncode}")
+    return running
 
 
-@contextmanager
-def server(settings: dict[str, Any]) -> Iterator[ServerProcess]:
-    running = start_server(settings)
+@asynccontextmanager
+async def server(settings: dict[str, Any]) -> AsyncIterator[ServerProcess]:
+    running = await start_server(settings)
     try:
         yield running
     finally:
         if running.process.poll() is None:
             running.signal(signal.SIGKILL)
-            running.process.wait(timeout=10)
+            await asyncio.to_thread(running.process.wait, 10)

@@ -2,7 +2,7 @@
 
 import asyncio
 import re
-import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,15 +14,11 @@ from urllib.parse import parse_qs, urlsplit
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from tests.support.live import free_port
+from tests.support.wait import wait_until
+
 HOST = "127.0.0.1"
 URL_RE = re.compile(r"https?://[^\s<>\"']+")
-
-
-def free_port() -> int:
-    """A port nothing listens on (aiosmtpd's Controller cannot be given port 0)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -48,14 +44,19 @@ class ReceivedMail:
 
 @dataclass
 class CollectingHandler:
-    """Parses every message it accepts; `delay` makes DATA slow, like a sluggish mail server."""
+    """Parses every message it accepts. With `hold`, DATA is not answered until `released` is
+    set, like a mail server that takes its time: the test decides when it answers."""
 
-    delay: float = 0
+    hold: bool = False
     received: list[ReceivedMail] = field(default_factory=list)
+    # threading, not asyncio: the server's loop runs in a thread of its own.
+    holding: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if self.hold:
+            self.holding.set()
+            await asyncio.to_thread(self.released.wait)
         raw = cast(bytes, envelope.original_content)
         message = cast(EmailMessage, message_from_bytes(raw, policy=policy.default))
         self.received.append(
@@ -76,6 +77,15 @@ class SMTPTestServer:
     def received(self) -> list[ReceivedMail]:
         return self.handler.received
 
+    @property
+    def holding(self) -> bool:
+        """A held server has a mail in DATA, waiting for `release()`."""
+        return self.handler.holding.is_set()
+
+    def release(self) -> None:
+        """A held server answers the DATA it holds, and every later one at once."""
+        self.handler.released.set()
+
     async def wait_for(
         self,
         predicate: Callable[[ReceivedMail], bool] | None = None,
@@ -90,28 +100,27 @@ class SMTPTestServer:
                 return False
             return predicate is None or predicate(mail)
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            for mail in list(self.received):
-                if matches(mail):
-                    return mail
-            if loop.time() >= deadline:
-                seen = [(m.rcpt_tos, m.subject) for m in self.received]
-                raise AssertionError(f"no matching mail within {timeout}s; received: {seen}")
-            await asyncio.sleep(0.01)
+        def first_match() -> ReceivedMail | None:
+            return next((mail for mail in list(self.received) if matches(mail)), None)
+
+        def seen() -> str:
+            return f"received: {[(m.rcpt_tos, m.subject) for m in self.received]}"
+
+        return await wait_until(first_match, timeout=timeout, message=seen)
 
 
 @contextmanager
-def running_smtp_server(*, delay: float = 0, **smtp_options: Any) -> Iterator[SMTPTestServer]:
-    """Start a server on a free loopback port; `smtp_options` go to aiosmtpd's SMTP class."""
-    handler = CollectingHandler(delay=delay)
+def running_smtp_server(*, hold: bool = False, **smtp_options: Any) -> Iterator[SMTPTestServer]:
+    """Start a server on a free loopback port; `smtp_options` go to aiosmtpd's SMTP class.
+    (Its Controller cannot be given port 0, hence `free_port`.)"""
+    handler = CollectingHandler(hold=hold)
     port = free_port()
     controller = Controller(handler, hostname=HOST, port=port, **smtp_options)
     controller.start()
     try:
         yield SMTPTestServer(handler, port)
     finally:
+        handler.released.set()  # a held DATA must not keep the server's thread from stopping
         controller.stop()
 
 

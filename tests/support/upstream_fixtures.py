@@ -17,8 +17,8 @@ from app.generation.upstream.transport import build_http_client
 from app.generation.upstream.types import ModelConfig
 from app.main import create_app
 from tests.conftest import SignedInUser, TestDatabase, make_settings, register
-from tests.fake_upstream import FakeUpstream, run_fake_upstream
-from tests.live import live_server
+from tests.support.fake_upstream import FakeUpstream, run_fake_upstream
+from tests.support.live import live_server
 
 
 @pytest.fixture

@@ -2,12 +2,13 @@
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from tests.support.wait import wait_until_blocking
 
 
 def free_port() -> int:
@@ -26,11 +27,9 @@ def live_server(app: ASGIApp, *, startup_timeout: float = 15.0) -> Iterator[str]
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
+    wait_until_blocking(lambda: server.started or not thread.is_alive(), timeout=startup_timeout)
+    if not server.started:
+        raise RuntimeError("the test server did not start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

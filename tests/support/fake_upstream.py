@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import uvicorn
 
+from tests.support.wait import wait_until
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -70,7 +72,6 @@ class FakeState:
     max_active_streams: int = 0
     disconnects: int = 0  # streams whose client went away before the end
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
-    disconnected_at: float | None = None  # time.monotonic() of the last such disconnect
 
 
 class _Drop(Exception):
@@ -140,7 +141,6 @@ class FakeUpstream:
             with contextlib.suppress(asyncio.CancelledError, _Drop):
                 await reply
             self.state.disconnects += 1
-            self.state.disconnected_at = time.monotonic()
             self.state.disconnected.set()
             return
         gone.cancel()
@@ -343,10 +343,7 @@ async def run_fake_upstream() -> AsyncIterator[FakeUpstream]:
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: server.started or task.done())
         if task.done():
             task.result()  # raises what stopped it
         if not server.started:
