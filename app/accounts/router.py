@@ -3,7 +3,7 @@ from fastapi import APIRouter, Response, status
 from app.accounts.dependencies import ProfileServiceDep
 from app.accounts.errors import PasswordRequired
 from app.accounts.schemas import DeleteAccountRequest, Preferences, ProfileRead, ProfileUpdate
-from app.auth.cookies import clear_auth_cookies
+from app.auth.cookies import signed_out
 from app.auth.dependencies import (
     CurrentUser,
 )
@@ -72,6 +72,4 @@ async def delete_account(
 ) -> Response:
     """Needs the password. Deletes the account, its sessions, chats and everything else."""
     await service.delete(user, password=body.password)
-    response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    clear_auth_cookies(response, secure=settings.secure_cookies)
-    return response
+    return signed_out(secure=settings.secure_cookies)

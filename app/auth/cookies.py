@@ -5,7 +5,7 @@ the CSRF token is readable by the frontend's JavaScript, which echoes it in X-CS
 SameSite=Lax, and Secure outside development.
 """
 
-from fastapi import Response
+from fastapi import Response, status
 
 from app.auth.csrf import CSRF_COOKIE
 from app.auth.schemas import TokenPair
@@ -52,3 +52,10 @@ def clear_auth_cookies(response: Response, *, secure: bool) -> None:
         REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, secure=secure, httponly=True, samesite="lax"
     )
     response.delete_cookie(CSRF_COOKIE, path="/", secure=secure, httponly=False, samesite="lax")
+
+
+def signed_out(*, secure: bool) -> Response:
+    """204 No Content that also removes the session's cookies from the browser."""
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    clear_auth_cookies(response, secure=secure)
+    return response

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from app.auth.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
+from app.auth.cookies import REFRESH_COOKIE, set_auth_cookies, signed_out
 from app.auth.dependencies import (
     AccountServiceDep,
     AuthServiceDep,
@@ -168,9 +168,7 @@ async def logout(
 ) -> Response:
     """Revokes the current session; its tokens stop working at once."""
     await service.logout(principal)
-    response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    clear_auth_cookies(response, secure=settings.secure_cookies)
-    return response
+    return signed_out(secure=settings.secure_cookies)
 
 
 @router.post(
@@ -184,9 +182,7 @@ async def logout_all(
 ) -> Response:
     """Revokes every session of the current user, this one included."""
     await service.logout_all(principal)
-    response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    clear_auth_cookies(response, secure=settings.secure_cookies)
-    return response
+    return signed_out(secure=settings.secure_cookies)
 
 
 @router.get("/me", summary="The signed-in user", responses=error_responses(Unauthorized))
@@ -266,9 +262,7 @@ async def reset_password(
 ) -> Response:
     """Sets the password, ends every session, and signs nobody in (MFA still applies)."""
     await service.reset_password(body.token, body.new_password)
-    response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    clear_auth_cookies(response, secure=settings.secure_cookies)
-    return response
+    return signed_out(secure=settings.secure_cookies)
 
 
 @router.post(

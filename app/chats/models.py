@@ -57,7 +57,20 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
     last_message_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Message(UUIDPrimaryKey, Timestamps, Base):
+class ReplyOutcome:
+    """What a reply records besides its text: a chat message and a stateless generation both
+    carry these columns, so one saver (app/generation/reply_saver.py) writes either."""
+
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    usage_estimated: Mapped[bool] = mapped_column(default=False)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    time_to_first_token_ms: Mapped[int | None]
+    duration_ms: Mapped[int | None]
+
+
+class Message(ReplyOutcome, UUIDPrimaryKey, Timestamps, Base):
     """One message in a chat's tree: an edit or a regenerated reply is a sibling of the original."""
 
     __tablename__ = "message"
@@ -81,10 +94,3 @@ class Message(UUIDPrimaryKey, Timestamps, Base):
     content: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE)
     model: Mapped[str | None] = mapped_column(String(100))
-    prompt_tokens: Mapped[int | None]
-    completion_tokens: Mapped[int | None]
-    usage_estimated: Mapped[bool] = mapped_column(default=False)
-    error_code: Mapped[str | None] = mapped_column(String(64))
-    error_message: Mapped[str | None] = mapped_column(Text)
-    time_to_first_token_ms: Mapped[int | None]
-    duration_ms: Mapped[int | None]

@@ -138,16 +138,11 @@ class ChatPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
 
 
-class MessageBase(BaseModel):
+class ReplyOutcomeRead(BaseModel):
+    """What a reply records besides its text (a message's and a generation's alike)."""
+
     model_config = ConfigDict(from_attributes=True)
 
-    id: uuid.UUID
-    chat_id: uuid.UUID
-    parent_id: uuid.UUID | None
-    role: Role
-    content: str
-    status: MessageStatus
-    model: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
     usage_estimated: bool
@@ -155,6 +150,16 @@ class MessageBase(BaseModel):
     error_message: str | None
     time_to_first_token_ms: int | None
     duration_ms: int | None
+
+
+class MessageBase(ReplyOutcomeRead):
+    id: uuid.UUID
+    chat_id: uuid.UUID
+    parent_id: uuid.UUID | None
+    role: Role
+    content: str
+    status: MessageStatus
+    model: str | None
     created_at: datetime
     updated_at: datetime
 

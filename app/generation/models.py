@@ -4,10 +4,11 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.chats.models import ReplyOutcome
 from app.core.db import Base, Timestamps, UUIDPrimaryKey
 
 
-class Generation(UUIDPrimaryKey, Timestamps, Base):
+class Generation(ReplyOutcome, UUIDPrimaryKey, Timestamps, Base):
     """One stateless generation (POST /api/generate), kept in the user's history."""
 
     __tablename__ = "generation"
@@ -18,14 +19,7 @@ class Generation(UUIDPrimaryKey, Timestamps, Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prompt: Mapped[str] = mapped_column(Text)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # The reply: same columns as a chat message, so one saver (reply_saver.py) saves both.
+    # The reply: its text and status here, the rest from ReplyOutcome, as on a chat message.
     content: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="streaming")
     model: Mapped[str] = mapped_column(String(100))
-    prompt_tokens: Mapped[int | None]
-    completion_tokens: Mapped[int | None]
-    usage_estimated: Mapped[bool] = mapped_column(default=False)
-    error_code: Mapped[str | None] = mapped_column(String(64))
-    error_message: Mapped[str | None] = mapped_column(Text)
-    time_to_first_token_ms: Mapped[int | None]
-    duration_ms: Mapped[int | None]

@@ -5,7 +5,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat
 
 from app.chats.modes import DEFAULT_MODE
-from app.chats.schemas import MODE_PARAMS_DESCRIPTION, ModeName, mode_params_schema
+from app.chats.schemas import (
+    MODE_PARAMS_DESCRIPTION,
+    ModeName,
+    ReplyOutcomeRead,
+    mode_params_schema,
+)
 from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 
@@ -64,7 +69,7 @@ class GenerateRequest(BaseModel):
     stream: StrictBool | None = None
 
 
-class GenerationRead(BaseModel):
+class GenerationRead(ReplyOutcomeRead):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
@@ -75,13 +80,6 @@ class GenerationRead(BaseModel):
     output: str = Field(validation_alias="content")
     status: str
     model: str
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    usage_estimated: bool
-    error_code: str | None
-    error_message: str | None
-    time_to_first_token_ms: int | None
-    duration_ms: int | None
     created_at: datetime
     updated_at: datetime
 

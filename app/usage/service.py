@@ -102,10 +102,9 @@ class UsageService:
                 raise QuotaExceeded(headers={"Retry-After": str(retry)})
         else:
             used = 0
-        record = UsageRecord(
-            user_id=user.id,
-            day=now.date(),
-            created_at=now,
+        record = _record(
+            user.id,
+            now,
             model=model,
             kind=kind,
             prompt_tokens=prompt_tokens,
@@ -134,12 +133,10 @@ class UsageService:
         estimated: bool,
     ) -> None:
         """Usage that needs no reservation (titles made in the background)."""
-        now = utcnow()
         await self.usage.add(
-            UsageRecord(
-                user_id=user_id,
-                day=now.date(),
-                created_at=now,
+            _record(
+                user_id,
+                utcnow(),
                 model=model,
                 kind=kind,
                 prompt_tokens=prompt_tokens,
@@ -203,3 +200,8 @@ def _row(row: dict[str, Any], *, email: str | None = None) -> UsageRow:
         reported_tokens=total - estimated,
         estimated_tokens=estimated,
     )
+
+
+def _record(user_id: uuid.UUID, now: datetime, **fields: Any) -> UsageRecord:
+    """A usage row dated `now` (its UTC day is the unit of quotas and reports)."""
+    return UsageRecord(user_id=user_id, day=now.date(), created_at=now, **fields)
