@@ -65,10 +65,6 @@ class CredentialGuard:
     def _key(self, email: str) -> str:
         return keyed_digest(self.digest_key, "login:" + canonical_email(email))
 
-    async def seconds_locked(self, email: str, now: datetime) -> int | None:
-        """Seconds until sign-in for `email` unlocks; None when it is not locked."""
-        return _seconds_locked(await self.attempts.get_by_key(self._key(email)), now)
-
     async def check_login(self, email: str, password: str) -> User:
         """The user whose email and password these are; counts and locks on failure.
 
