@@ -88,3 +88,6 @@ class Message(UUIDPrimaryKey, Timestamps, Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     time_to_first_token_ms: Mapped[int | None]
     duration_ms: Mapped[int | None]
+    # Replies: the attachments left out of (or shortened in) the prompt, as a list of
+    # ContextCut (app/files/schemas.py); null when nothing was cut.
+    context_cuts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)

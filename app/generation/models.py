@@ -29,3 +29,8 @@ class Generation(UUIDPrimaryKey, Timestamps, Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     time_to_first_token_ms: Mapped[int | None]
     duration_ms: Mapped[int | None]
+    # The files sent with the prompt, as they were then (AttachmentRead); null: none. A record,
+    # not a link: deleting a file later leaves the history as it was.
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # As on chat replies: the attachments left out of (or shortened in) the prompt.
+    context_cuts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)

@@ -66,6 +66,9 @@ class ReplyRepository:
         )
         return saved.first()
 
+    async def chat_exists(self, chat_id: uuid.UUID) -> bool:
+        return await self.session.scalar(select(Chat.id).where(Chat.id == chat_id)) is not None
+
     async def streaming_in_chat(
         self, chat_id: uuid.UUID, *, fresh_after: datetime, lock: bool = False
     ) -> bool:

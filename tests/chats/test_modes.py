@@ -15,7 +15,7 @@ class TestListModes:
         response = await client.get("/api/modes")
         assert response.status_code == 200
         modes = {mode["name"]: mode for mode in response.json()}
-        assert list(modes) == ["chat", "email", "similar_questions", "summarize"]
+        assert list(modes) == ["chat", "email", "similar_questions", "summarize", "image"]
         email = modes["email"]["params_schema"]
         assert email["required"] == ["purpose"]
         assert email["properties"]["tone"]["enum"] == [
