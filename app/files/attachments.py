@@ -87,12 +87,7 @@ class AttachmentRepository:
         ids = list(set(message_ids))
         if not ids:
             return {}
-        rows = await self.session.execute(
-            select(MessageAttachment.message_id, File)
-            .join(File, File.id == MessageAttachment.file_id)
-            .where(MessageAttachment.message_id.in_(ids))
-            .order_by(MessageAttachment.message_id, MessageAttachment.position)
-        )
+        rows = await self.session.execute(_OF_MESSAGES, {"message_ids": ids})
         return _by_message((message_id, file) for message_id, file in rows)
 
     async def file_ids_of(self, chat_id: uuid.UUID, message_id: uuid.UUID) -> list[uuid.UUID]:
@@ -153,12 +148,16 @@ def _by_message(rows: Iterable[tuple[uuid.UUID, File]]) -> dict[uuid.UUID, list[
     return found
 
 
-# On every reply's path: built once (constructing a statement costs about as much as running it).
-_IN_CHAT = (
+# On every reply's and every message page's path: built once (constructing a statement costs
+# about as much as running it).
+_ATTACHED = (
     select(MessageAttachment.message_id, File)
     .join(File, File.id == MessageAttachment.file_id)
-    .where(MessageAttachment.chat_id == bindparam("chat_id", type_=Uuid))
     .order_by(MessageAttachment.message_id, MessageAttachment.position)
+)
+_IN_CHAT = _ATTACHED.where(MessageAttachment.chat_id == bindparam("chat_id", type_=Uuid))
+_OF_MESSAGES = _ATTACHED.where(
+    MessageAttachment.message_id.in_(bindparam("message_ids", expanding=True))
 )
 
 
@@ -240,18 +239,18 @@ class AttachmentService:
         attached before (an encrypted, damaged or text-less PDF is 422 naming the file) and
         the images re-encoded. Commits the session first: no connection is held meanwhile."""
         prepared = PreparedFiles(files=files)
-        if not files:
-            return prepared
         documents = [file for file in files if file.kind == FileKind.DOCUMENT]
-        prepared.texts = await self.attachments.texts(file.id for file in documents)
+        if documents:
+            prepared.texts = await self.attachments.texts(file.id for file in documents)
+        to_extract = [file for file in documents if file.id not in prepared.texts]
+        to_encode = [file for file in files if file.kind == FileKind.IMAGE]
+        if not (to_extract or to_encode):
+            return prepared
         await self.session.commit()
-        for file in documents:
-            if file.id not in prepared.texts:
-                text = await self.extract(file)
-                prepared.texts[file.id] = prepared.new_texts[file.id] = text
-        for file in files:
-            if file.kind == FileKind.IMAGE:
-                prepared.image_urls[file.id] = await self.image_url(ImageSource.of(file))
+        for file in to_extract:
+            prepared.texts[file.id] = prepared.new_texts[file.id] = await self.extract(file)
+        for file in to_encode:
+            prepared.image_urls[file.id] = await self.image_url(ImageSource.of(file))
         return prepared
 
     async def extract(self, file: File) -> DocumentText:
