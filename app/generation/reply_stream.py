@@ -194,7 +194,8 @@ class ReplyStream:
             return self.prompt.messages
         if self.load_images is None:
             raise ReplyCrashed("The reply has images but no way to load them.")
-        return self.prompt.render(await self.load_images(self.prompt.images))
+        load, self.load_images = self.load_images, None  # what it holds is not needed again
+        return self.prompt.render(await load(self.prompt.images))
 
     async def _checkpoints(self, parts: list[str]) -> None:
         """Saves the text so far every few seconds, apart from the token loop so deltas never

@@ -145,9 +145,9 @@ class GenerationService:
         attachments = self.attachments
 
         async def load(images: Sequence[ImageInput]) -> dict[uuid.UUID, str]:
-            return await attachments.image_urls(
-                [sources[image.file_id] for image in images], ready=ready
-            )
+            # A file attached to two messages of the thread is read once.
+            wanted = dict.fromkeys(image.file_id for image in images)
+            return await attachments.image_urls([sources[i] for i in wanted], ready=ready)
 
         return load
 
@@ -237,10 +237,14 @@ class GenerationService:
         try:
             await self.usage.lock(user)
             if new is not None:
-                # The session was committed while the files were read: the chat and the files
-                # may have been deleted meanwhile. The files stay locked until the message is.
-                if not await self.replies.chat_exists(chat.id):
+                # The session was committed while the files were read: meanwhile the chat may
+                # have got messages (the new one must be newer) or gone, and the files may have
+                # been deleted. The files stay locked until the message is saved.
+                last_message_at = await self.replies.chat_activity(chat.id)
+                if last_message_at is None:
                     raise ChatNotFound()
+                if last_message_at > chat.last_message_at:
+                    chat.last_message_at = last_message_at
                 await self.attachments.resolve(user, new.ids, lock=True)
             fresh_after = utcnow() - stale_after(self.settings)
             if await self.replies.streaming_in_chat(chat.id, fresh_after=fresh_after, lock=True):

@@ -158,6 +158,7 @@ class TestImages:
         assert answer.status_code == 200, answer.text
         assert answer.json()["attachments"] == [] and answer.json()["context_cuts"] == []
 
+    @pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
     async def test_earlier_images_are_sent_again_with_the_history(
         self, parley, author, chat, fake_upstream
     ):
@@ -171,6 +172,26 @@ class TestImages:
         )
         first, again = user_parts(fake_upstream, 0)[1], user_parts(fake_upstream, 1)[1]
         assert again.data == first.data
+
+    async def test_an_earlier_image_gone_from_storage_fails_the_reply_not_the_message(
+        self, parley, author, chat, fake_upstream, clean_db, file_settings
+    ):
+        photo = await uploaded(parley.http, author, "cat.png", samples.image("PNG"))
+        await stream(parley, author, chat, "Who?", attachments=[photo["id"]])
+        async with clean_db.connect() as connection:
+            key = await connection.scalar(
+                select(File.storage_key).where(File.id == uuid.UUID(photo["id"]))
+            )
+        (Path(file_settings["file_storage_dir"]) / key.hex[:2] / key.hex).unlink()
+        _, events = await stream(parley, author, chat, "And now?")
+        assert names(events) == ["start", "usage", "error"]
+        assert events[-1].data["code"] == "storage_unavailable"
+        assert len(fake_upstream.state.requests) == 1  # the upstream never heard of it
+        messages = await thread(parley, author, chat)
+        assert [(m["role"], m["content"], m["status"]) for m in messages[2:]] == [
+            ("user", "And now?", "complete"),
+            ("assistant", "", "failed"),
+        ]
 
     async def test_the_echo_model_counts_the_images_it_gets(
         self, database, clean_db, fake_upstream, file_settings
