@@ -20,8 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio.to_thread
 from sqlalchemy import Uuid, bindparam, func, insert, select
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.db import utcnow
 from app.files import extract, images
 from app.files.errors import (
+    ContentMissing,
     DuplicateAttachment,
     FileNotFound,
     StorageUnavailable,
@@ -247,18 +247,25 @@ class AttachmentService:
         if not (to_extract or to_encode):
             return prepared
         await self.session.commit()
-        for file in to_extract:
-            prepared.texts[file.id] = prepared.new_texts[file.id] = await self.extract(file)
-        for file in to_encode:
-            prepared.image_urls[file.id] = await self.image_url(ImageSource.of(file))
+        try:
+            for file in to_extract:
+                prepared.texts[file.id] = prepared.new_texts[file.id] = await self.extract(file)
+            for file in to_encode:
+                prepared.image_urls[file.id] = await self.image_url(ImageSource.of(file))
+        except ContentMissing:
+            # Deleted while it was read (its row is gone too): as if it had never been there.
+            missing = [f.id for f in files if not await self.files.exists(f.id)]
+            if missing:
+                raise FileNotFound(f"File {missing[0]} not found.") from None
+            raise
         return prepared
 
     async def extract(self, file: File) -> DocumentText:
         """A document's text, with DOCUMENT_MAX_PAGES and DOCUMENT_MAX_CHARS, in a thread."""
         settings = self.store.settings
-        async with self._local_file(file.storage_key) as path:
+        async with self._content(file.storage_key) as content:
             extracted = await extract.extract_text_in_thread(
-                path,
+                content,
                 media_type=file.media_type,
                 name=file.name,
                 max_pages=settings.document_max_pages,
@@ -271,9 +278,11 @@ class AttachmentService:
         """The image re-encoded for a vision model (no metadata, longest side at most
         VISION_MAX_SIDE) as a data URL, encoded in a worker thread."""
         max_side = self.store.settings.vision_max_side
-        async with self._local_file(image.storage_key) as path:
+        async with self._content(image.storage_key) as content:
             return await anyio.to_thread.run_sync(
-                lambda: _data_url(images.prepare_image(path, name=image.name, max_side=max_side)),
+                lambda: _data_url(
+                    images.prepare_image(content, name=image.name, max_side=max_side)
+                ),
                 limiter=self.store.content_limiter,
             )
 
@@ -288,13 +297,19 @@ class AttachmentService:
         return urls
 
     @asynccontextmanager
-    async def _local_file(self, key: uuid.UUID) -> AsyncIterator[Path]:
-        """storage.local_file(key), a storage failure being StorageUnavailable (503)."""
+    async def _content(self, key: uuid.UUID) -> AsyncIterator[BinaryIO]:
+        """The object's bytes as an open local file. Opened before any reading starts, so a
+        file deleted meanwhile is either missing here (ContentMissing) or read whole. Other
+        storage failures are StorageUnavailable (503)."""
         try:
             async with self.store.storage.local_file(key) as path:
-                yield path
-        except BlobNotFound as exc:
-            raise StorageUnavailable("A file's content is missing from storage.") from exc
+                handle = await anyio.to_thread.run_sync(path.open, "rb")
+                try:
+                    yield handle
+                finally:
+                    await anyio.to_thread.run_sync(handle.close)
+        except (BlobNotFound, FileNotFoundError) as exc:
+            raise ContentMissing() from exc
         except StorageError as exc:
             raise StorageUnavailable() from exc
 

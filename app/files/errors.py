@@ -183,3 +183,9 @@ class StorageUnavailable(ServiceUnavailable):
 
 
 __all__ = ["InvalidCursor"]
+
+
+class ContentMissing(StorageUnavailable):
+    """A file's bytes are not in storage: lost, or the file was deleted while it was read."""
+
+    message = "A file's content is missing from storage."

@@ -58,6 +58,9 @@ class FileRepository(Repository[File]):
             statement = statement.with_for_update(read=True)
         return {file.id: file for file in await self.session.scalars(statement)}
 
+    async def exists(self, file_id: uuid.UUID) -> bool:
+        return await self.session.scalar(select(File.id).where(File.id == file_id)) is not None
+
     async def lock_for_delete(self, file_id: uuid.UUID) -> bool:
         """Locks the file's row (Postgres) before it is checked for use and deleted; False
         when it is gone already."""
