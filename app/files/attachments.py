@@ -260,6 +260,27 @@ class AttachmentService:
             raise
         return prepared
 
+    async def in_chat(self, chat_id: uuid.UUID) -> dict[uuid.UUID, list[File]]:
+        """Every attachment of the chat, by message (the files of a reply's thread)."""
+        return await self.attachments.in_chat(chat_id)
+
+    async def file_ids_of(self, chat_id: uuid.UUID, message_id: uuid.UUID) -> list[uuid.UUID]:
+        return await self.attachments.file_ids_of(chat_id, message_id)
+
+    async def texts(self, file_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DocumentText]:
+        """The stored text of documents attached before."""
+        return await self.attachments.texts(file_ids)
+
+    async def keep(
+        self, prepared: PreparedFiles, *, chat_id: uuid.UUID | None, message_id: uuid.UUID | None
+    ) -> None:
+        """Keeps the texts extracted now and, for a message (flushed already), its links."""
+        if chat_id is not None and message_id is not None:
+            await self.attachments.link(
+                chat_id=chat_id, message_id=message_id, file_ids=prepared.ids
+            )
+        await self.attachments.add_texts(prepared.new_texts)
+
     async def extract(self, file: File) -> DocumentText:
         """A document's text, with DOCUMENT_MAX_PAGES and DOCUMENT_MAX_CHARS, in a thread."""
         settings = self.store.settings

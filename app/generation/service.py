@@ -129,7 +129,7 @@ class GenerationService:
             for file in files
             if file.kind == FileKind.DOCUMENT and file.id not in known
         }
-        texts = {**known, **await self.attachments.attachments.texts(wanted)} if wanted else known
+        texts = {**known, **await self.attachments.texts(wanted)} if wanted else known
         return {
             message_id: [a for a in (_prompt_attachment(f, texts) for f in files) if a]
             for message_id, files in by_message.items()
@@ -190,7 +190,7 @@ class GenerationService:
         self._check_input(content)
         config = self._chat_model(model, user, chat)
         if attachments is None:
-            attachments = await self.attachments.attachments.file_ids_of(chat.id, message_id)
+            attachments = await self.attachments.file_ids_of(chat.id, message_id)
         new = await self._prepared(user, attachments, config)
         return await self._reserved(
             chat,
@@ -273,7 +273,7 @@ class GenerationService:
             or get_mode(chat.mode).render(chat.mode_params)
         )
         # Every attachment of the chat in one statement (none, in most chats), then the thread's.
-        in_chat = await self.attachments.attachments.in_chat(chat.id)
+        in_chat = await self.attachments.in_chat(chat.id)
         if new is not None:
             in_chat[parent.id] = new.files  # the new message's, linked below
         attached = {row.id: in_chat[row.id] for row in thread if row.id in in_chat}
@@ -294,10 +294,7 @@ class GenerationService:
         assistant.context_cuts = _cuts_json(prompt)
         if new is not None:
             await self.session.flush()  # the message first: its attachments refer to it
-            await self.attachments.attachments.link(
-                chat_id=chat.id, message_id=parent.id, file_ids=new.ids
-            )
-            await self.attachments.attachments.add_texts(new.new_texts)
+            await self.attachments.keep(new, chat_id=chat.id, message_id=parent.id)
         usage, quota = await self.usage.reserve(
             user,
             model=config.name,
@@ -408,7 +405,7 @@ class GenerationService:
         )
         await self.usage.lock(user)
         if new is not None:
-            await self.attachments.attachments.add_texts(new.new_texts)
+            await self.attachments.keep(new, chat_id=None, message_id=None)
         generation = await self.generations.add(
             Generation(
                 user_id=user.id,
