@@ -10,7 +10,7 @@ from app.auth.models import (
 )
 from app.chats.models import Chat, Message
 from app.core.db import Base
-from app.files.models import File, PendingBlob
+from app.files.models import File, FileText, MessageAttachment, PendingBlob
 from app.generation.models import Generation
 from app.usage.models import UsageRecord
 from app.users.models import User
@@ -21,9 +21,11 @@ __all__ = [
     "Base",
     "Chat",
     "File",
+    "FileText",
     "Generation",
     "LoginAttempt",
     "Message",
+    "MessageAttachment",
     "MfaRecoveryCode",
     "PasswordHistory",
     "PendingBlob",

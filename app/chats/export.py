@@ -2,10 +2,14 @@
 
 import re
 import unicodedata
+import uuid
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from app.chats.models import Chat, Message, MessageStatus, Role
 from app.chats.modes import MODES
+from app.files.models import File
 
 _EXTENSIONS = {"json": "json", "markdown": "md"}
 _HEADINGS = {Role.SYSTEM: "System", Role.USER: "You", Role.ASSISTANT: "Assistant"}
@@ -22,7 +26,40 @@ def filename(chat: Chat, exported_at: datetime, fmt: str) -> str:
     return f"parley-{slug(chat.title)}-{exported_at:%Y%m%d}.{_EXTENSIONS[fmt]}"
 
 
-def markdown(chat: Chat, thread: list[Message], exported_at: datetime) -> str:
+def _size(size_bytes: int) -> str:
+    if size_bytes < 1024:
+        return f"{size_bytes} B"
+    if size_bytes < 1024 * 1024:
+        return f"{size_bytes / 1024:.0f} KB"
+    return f"{size_bytes / 1024 / 1024:.1f} MB"
+
+
+def _attachment_line(file: File) -> str:
+    facts = [file.media_type]
+    if file.width and file.height:
+        facts.append(f"{file.width}x{file.height}")
+    if file.page_count:
+        facts.append(f"{file.page_count} page{'s' if file.page_count != 1 else ''}")
+    facts.append(_size(file.size_bytes))
+    return f"- {file.name} ({', '.join(facts)}, file id {file.id})"
+
+
+def _cut_line(cut: dict[str, Any]) -> str:
+    reasons = {
+        "context_window": "did not fit in the context window",
+        "model_not_vision_capable": "the model sees no images",
+        "document_limits": "longer than the server reads",
+    }
+    what = "left out" if cut.get("cut") == "left_out" else "shortened"
+    return f"- {cut.get('name')}: {what} ({reasons.get(str(cut.get('reason')), cut.get('reason'))})"
+
+
+def markdown(
+    chat: Chat,
+    thread: list[Message],
+    exported_at: datetime,
+    attachments: Mapping[uuid.UUID, list[File]] | None = None,
+) -> str:
     mode = MODES.get(chat.mode)
     lines = [f"# {chat.title or 'Untitled chat'}", ""]
     lines.append(f"- Mode: {mode.title if mode else chat.mode}")
@@ -43,4 +80,10 @@ def markdown(chat: Chat, thread: list[Message], exported_at: datetime) -> str:
         if message.status != MessageStatus.COMPLETE:
             details.append(message.status)
         lines += ["", f"## {heading} ({', '.join(details)})", "", message.content]
+        files = (attachments or {}).get(message.id, [])
+        if files:
+            lines += ["", "Attachments:", ""] + [_attachment_line(file) for file in files]
+        if message.context_cuts:
+            lines += ["", "Left out of this reply's prompt:", ""]
+            lines += [_cut_line(cut) for cut in message.context_cuts]
     return "\n".join(lines) + "\n"

@@ -68,6 +68,9 @@ class ReplyOutcome:
     error_message: Mapped[str | None] = mapped_column(Text)
     time_to_first_token_ms: Mapped[int | None]
     duration_ms: Mapped[int | None]
+    # The attachments left out of (or shortened in) the prompt, as a list of ContextCut
+    # (app/files/schemas.py); null when nothing was cut.
+    context_cuts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class Message(ReplyOutcome, UUIDPrimaryKey, Timestamps, Base):

@@ -39,6 +39,8 @@ class Mode:
     params: type[ModeParams]
     # A str.format template over params.prompt_values(); common indentation is removed.
     template: str
+    # Made for images: needs a vision model, and an image (stateless generation checks).
+    vision: bool = False
 
     def validate_params(self, raw: dict[str, Any] | None) -> ModeParams:
         """Validates raw parameters, naming each bad field as `body.mode_params.<field>`."""
@@ -220,6 +222,53 @@ SUMMARIZE = declare(
     Summarize the text the user gives you, keeping names, numbers and decisions.
     Length: {length}. Format: {style}. Reply with the summary only.
     """,
+    )
+)
+
+
+# --- image ---------------------------------------------------------------------------------
+
+IMAGE_TASKS = {
+    "describe": (
+        "Describe the attached images in detail: what they show, their layout, colours and any "
+        "text in them. If the user asks something, answer that as well."
+    ),
+    "extract_text": (
+        "Transcribe all the text visible in the attached images, exactly as written, keeping "
+        "its reading order, line breaks and tables (as Markdown). Add nothing else; say so if "
+        "an image has no text."
+    ),
+    "answer": (
+        "Answer the user's question about the attached images, using only what the images "
+        "show; say so when they do not show the answer."
+    ),
+}
+
+
+class ImageParams(ModeParams):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"task": "extract_text"}]})
+
+    task: Literal["describe", "extract_text", "answer"] = Field(
+        default="describe",
+        description="describe the images, extract_text (transcribe it), or answer a question "
+        "about them.",
+    )
+
+    def prompt_values(self) -> dict[str, Any]:
+        return {"instructions": IMAGE_TASKS[self.task]}
+
+
+IMAGE = declare(
+    Mode(
+        name="image",
+        title="Image processing",
+        description="Describes images, extracts their text, or answers questions about them. "
+        "Needs a vision model and an attached image.",
+        params=ImageParams,
+        template="""
+    You look at images the user attaches. {instructions}
+    """,
+        vision=True,
     )
 )
 

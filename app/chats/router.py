@@ -166,6 +166,7 @@ async def list_modes() -> list[ModeRead]:
             title=mode.title,
             description=mode.description,
             params_schema=mode.params.model_json_schema(),
+            vision=mode.vision,
         )
         for mode in MODES.values()
     ]

@@ -10,6 +10,7 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StringConstraints,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -18,6 +19,7 @@ from app.chats.models import MessageStatus, Role
 from app.chats.modes import DEFAULT_MODE, MODES
 from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
+from app.files.schemas import AttachmentRead, ContextCut
 
 
 def _known_mode(name: str) -> str:
@@ -162,6 +164,18 @@ class MessageBase(ReplyOutcomeRead):
     model: str | None
     created_at: datetime
     updated_at: datetime
+    attachments: list[AttachmentRead] = Field(
+        default_factory=list, description="User messages: the files attached, in order."
+    )
+    context_cuts: list[ContextCut] = Field(
+        default_factory=list,
+        description="Replies: attachments their prompt left out or shortened (empty: none).",
+    )
+
+    @field_validator("context_cuts", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return [] if value is None else value
 
 
 class MessageRead(MessageBase):
@@ -185,6 +199,11 @@ class ModeRead(BaseModel):
     title: str
     description: str
     params_schema: dict[str, Any] = Field(description="JSON Schema of `mode_params`.")
+    vision: bool = Field(
+        default=False,
+        description="Made for images: use a vision model (`vision` in GET /api/models) and "
+        "attach an image (POST /api/generate requires one).",
+    )
 
 
 ExportFormat = Literal["json", "markdown"]

@@ -30,6 +30,7 @@ from app.chats.schemas import (
 from app.chats.search import SearchTerms
 from app.core.cursor import Cursor
 from app.core.db import utcnow
+from app.files.attachments import AttachmentRepository, attachment_reads
 from app.users.models import User
 
 # Fields of ChatUpdate that are copied as they are (mode and mode_params are validated together).
@@ -89,9 +90,16 @@ class ExportFile:
 
 
 class ChatService:
-    def __init__(self, *, chats: ChatRepository, messages: MessageRepository) -> None:
+    def __init__(
+        self,
+        *,
+        chats: ChatRepository,
+        messages: MessageRepository,
+        attachments: AttachmentRepository | None = None,
+    ) -> None:
         self.chats = chats
         self.messages = messages
+        self.attachments = attachments or AttachmentRepository(chats.session)
 
     # --- chats ---------------------------------------------------------------------------------
 
@@ -213,6 +221,9 @@ class ChatService:
 
     async def _message_page(self, chat: Chat, items: list[Message], tip: Message) -> MessagePage:
         children = await self.messages.siblings(chat.id, items)
+        attached = await self.attachments.of_messages(
+            message.id for message in items if message.role == Role.USER
+        )
         reads = []
         for message in items:
             sibling_ids = children.get(message.parent_id) or [message.id]
@@ -221,6 +232,7 @@ class ChatService:
                     update={
                         "sibling_ids": sibling_ids,
                         "sibling_index": sibling_ids.index(message.id),
+                        "attachments": attachment_reads(attached.get(message.id, [])),
                     }
                 )
             )
@@ -396,15 +408,23 @@ class ChatService:
         thread = await self.messages.path_segment(tip, 0, tip.depth) if tip else []
         exported_at = utcnow()
         filename = export.filename(chat, exported_at, fmt)
+        attached = await self.attachments.in_chat(chat.id)
         if fmt == "markdown":
             return ExportFile(
-                filename, "text/markdown; charset=utf-8", export.markdown(chat, thread, exported_at)
+                filename,
+                "text/markdown; charset=utf-8",
+                export.markdown(chat, thread, exported_at, attached),
             )
         everything = await self.messages.all_in_chat(chat.id)
         document = ChatExport(
             exported_at=exported_at,
             chat=ChatRead.model_validate(chat),
             thread=[m.id for m in thread],
-            messages=[MessageBase.model_validate(m) for m in everything],
+            messages=[
+                MessageBase.model_validate(m).model_copy(
+                    update={"attachments": attachment_reads(attached.get(m.id, []))}
+                )
+                for m in everything
+            ],
         )
         return ExportFile(filename, "application/json", document.model_dump_json(indent=2))

@@ -69,8 +69,10 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_model: str | None = None  # the upstream's model id, also the name users see
     llm_context_length: int = Field(default=8192, ge=256)
+    # Whether LLM_MODEL sees images (a vision model): images are sent to vision models only.
+    llm_vision: bool = False
     # More named models, as JSON: {"name": {"base_url": ..., "api_key": ..., "model": ...,
-    # "context_length": ...}}. Each may point at a different upstream.
+    # "context_length": ..., "vision": true}}. Each may point at a different upstream.
     llm_models: dict[str, dict[str, Any]] = {}
     # The model used when a chat or request names none (default: LLM_MODEL, else echo).
     default_model: str | None = None
@@ -141,6 +143,8 @@ class Settings(BaseSettings):
     # Files larger than this go up as a multipart upload in parts of this size (S3's minimum
     # part is 5 MiB).
     s3_part_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    # Files attached to one message (or one POST /api/generate) at most.
+    max_attachments: int = Field(default=10, ge=1, le=100)
     # Images sent to vision models are scaled so that their longest side is at most this.
     vision_max_side: int = Field(default=2048, ge=16, le=16384)
     # Text taken from one document: at most this many pages (PDF) and characters.

@@ -7,6 +7,7 @@ from starlette.requests import HTTPConnection
 
 from app.auth.dependencies import CurrentUser
 from app.core.deps import SessionDep
+from app.files.attachments import AttachmentRepository, AttachmentService
 from app.files.models import File
 from app.files.repository import FileRepository, PendingBlobRepository
 from app.files.service import FileService
@@ -26,6 +27,7 @@ def build_file_service(session: AsyncSession, store: FileStore) -> FileService:
         session=session,
         files=FileRepository(session),
         blobs=PendingBlobRepository(session),
+        attachments=AttachmentRepository(session),
         store=store,
     )
 
@@ -43,3 +45,12 @@ async def get_owned_file(file_id: uuid.UUID, user: CurrentUser, service: FileSer
 
 
 OwnedFile = Annotated[File, Depends(get_owned_file)]
+
+
+def build_attachment_service(session: AsyncSession, store: FileStore) -> AttachmentService:
+    return AttachmentService(
+        session=session,
+        files=FileRepository(session),
+        attachments=AttachmentRepository(session),
+        store=store,
+    )

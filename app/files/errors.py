@@ -1,7 +1,7 @@
 """The files domain's errors: each a status, a stable code and a message that names the file."""
 
 from app.core.cursor import InvalidCursor
-from app.core.errors import AppError, FieldError, NotFound, ServiceUnavailable
+from app.core.errors import AppError, Conflict, FieldError, NotFound, ServiceUnavailable
 
 ALLOWED_TYPES = (
     "PNG, JPEG, WebP and GIF images; PDF, DOCX, plain text, Markdown, CSV, JSON, HTML and "
@@ -140,9 +140,52 @@ class DocumentHasNoText(AppError):
         )
 
 
+class TooManyAttachments(AppError):
+    status_code = 422
+    code = "too_many_attachments"
+    message = "Too many files attached to one message (MAX_ATTACHMENTS)."
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(
+            f"{count} files are attached; a message may have at most {limit}.",
+            details=[FieldError(field="body.attachments", message=self.message, type="too_long")],
+        )
+
+
+class DuplicateAttachment(AppError):
+    status_code = 422
+    code = "duplicate_attachment"
+    message = "The same file is attached twice."
+
+    def __init__(self, file_id: str) -> None:
+        super().__init__(
+            f"File {file_id} is attached more than once; attach each file once.",
+            details=[FieldError(field="body.attachments", message=self.message, type="duplicate")],
+        )
+
+
+class FileInUse(Conflict):
+    code = "file_in_use"
+    message = "The file is attached to messages; delete those chats first."
+
+    def __init__(self, name: str, *, messages: int, chats: int) -> None:
+        where = f"{messages} message{'s' if messages != 1 else ''}"
+        where += f" in {chats} chat{'s' if chats != 1 else ''}"
+        super().__init__(
+            f"“{name}” is attached to {where}; deleting it would take it out of their history. "
+            "Delete those chats first, or keep the file."
+        )
+
+
 class StorageUnavailable(ServiceUnavailable):
     code = "storage_unavailable"
     message = "File storage is unavailable; try again later."
 
 
 __all__ = ["InvalidCursor"]
+
+
+class ContentMissing(StorageUnavailable):
+    """A file's bytes are not in storage: lost, or the file was deleted while it was read."""
+
+    message = "A file's content is missing from storage."

@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UUIDPrimaryKey, utcnow
@@ -72,4 +72,48 @@ class PendingBlob(Base):
     )
     state: Mapped[str] = mapped_column(String(16))
     reserved_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MessageAttachment(Base):
+    """A file attached to a user message, in the order the user gave.
+
+    A file still attached to a message is not deleted (409 file_in_use, see FileService): the
+    chat's history keeps its context. Deleting the message, its chat or the account removes the
+    link (ON DELETE CASCADE); the file stays in the user's files until they delete it.
+    """
+
+    __tablename__ = "message_attachment"
+    __table_args__ = (
+        # The attachments of a chat's thread, read for every reply in one statement.
+        Index("ix_message_attachment_chat_id", "chat_id"),
+        # Whether a file is in use, when it is deleted (and the file_id foreign key).
+        Index("ix_message_attachment_file_id", "file_id"),
+    )
+
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("message.id", ondelete="CASCADE"), primary_key=True
+    )
+    # In the primary key: the same file twice on one message is refused by the database too.
+    file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("file.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The message's chat, so that a thread's attachments are one index range, not one lookup
+    # per message.
+    chat_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chat.id", ondelete="CASCADE"))
+    position: Mapped[int]
+
+
+class FileText(Base):
+    """A document's text, extracted once (when it is first attached) with the caps then in
+    force, so that later replies quote it without reading the file again."""
+
+    __tablename__ = "file_text"
+
+    file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("file.id", ondelete="CASCADE"), primary_key=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    # Pages or characters were left out by DOCUMENT_MAX_PAGES / DOCUMENT_MAX_CHARS.
+    truncated: Mapped[bool]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -47,6 +47,28 @@ class FileRepository(Repository[File]):
         statement = statement.order_by(File.created_at.desc(), File.id.desc()).limit(limit)
         return list(await self.session.scalars(statement))
 
+    async def owned(
+        self, user_id: uuid.UUID, file_ids: Sequence[uuid.UUID], *, lock: bool = False
+    ) -> dict[uuid.UUID, File]:
+        """The user's files among `file_ids`. With `lock` (Postgres), each is locked against
+        deletion (FOR SHARE) until the transaction ends: attaching it and deleting it cannot
+        interleave. SQLite's BEGIN IMMEDIATE already serializes every writer."""
+        statement = select(File).where(File.id.in_(list(file_ids)), File.user_id == user_id)
+        if lock and self.session.get_bind().dialect.name == "postgresql":
+            statement = statement.with_for_update(read=True)
+        return {file.id: file for file in await self.session.scalars(statement)}
+
+    async def exists(self, file_id: uuid.UUID) -> bool:
+        return await self.session.scalar(select(File.id).where(File.id == file_id)) is not None
+
+    async def lock_for_delete(self, file_id: uuid.UUID) -> bool:
+        """Locks the file's row (Postgres) before it is checked for use and deleted; False
+        when it is gone already."""
+        statement = select(File.id).where(File.id == file_id)
+        if self.session.get_bind().dialect.name == "postgresql":
+            statement = statement.with_for_update()
+        return await self.session.scalar(statement) is not None
+
     async def keys_of_user(self, user_id: uuid.UUID) -> list[uuid.UUID]:
         return list(
             await self.session.scalars(select(File.storage_key).where(File.user_id == user_id))

@@ -15,6 +15,7 @@ from app.files.detect import IMAGE_TYPES, is_text_media_type
 from app.files.errors import (
     CorruptFile,
     EmptyFile,
+    FileInUse,
     FileMissing,
     FileNotFound,
     FileTooLarge,
@@ -142,10 +143,11 @@ async def download_file(file: OwnedFile, service: FileServiceDep) -> Response:
     "/{file_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a file",
-    responses=error_responses(Unauthorized, CsrfFailed, FileNotFound),
+    responses=error_responses(Unauthorized, CsrfFailed, FileNotFound, FileInUse),
 )
 async def delete_file(file: OwnedFile, service: FileServiceDep) -> Response:
-    """Deletes the file and its bytes; its quota is free at once."""
+    """Deletes the file and its bytes; its quota is free at once. A file attached to messages
+    is kept (409 `file_in_use`): delete those chats first."""
     await service.delete_file(file)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -1,5 +1,6 @@
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,3 +27,35 @@ class FileRead(BaseModel):
 class FilePage(BaseModel):
     items: list[FileRead]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+class AttachmentRead(BaseModel):
+    """A file attached to a message (or a stateless generation), as messages show it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID = Field(description="The file's id (GET /api/files/{file_id}).")
+    name: str
+    kind: FileKind
+    media_type: str
+    size_bytes: int
+    width: int | None = Field(default=None, description="Images: width in pixels.")
+    height: int | None = Field(default=None, description="Images: height in pixels.")
+    page_count: int | None = Field(default=None, description="PDFs: pages.")
+
+
+class ContextCut(BaseModel):
+    """An attachment that a reply's prompt left out or shortened (the prompt says so too)."""
+
+    file_id: uuid.UUID
+    name: str
+    message_id: uuid.UUID | None = Field(
+        default=None, description="The message it is attached to (null for /api/generate)."
+    )
+    cut: Literal["left_out", "truncated"]
+    reason: Literal["context_window", "model_not_vision_capable", "document_limits"] = Field(
+        description="`context_window`: it did not fit (newer messages and attachments come "
+        "first); `model_not_vision_capable`: an earlier message's image, and this model sees "
+        "no images; `document_limits`: the text passed DOCUMENT_MAX_PAGES or "
+        "DOCUMENT_MAX_CHARS."
+    )

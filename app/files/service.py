@@ -10,7 +10,9 @@ from starlette.requests import ClientDisconnect
 
 from app.core.cursor import Cursor
 from app.core.db import utcnow
+from app.files.attachments import AttachmentRepository
 from app.files.errors import (
+    FileInUse,
     FileNotFound,
     FileTooLarge,
     StorageQuotaExceeded,
@@ -49,11 +51,13 @@ class FileService:
         session: AsyncSession,
         files: FileRepository,
         blobs: PendingBlobRepository,
+        attachments: AttachmentRepository,
         store: FileStore,
     ) -> None:
         self.session = session
         self.files = files
         self.blobs = blobs
+        self.attachments = attachments
         self.store = store
 
     # --- upload --------------------------------------------------------------------------------
@@ -186,7 +190,15 @@ class FileService:
     # --- deleting ------------------------------------------------------------------------------
 
     async def delete_file(self, file: File) -> None:
-        """Deletes the file's row now and its bytes once that has committed."""
+        """Deletes the file's row now and its bytes once that has committed. A file attached
+        to messages is kept (FileInUse, 409): a chat's history never loses what it was about."""
+        # Locked first (Postgres), so that a message attaching it meanwhile either committed
+        # before (and is counted) or finds the file gone (404).
+        if not await self.files.lock_for_delete(file.id):
+            raise FileNotFound()
+        messages, chats = await self.attachments.use_of(file.id)
+        if messages:
+            raise FileInUse(file.name, messages=messages, chats=chats)
         await self.files.delete(file)
         await self.blobs.add_deleting([file.storage_key], user_id=file.user_id, now=utcnow())
         self.store.purge_after_commit(self.session, [file.storage_key])

@@ -15,6 +15,8 @@ from app.chats.dependencies import ChatServiceDep, build_chat_service
 from app.chats.repository import MessageRepository
 from app.chats.service import ChatService
 from app.core.deps import Runtime, RuntimeDep, SessionDep
+from app.files.dependencies import FileStoreDep, build_attachment_service
+from app.files.store import FileStore
 from app.generation.repository import GenerationRepository, ReplyRepository
 from app.generation.runtime import GenerationRuntime
 from app.generation.service import GenerationService
@@ -48,6 +50,7 @@ def build_generation_service(
     session: AsyncSession,
     runtime: Runtime,
     generation: GenerationRuntime,
+    files: FileStore,
     chats: ChatService | None = None,
 ) -> GenerationService:
     summaries = build_summary_service(session, runtime, generation)
@@ -61,6 +64,7 @@ def build_generation_service(
         replies=ReplyRepository(session),
         generations=GenerationRepository(session),
         summaries=summaries,
+        attachments=build_attachment_service(session, files),
     )
 
 
@@ -68,9 +72,10 @@ async def get_generation_service(
     session: SessionDep,
     runtime: RuntimeDep,
     generation: GenerationRuntimeDep,
+    files: FileStoreDep,
     chats: ChatServiceDep,
 ) -> GenerationService:
-    return build_generation_service(session, runtime, generation, chats)
+    return build_generation_service(session, runtime, generation, files, chats)
 
 
 GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
@@ -93,7 +98,9 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(runtime: Runtime, generation: GenerationRuntime) -> AsyncIterator[Services]:
+async def open_services(
+    runtime: Runtime, generation: GenerationRuntime, files: FileStore
+) -> AsyncIterator[Services]:
     """The request-scoped services for code outside a request (the WebSocket), in one short
     transaction, so a long-lived socket never holds a database connection between messages."""
     async with runtime.db.transaction() as session:
@@ -101,5 +108,5 @@ async def open_services(runtime: Runtime, generation: GenerationRuntime) -> Asyn
         yield Services(
             auth=build_auth_service(session, runtime),
             chats=chats,
-            generation=build_generation_service(session, runtime, generation, chats),
+            generation=build_generation_service(session, runtime, generation, files, chats),
         )

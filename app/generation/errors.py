@@ -32,6 +32,24 @@ class PromptTooLong(AppError):
     message = "The message does not fit in the model's context window."
 
 
+class ModelNotVisionCapable(AppError):
+    status_code = 422
+    code = "model_not_vision_capable"
+    message = "This model does not see images; pick a vision model (GET /api/models)."
+
+    def __init__(self, model: str, image: str) -> None:
+        super().__init__(
+            f"“{image}” is an image, and the model '{model}' does not see images; pick a model "
+            'marked "vision": true in GET /api/models, or attach no images.'
+        )
+
+
+class ImageRequired(AppError):
+    status_code = 422
+    code = "image_required"
+    message = "The image mode needs an image: attach one (`attachments`)."
+
+
 class ReplyInProgress(Conflict):
     code = "generation_in_progress"
     message = "A reply is already being generated in this chat; stop it or wait for it to end."

@@ -9,8 +9,9 @@ same way: its task is cancelled with a reason, and its last act is to save what 
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,10 +19,11 @@ from typing import Any, Protocol
 from app.core.errors import AppError
 from app.core.metrics import Metrics
 from app.generation import reply_events
-from app.generation.errors import ReplyCrashed, ReplyFailed, ReplyInProgress, UpstreamError
-from app.generation.prompt import estimate_prompt, estimate_tokens
+from app.generation.errors import ReplyCrashed, ReplyFailed, ReplyInProgress
+from app.generation.prompt import ImageInput, Prompt, estimate_tokens
 from app.generation.reply_events import ReplyEvent
 from app.generation.upstream.types import (
+    ChatMessage,
     Finish,
     ModelConfig,
     Provider,
@@ -72,6 +74,10 @@ CLIENT_GONE = StopReason("cancelled", "client_disconnected", "The client went aw
 SHUTDOWN = StopReason("cancelled", "server_shutdown", "The server is shutting down.")
 
 
+# Loads the data URLs of a prompt's images (app/files/attachments.py), by file id.
+ImageLoader = Callable[[Sequence[ImageInput]], Awaitable[dict[uuid.UUID, str]]]
+
+
 @dataclass
 class ReplyStream:
     """One reply being streamed, under a key (its chat's, or its stateless generation's)."""
@@ -79,12 +85,15 @@ class ReplyStream:
     key: str
     provider: Provider
     model: ModelConfig
-    messages: list[dict[str, str]]
+    prompt: Prompt
     params: SamplingParams
     saver: Saver
     start: ReplyEvent
     checkpoint_seconds: float
     metrics: Metrics | None = None
+    # Reads the images the prompt sends, once the request's transaction has ended: decoding
+    # them may take a while, and no database connection is held for it.
+    load_images: ImageLoader | None = None
     # Response headers for whoever serves the reply (the remaining quota).
     headers: dict[str, str] = field(default_factory=dict)
     _queue: asyncio.Queue[ReplyEvent | None] = field(default_factory=asyncio.Queue)
@@ -178,6 +187,16 @@ class ReplyStream:
         finally:
             self.stop(CLIENT_GONE)
 
+    async def _messages(self) -> list[ChatMessage]:
+        """The prompt as sent: with its images' data, read now, once, before the upstream is
+        called."""
+        if not self.prompt.images:
+            return self.prompt.messages
+        if self.load_images is None:
+            raise ReplyCrashed("The reply has images but no way to load them.")
+        load, self.load_images = self.load_images, None  # what it holds is not needed again
+        return self.prompt.render(await load(self.prompt.images))
+
     async def _checkpoints(self, parts: list[str]) -> None:
         """Saves the text so far every few seconds, apart from the token loop so deltas never
         wait on the database. Each save also marks the row alive (see the stale-stream sweep)."""
@@ -197,7 +216,8 @@ class ReplyStream:
         failure: AppError | None = None
         checkpoints = asyncio.create_task(self._checkpoints(parts))
         try:
-            async with aclosing(self.provider.stream(self.model, self.messages, self.params)) as s:
+            messages = await self._messages()
+            async with aclosing(self.provider.stream(self.model, messages, self.params)) as s:
                 async for event in s:
                     if isinstance(event, TextDelta):
                         if first_token_at is None:
@@ -214,7 +234,7 @@ class ReplyStream:
                 current.uncancel()
             if self._stop is None:
                 self._stop = SHUTDOWN
-        except UpstreamError as exc:
+        except AppError as exc:  # the upstream's errors, or an image that could not be read
             failure = exc
         except Exception:
             logger.exception("the reply failed unexpectedly", extra={"reply": self.key})
@@ -228,7 +248,7 @@ class ReplyStream:
         result = ReplyResult(
             status="complete",
             text=text,
-            prompt_tokens=usage.prompt_tokens if usage else estimate_prompt(self.messages),
+            prompt_tokens=usage.prompt_tokens if usage else self.prompt.tokens,
             completion_tokens=usage.completion_tokens if usage else estimate_tokens(text),
             usage_estimated=usage is None,
             time_to_first_token_ms=(

@@ -66,6 +66,10 @@ class ReplyRepository:
         )
         return saved.first()
 
+    async def chat_activity(self, chat_id: uuid.UUID) -> datetime | None:
+        """The chat's last_message_at as stored now; None when the chat is gone."""
+        return await self.session.scalar(select(Chat.last_message_at).where(Chat.id == chat_id))
+
     async def streaming_in_chat(
         self, chat_id: uuid.UUID, *, fresh_after: datetime, lock: bool = False
     ) -> bool:

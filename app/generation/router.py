@@ -23,10 +23,23 @@ from app.core.config import Settings
 from app.core.cursor import CursorQuery, InvalidCursor
 from app.core.errors import AppError, ServiceUnavailable, Unauthorized, error_responses
 from app.core.ratelimit import RateLimited
+from app.files.errors import (
+    CorruptFile,
+    DocumentEncrypted,
+    DocumentHasNoText,
+    DocumentUnreadable,
+    DuplicateAttachment,
+    FileNotFound,
+    ImageTooLarge,
+    StorageUnavailable,
+    TooManyAttachments,
+)
 from app.generation.dependencies import GenerationServiceDep, SummaryServiceDep
 from app.generation.errors import (
+    ImageRequired,
     InputBlocked,
     InputTooLarge,
+    ModelNotVisionCapable,
     PromptTooLong,
     ReplyInProgress,
     UnknownModel,
@@ -89,6 +102,23 @@ REPLY_ERRORS = (
 )
 
 
+# Refused before anything is stored: files that are not the caller's, too many or the same twice,
+# images for a text-only model, documents whose text cannot be read (each names the file), the
+# storage unreachable.
+ATTACHMENT_ERRORS = (
+    ModelNotVisionCapable,
+    FileNotFound,
+    TooManyAttachments,
+    DuplicateAttachment,
+    DocumentEncrypted,
+    DocumentUnreadable,
+    DocumentHasNoText,
+    CorruptFile,
+    ImageTooLarge,
+    StorageUnavailable,
+)
+
+
 def _reply_route(
     method: str, path: str, summary: str, model: type[BaseModel], *errors: type[AppError]
 ) -> Any:
@@ -134,6 +164,7 @@ async def _answer(request: Request, reply: ReplyStream, stream: bool | None) -> 
     "Send a message and get the reply (SSE or JSON)",
     MessageRead,
     ChatNotFound,
+    *ATTACHMENT_ERRORS,
 )
 async def send_message(
     body: SendMessageRequest,
@@ -144,7 +175,12 @@ async def send_message(
 ) -> Response:
     """Saves the user's message, then streams or returns the assistant's reply."""
     reply = await service.send_message(
-        user, chat, content=body.content, model=body.model, parent_id=body.parent_id
+        user,
+        chat,
+        content=body.content,
+        model=body.model,
+        parent_id=body.parent_id,
+        attachments=body.attachments,
     )
     return await _answer(request, reply, body.stream)
 
@@ -157,6 +193,7 @@ async def send_message(
     ChatNotFound,
     MessageNotFound,
     MessageNotEditable,
+    *ATTACHMENT_ERRORS,
 )
 async def edit_message(
     message_id: uuid.UUID,
@@ -168,7 +205,7 @@ async def edit_message(
 ) -> Response:
     """The edit becomes a sibling of the original (which is kept) and gets a fresh reply."""
     reply = await service.edit_message(
-        user, chat, message_id, content=body.content, model=body.model
+        user, chat, message_id, content=body.content, model=body.model, attachments=body.attachments
     )
     return await _answer(request, reply, body.stream)
 
@@ -181,6 +218,7 @@ async def edit_message(
     ChatNotFound,
     MessageNotFound,
     MessageNotRegenerable,
+    ModelNotVisionCapable,
 )
 async def regenerate_message(
     message_id: uuid.UUID,
@@ -230,6 +268,8 @@ async def summarize_chat(
     GenerationRead,
     InvalidModeParams,
     UnknownMode,
+    ImageRequired,
+    *ATTACHMENT_ERRORS,
 )
 async def generate(
     body: GenerateRequest, user: GenerationUser, service: GenerationServiceDep, request: Request

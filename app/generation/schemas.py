@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
 
 from app.chats.modes import DEFAULT_MODE
 from app.chats.schemas import (
@@ -13,15 +13,21 @@ from app.chats.schemas import (
 )
 from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
+from app.files.schemas import AttachmentRead, ContextCut
 
 # Generous: the configured MAX_INPUT_CHARS applies a clear 413 below this hard ceiling.
 Content = Annotated[str, Field(min_length=1, max_length=200_000), NoNul]
 ModelName = Annotated[str, Field(max_length=100), NoNul]
+ATTACHMENTS_DESCRIPTION = (
+    "Ids of your files (POST /api/files) to attach, in order: at most MAX_ATTACHMENTS (10), "
+    "each once. Images need a vision model."
+)
 
 
 class SendMessageRequest(BaseModel):
     content: Content
     model: ModelName | None = None
+    attachments: list[uuid.UUID] = Field(default_factory=list, description=ATTACHMENTS_DESCRIPTION)
     parent_id: uuid.UUID | None = Field(
         default=None, description="Answer under this message; default: the current thread's end."
     )
@@ -33,6 +39,10 @@ class SendMessageRequest(BaseModel):
 class EditMessageRequest(BaseModel):
     content: Content
     model: ModelName | None = None
+    attachments: list[uuid.UUID] | None = Field(
+        default=None,
+        description=f"{ATTACHMENTS_DESCRIPTION} Null or absent: the edited message's own.",
+    )
     stream: StrictBool | None = None
 
 
@@ -62,6 +72,7 @@ class GenerateRequest(BaseModel):
         json_schema_extra=mode_params_schema(),
     )
     prompt: Content
+    attachments: list[uuid.UUID] = Field(default_factory=list, description=ATTACHMENTS_DESCRIPTION)
     model: ModelName | None = None
     temperature: StrictFloat | None = Field(default=None, ge=0, le=2)
     top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
@@ -82,6 +93,17 @@ class GenerationRead(ReplyOutcomeRead):
     model: str
     created_at: datetime
     updated_at: datetime
+    attachments: list[AttachmentRead] = Field(
+        default_factory=list, description="The files sent with the prompt, as they were then."
+    )
+    context_cuts: list[ContextCut] = Field(
+        default_factory=list, description="Attachments the prompt left out or shortened."
+    )
+
+    @field_validator("attachments", "context_cuts", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return [] if value is None else value
 
 
 class GenerationPage(BaseModel):
@@ -95,3 +117,7 @@ class ModelRead(BaseModel):
     built_in: bool = Field(description="True for the local echo model, which calls no server.")
     context_length: int
     default: bool
+    vision: bool = Field(
+        description="Sees images: image attachments may be sent to it (else 422 "
+        "`model_not_vision_capable`)."
+    )

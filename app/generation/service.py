@@ -3,11 +3,17 @@
 Each request validates its input, persists the user's side and a usage reservation, commits,
 and only then starts a ReplyStream (reply_stream.py), which calls the upstream and saves the
 reply as it goes (reply_saver.py).
+
+Attachments are checked first (ownership, count, duplicates, a vision model for images), then
+their content is read with no database connection held (app/files/attachments.py): a document
+that cannot be read is refused before anything is stored. Images of earlier messages are read
+by the reply itself, after the request's transaction.
 """
 
+import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,6 +21,7 @@ from pydantic import AwareDatetime
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.chats.errors import ChatNotFound
 from app.chats.models import Chat, Message, Role
 from app.chats.modes import get_mode
 from app.chats.schemas import MessageRead
@@ -22,12 +29,35 @@ from app.chats.service import ChatService, ReplyContext
 from app.core.config import Settings
 from app.core.cursor import Cursor
 from app.core.db import Database, utcnow
-from app.generation.errors import InputBlocked, InputTooLarge, ReplyInProgress
+from app.files.attachments import (
+    AttachmentService,
+    DocumentText,
+    ImageSource,
+    PreparedFiles,
+    attachment_reads,
+    attachment_records,
+)
+from app.files.models import File, FileKind
+from app.generation.errors import (
+    ImageRequired,
+    InputBlocked,
+    InputTooLarge,
+    ModelNotVisionCapable,
+    ReplyInProgress,
+)
 from app.generation.models import Generation
-from app.generation.prompt import DEFAULT_REPLY_RESERVE, Turn, build_prompt, estimate_prompt
+from app.generation.prompt import (
+    DEFAULT_REPLY_RESERVE,
+    DocumentInput,
+    ImageInput,
+    Prompt,
+    PromptAttachment,
+    Turn,
+    build_prompt,
+)
 from app.generation.reply_events import ReplyEvent
 from app.generation.reply_saver import ReplySaver
-from app.generation.reply_stream import ReplyStream
+from app.generation.reply_stream import ImageLoader, ReplyStream
 from app.generation.repository import GenerationRepository, ReplyRepository
 from app.generation.runtime import GenerationRuntime
 from app.generation.schemas import GenerateRequest, GenerationPage, GenerationRead, ModelRead
@@ -36,6 +66,8 @@ from app.generation.summaries import SummaryService
 from app.generation.upstream.types import ModelConfig, SamplingParams
 from app.usage.service import Quota, UsageService
 from app.users.models import User
+
+logger = logging.getLogger("parley.generation")
 
 
 @dataclass(kw_only=True)
@@ -49,6 +81,7 @@ class GenerationService:
     replies: ReplyRepository
     generations: GenerationRepository
     summaries: SummaryService
+    attachments: AttachmentService
     _blocked: list[re.Pattern[str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +100,57 @@ class GenerationService:
     def _chat_model(self, name: str | None, user: User, chat: Chat) -> ModelConfig:
         return self.runtime.registry.resolve(name, chat.model, user.default_model)
 
+    # --- attachments -------------------------------------------------------------------------
+
+    async def _attachment_files(
+        self, user: User, file_ids: Sequence[uuid.UUID], config: ModelConfig
+    ) -> list[File]:
+        """The files to attach: the user's, at most MAX_ATTACHMENTS, each once, and images only
+        for a vision model. Nothing is read yet."""
+        files = await self.attachments.resolve(user, file_ids)
+        _check_vision(files, config)
+        return files
+
+    async def _prepared(
+        self, user: User, file_ids: Sequence[uuid.UUID], config: ModelConfig
+    ) -> PreparedFiles | None:
+        """The files checked and their content read, or None when there are none."""
+        files = await self._attachment_files(user, file_ids, config)
+        return await self.attachments.prepare(files) if files else None
+
+    async def _prompt_attachments(
+        self, by_message: Mapping[uuid.UUID, list[File]], new: PreparedFiles | None
+    ) -> dict[uuid.UUID, list[PromptAttachment]]:
+        """What the prompt gets of each message's attachments (the documents' stored text)."""
+        known = new.texts if new is not None else {}
+        wanted = {
+            file.id
+            for files in by_message.values()
+            for file in files
+            if file.kind == FileKind.DOCUMENT and file.id not in known
+        }
+        texts = {**known, **await self.attachments.texts(wanted)} if wanted else known
+        return {
+            message_id: [a for a in (_prompt_attachment(f, texts) for f in files) if a]
+            for message_id, files in by_message.items()
+        }
+
+    def _image_loader(
+        self, files: Mapping[uuid.UUID, File], new: PreparedFiles | None
+    ) -> ImageLoader:
+        """Reads a prompt's images when the reply is about to call the upstream (the request's
+        session is not used: only storage and worker threads)."""
+        sources = {file_id: ImageSource.of(file) for file_id, file in files.items()}
+        ready = new.image_urls if new is not None else {}
+        attachments = self.attachments
+
+        async def load(images: Sequence[ImageInput]) -> dict[uuid.UUID, str]:
+            # A file attached to two messages of the thread is read once.
+            wanted = dict.fromkeys(image.file_id for image in images)
+            return await attachments.image_urls([sources[i] for i in wanted], ready=ready)
+
+        return load
+
     # --- chat replies ------------------------------------------------------------------------
 
     async def send_message(
@@ -77,34 +161,50 @@ class GenerationService:
         content: str,
         model: str | None = None,
         parent_id: uuid.UUID | None = None,
+        attachments: Sequence[uuid.UUID] = (),
     ) -> ReplyStream:
-        """Saves the user's message, then starts the assistant's reply."""
+        """Saves the user's message (with its attachments), then starts the assistant's reply."""
         self._check_input(content)
         config = self._chat_model(model, user, chat)
+        new = await self._prepared(user, attachments, config)
         return await self._reserved(
             chat,
             lambda: self.chats.user_message_context(chat, content, parent_id),
             config,
             user,
+            new=new,
         )
 
     async def edit_message(
-        self, user: User, chat: Chat, message_id: uuid.UUID, *, content: str, model: str | None
+        self,
+        user: User,
+        chat: Chat,
+        message_id: uuid.UUID,
+        *,
+        content: str,
+        model: str | None,
+        attachments: Sequence[uuid.UUID] | None = None,
     ) -> ReplyStream:
-        """Adds the edited text as a sibling of the original user message and answers it."""
+        """Adds the edited text as a sibling of the original user message and answers it. The
+        edit keeps the original's attachments unless `attachments` replaces them."""
         self._check_input(content)
         config = self._chat_model(model, user, chat)
+        if attachments is None:
+            attachments = await self.attachments.file_ids_of(chat.id, message_id)
+        new = await self._prepared(user, attachments, config)
         return await self._reserved(
             chat,
             lambda: self.chats.edit_context(chat, message_id, content),
             config,
             user,
+            new=new,
         )
 
     async def regenerate(
         self, user: User, chat: Chat, message_id: uuid.UUID, *, model: str | None
     ) -> ReplyStream:
-        """Answers the same user message again; the new reply is a sibling of the old one."""
+        """Answers the same user message again (with its attachments); the new reply is a
+        sibling of the old one."""
         config = self._chat_model(model, user, chat)
         return await self._reserved(
             chat, lambda: self.chats.regenerate_context(chat, message_id), config, user
@@ -127,23 +227,41 @@ class GenerationService:
         make_context: Callable[[], Awaitable[ReplyContext]],
         config: ModelConfig,
         user: User,
+        *,
+        new: PreparedFiles | None = None,
     ) -> ReplyStream:
-        """Starts a reply to `make_context()`'s user message, one reply per chat at a time."""
+        """Starts a reply to `make_context()`'s user message, one reply per chat at a time.
+        `new`: the files to attach to that message (a new one), checked and read already."""
         key = _chat_key(chat.id)
         self.runtime.replies.reserve(key)
         try:
             await self.usage.lock(user)
+            if new is not None:
+                # The session was committed while the files were read: meanwhile the chat may
+                # have got messages (the new one must be newer) or gone, and the files may have
+                # been deleted. The files stay locked until the message is saved.
+                last_message_at = await self.replies.chat_activity(chat.id)
+                if last_message_at is None:
+                    raise ChatNotFound()
+                if last_message_at > chat.last_message_at:
+                    chat.last_message_at = last_message_at
+                await self.attachments.resolve(user, new.ids, lock=True)
             fresh_after = utcnow() - stale_after(self.settings)
             if await self.replies.streaming_in_chat(chat.id, fresh_after=fresh_after, lock=True):
                 raise ReplyInProgress()
-            reply = await self._start_reply(user, chat, await make_context(), config)
+            reply = await self._start_reply(user, chat, await make_context(), config, new)
         except BaseException:
             self.runtime.replies.release(key)
             raise
         return self.runtime.replies.add(reply)
 
     async def _start_reply(
-        self, user: User, chat: Chat, context: ReplyContext, config: ModelConfig
+        self,
+        user: User,
+        chat: Chat,
+        context: ReplyContext,
+        config: ModelConfig,
+        new: PreparedFiles | None,
     ) -> ReplyStream:
         parent, thread = context.prompt, context.thread
         first_exchange = sum(m.role == Role.USER for m in thread) == 1 and chat.title is None
@@ -154,31 +272,51 @@ class GenerationService:
             or (user.system_prompt if chat.mode == "chat" else None)
             or get_mode(chat.mode).render(chat.mode_params)
         )
+        # Every attachment of the chat in one statement (none, in most chats), then the thread's.
+        in_chat = await self.attachments.in_chat(chat.id)
+        if new is not None:
+            in_chat[parent.id] = new.files  # the new message's, linked below
+        attached = {row.id: in_chat[row.id] for row in thread if row.id in in_chat}
+        # An image of the message being answered needs a vision model (a regenerated reply, or
+        # an edit keeping its images, with another model); earlier ones are left out instead.
+        _check_vision(attached.get(parent.id, []), config)
+        for_prompt = await self._prompt_attachments(attached, new) if attached else {}
         prompt = build_prompt(
             system_prompt=system_prompt,
-            history=[Turn(m.role, m.content) for m in thread],
+            history=[Turn(m.role, m.content, for_prompt.get(m.id, ()), m.id) for m in thread],
             context_length=config.context_length,
             max_tokens=chat.max_tokens,
+            vision=config.vision,
+            max_image_side=self.settings.vision_max_side,
         )
         # Written together with the user message (and the usage record) in one flush.
         assistant = self.chats.new_reply(chat, parent, model=config.name)
+        assistant.context_cuts = _cuts_json(prompt)
+        if new is not None:
+            await self.session.flush()  # the message first: its attachments refer to it
+            await self.attachments.keep(new, chat_id=chat.id, message_id=parent.id)
         usage, quota = await self.usage.reserve(
             user,
             model=config.name,
             kind="chat",
-            prompt_tokens=estimate_prompt(prompt),
+            prompt_tokens=prompt.tokens,
             completion_tokens=chat.max_tokens or DEFAULT_REPLY_RESERVE,
             message_id=assistant.id,
+        )
+        user_message = MessageRead.model_validate(parent).model_copy(
+            update={"attachments": attachment_reads(attached.get(parent.id, []))}
         )
         start = ReplyEvent(
             "start",
             {
                 "chat_id": str(chat.id),
-                "user_message": MessageRead.model_validate(parent).model_dump(mode="json"),
+                "user_message": user_message.model_dump(mode="json"),
                 "assistant_message_id": str(assistant.id),
                 "model": config.name,
+                "context_cuts": assistant.context_cuts or [],
             },
         )
+        files = {file.id: file for files in attached.values() for file in files}
         reply = await self._reply_stream(
             _chat_key(chat.id),
             config,
@@ -193,6 +331,7 @@ class GenerationService:
             ),
             quota=quota,
             start=start,
+            load_images=self._image_loader(files, new) if prompt.images else None,
         )
         if first_exchange and self.settings.auto_title:
             user_text = parent.content
@@ -209,12 +348,13 @@ class GenerationService:
         self,
         key: str,
         config: ModelConfig,
-        prompt: list[dict[str, str]],
+        prompt: Prompt,
         params: SamplingParams,
         *,
         saver: ReplySaver,
         quota: Quota,
         start: ReplyEvent,
+        load_images: ImageLoader | None = None,
     ) -> ReplyStream:
         """Commits what the request wrote, then makes the reply (the caller starts it)."""
         # Streaming is the exception to "the request commits once": the user's message must be
@@ -225,28 +365,38 @@ class GenerationService:
             key=key,
             provider=self.runtime.providers.for_model(config),
             model=config,
-            messages=prompt,
+            prompt=prompt,
             params=params,
             saver=saver,
             headers=quota.headers(),
             start=start,
             checkpoint_seconds=self.settings.stream_checkpoint_seconds,
             metrics=self.runtime.metrics,
+            load_images=load_images,
         )
 
     # --- stateless generation ----------------------------------------------------------------
 
     async def generate(self, user: User, body: GenerateRequest) -> ReplyStream:
-        """Runs a mode over a prompt and keeps the request in the user's history."""
+        """Runs a mode over a prompt (and its attachments) and keeps the request in the user's
+        history."""
         self._check_input(body.prompt)
         config = self.runtime.registry.resolve(body.model, user.default_model)
         mode = get_mode(body.mode)
         params = mode.validate_params(body.params)
+        files = await self._attachment_files(user, body.attachments, config)
+        if mode.vision and not any(file.kind == FileKind.IMAGE for file in files):
+            raise ImageRequired()
+        new = await self.attachments.prepare(files) if files else None
+        attached = {_GENERATION_TURN: files} if files else {}
+        for_prompt = await self._prompt_attachments(attached, new) if attached else {}
         prompt = build_prompt(
             system_prompt=mode.render(params),
-            history=[Turn("user", body.prompt)],
+            history=[Turn("user", body.prompt, for_prompt.get(_GENERATION_TURN, ()))],
             context_length=config.context_length,
             max_tokens=body.max_tokens,
+            vision=config.vision,
+            max_image_side=self.settings.vision_max_side,
         )
         sampling = SamplingParams(
             temperature=body.temperature if body.temperature is not None else user.temperature,
@@ -254,6 +404,8 @@ class GenerationService:
             max_tokens=body.max_tokens,
         )
         await self.usage.lock(user)
+        if new is not None:
+            await self.attachments.keep(new, chat_id=None, message_id=None)
         generation = await self.generations.add(
             Generation(
                 user_id=user.id,
@@ -263,16 +415,23 @@ class GenerationService:
                 settings=sampling.as_body(),
                 model=config.name,
                 status="streaming",
+                attachments=attachment_records(files),
+                context_cuts=_cuts_json(prompt),
             )
         )
         usage, quota = await self.usage.reserve(
             user,
             model=config.name,
             kind="generate",
-            prompt_tokens=estimate_prompt(prompt),
+            prompt_tokens=prompt.tokens,
             completion_tokens=body.max_tokens or DEFAULT_REPLY_RESERVE,
             generation_id=generation.id,
         )
+        start = {
+            "generation_id": str(generation.id),
+            "model": config.name,
+            "context_cuts": generation.context_cuts or [],
+        }
         reply = await self._reply_stream(
             f"generation:{generation.id}",
             config,
@@ -282,7 +441,12 @@ class GenerationService:
                 self.db, Generation, generation.id, usage_id=usage.id, serialize=_generation_json
             ),
             quota=quota,
-            start=ReplyEvent("start", {"generation_id": str(generation.id), "model": config.name}),
+            start=ReplyEvent("start", start),
+            load_images=(
+                self._image_loader({file.id: file for file in files}, new)
+                if prompt.images
+                else None
+            ),
         )
         self.runtime.replies.reserve(reply.key)
         return self.runtime.replies.add(reply)
@@ -311,6 +475,7 @@ class GenerationService:
                 built_in=model.provider == "echo",
                 context_length=model.context_length,
                 default=model.name == registry.default,
+                vision=model.vision,
             )
             for model in registry.all()
         ]
@@ -320,6 +485,47 @@ class GenerationCursor(Cursor):
     k: Literal["generations"] = "generations"
     t: AwareDatetime
     i: uuid.UUID
+
+
+# The one turn of a stateless generation, where its attachments go.
+_GENERATION_TURN = uuid.UUID(int=0)
+
+
+def _check_vision(files: Sequence[File], config: ModelConfig) -> None:
+    if not config.vision:
+        image = next((file for file in files if file.kind == FileKind.IMAGE), None)
+        if image is not None:
+            raise ModelNotVisionCapable(config.name, image.name)
+
+
+def _prompt_attachment(
+    file: File, texts: Mapping[uuid.UUID, DocumentText]
+) -> PromptAttachment | None:
+    if file.kind == FileKind.IMAGE:
+        return ImageInput(
+            file_id=file.id,
+            name=file.name,
+            media_type=file.media_type,
+            width=file.width or 0,
+            height=file.height or 0,
+        )
+    text = texts.get(file.id)
+    if text is None:
+        # Every attached document's text is kept when it is first attached: this is a bug.
+        logger.error("an attached document has no extracted text", extra={"file_id": str(file.id)})
+        return None
+    return DocumentInput(
+        file_id=file.id,
+        name=file.name,
+        media_type=file.media_type,
+        text=text.text,
+        truncated=text.truncated,
+        page_count=file.page_count,
+    )
+
+
+def _cuts_json(prompt: Prompt) -> list[dict[str, Any]] | None:
+    return [cut.model_dump(mode="json") for cut in prompt.cuts] or None
 
 
 def _chat_key(chat_id: uuid.UUID) -> str:

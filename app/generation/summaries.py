@@ -17,7 +17,7 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.generation.prompt import Turn, build_prompt, estimate_prompt, estimate_tokens
 from app.generation.runtime import GenerationRuntime
-from app.generation.upstream.types import ModelConfig, SamplingParams, TextDelta
+from app.generation.upstream.types import ChatMessage, ModelConfig, SamplingParams, TextDelta
 from app.usage.repository import UsageRepository
 from app.usage.service import UsageService
 from app.users.models import User
@@ -42,7 +42,7 @@ class SummaryService:
     usage: UsageService
 
     async def complete_text(
-        self, config: ModelConfig, messages: list[dict[str, str]], *, max_tokens: int
+        self, config: ModelConfig, messages: list[ChatMessage], *, max_tokens: int
     ) -> str:
         """A whole reply at once (titles, summaries)."""
         provider = self.runtime.providers.for_model(config)
@@ -117,7 +117,7 @@ class SummaryService:
             max_tokens=SUMMARY_MAX_TOKENS,
         )
         chat_id = chat.id
-        prompt_tokens = estimate_prompt(prompt)
+        prompt_tokens = prompt.tokens
         await self.usage.lock(user)
         usage, _quota = await self.usage.reserve(
             user,
@@ -129,7 +129,9 @@ class SummaryService:
         await self.session.commit()  # no connection held while the model writes
         summary = ""
         try:
-            summary = await self.complete_text(config, prompt, max_tokens=SUMMARY_MAX_TOKENS)
+            summary = await self.complete_text(
+                config, prompt.messages, max_tokens=SUMMARY_MAX_TOKENS
+            )
         finally:
             async with self.db.transaction() as session:
                 await UsageRepository(session).settle(

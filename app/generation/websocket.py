@@ -3,7 +3,8 @@
 Protocol (JSON text frames):
 - authenticate with the `parley_access` cookie at the handshake, or send
   `{"type": "auth", "token": "<access token>"}` first (tokens never go in the URL);
-- send `{"type": "message", "content": "...", "model"?: "...", "parent_id"?: "..."}`;
+- send `{"type": "message", "content": "...", "model"?: "...", "parent_id"?: "...",
+  "attachments"?: ["<file id>", ...]}`;
 - receive `{"event": "start"|"delta"|"usage"|"done"|"error", "data": {...}}`;
 - send `{"type": "stop"}` to stop the reply in progress.
 """
@@ -21,6 +22,7 @@ from app.auth.dependencies import get_generation_user
 from app.core.deps import Runtime
 from app.core.errors import AppError
 from app.core.logging import user_id_var
+from app.files.store import FileStore
 from app.generation import reply_events
 from app.generation.dependencies import open_services
 from app.generation.reply_stream import CLIENT_GONE, STOPPED, ReplyStream
@@ -39,6 +41,7 @@ class WSMessage(BaseModel):
     content: Content | None = None
     model: ModelName | None = None
     parent_id: uuid.UUID | None = None
+    attachments: list[uuid.UUID] = Field(default_factory=list)
     token: str | None = Field(default=None, max_length=4096)
 
 
@@ -77,6 +80,7 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
     """Chat over a WebSocket: send messages and stops, receive the SSE events as JSON frames."""
     runtime: Runtime = websocket.app.state.runtime
     generation: GenerationRuntime = websocket.app.state.generation
+    files: FileStore = websocket.app.state.files
     await websocket.accept()
     token = websocket.cookies.get(ACCESS_COOKIE)
     if token and not _allowed_origin(websocket, runtime):
@@ -86,7 +90,7 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
         if not token:
             first = await asyncio.wait_for(_receive(websocket), AUTH_TIMEOUT_SECONDS)
             token = first.token if first is not None and first.type == "auth" else None
-        async with open_services(runtime, generation) as services:
+        async with open_services(runtime, generation, files) as services:
             principal = await services.auth.resolve_access_token(token or "")
             user = principal.user
             chat = await services.chats.get_owned_chat(user, chat_id)
@@ -125,7 +129,7 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                 # The same gates as the HTTP routes (GenerationUser): verified email when
                 # required, and the per-user generation rate limit.
                 await get_generation_user(user, runtime)
-                async with open_services(runtime, generation) as services:
+                async with open_services(runtime, generation, files) as services:
                     chat = await services.chats.get_owned_chat(user, chat_id)
                     reply = await services.generation.send_message(
                         user,
@@ -133,6 +137,7 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                         content=frame.content,
                         model=frame.model,
                         parent_id=frame.parent_id,
+                        attachments=frame.attachments,
                     )
             except AppError as exc:
                 await websocket.send_json(reply_events.error(exc.code, exc.message).ws())

@@ -15,7 +15,7 @@ class TestListModes:
         response = await client.get("/api/modes")
         assert response.status_code == 200
         modes = {mode["name"]: mode for mode in response.json()}
-        assert list(modes) == ["chat", "email", "similar_questions", "summarize"]
+        assert list(modes) == ["chat", "email", "similar_questions", "summarize", "image"]
         email = modes["email"]["params_schema"]
         assert email["required"] == ["purpose"]
         assert email["properties"]["tone"]["enum"] == [
@@ -29,6 +29,26 @@ class TestListModes:
         count = modes["similar_questions"]["params_schema"]["properties"]["count"]
         assert (count["minimum"], count["maximum"]) == (1, 20)
         assert all(mode["title"] and mode["description"] for mode in modes.values())
+
+    async def test_the_image_mode_is_marked_for_vision(self, client, user):
+        modes = {mode["name"]: mode for mode in (await client.get("/api/modes")).json()}
+        image = modes["image"]
+        assert image["vision"] is True and not any(
+            m["vision"] for m in modes.values() if m != image
+        )
+        task = image["params_schema"]["properties"]["task"]
+        assert task["enum"] == ["describe", "extract_text", "answer"]
+        assert task["default"] == "describe"
+        chat = await new_chat(client, user, mode="image", mode_params={"task": "answer"})
+        assert chat["mode_params"] == {"task": "answer"}
+        bad = await client.post(
+            "/api/chats",
+            json={"mode": "image", "mode_params": {"task": "draw"}},
+            headers=user.headers,
+        )
+        assert assert_error(bad, 422, "invalid_mode_params")["details"][0]["field"] == (
+            "body.mode_params.task"
+        )
 
     async def test_mode_names_are_documented_in_openapi(self, client):
         schema = (await client.get("/openapi.json")).json()
@@ -134,6 +154,18 @@ class TestModePrompts:
             {"count": 7, "question": "Why is the sky blue?"}
         )
         assert "exactly 7 questions" in prompt and "Why is the sky blue?" in prompt
+
+    @pytest.mark.parametrize(
+        ("task", "words"),
+        [
+            ("describe", "Describe the attached images in detail"),
+            ("extract_text", "Transcribe all the text visible in the attached images"),
+            ("answer", "Answer the user's question about the attached images"),
+        ],
+    )
+    def test_image_prompt_follows_the_task(self, task, words):
+        prompt = get_mode("image").render({"task": task})
+        assert prompt.startswith("You look at images the user attaches.") and words in prompt
 
     def test_errors(self):
         with pytest.raises(UnknownMode):

@@ -294,16 +294,18 @@ class TestHTTPErrors:
     async def test_connection_refused_is_unavailable(
         self, provider: OpenAIProvider, model: ModelConfig
     ) -> None:
-        with socket.socket() as sock:  # a port nobody listens on
+        # A port held bound but not listening: connections are refused, and no other process
+        # can start listening on it while the test runs.
+        with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        nowhere = ModelConfig(**{**model.__dict__, "base_url": f"http://127.0.0.1:{port}/v1"})
-        outcome = await run(provider, nowhere)
-        assert isinstance(outcome.error, UpstreamUnavailable)
-        assert outcome.error.code == "upstream_unavailable"
-        assert outcome.error.status_code == 502
-        with pytest.raises(UpstreamUnavailable):
-            await provider.list_models(nowhere)
+            nowhere = ModelConfig(**{**model.__dict__, "base_url": f"http://127.0.0.1:{port}/v1"})
+            outcome = await run(provider, nowhere)
+            assert isinstance(outcome.error, UpstreamUnavailable)
+            assert outcome.error.code == "upstream_unavailable"
+            assert outcome.error.status_code == 502
+            with pytest.raises(UpstreamUnavailable):
+                await provider.list_models(nowhere)
 
 
 class TestRetry:

@@ -104,6 +104,7 @@ class TestModels:
                     "built_in": True,
                     "context_length": 8192,
                     "default": True,
+                    "vision": True,
                 }
             ]
             response = await parley.http.post(

@@ -8,9 +8,14 @@ dropped connections, missing usage, ...) and read back what it received and saw:
         fake.state.drop_after = 1
         ...  # point a client at fake.base_url ("http://127.0.0.1:<port>/v1")
         assert fake.state.requests[0]["stream"] is True
+
+For attachments it keeps every content part it was sent (`state.parts`: text parts and images,
+the images' data URLs decoded), so tests assert exactly what left Parley.
 """
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import socket
@@ -66,12 +71,51 @@ class FakeState:
 
     # --- Observations
     requests: list[dict[str, Any]] = field(default_factory=list)  # chat request bodies
+    # Per chat request, the content parts of its messages in order (ReceivedPart).
+    parts: list[list["ReceivedPart"]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # chat request headers
     client_ports: list[int] = field(default_factory=list)  # to tell reused connections apart
     active_streams: int = 0
     max_active_streams: int = 0
     disconnects: int = 0  # streams whose client went away before the end
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class ReceivedPart:
+    """One content part as the fake read it: a text, or an image with its data URL decoded."""
+
+    role: str
+    type: str  # "text" or "image_url"
+    text: str | None = None
+    media_type: str | None = None  # of an image's data URL
+    data: bytes | None = None  # an image's bytes, decoded from base64
+
+
+def decode_data_url(url: str) -> tuple[str, bytes]:
+    """(media type, bytes) of a `data:<type>;base64,<data>` URL, strictly (as OpenAI does)."""
+    header, sep, payload = url.partition(",")
+    if not (sep and header.startswith("data:") and header.endswith(";base64")):
+        raise ValueError(f"not a base64 data URL: {url[:40]!r}")
+    try:
+        return header[5:-7], base64.b64decode(payload, validate=True)
+    except binascii.Error as exc:
+        raise ValueError("the data URL's base64 does not decode") from exc
+
+
+def _parts(body: dict[str, Any]) -> list[ReceivedPart]:
+    found: list[ReceivedPart] = []
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if part.get("type") == "image_url":
+                media_type, data = decode_data_url(part["image_url"]["url"])
+                found.append(ReceivedPart(message["role"], "image_url", None, media_type, data))
+            else:
+                found.append(ReceivedPart(message["role"], part.get("type"), part.get("text")))
+    return found
 
 
 class _Drop(Exception):
@@ -110,6 +154,12 @@ class FakeUpstream:
         state.requests.append(body)
         state.headers.append(headers)
         state.client_ports.append(scope["client"][1])
+        try:
+            state.parts.append(_parts(body))
+        except ValueError as exc:  # as OpenAI answers an image URL it cannot read
+            state.parts.append([])
+            await _send_json(send, 400, {"error": {"message": str(exc), "type": "invalid_image"}})
+            return
         faulty = state.faulty_requests is None or len(state.requests) <= state.faulty_requests
 
         if state.api_key is not None and headers.get("authorization") != f"Bearer {state.api_key}":

@@ -10,6 +10,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
@@ -69,6 +70,29 @@ class Storage(ABC):
     @abstractmethod
     async def delete(self, key: uuid.UUID) -> None:
         """Removes the object; no error when there is none."""
+
+    @asynccontextmanager
+    async def local_file(self, key: uuid.UUID) -> AsyncIterator[Path]:
+        """The object as a file on local disk, for the content modules (which read files, in
+        worker threads): a copy in the spool directory, removed when the block ends. The
+        local backend yields the object itself."""
+        path = self.spool_dir / f"{uuid.uuid4().hex}.read"
+        try:
+            blob = await self.open(key)
+            try:
+                handle = await anyio.to_thread.run_sync(path.open, "wb")
+                try:
+                    async for chunk in blob:
+                        await anyio.to_thread.run_sync(handle.write, chunk)
+                finally:
+                    await anyio.to_thread.run_sync(handle.close)
+            except OSError as exc:
+                raise StorageError(f"could not copy {key} to local disk: {exc}") from exc
+            finally:
+                await blob.aclose()
+            yield path
+        finally:
+            await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
 
     async def sweep_spool(self, *, older_than: float) -> int:
         """Removes spool files untouched for `older_than` seconds (left by a process that

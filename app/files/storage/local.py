@@ -6,6 +6,7 @@ One machine only (or a shared filesystem). Every file operation runs in a worker
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,6 +53,14 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(f"could not open {key}: {exc}") from exc
         return LocalBlob(handle, os.fstat(handle.fileno()).st_size)
+
+    @asynccontextmanager
+    async def local_file(self, key: uuid.UUID) -> AsyncIterator[Path]:
+        """The object itself: it is on local disk already, and never changes once stored."""
+        path = self.path(key)
+        if not await anyio.to_thread.run_sync(path.is_file):
+            raise BlobNotFound(str(key))
+        yield path
 
     async def delete(self, key: uuid.UUID) -> None:
         try:

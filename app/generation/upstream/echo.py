@@ -7,8 +7,10 @@ It is a provider behind the same interface as the OpenAI one, labelled as built 
 import asyncio
 import re
 from collections.abc import AsyncGenerator
+from typing import Any
 
 from app.generation.upstream.types import (
+    ChatMessage,
     Finish,
     ModelConfig,
     SamplingParams,
@@ -27,13 +29,17 @@ class EchoProvider:
         return ["echo"]
 
     async def stream(
-        self, model: ModelConfig, messages: list[dict[str, str]], params: SamplingParams
+        self, model: ModelConfig, messages: list[ChatMessage], params: SamplingParams
     ) -> AsyncGenerator[UpstreamEvent, None]:
-        """Reply "Echo: <last user message>", one word at a time at a model-like pace."""
-        prompt = next(
+        """Reply "Echo: <last user message>", one word at a time at a model-like pace; with
+        images, how many it was sent."""
+        content = next(
             (m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), ""
         )
+        prompt, images = _text_and_images(content)
         reply = f"Echo: {prompt.strip()}" if prompt.strip() else "Echo: (empty message)"
+        if images:
+            reply += f" ({images} image{'s' if images != 1 else ''})"
         # Each token is a word with the whitespace after it, so the tokens join back to the reply.
         tokens = re.findall(r"\S+\s*", reply)
         reason = "stop"
@@ -45,3 +51,13 @@ class EchoProvider:
         # No Usage event: like llama.cpp, the counts are left to the caller's estimate, which
         # is then flagged as such.
         yield Finish(reason)
+
+
+def _text_and_images(content: str | list[dict[str, Any]]) -> tuple[str, int]:
+    """A message's text (for content parts, the last text part: the user's own words) and
+    how many images it has."""
+    if isinstance(content, str):
+        return content, 0
+    texts = [str(part.get("text", "")) for part in content if part.get("type") == "text"]
+    images = sum(part.get("type") == "image_url" for part in content)
+    return (texts[-1] if texts else ""), images

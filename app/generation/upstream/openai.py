@@ -28,6 +28,7 @@ from app.generation.upstream.sse import (
     usage_of,
 )
 from app.generation.upstream.types import (
+    ChatMessage,
     Finish,
     ModelConfig,
     SamplingParams,
@@ -85,7 +86,7 @@ class OpenAIProvider:
             raise UpstreamProtocolError("The model server's model list has an odd shape.") from exc
 
     async def stream(
-        self, model: ModelConfig, messages: list[dict[str, str]], params: SamplingParams
+        self, model: ModelConfig, messages: list[ChatMessage], params: SamplingParams
     ) -> AsyncGenerator[UpstreamEvent, None]:
         """POST {base_url}/chat/completions with stream: true and yield its events."""
         body: dict[str, Any] = {

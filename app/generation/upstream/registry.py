@@ -13,6 +13,9 @@ ECHO = ModelConfig(
     upstream_model="echo",
     context_length=8192,
     provider="echo",
+    # Echo "sees" images so that attachments work end to end with no model server: it is sent
+    # the same content parts as a vision model, and says how many images it got.
+    vision=True,
 )
 
 
@@ -41,9 +44,13 @@ class ModelRegistry:
                     upstream_model=upstream_id,
                     context_length=settings.llm_context_length,
                     provider="openai",
+                    vision=settings.llm_vision,
                 )
             )
         for name, spec in settings.llm_models.items():
+            vision = spec.get("vision", False)
+            if not isinstance(vision, bool):
+                raise ValueError(f"LLM_MODELS[{name!r}]: vision must be true or false")
             models.append(
                 ModelConfig(
                     name=name,
@@ -53,6 +60,7 @@ class ModelRegistry:
                     upstream_model=spec.get("model", name),
                     context_length=int(spec.get("context_length", settings.llm_context_length)),
                     provider="openai",
+                    vision=vision,
                 )
             )
         missing = [m.name for m in models if not m.base_url]

@@ -8,7 +8,12 @@ the text it already received and decides how to save it.
 
 from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+# One message of the OpenAI Chat Completions API: {"role", "content"}, the content either a
+# string or (for images) a list of content parts ({"type": "text", ...}, {"type": "image_url",
+# ...}).
+ChatMessage = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,8 @@ class ModelConfig:
     upstream_model: str  # the id the upstream knows the model by
     context_length: int
     provider: Literal["openai", "echo"]
+    # Sees images: only such models are sent image content parts.
+    vision: bool = False
 
 
 @dataclass
@@ -58,7 +65,7 @@ class Provider(Protocol):
     """Streams replies from one kind of upstream (OpenAI-compatible, or the built-in echo)."""
 
     def stream(
-        self, model: ModelConfig, messages: list[dict[str, str]], params: SamplingParams
+        self, model: ModelConfig, messages: list[ChatMessage], params: SamplingParams
     ) -> AsyncGenerator[UpstreamEvent, None]:
         """Stream a reply; closing the generator (or cancelling its task) stops the upstream."""
         ...
