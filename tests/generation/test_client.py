@@ -145,13 +145,13 @@ class TestHappyPath:
     async def test_slow_steady_stream_is_not_idle(
         self, http_client: httpx.AsyncClient, model: ModelConfig, fake_upstream: FakeUpstream
     ) -> None:
-        # Six tokens 0.1 s apart: the reply lasts 0.5 s, longer than the idle timeout, though no
-        # gap between two tokens does.
-        fake_upstream.state.tokens = 6
-        fake_upstream.state.token_delay = 0.1
-        outcome = await run(with_timeouts(http_client, first=0.3, idle=0.3), model)
+        # Five tokens 0.25 s apart: the reply lasts over a second, longer than the idle timeout,
+        # though no gap between two tokens comes near it (a wide margin for a loaded machine).
+        fake_upstream.state.tokens = 5
+        fake_upstream.state.token_delay = 0.25
+        outcome = await run(with_timeouts(http_client, first=0.8, idle=0.8), model)
         assert outcome.error is None
-        assert outcome.text == "tok0 tok1 tok2 tok3 tok4 tok5 "
+        assert outcome.text == "tok0 tok1 tok2 tok3 tok4 "
         assert outcome.events[-1] == Finish("stop")
 
     async def test_connection_is_reused(
