@@ -3,7 +3,7 @@ reply's prompt left out
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-06 09:00:00.000000
+Create Date: 2026-11-29 21:00:00.000000
 """
 
 from collections.abc import Sequence
