@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import anyio.to_thread
-import docx
-from docx.table import Table
-from pypdf import PasswordType, PdfReader
 
 from app.files.detect import DOCX, PDF
 from app.files.errors import (
@@ -43,6 +40,10 @@ class ExtractedText:
     truncated: bool
 
 
+# _import_note: pypdf and python-docx (with lxml) are imported by the functions that use them, in
+# the worker thread that reads a document, not at start-up: together they would add about 22 MB
+# to every worker process, most of which never reads a document.
+
 # --- at upload ------------------------------------------------------------------------------
 
 
@@ -50,6 +51,8 @@ def count_pdf_pages(source: Source, *, name: str) -> int | None:
     """A PDF's page count; None when it is encrypted with a password (still accepted: its
     text cannot be read, which extract_text() says when it is attached). CorruptFile when
     pypdf cannot read its structure."""
+    from pypdf import PasswordType, PdfReader  # see _import_note
+
     try:
         reader = PdfReader(source)
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
@@ -106,6 +109,8 @@ async def extract_text_in_thread(
 
 
 def _pdf_text(source: Source, *, name: str, max_pages: int, max_chars: int) -> ExtractedText:
+    from pypdf import PasswordType, PdfReader  # see _import_note
+
     try:
         reader = PdfReader(source)
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
@@ -130,6 +135,9 @@ def _pdf_text(source: Source, *, name: str, max_pages: int, max_chars: int) -> E
 
 
 def _docx_text(source: Source, *, name: str, max_chars: int) -> ExtractedText:
+    import docx  # see _import_note
+    from docx.table import Table
+
     try:
         with zipfile.ZipFile(source) as archive:
             main = archive.getinfo(_DOCX_MAIN_PART)
