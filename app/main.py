@@ -15,6 +15,7 @@ from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
 from app.chats.router import modes_router
 from app.chats.router import router as chats_router
+from app.core.apidocs import install_api_docs
 from app.core.clientip import ClientIPResolver
 from app.core.config import Settings, get_settings
 from app.core.db import Database
@@ -111,11 +112,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=API_DESCRIPTION,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        # Served by install_api_docs from Parley's own files: FastAPI's pages load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.files = files
     install_error_handlers(app)
     install_openapi(app)
+    install_api_docs(app)
     # Innermost, so that its 413 still gets CORS headers and the request id.
     # Uploads stream to storage and refuse FILE_MAX_BYTES themselves (413 file_too_large).
     own_limits: dict[str, int | None] = {"/api/files": None}
