@@ -132,7 +132,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            # What a frontend on another origin may read: the quota headers of generation
+            # answers (app/usage/service.py) besides the request id and Retry-After.
+            expose_headers=["X-Request-ID", "Retry-After", "X-Quota-Limit", "X-Quota-Remaining"],
         )
     app.add_middleware(
         RequestContextMiddleware, metrics=runtime.metrics if settings.metrics_enabled else None
