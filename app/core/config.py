@@ -4,6 +4,7 @@ import re
 from functools import lru_cache
 from ipaddress import ip_network
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -62,6 +63,10 @@ class Settings(BaseSettings):
     # Links in mails are built from this, never from the request's Host header, which a client
     # controls (a forged Host would send reset links pointing at an attacker's site).
     public_base_url: str = "http://localhost:8000"
+    # A frontend on its own origin: the verification and reset links in mails open its pages
+    # `{FRONTEND_URL}/verify-email?token=...` and `{FRONTEND_URL}/reset-password?token=...`.
+    # Unset: Parley's own pages under PUBLIC_BASE_URL (app/mail/templates.py).
+    frontend_url: str | None = None
 
     # --- Generation: the upstream model servers ---
     # The default upstream (any OpenAI-compatible /v1 endpoint). Unset: the built-in echo model.
@@ -182,6 +187,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("frontend_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("FRONTEND_URL must be an absolute http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError("FRONTEND_URL must have no query or fragment")
+        return value.rstrip("/")
 
     @field_validator("blocked_patterns")
     @classmethod
