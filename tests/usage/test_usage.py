@@ -52,6 +52,14 @@ class TestUsageReport:
         )
         assert_error(response, 422, "invalid_range")
 
+    async def test_the_earliest_dates_are_an_empty_report(self, parley, author):
+        response = await parley.http.get(
+            "/api/usage", params={"to": "0001-01-01"}, headers=author.headers
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["from"] == "0001-01-01"
+        assert response.json()["items"] == []
+
     async def test_admin_sees_top_users(self, parley, author, chat, admin_engine):
         await send(parley, author, chat)
         admin = await register(parley.http)
