@@ -15,6 +15,7 @@ from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
 from app.chats.router import modes_router
 from app.chats.router import router as chats_router
+from app.chats.trash import trash_purge
 from app.core.apidocs import install_api_docs
 from app.core.clientip import ClientIPResolver
 from app.core.config import Settings, get_settings
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with (
                 generation_runtime(settings, runtime.db, runtime.metrics) as generation,
                 files.running(),
+                trash_purge(runtime.db, settings),
             ):
                 app.state.generation = generation
                 _tune_garbage_collector()

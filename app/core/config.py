@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     daily_token_quota: int | None = Field(default=None, ge=0)
     # Give chats a generated title after their first exchange.
     auto_title: bool = True
+    # A deleted chat stays this many days in the trash, where it can be restored, then it is
+    # purged (app/chats/trash.py). DELETE ...?permanent=true skips the trash.
+    trash_days: int = Field(default=30, ge=1, le=3650)
     # Account security (see notes/README-security.md for the reasoning behind each default).
     email_verification_hours: int = Field(default=24, ge=1)
     password_reset_minutes: int = Field(default=60, ge=5, le=24 * 60)
