@@ -63,6 +63,10 @@ class ChatRepository(Repository[Chat]):
             )
         )
 
+    async def delete_by_id(self, chat_id: uuid.UUID) -> None:
+        """Deletes the chat (its messages go by ON DELETE CASCADE), if it still exists."""
+        await self.session.execute(delete(Chat).where(Chat.id == chat_id))
+
     async def purge_trashed(self, *, before: datetime, limit: int) -> int:
         """Deletes up to `limit` chats that went to the trash before `before` (their messages go
         by ON DELETE CASCADE); returns how many."""

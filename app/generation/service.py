@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chats.models import Chat, Message, Role
 from app.chats.modes import get_mode
-from app.chats.schemas import MessageRead
+from app.chats.schemas import ChatCreate, MessageRead
 from app.chats.service import ChatService, ReplyContext
 from app.core.config import Settings
 from app.core.cursor import Cursor
@@ -88,6 +88,21 @@ class GenerationService:
             user,
         )
 
+    async def start_chat(self, user: User, data: ChatCreate, *, content: str) -> ReplyStream:
+        """Creates a chat and sends its first message. A refused send (input, model, quota)
+        rolls the chat back with the request; a reply that fails before its first token deletes
+        it (ReplySaver.discard_chat): either way no chat is left without its exchange."""
+        self._check_input(content)
+        chat = await self.chats.create_chat(user, data)
+        config = self._chat_model(None, user, chat)
+        return await self._reserved(
+            chat,
+            lambda: self.chats.user_message_context(chat, content),
+            config,
+            user,
+            new_chat=True,
+        )
+
     async def edit_message(
         self, user: User, chat: Chat, message_id: uuid.UUID, *, content: str, model: str | None
     ) -> ReplyStream:
@@ -127,6 +142,8 @@ class GenerationService:
         make_context: Callable[[], Awaitable[ReplyContext]],
         config: ModelConfig,
         user: User,
+        *,
+        new_chat: bool = False,
     ) -> ReplyStream:
         """Starts a reply to `make_context()`'s user message, one reply per chat at a time."""
         key = _chat_key(chat.id)
@@ -136,14 +153,22 @@ class GenerationService:
             fresh_after = utcnow() - stale_after(self.settings)
             if await self.replies.streaming_in_chat(chat.id, fresh_after=fresh_after, lock=True):
                 raise ReplyInProgress()
-            reply = await self._start_reply(user, chat, await make_context(), config)
+            reply = await self._start_reply(
+                user, chat, await make_context(), config, new_chat=new_chat
+            )
         except BaseException:
             self.runtime.replies.release(key)
             raise
         return self.runtime.replies.add(reply)
 
     async def _start_reply(
-        self, user: User, chat: Chat, context: ReplyContext, config: ModelConfig
+        self,
+        user: User,
+        chat: Chat,
+        context: ReplyContext,
+        config: ModelConfig,
+        *,
+        new_chat: bool = False,
     ) -> ReplyStream:
         parent, thread = context.prompt, context.thread
         first_exchange = sum(m.role == Role.USER for m in thread) == 1 and chat.title is None
@@ -189,7 +214,12 @@ class GenerationService:
                 max_tokens=chat.max_tokens,
             ),
             saver=ReplySaver(
-                self.db, Message, assistant.id, usage_id=usage.id, serialize=_message_json
+                self.db,
+                Message,
+                assistant.id,
+                usage_id=usage.id,
+                serialize=_message_json,
+                discard_chat=chat.id if new_chat else None,
             ),
             quota=quota,
             start=start,
