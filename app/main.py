@@ -15,6 +15,8 @@ from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
 from app.chats.router import modes_router
 from app.chats.router import router as chats_router
+from app.chats.trash import trash_purge
+from app.core.apidocs import install_api_docs
 from app.core.clientip import ClientIPResolver
 from app.core.config import Settings, get_settings
 from app.core.db import Database
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with (
                 generation_runtime(settings, runtime.db, runtime.metrics) as generation,
                 files.running(),
+                trash_purge(runtime.db, settings),
             ):
                 app.state.generation = generation
                 _tune_garbage_collector()
@@ -111,11 +114,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=API_DESCRIPTION,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        # Served by install_api_docs from Parley's own files: FastAPI's pages load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.files = files
     install_error_handlers(app)
     install_openapi(app)
+    install_api_docs(app)
     # Innermost, so that its 413 still gets CORS headers and the request id.
     # Uploads stream to storage and refuse FILE_MAX_BYTES themselves (413 file_too_large).
     own_limits: dict[str, int | None] = {"/api/files": None}
@@ -127,7 +134,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            # What a frontend on another origin may read: the quota headers of generation
+            # answers (app/usage/service.py) besides the request id and Retry-After.
+            expose_headers=["X-Request-ID", "Retry-After", "X-Quota-Limit", "X-Quota-Remaining"],
         )
     app.add_middleware(
         RequestContextMiddleware, metrics=runtime.metrics if settings.metrics_enabled else None

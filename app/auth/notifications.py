@@ -48,11 +48,19 @@ class Notifier:
         after_commit(self.session, lambda: self.mailer.send_later(message))
 
     def verification(self, user: User, *, email: str, token: str) -> None:
-        link = verify_link(self.settings.public_base_url, token)
+        link = verify_link(
+            token,
+            public_base_url=self.settings.public_base_url,
+            frontend_url=self.settings.frontend_url,
+        )
         self._queue(verification_email(email, user.display_name, link))
 
     def password_reset(self, user: User, *, token: str) -> None:
-        link = reset_link(self.settings.public_base_url, token)
+        link = reset_link(
+            token,
+            public_base_url=self.settings.public_base_url,
+            frontend_url=self.settings.frontend_url,
+        )
         minutes = self.settings.password_reset_minutes
         self._queue(password_reset_email(user.email, user.display_name, link, minutes))
 

@@ -8,15 +8,20 @@ from app.auth.dependencies import CurrentUser
 from app.chats.models import Chat
 from app.chats.repository import ChatRepository, MessageRepository
 from app.chats.service import ChatService
-from app.core.deps import SessionDep
+from app.core.config import Settings
+from app.core.deps import SessionDep, SettingsDep
 
 
-def build_chat_service(session: AsyncSession) -> ChatService:
-    return ChatService(chats=ChatRepository(session), messages=MessageRepository(session))
+def build_chat_service(session: AsyncSession, settings: Settings) -> ChatService:
+    return ChatService(
+        chats=ChatRepository(session),
+        messages=MessageRepository(session),
+        trash_days=settings.trash_days,
+    )
 
 
-async def get_chat_service(session: SessionDep) -> ChatService:
-    return build_chat_service(session)
+async def get_chat_service(session: SessionDep, settings: SettingsDep) -> ChatService:
+    return build_chat_service(session, settings)
 
 
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
@@ -28,3 +33,13 @@ async def get_owned_chat(chat_id: uuid.UUID, user: CurrentUser, service: ChatSer
 
 
 OwnedChat = Annotated[Chat, Depends(get_owned_chat)]
+
+
+async def get_owned_chat_with_trash(
+    chat_id: uuid.UUID, user: CurrentUser, service: ChatServiceDep
+) -> Chat:
+    """Like get_owned_chat, but also finds the caller's chat in the trash (restore, delete)."""
+    return await service.get_owned_chat(user, chat_id, with_trash=True)
+
+
+OwnedChatWithTrash = Annotated[Chat, Depends(get_owned_chat_with_trash)]

@@ -35,6 +35,8 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
         # The listing: one user's chats, archived or not, pinned first, most recently active
         # first, the id breaking ties for the cursor. Also serves the user_id foreign key.
         Index("ix_chat_listing", "user_id", "archived", "pinned", "last_message_at", "id"),
+        # The purge of chats whose time in the trash is up (app/chats/trash.py).
+        Index("ix_chat_deleted_at", "deleted_at"),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
@@ -55,6 +57,8 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
     archived: Mapped[bool] = mapped_column(default=False)
     # The creation time until the first message, then the newest message's time.
     last_message_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when the chat is moved to the trash; purged TRASH_DAYS later unless restored.
+    deleted_at: Mapped[datetime | None]
 
 
 class ReplyOutcome:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     column,
+    delete,
     func,
     literal,
     literal_column,
@@ -47,7 +48,36 @@ class ChatRepository(Repository[Chat]):
     model = Chat
 
     async def get_for_user(self, user_id: uuid.UUID, chat_id: uuid.UUID) -> Chat | None:
+        """The user's chat, unless it is in the trash."""
         return await self.session.scalar(_OWNED_CHAT, {"chat_id": chat_id, "user_id": user_id})
+
+    async def get_for_user_with_trash(
+        self, user_id: uuid.UUID, chat_id: uuid.UUID, *, trashed_since: datetime
+    ) -> Chat | None:
+        """The user's chat, also from the trash if it went there after `trashed_since`."""
+        return await self.session.scalar(
+            select(Chat).where(
+                Chat.id == chat_id,
+                Chat.user_id == user_id,
+                or_(Chat.deleted_at.is_(None), Chat.deleted_at >= trashed_since),
+            )
+        )
+
+    async def delete_by_id(self, chat_id: uuid.UUID) -> None:
+        """Deletes the chat (its messages go by ON DELETE CASCADE), if it still exists."""
+        await self.session.execute(delete(Chat).where(Chat.id == chat_id))
+
+    async def purge_trashed(self, *, before: datetime, limit: int) -> int:
+        """Deletes up to `limit` chats that went to the trash before `before` (their messages go
+        by ON DELETE CASCADE); returns how many."""
+        ids = list(
+            await self.session.scalars(
+                select(Chat.id).where(Chat.deleted_at < before).order_by(Chat.id).limit(limit)
+            )
+        )
+        if ids:
+            await self.session.execute(delete(Chat).where(Chat.id.in_(ids)))
+        return len(ids)
 
     async def list_page(
         self,
@@ -57,10 +87,19 @@ class ChatRepository(Repository[Chat]):
         after: ChatKey | None = None,
         pinned: bool | None = None,
         archived: bool = False,
+        trashed_since: datetime | None = None,
         search: SearchTerms | None = None,
     ) -> list[Chat]:
-        """Up to `limit` chats in listing order, strictly after `after` (keyset pagination)."""
-        statement = select(Chat).where(Chat.user_id == user_id, Chat.archived == archived)
+        """Up to `limit` chats in listing order, strictly after `after` (keyset pagination).
+
+        With `trashed_since`, the chats in the trash that went there after it (archived or not);
+        without, the chats out of the trash, archived or not as asked.
+        """
+        statement = select(Chat).where(Chat.user_id == user_id)
+        if trashed_since is None:
+            statement = statement.where(Chat.deleted_at.is_(None), Chat.archived == archived)
+        else:
+            statement = statement.where(Chat.deleted_at >= trashed_since)
         if pinned is not None:
             statement = statement.where(Chat.pinned == pinned)
         if after is not None:
@@ -352,7 +391,9 @@ class MessageRepository(Repository[Message]):
 # Statements on every reply's path, built once with bind parameters: constructing a statement
 # costs SQLAlchemy as much as running a simple one, and several times more for a recursive one.
 _OWNED_CHAT = select(Chat).where(
-    Chat.id == bindparam("chat_id", type_=Uuid), Chat.user_id == bindparam("user_id", type_=Uuid)
+    Chat.id == bindparam("chat_id", type_=Uuid),
+    Chat.user_id == bindparam("user_id", type_=Uuid),
+    Chat.deleted_at.is_(None),
 )
 
 

@@ -5,7 +5,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Response, status
 
 from app.auth.dependencies import CurrentUser
-from app.chats.dependencies import ChatServiceDep, OwnedChat
+from app.chats.dependencies import ChatServiceDep, OwnedChat, OwnedChatWithTrash
 from app.chats.errors import (
     ChatNotFound,
     InvalidCursor,
@@ -58,6 +58,10 @@ async def list_chats(
     cursor: CursorQuery = None,
     pinned: Annotated[bool | None, Query(description="Only pinned (or unpinned) chats.")] = None,
     archived: Annotated[bool, Query(description="Archived chats instead of active ones.")] = False,
+    trashed: Annotated[
+        bool,
+        Query(description="The chats in the trash instead (archived or not; `archived` ignored)."),
+    ] = False,
     q: Annotated[
         str | None,
         Query(
@@ -69,7 +73,13 @@ async def list_chats(
 ) -> ChatPage:
     """Pinned chats first, then by latest activity; pass `next_cursor` back for more."""
     return await service.list_chats(
-        user, limit=limit, cursor=cursor, pinned=pinned, archived=archived, query=q
+        user,
+        limit=limit,
+        cursor=cursor,
+        pinned=pinned,
+        archived=archived,
+        trashed=trashed,
+        query=q,
     )
 
 
@@ -96,13 +106,30 @@ async def update_chat(chat: OwnedChat, body: ChatUpdate, service: ChatServiceDep
 @router.delete(
     "/{chat_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    summary="Delete a chat",
+    summary="Move a chat to the trash, or delete it for good",
     responses=error_responses(Unauthorized, ChatNotFound),
 )
-async def delete_chat(chat: OwnedChat, service: ChatServiceDep) -> Response:
-    """Deletes the chat and all its messages."""
-    await service.delete_chat(chat)
+async def delete_chat(
+    chat: OwnedChatWithTrash,
+    service: ChatServiceDep,
+    permanent: Annotated[
+        bool,
+        Query(description="Delete the chat and its messages for good, from the trash or not."),
+    ] = False,
+) -> Response:
+    """Moves the chat to the trash (restorable for TRASH_DAYS), or deletes it with `permanent`."""
+    await service.delete_chat(chat, permanent=permanent)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{chat_id}/restore",
+    summary="Restore a chat from the trash",
+    responses=error_responses(Unauthorized, ChatNotFound),
+)
+async def restore_chat(chat: OwnedChatWithTrash, service: ChatServiceDep) -> ChatRead:
+    """Takes the chat out of the trash, back into the list it came from."""
+    return ChatRead.model_validate(await service.restore_chat(chat))
 
 
 @router.get(

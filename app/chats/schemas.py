@@ -133,6 +133,10 @@ class ChatRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     last_message_at: datetime
+    deleted_at: datetime | None = Field(
+        default=None,
+        description="When the chat went to the trash (null: not in it); purged TRASH_DAYS later.",
+    )
 
 
 class ChatPage(BaseModel):

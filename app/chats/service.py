@@ -1,6 +1,6 @@
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime
@@ -96,10 +96,16 @@ class ChatService:
         chats: ChatRepository,
         messages: MessageRepository,
         attachments: AttachmentRepository | None = None,
+        trash_days: int = 30,
     ) -> None:
         self.chats = chats
         self.messages = messages
         self.attachments = attachments or AttachmentRepository(chats.session)
+        self.trash_time = timedelta(days=trash_days)
+
+    def _trashed_since(self) -> datetime:
+        """Chats trashed before this are past restoring, whether or not the purge ran yet."""
+        return utcnow() - self.trash_time
 
     # --- chats ---------------------------------------------------------------------------------
 
@@ -125,9 +131,17 @@ class ChatService:
         )
         return await self.chats.add(chat)
 
-    async def get_owned_chat(self, user: User, chat_id: uuid.UUID) -> Chat:
-        """The user's chat, or ChatNotFound (also for another user's chat: never 403)."""
-        chat = await self.chats.get_for_user(user.id, chat_id)
+    async def get_owned_chat(
+        self, user: User, chat_id: uuid.UUID, *, with_trash: bool = False
+    ) -> Chat:
+        """The user's chat, or ChatNotFound (also for another user's chat: never 403). A chat in
+        the trash is not found either, unless `with_trash` (restore, delete)."""
+        if with_trash:
+            chat = await self.chats.get_for_user_with_trash(
+                user.id, chat_id, trashed_since=self._trashed_since()
+            )
+        else:
+            chat = await self.chats.get_for_user(user.id, chat_id)
         if chat is None:
             raise ChatNotFound()
         return chat
@@ -140,15 +154,18 @@ class ChatService:
         cursor: str | None = None,
         pinned: bool | None = None,
         archived: bool = False,
+        trashed: bool = False,
         query: str | None = None,
     ) -> ChatPage:
-        """One page of the user's chats: pinned first, then most recently active."""
+        """One page of the user's chats (or of their trash): pinned first, then most recently
+        active."""
         chats = await self.chats.list_page(
             user.id,
             limit=limit + 1,
             after=ChatCursor.decode(cursor).key() if cursor else None,
             pinned=pinned,
             archived=archived,
+            trashed_since=self._trashed_since() if trashed else None,
             search=SearchTerms.parse(query),
         )
         page = chats[:limit]
@@ -175,9 +192,20 @@ class ChatService:
         await self.chats.session.flush()
         return chat
 
-    async def delete_chat(self, chat: Chat) -> None:
-        """Deletes the chat; its messages go with it (ON DELETE CASCADE, same transaction)."""
-        await self.chats.delete(chat)
+    async def delete_chat(self, chat: Chat, *, permanent: bool = False) -> None:
+        """Moves the chat to the trash; with `permanent`, deletes it and its messages (ON DELETE
+        CASCADE, same transaction), from the trash or not."""
+        if permanent:
+            await self.chats.delete(chat)
+        elif chat.deleted_at is None:
+            chat.deleted_at = utcnow()
+            await self.chats.session.flush()
+
+    async def restore_chat(self, chat: Chat) -> Chat:
+        """Takes the chat out of the trash (a chat not in it stays as it is)."""
+        chat.deleted_at = None
+        await self.chats.session.flush()
+        return chat
 
     # --- messages: reading ---------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ import re
 from functools import lru_cache
 from ipaddress import ip_network
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -62,6 +63,10 @@ class Settings(BaseSettings):
     # Links in mails are built from this, never from the request's Host header, which a client
     # controls (a forged Host would send reset links pointing at an attacker's site).
     public_base_url: str = "http://localhost:8000"
+    # A frontend on its own origin: the verification and reset links in mails open its pages
+    # `{FRONTEND_URL}/verify-email?token=...` and `{FRONTEND_URL}/reset-password?token=...`.
+    # Unset: Parley's own pages under PUBLIC_BASE_URL (app/mail/templates.py).
+    frontend_url: str | None = None
 
     # --- Generation: the upstream model servers ---
     # The default upstream (any OpenAI-compatible /v1 endpoint). Unset: the built-in echo model.
@@ -108,6 +113,9 @@ class Settings(BaseSettings):
     daily_token_quota: int | None = Field(default=None, ge=0)
     # Give chats a generated title after their first exchange.
     auto_title: bool = True
+    # A deleted chat stays this many days in the trash, where it can be restored, then it is
+    # purged (app/chats/trash.py). DELETE ...?permanent=true skips the trash.
+    trash_days: int = Field(default=30, ge=1, le=3650)
     # Account security (see notes/README-security.md for the reasoning behind each default).
     email_verification_hours: int = Field(default=24, ge=1)
     password_reset_minutes: int = Field(default=60, ge=5, le=24 * 60)
@@ -186,6 +194,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("frontend_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("FRONTEND_URL must be an absolute http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError("FRONTEND_URL must have no query or fragment")
+        return value.rstrip("/")
 
     @field_validator("blocked_patterns")
     @classmethod

@@ -86,14 +86,15 @@ class RequestContextMiddleware:
 
 # JSON needs no sources at all; a browser that renders an API response anyway runs nothing.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# Swagger UI and ReDoc load their scripts and styles from jsDelivr and start with an inline
-# script; nothing on these pages comes from users.
+# Swagger UI and ReDoc are served by Parley itself (app/core/apidocs.py) and started from script
+# files: no other host, no inline script, no eval. Styles stay 'unsafe-inline' because ReDoc
+# writes its styles into <style> elements at run time; nothing on these pages comes from users.
 DOCS_CSP = (
     "default-src 'none'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; "
+    "font-src 'self'; "
+    "img-src 'self' data:; "
     "connect-src 'self'; worker-src 'self' blob:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )

@@ -59,7 +59,7 @@ def build_generation_service(
         db=runtime.db,
         settings=runtime.settings,
         runtime=generation,
-        chats=chats or build_chat_service(session),
+        chats=chats or build_chat_service(session, runtime.settings),
         usage=summaries.usage,
         replies=ReplyRepository(session),
         generations=GenerationRepository(session),
@@ -104,7 +104,7 @@ async def open_services(
     """The request-scoped services for code outside a request (the WebSocket), in one short
     transaction, so a long-lived socket never holds a database connection between messages."""
     async with runtime.db.transaction() as session:
-        chats = build_chat_service(session)
+        chats = build_chat_service(session, runtime.settings)
         yield Services(
             auth=build_auth_service(session, runtime),
             chats=chats,

@@ -58,6 +58,7 @@ from app.generation.schemas import (
     ModelRead,
     RegenerateRequest,
     SendMessageRequest,
+    StartChatRequest,
     StopResult,
     SummarizeRequest,
     SummaryRead,
@@ -182,6 +183,27 @@ async def send_message(
         parent_id=body.parent_id,
         attachments=body.attachments,
     )
+    return await _answer(request, reply, body.stream)
+
+
+@_reply_route(
+    "POST",
+    "/api/chats/start",
+    "Create a chat and send its first message (SSE or JSON)",
+    MessageRead,
+    InvalidModeParams,
+    UnknownMode,
+)
+async def start_chat(
+    body: StartChatRequest,
+    user: GenerationUser,
+    service: GenerationServiceDep,
+    request: Request,
+) -> Response:
+    """Creates the chat and answers like sending a message to it (the `start` event and the
+    reply carry `chat_id`). A send refused before the reply starts leaves no chat, and so does a
+    reply that fails before its first token."""
+    reply = await service.start_chat(user, body, content=body.content)
     return await _answer(request, reply, body.stream)
 
 

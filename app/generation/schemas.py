@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, fiel
 from app.chats.modes import DEFAULT_MODE
 from app.chats.schemas import (
     MODE_PARAMS_DESCRIPTION,
+    ChatCreate,
     ModeName,
     ReplyOutcomeRead,
     mode_params_schema,
@@ -31,6 +32,30 @@ class SendMessageRequest(BaseModel):
     parent_id: uuid.UUID | None = Field(
         default=None, description="Answer under this message; default: the current thread's end."
     )
+    stream: StrictBool | None = Field(
+        default=None, description="Stream SSE even without `Accept: text/event-stream`."
+    )
+
+
+class StartChatRequest(ChatCreate):
+    """A new chat (every field of POST /api/chats) and its first message."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"content": "What should I see in Lisbon in two days?"},
+                {
+                    "title": "Deadline extension",
+                    "mode": "email",
+                    "mode_params": {"purpose": "Ask for one more week", "tone": "formal"},
+                    "content": "Write it to my manager, Sam.",
+                    "stream": True,
+                },
+            ]
+        }
+    )
+
+    content: Content = Field(description="The chat's first message.")
     stream: StrictBool | None = Field(
         default=None, description="Stream SSE even without `Accept: text/event-stream`."
     )

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.chats.errors import ChatNotFound
 from app.chats.models import Chat, Message, Role
 from app.chats.modes import get_mode
-from app.chats.schemas import MessageRead
+from app.chats.schemas import ChatCreate, MessageRead
 from app.chats.service import ChatService, ReplyContext
 from app.core.config import Settings
 from app.core.cursor import Cursor
@@ -175,6 +175,21 @@ class GenerationService:
             new=new,
         )
 
+    async def start_chat(self, user: User, data: ChatCreate, *, content: str) -> ReplyStream:
+        """Creates a chat and sends its first message. A refused send (input, model, quota)
+        rolls the chat back with the request; a reply that fails before its first token deletes
+        it (ReplySaver.discard_chat): either way no chat is left without its exchange."""
+        self._check_input(content)
+        chat = await self.chats.create_chat(user, data)
+        config = self._chat_model(None, user, chat)
+        return await self._reserved(
+            chat,
+            lambda: self.chats.user_message_context(chat, content),
+            config,
+            user,
+            new_chat=True,
+        )
+
     async def edit_message(
         self,
         user: User,
@@ -229,6 +244,7 @@ class GenerationService:
         user: User,
         *,
         new: PreparedFiles | None = None,
+        new_chat: bool = False,
     ) -> ReplyStream:
         """Starts a reply to `make_context()`'s user message, one reply per chat at a time.
         `new`: the files to attach to that message (a new one), checked and read already."""
@@ -249,7 +265,9 @@ class GenerationService:
             fresh_after = utcnow() - stale_after(self.settings)
             if await self.replies.streaming_in_chat(chat.id, fresh_after=fresh_after, lock=True):
                 raise ReplyInProgress()
-            reply = await self._start_reply(user, chat, await make_context(), config, new)
+            reply = await self._start_reply(
+                user, chat, await make_context(), config, new, new_chat=new_chat
+            )
         except BaseException:
             self.runtime.replies.release(key)
             raise
@@ -262,6 +280,8 @@ class GenerationService:
         context: ReplyContext,
         config: ModelConfig,
         new: PreparedFiles | None,
+        *,
+        new_chat: bool = False,
     ) -> ReplyStream:
         parent, thread = context.prompt, context.thread
         first_exchange = sum(m.role == Role.USER for m in thread) == 1 and chat.title is None
@@ -327,7 +347,12 @@ class GenerationService:
                 max_tokens=chat.max_tokens,
             ),
             saver=ReplySaver(
-                self.db, Message, assistant.id, usage_id=usage.id, serialize=_message_json
+                self.db,
+                Message,
+                assistant.id,
+                usage_id=usage.id,
+                serialize=_message_json,
+                discard_chat=chat.id if new_chat else None,
             ),
             quota=quota,
             start=start,

@@ -1,9 +1,13 @@
 """The mails Parley sends, as plain text with a simple HTML alternative.
 
-Links come from `public_base_url` (a setting), never from the request's Host header:
+Links come from settings, never from the request's Host header. With `frontend_url` set (a
+frontend on its own origin), every link opens one of its pages, which POSTs the token to the API:
+- verification: `{frontend}/verify-email?token=...`;
+- password reset: `{frontend}/reset-password?token=...`.
+Unset, they open Parley's own pages under `public_base_url`:
 - verification: `{base}/api/auth/verify-email?token=...`, the API's GET endpoint verifies directly;
-- password reset: `{base}/reset-password?token=...`, a frontend page that asks for the new password
-  and POSTs it with the token to the API (a GET must not change a password).
+- password reset: `{base}/reset-password?token=...`, a page that asks for the new password and
+  POSTs it with the token to the API (a GET must not change a password).
 """
 
 from html import escape
@@ -12,12 +16,18 @@ from urllib.parse import urlencode
 from app.mail.sender import EmailMessage
 
 
-def verify_link(base_url: str, token: str) -> str:
-    return f"{base_url.rstrip('/')}/api/auth/verify-email?{urlencode({'token': token})}"
+def _link(base_url: str, path: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}{path}?{urlencode({'token': token})}"
 
 
-def reset_link(base_url: str, token: str) -> str:
-    return f"{base_url.rstrip('/')}/reset-password?{urlencode({'token': token})}"
+def verify_link(token: str, *, public_base_url: str, frontend_url: str | None) -> str:
+    if frontend_url:
+        return _link(frontend_url, "/verify-email", token)
+    return _link(public_base_url, "/api/auth/verify-email", token)
+
+
+def reset_link(token: str, *, public_base_url: str, frontend_url: str | None) -> str:
+    return _link(frontend_url or public_base_url, "/reset-password", token)
 
 
 def _html(display_name: str, paragraphs: list[str], *, link: str | None = None) -> str:

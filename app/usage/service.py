@@ -155,7 +155,9 @@ class UsageService:
         limit: int | None = None,
     ) -> UsageReport:
         end = end or utcnow().date()
-        start = start or end - timedelta(days=DEFAULT_REPORT_DAYS - 1)
+        span = timedelta(days=DEFAULT_REPORT_DAYS - 1)
+        # From the earliest date there is when `to` is too early to go back the whole span.
+        start = start or max(end, date.min + span) - span
         if start > end or (end - start).days > 366:
             raise InvalidRange()
         rows = await self.usage.report(

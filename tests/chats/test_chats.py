@@ -144,9 +144,13 @@ class TestUpdateChat:
 
 
 class TestDeleteChat:
+    """DELETE ?permanent=true; the trash (DELETE without it) is in test_trash.py."""
+
     async def test_deletes_chat_and_its_messages(self, client, user, chat, app):
         await add_turns(app, user, chat["id"], 3)
-        response = await client.delete(f"/api/chats/{chat['id']}", headers=user.headers)
+        response = await client.delete(
+            f"/api/chats/{chat['id']}", params={"permanent": "true"}, headers=user.headers
+        )
         assert response.status_code == 204
         assert_error(await client.get(f"/api/chats/{chat['id']}", headers=user.headers), 404)
         listed = await client.get("/api/chats", headers=user.headers)
@@ -166,14 +170,19 @@ class TestDeleteChat:
         async with chat_service(app) as service:
             loaded = await load_chat(service, user, chat["id"])
             await service.edit_user_message(loaded, first[0].id, "edited root")
-        response = await client.delete(f"/api/chats/{chat['id']}", headers=user.headers)
+        response = await client.delete(
+            f"/api/chats/{chat['id']}", params={"permanent": "true"}, headers=user.headers
+        )
         assert response.status_code == 204
         async with chat_service(app) as service:
             assert await service.chats.session.get(Message, first[3].id) is None
 
     async def test_deleting_twice_is_404(self, client, user, chat):
-        await client.delete(f"/api/chats/{chat['id']}", headers=user.headers)
-        response = await client.delete(f"/api/chats/{chat['id']}", headers=user.headers)
+        forever = {"permanent": "true"}
+        await client.delete(f"/api/chats/{chat['id']}", params=forever, headers=user.headers)
+        response = await client.delete(
+            f"/api/chats/{chat['id']}", params=forever, headers=user.headers
+        )
         assert_error(response, 404, "chat_not_found")
 
 

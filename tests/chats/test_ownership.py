@@ -11,6 +11,8 @@ CHAT_ENDPOINTS = [
     ("GET", "/api/chats/{chat}", None),
     ("PATCH", "/api/chats/{chat}", {"title": "mine now"}),
     ("DELETE", "/api/chats/{chat}", None),
+    ("DELETE", "/api/chats/{chat}?permanent=true", None),
+    ("POST", "/api/chats/{chat}/restore", None),
     ("GET", "/api/chats/{chat}/messages", None),
     ("GET", "/api/chats/{chat}/export", None),
     ("GET", "/api/chats/{chat}/export?format=markdown", None),

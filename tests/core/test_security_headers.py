@@ -32,7 +32,7 @@ class TestSecurityHeaders:
         response = await client.get("/docs")
         assert response.status_code == 200
         policy = response.headers["content-security-policy"]
-        assert "https://cdn.jsdelivr.net" in policy
+        assert "script-src 'self';" in policy
         assert "frame-ancestors 'none'" in policy
         assert response.headers["x-frame-options"] == "DENY"
 

@@ -565,7 +565,15 @@ class TestDeleting:
         assert content.status_code == 200
         assert (await thread(parley, author, chat))[0]["attachments"] == [read(photo)]
 
-        gone = await parley.http.delete(f"/api/chats/{chat['id']}", headers=author.headers)
+        # A chat in the trash can be restored, so it still holds its files.
+        trashed = await parley.http.delete(f"/api/chats/{chat['id']}", headers=author.headers)
+        assert trashed.status_code == 204
+        still = await parley.http.delete(f"/api/files/{photo['id']}", headers=author.headers)
+        assert_error(still, 409, "file_in_use")
+
+        gone = await parley.http.delete(
+            f"/api/chats/{chat['id']}", params={"permanent": "true"}, headers=author.headers
+        )
         assert gone.status_code == 204
         assert await link_rows(clean_db) == 0
         deleted = await parley.http.delete(f"/api/files/{photo['id']}", headers=author.headers)

@@ -278,11 +278,20 @@ class TestTemplates:
     EVIL_NAME = '<script>alert("x")</script> & Co'
 
     def test_links_are_built_from_the_public_base_url(self) -> None:
-        assert verify_link(self.BASE, "a+b/c=") == (
+        assert verify_link("a+b/c=", public_base_url=self.BASE, frontend_url=None) == (
             "https://parley.example/api/auth/verify-email?token=a%2Bb%2Fc%3D"
         )
-        assert reset_link("http://localhost:8000", "tok") == (
+        assert reset_link("tok", public_base_url="http://localhost:8000", frontend_url=None) == (
             "http://localhost:8000/reset-password?token=tok"
+        )
+
+    def test_a_frontend_url_takes_every_link(self) -> None:
+        frontend = "https://app.example.org/parley/"
+        assert verify_link("a+b", public_base_url=self.BASE, frontend_url=frontend) == (
+            "https://app.example.org/parley/verify-email?token=a%2Bb"
+        )
+        assert reset_link("tok", public_base_url=self.BASE, frontend_url=frontend) == (
+            "https://app.example.org/parley/reset-password?token=tok"
         )
 
     @pytest.mark.parametrize(
@@ -304,7 +313,9 @@ class TestTemplates:
         assert self.EVIL_NAME in mail.text  # plain text is shown as-is
 
     def test_reset_mail_states_its_expiry(self) -> None:
-        mail = password_reset_email("a@x.io", "Ada", reset_link(self.BASE, "t"), 60)
+        mail = password_reset_email(
+            "a@x.io", "Ada", reset_link("t", public_base_url=self.BASE, frontend_url=None), 60
+        )
         assert "60 minutes" in mail.text
         assert mail.html is not None and "60 minutes" in mail.html
 
@@ -312,7 +323,7 @@ class TestTemplates:
         self, smtp_server: SMTPTestServer
     ) -> None:
         token = "tok_-.~+/="
-        link = verify_link(self.BASE, token)
+        link = verify_link(token, public_base_url=self.BASE, frontend_url=None)
         mailer = Mailer(smtp_sender(smtp_server.port))
 
         mailer.send_later(verification_email("ada@example.com", "Ada", link))

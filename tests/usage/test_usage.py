@@ -52,6 +52,14 @@ class TestUsageReport:
         )
         assert_error(response, 422, "invalid_range")
 
+    async def test_the_earliest_dates_are_an_empty_report(self, parley, author):
+        response = await parley.http.get(
+            "/api/usage", params={"to": "0001-01-01"}, headers=author.headers
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["from"] == "0001-01-01"
+        assert response.json()["items"] == []
+
     async def test_admin_sees_top_users(self, parley, author, chat, admin_engine):
         await send(parley, author, chat)
         admin = await register(parley.http)
@@ -98,6 +106,40 @@ class TestQuota:
             usage = (await parley.http.get("/api/usage", headers=user.headers)).json()
             assert usage["quota"]["daily_limit"] == 700
             assert usage["quota"]["remaining_today"] < 200
+
+    async def test_quota_headers_are_readable_by_a_frontend_on_another_origin(
+        self, database, clean_db, fake_upstream
+    ):
+        frontend = "https://chat.example.org"
+        settings = parley_settings(
+            database,
+            fake_upstream,
+            daily_token_quota=700,
+            auto_title=False,
+            cors_origins=[frontend],
+        )
+        async with running_parley(settings) as parley:
+            user = await register(parley.http)
+            chat = await new_chat(parley.http, user, max_tokens=50)
+            answer = await parley.http.post(
+                f"/api/chats/{chat['id']}/messages",
+                json={"content": "Hello there"},
+                headers={**user.headers, "Origin": frontend},
+            )
+            other = await parley.http.post(
+                f"/api/chats/{chat['id']}/messages",
+                json={"content": "Hello again"},
+                headers={**user.headers, "Origin": "https://elsewhere.example.org"},
+            )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["access-control-allow-origin"] == frontend
+        exposed = {
+            name.strip().lower()
+            for name in answer.headers["access-control-expose-headers"].split(",")
+        }
+        assert {"x-quota-limit", "x-quota-remaining", "x-request-id"} <= exposed
+        assert int(answer.headers["x-quota-limit"]) == 700
+        assert "access-control-allow-origin" not in other.headers
 
     async def test_concurrent_requests_cannot_overspend(self, database, clean_db, fake_upstream):
         # Replies of max_tokens=20 taking a second each: all twenty are in flight together.
