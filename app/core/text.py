@@ -11,7 +11,8 @@ T = TypeVar("T", str, str | None)
 # What the OpenAPI schema says of such strings, so clients (and fuzzers) know before they send.
 NO_NUL_PATTERN = "^[^\\u0000]*$"
 # The same, for fields stripped before their minimum length is checked: something besides spaces.
-NOT_BLANK_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+# Clients read the pattern as ECMA-262, whose \s lacks U+0085 (NEXT LINE), which pydantic strips.
+NOT_BLANK_PATTERN = "^[^\\u0000]*[^\\s\\u0085\\u0000][^\\u0000]*$"
 
 
 def refuse_nul(value: T) -> T:

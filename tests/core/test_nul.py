@@ -1,5 +1,11 @@
 """NUL characters, which Postgres text cannot hold, are a 422 wherever text comes in."""
 
+import re
+from typing import Annotated
+
+from pydantic import StringConstraints, TypeAdapter, ValidationError
+
+from app.core.text import NOT_BLANK_PATTERN, NoNul
 from tests.conftest import assert_error
 
 
@@ -26,3 +32,27 @@ class TestNulCharacters:
             headers=user.headers,
         )
         assert_error(mode, 422)
+
+
+class TestNotBlankPattern:
+    """The schema's pattern for stripped fields must refuse whatever pydantic strips to nothing,
+    read as clients read it (ECMA-262), or fuzzers and clients send values that fail with 422."""
+
+    # ECMA-262's \s: WhiteSpace and LineTerminator (Zs, and a few others).
+    ECMA_SPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+    def test_no_character_pydantic_strips_matches_it(self):
+        stripped = TypeAdapter(
+            Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), NoNul]
+        )
+        pattern = re.compile(NOT_BLANK_PATTERN.replace("\\s", self.ECMA_SPACE))
+        accepted_by_schema_refused_by_server = []
+        for code_point in range(1, 0x3001):
+            character = chr(code_point)
+            if not pattern.match(character):
+                continue
+            try:
+                stripped.validate_python(character)
+            except ValidationError:
+                accepted_by_schema_refused_by_server.append(hex(code_point))
+        assert accepted_by_schema_refused_by_server == []
