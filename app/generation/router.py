@@ -203,7 +203,7 @@ async def start_chat(
     """Creates the chat and answers like sending a message to it (the `start` event and the
     reply carry `chat_id`). A send refused before the reply starts leaves no chat, and so does a
     reply that fails before its first token."""
-    reply = await service.start_chat(user, body, content=body.content)
+    reply = await service.start_chat(user, body, content=body.content, attachments=body.attachments)
     return await _answer(request, reply, body.stream)
 
 

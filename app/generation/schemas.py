@@ -56,6 +56,7 @@ class StartChatRequest(ChatCreate):
     )
 
     content: Content = Field(description="The chat's first message.")
+    attachments: list[uuid.UUID] = Field(default_factory=list, description=ATTACHMENTS_DESCRIPTION)
     stream: StrictBool | None = Field(
         default=None, description="Stream SSE even without `Accept: text/event-stream`."
     )

@@ -175,18 +175,29 @@ class GenerationService:
             new=new,
         )
 
-    async def start_chat(self, user: User, data: ChatCreate, *, content: str) -> ReplyStream:
-        """Creates a chat and sends its first message. A refused send (input, model, quota)
-        rolls the chat back with the request; a reply that fails before its first token deletes
-        it (ReplySaver.discard_chat): either way no chat is left without its exchange."""
+    async def start_chat(
+        self,
+        user: User,
+        data: ChatCreate,
+        *,
+        content: str,
+        attachments: Sequence[uuid.UUID] = (),
+    ) -> ReplyStream:
+        """Creates a chat and sends its first message. A refused send (input, model, files,
+        quota) rolls the chat back with the request; a reply that fails before its first token
+        deletes it (ReplySaver.discard_chat): either way no chat is left without its exchange."""
         self._check_input(content)
+        config = self.runtime.registry.resolve(data.model, None, user.default_model)
+        # Files are checked and read before the chat exists: reading them ends the transaction,
+        # and a refused file must not leave an empty chat behind.
+        new = await self._prepared(user, attachments, config)
         chat = await self.chats.create_chat(user, data)
-        config = self._chat_model(None, user, chat)
         return await self._reserved(
             chat,
             lambda: self.chats.user_message_context(chat, content),
             config,
             user,
+            new=new,
             new_chat=True,
         )
 

@@ -126,6 +126,20 @@ class TestImages:
         assert b"Parley Test Camera" not in parts[1].data
         assert sent.getpixel((10, 10)) != (0, 0, 0)
 
+    async def test_a_chat_started_with_an_image_sends_it(self, parley, author, fake_upstream):
+        photo = await uploaded(parley.http, author, "cat.png", samples.image("PNG", (64, 48)))
+        started = await parley.http.post(
+            "/api/chats/start",
+            json={"content": "What is this?", "attachments": [photo["id"]]},
+            headers=author.headers,
+        )
+        assert started.status_code == 200, started.text
+        parts = user_parts(fake_upstream)
+        assert [part.type for part in parts] == ["text", "image_url", "text"]
+        assert picture(parts[1]).size == (64, 48)
+        chat = {"id": started.json()["chat_id"]}
+        assert (await thread(parley, author, chat))[0]["attachments"] == [read(photo)]
+
     async def test_png_and_gif_go_as_png_webp_as_webp(self, parley, author, chat, fake_upstream):
         files = [
             await uploaded(parley.http, author, "a.gif", samples.image("GIF", (40, 30))),
@@ -282,6 +296,21 @@ class TestRefusals:
         response = await send(parley, author, chat, attachments=[str(uuid.uuid4())])
         assert_error(response, 404, "file_not_found")
         await nothing_happened(parley, author, chat, fake_upstream)
+
+    async def test_a_chat_started_with_a_refused_file_is_not_created(
+        self, parley, author, fake_upstream
+    ):
+        stranger = await register(parley.http)
+        theirs = await uploaded(parley.http, stranger, "theirs.png", samples.image("PNG"))
+        response = await parley.http.post(
+            "/api/chats/start",
+            json={"content": "Look", "attachments": [theirs["id"]]},
+            headers=author.headers,
+        )
+        assert_error(response, 404, "file_not_found")
+        chats = await parley.http.get("/api/chats", headers=author.headers)
+        assert chats.json()["items"] == []
+        assert fake_upstream.state.requests == []
 
     async def test_too_many_attachments(self, parley, author, chat, fake_upstream):
         files = [
