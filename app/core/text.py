@@ -10,9 +10,16 @@ T = TypeVar("T", str, str | None)
 
 # What the OpenAPI schema says of such strings, so clients (and fuzzers) know before they send.
 NO_NUL_PATTERN = "^[^\\u0000]*$"
+
 # The same, for fields stripped before their minimum length is checked: something besides spaces.
-# Clients read the pattern as ECMA-262, whose \s lacks U+0085 (NEXT LINE), which pydantic strips.
-NOT_BLANK_PATTERN = "^[^\\u0000]*[^\\s\\u0085\\u0000][^\\u0000]*$"
+# The class is exactly what str.strip() removes, plus NUL, spelled out: ECMA-262's \s, which
+# clients and fuzzers apply, differs from Python's (it lacks U+001C..U+001F and U+0085, and has
+# U+FEFF). tests/core/test_nul.py checks it against str.isspace().
+STRIPPED_CLASS = (
+    "\\u0000\\u0009-\\u000d\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028-\\u2029"
+    "\\u202f\\u205f\\u3000"
+)
+NOT_BLANK_PATTERN = f"^[^\\u0000]*[^{STRIPPED_CLASS}][^\\u0000]*$"
 
 
 def refuse_nul(value: T) -> T:

@@ -56,3 +56,12 @@ class TestNotBlankPattern:
             except ValidationError:
                 accepted_by_schema_refused_by_server.append(hex(code_point))
         assert accepted_by_schema_refused_by_server == []
+
+    def test_the_schema_refuses_exactly_what_stripping_removes(self):
+        """The OpenAPI pattern of trimmed fields names, one by one, the characters str.strip()
+        removes: a newer Python with a newer Unicode would fail here, not in a client."""
+        pattern = re.compile(NOT_BLANK_PATTERN)
+        blank = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+        assert not any(pattern.match(c) for c in blank)
+        assert all(pattern.match(c) for c in ("a", "\ufeff", "\u200b", " a "))
+        assert not pattern.match("a\x00")
