@@ -193,6 +193,7 @@ async def send_message(
     MessageRead,
     InvalidModeParams,
     UnknownMode,
+    *ATTACHMENT_ERRORS,
 )
 async def start_chat(
     body: StartChatRequest,
