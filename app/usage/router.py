@@ -1,8 +1,10 @@
+import re
 import uuid
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 
 from app.auth.dependencies import CurrentAdmin, CurrentUser
 from app.core.errors import Forbidden, Unauthorized, error_responses
@@ -13,8 +15,20 @@ from app.usage.service import InvalidRange
 router = APIRouter(tags=["usage"])
 
 
-FromDate = Annotated[date | None, Query(alias="from", description="First day (UTC), inclusive.")]
-ToDate = Annotated[date | None, Query(alias="to", description="Last day (UTC), inclusive.")]
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_only(value: Any) -> Any:
+    """pydantic would also read a number as a Unix time (`to=1.5e-07` as 1970-01-01): the
+    schema says YYYY-MM-DD, so only that is a date."""
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
+FromDate = Annotated[IsoDate | None, Query(alias="from", description="First day (UTC), inclusive.")]
+ToDate = Annotated[IsoDate | None, Query(alias="to", description="Last day (UTC), inclusive.")]
 
 
 @router.get(

@@ -52,6 +52,13 @@ class TestUsageReport:
         )
         assert_error(response, 422, "invalid_range")
 
+    async def test_a_number_is_not_a_date(self, parley, author):
+        for value in ("1.192092896e-07", "20260101", "2026-1-1"):
+            response = await parley.http.get(
+                "/api/usage", params={"to": value}, headers=author.headers
+            )
+            assert_error(response, 422, "validation_error")
+
     async def test_the_earliest_dates_are_an_empty_report(self, parley, author):
         response = await parley.http.get(
             "/api/usage", params={"to": "0001-01-01"}, headers=author.headers
