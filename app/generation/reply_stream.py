@@ -108,7 +108,7 @@ class ReplyStream:
 
     def begin(self) -> None:
         if self._task is None:
-            self._queue.put_nowait(self.start)
+            self._emit(self.start)
             self._task = asyncio.create_task(self._stream(), name=f"reply:{self.key}")
             if self.metrics is not None:
                 self.metrics.active_streams.inc()
@@ -223,7 +223,7 @@ class ReplyStream:
                         if first_token_at is None:
                             first_token_at = time.perf_counter()
                         parts.append(event.text)
-                        self._queue.put_nowait(reply_events.delta(event.text))
+                        self._emit(reply_events.delta(event.text))
                     elif isinstance(event, Usage):
                         usage = event
                     elif isinstance(event, Finish):
@@ -265,7 +265,7 @@ class ReplyStream:
             result.http_status = failure.status_code
             result.error_code, result.error_message = failure.code, failure.message
         self.result = result
-        self._queue.put_nowait(
+        self._emit(
             ReplyEvent(
                 "usage",
                 {
@@ -284,13 +284,17 @@ class ReplyStream:
                 callback(result)
         user_stopped = self._stop is STOPPED
         if self.saved is not None and (result.status == "complete" or user_stopped):
-            self._queue.put_nowait(ReplyEvent("done", self.saved))
+            self._emit(ReplyEvent("done", self.saved))
         else:
             code = result.error_code or "internal_error"
             message = result.error_message or "The reply could not be saved."
-            self._queue.put_nowait(reply_events.error(code, message, saved=self.saved))
+            self._emit(reply_events.error(code, message, saved=self.saved))
         self._finished = True
-        self._queue.put_nowait(None)
+        self._queue.put_nowait(None)  # the end, for the reader
+
+    def _emit(self, event: ReplyEvent) -> None:
+        """Hands one event of the reply to whoever reads it."""
+        self._queue.put_nowait(event)
 
 
 class ActiveReplies:
