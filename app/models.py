@@ -12,6 +12,7 @@ from app.chats.models import Chat, Message
 from app.core.db import Base
 from app.files.models import File, FileText, MessageAttachment, PendingBlob
 from app.generation.models import Generation
+from app.guardrails.models import ModerationEvent
 from app.usage.models import UsageRecord
 from app.users.models import User
 
@@ -27,6 +28,7 @@ __all__ = [
     "Message",
     "MessageAttachment",
     "MfaRecoveryCode",
+    "ModerationEvent",
     "PasswordHistory",
     "PendingBlob",
     "RefreshToken",

@@ -108,6 +108,40 @@ class Settings(BaseSettings):
     # Guardrails: the longest message or prompt accepted, and regexes refused in input.
     max_input_chars: int = Field(default=32_000, ge=1)
     blocked_patterns: list[str] = []
+    # --- Guardrails (see docs/guardrails.md) ---
+    # Which checks run where (comma-separated): on the user's input, on untrusted text entering
+    # the prompt (attachments, retrieved chunks), and on replies as they stream. Checks:
+    # max_input_chars, blocked_patterns (input and output), pii, injection (untrusted).
+    guardrails_input: Annotated[list[str], NoDecode] = [
+        "max_input_chars",
+        "blocked_patterns",
+        "pii",
+    ]
+    guardrails_untrusted: Annotated[list[str], NoDecode] = ["pii", "injection"]
+    guardrails_output: Annotated[list[str], NoDecode] = []
+    # Per mode, narrower lists, as JSON: {"summarize": {"output": [], "input": ["pii"]}}.
+    guardrails_modes: dict[str, dict[str, list[str]]] = {}
+    # What the `pii` check does with each kind: allow, redact (a typed placeholder goes
+    # upstream; the stored message keeps the original), or block.
+    pii_email: Literal["allow", "redact", "block"] = "allow"
+    pii_phone: Literal["allow", "redact", "block"] = "allow"
+    pii_payment_card: Literal["allow", "redact", "block"] = "redact"
+    pii_iban: Literal["allow", "redact", "block"] = "redact"
+    pii_secret: Literal["allow", "redact", "block"] = "redact"  # noqa: S105 - a policy
+    # A guard model (a name from the model config) that judges input and/or replies, and the
+    # prompt format it speaks; openai_moderation calls the upstream's /v1/moderations.
+    guard_model: str | None = None
+    guard_format: Literal["llama_guard", "shieldgemma", "granite_guardian", "openai_moderation"] = (
+        "llama_guard"
+    )
+    guard_on: Literal["input", "output", "both"] = "input"
+    # When the guard model cannot be reached: closed refuses (503 guard_unavailable), open
+    # allows (and logs it).
+    guard_fail_mode: Literal["closed", "open"] = "closed"
+    guard_timeout: float = Field(default=5.0, gt=0)
+    # Reply text is released to the client only once checked; this many of the newest tokens
+    # (about a sentence) are held back meanwhile.
+    guard_holdback_tokens: int = Field(default=24, ge=1, le=1000)
     # Tokens (prompt + completion) each user may use per UTC day; unset: no limit. Admins can
     # set a per-user quota that overrides it.
     daily_token_quota: int | None = Field(default=None, ge=0)
@@ -206,6 +240,45 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment:
             raise ValueError("FRONTEND_URL must have no query or fragment")
         return value.rstrip("/")
+
+    @field_validator("guardrails_input", "guardrails_untrusted", "guardrails_output", mode="before")
+    @classmethod
+    def _split_checks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _known_checks(self) -> "Settings":
+        allowed = {
+            "input": {"max_input_chars", "blocked_patterns", "pii"},
+            "untrusted": {"pii", "injection"},
+            "output": {"blocked_patterns", "pii"},
+        }
+        for point, checks in (
+            ("input", self.guardrails_input),
+            ("untrusted", self.guardrails_untrusted),
+            ("output", self.guardrails_output),
+        ):
+            unknown = sorted(set(checks) - allowed[point])
+            if unknown:
+                raise ValueError(
+                    f"GUARDRAILS_{point.upper()}: unknown check(s) {', '.join(unknown)}; "
+                    f"known: {', '.join(sorted(allowed[point]))}"
+                )
+        for mode, points in self.guardrails_modes.items():
+            for point, checks in points.items():
+                if point not in allowed:
+                    raise ValueError(
+                        f"GUARDRAILS_MODES[{mode!r}]: {point!r} is not input, untrusted or output"
+                    )
+                unknown = sorted(set(checks) - allowed[point] - {"guard_model"})
+                if unknown:
+                    raise ValueError(
+                        f"GUARDRAILS_MODES[{mode!r}][{point!r}]: unknown check(s) "
+                        f"{', '.join(unknown)}"
+                    )
+        return self
 
     @field_validator("blocked_patterns")
     @classmethod

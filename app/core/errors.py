@@ -25,6 +25,8 @@ class ErrorDetail(BaseModel):
     message: str
     request_id: str | None = None
     details: list[FieldError] | None = None
+    # Which check refused the content (guardrails: input_blocked, content_blocked).
+    category: str | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -41,6 +43,8 @@ class AppError(Exception):
     message = "The request could not be processed."
     # Whether the request's transaction still commits when this error ends it.
     commit_changes = False
+    # Set by errors about refused content: which check refused it (never the content itself).
+    category: str | None = None
 
     def __init__(
         self,
@@ -96,10 +100,15 @@ def error_response(
     *,
     details: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    category: str | None = None,
 ) -> JSONResponse:
     body = ErrorResponse(
         error=ErrorDetail(
-            code=code, message=message, request_id=current_request_id(), details=details
+            code=code,
+            message=message,
+            request_id=current_request_id(),
+            details=details,
+            category=category,
         )
     )
     return JSONResponse(
@@ -154,7 +163,12 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
         if runtime is not None:
             runtime.metrics.rate_limited.labels(exc.code).inc()
     return error_response(
-        exc.status_code, exc.code, exc.message, details=exc.details, headers=exc.headers
+        exc.status_code,
+        exc.code,
+        exc.message,
+        details=exc.details,
+        headers=exc.headers,
+        category=exc.category,
     )
 
 

@@ -61,6 +61,13 @@ class Metrics:
             ["scope"],
             registry=r,
         )
+        self.guardrail_events = Counter(
+            "parley_guardrail_events",
+            "What the guardrails did, by point (input, untrusted, output), check and action "
+            "(block, redact, flag, fail_open)",
+            ["point", "check", "action"],
+            registry=r,
+        )
 
         self.credential_checks = Counter(
             "parley_credential_checks",

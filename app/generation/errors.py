@@ -5,6 +5,10 @@ During a streamed reply the same errors reach the client as an SSE `error` event
 
 from app.core.errors import AppError, Conflict
 
+# Raised by the guardrails' input checks; re-exported where the generation errors are read.
+from app.guardrails.errors import InputBlocked as InputBlocked
+from app.guardrails.errors import InputTooLarge as InputTooLarge
+
 # --- Refused before the upstream is called ------------------------------------------------------
 
 
@@ -12,18 +16,6 @@ class UnknownModel(AppError):
     status_code = 422
     code = "unknown_model"
     message = "No such model. GET /api/models lists the available ones."
-
-
-class InputTooLarge(AppError):
-    status_code = 413
-    code = "input_too_large"
-    message = "The input is too long."
-
-
-class InputBlocked(AppError):
-    status_code = 422
-    code = "input_blocked"
-    message = "The input contains content this server does not accept."
 
 
 class PromptTooLong(AppError):

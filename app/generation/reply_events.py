@@ -6,6 +6,7 @@ SSE frames are `event: <name>` with a JSON `data:` line:
 - `usage`  {prompt_tokens, completion_tokens, estimated}
 - `done`   the saved assistant message (or generation), status `complete` or `cancelled`
 - `error`  {code, message}: the reply failed or was cut short; what came is saved
+  (`content_blocked` adds `category`: which guardrail check stopped it)
 """
 
 import json

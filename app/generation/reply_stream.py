@@ -20,6 +20,7 @@ from app.core.errors import AppError
 from app.core.metrics import Metrics
 from app.generation import reply_events
 from app.generation.errors import ReplyCrashed, ReplyFailed, ReplyInProgress
+from app.generation.output_check import checked
 from app.generation.prompt import ImageInput, Prompt, estimate_tokens
 from app.generation.reply_events import ReplyEvent
 from app.generation.upstream.types import (
@@ -31,6 +32,7 @@ from app.generation.upstream.types import (
     TextDelta,
     Usage,
 )
+from app.guardrails.output import OutputGuard
 
 logger = logging.getLogger("parley.generation")
 
@@ -96,6 +98,8 @@ class ReplyStream:
     load_images: ImageLoader | None = None
     # Response headers for whoever serves the reply (the remaining quota).
     headers: dict[str, str] = field(default_factory=dict)
+    # The guardrails' check on the reply's text (app/guardrails/output.py); None: unchecked.
+    guard: OutputGuard | None = None
     _queue: asyncio.Queue[ReplyEvent | None] = field(default_factory=asyncio.Queue)
     _task: asyncio.Task[None] | None = None
     _stop: StopReason | None = None
@@ -217,7 +221,10 @@ class ReplyStream:
         checkpoints = asyncio.create_task(self._checkpoints(parts))
         try:
             messages = await self._messages()
-            async with aclosing(self.provider.stream(self.model, messages, self.params)) as s:
+            events = self.provider.stream(self.model, messages, self.params)
+            if self.guard is not None:
+                events = checked(events, self.guard)
+            async with aclosing(events) as s:
                 async for event in s:
                     if isinstance(event, TextDelta):
                         if first_token_at is None:
@@ -288,7 +295,9 @@ class ReplyStream:
         else:
             code = result.error_code or "internal_error"
             message = result.error_message or "The reply could not be saved."
-            self._emit(reply_events.error(code, message, saved=self.saved))
+            category = failure.category if failure is not None and self._stop is None else None
+            extra = {"category": category} if category else {}
+            self._emit(reply_events.error(code, message, saved=self.saved, **extra))
         self._finished = True
         self._queue.put_nowait(None)  # the end, for the reader
 

@@ -22,6 +22,10 @@ from app.generation.upstream.openai import OpenAIProvider
 from app.generation.upstream.probe import UpstreamProbe
 from app.generation.upstream.registry import ModelRegistry, Providers
 from app.generation.upstream.transport import build_http_client
+from app.generation.upstream.types import ChatMessage, ModelConfig
+from app.guardrails.guard_model import GuardModel
+from app.guardrails.pipeline import GuardrailPipeline
+from app.guardrails.recorder import ModerationRecorder
 
 logger = logging.getLogger("parley.generation")
 
@@ -40,6 +44,51 @@ class GenerationRuntime:
     stops_shared: bool
     http: httpx.AsyncClient
     background: set[asyncio.Task[None]]
+    guardrails: GuardrailPipeline
+
+
+@dataclass
+class GuardUpstreamClient:
+    """The guard model as the guardrails reach it: through the upstream provider and its one
+    shared HTTP client (app/guardrails/guard_model.py, GuardUpstream)."""
+
+    provider: OpenAIProvider
+    model: ModelConfig
+
+    async def complete(
+        self, messages: list[ChatMessage], *, max_tokens: int, extra: dict[str, Any]
+    ) -> str:
+        return await self.provider.complete(
+            self.model, messages, max_tokens=max_tokens, extra=extra
+        )
+
+    async def moderate(self, text: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.provider.moderate(self.model, text)
+        return answer
+
+
+def build_guardrails(
+    settings: Settings,
+    db: Database,
+    metrics: Metrics,
+    registry: ModelRegistry,
+    provider: OpenAIProvider,
+) -> GuardrailPipeline:
+    guard: GuardModel | None = None
+    if settings.guard_model:
+        model = registry.resolve(settings.guard_model)
+        if model.provider != "openai":
+            raise ValueError(f"GUARD_MODEL {settings.guard_model!r} is not served by an upstream")
+        guard = GuardModel(
+            GuardUpstreamClient(provider, model),
+            format=settings.guard_format,
+            timeout=settings.guard_timeout,
+        )
+        logger.info(
+            "guard model configured",
+            extra={"guard_model": model.name, "format": settings.guard_format},
+        )
+    return GuardrailPipeline(settings, ModerationRecorder(db, metrics), guard)
 
 
 def _stop_replies_on_exit_signals(replies: ActiveReplies) -> Callable[[], None]:
@@ -93,14 +142,12 @@ async def generation_runtime(
         keepalive_expiry=settings.llm_keepalive_seconds,
         transport=settings.upstream_transport,
     ) as http:
-        providers = Providers(
-            openai=OpenAIProvider(
-                http,
-                first_token_timeout=settings.llm_first_token_timeout,
-                idle_timeout=settings.llm_idle_timeout,
-            ),
-            echo=EchoProvider(delay=settings.echo_token_delay),
+        openai = OpenAIProvider(
+            http,
+            first_token_timeout=settings.llm_first_token_timeout,
+            idle_timeout=settings.llm_idle_timeout,
         )
+        providers = Providers(openai=openai, echo=EchoProvider(delay=settings.echo_token_delay))
         replies = ActiveReplies()
         stops: StopBus
         if settings.redis_url:
@@ -118,6 +165,7 @@ async def generation_runtime(
             stops_shared=bool(settings.redis_url),
             http=http,
             background=set(),
+            guardrails=build_guardrails(settings, db, metrics, registry, openai),
         )
         try:
             await sweep_interrupted(db, settings)
@@ -136,3 +184,4 @@ async def generation_runtime(
                 task.cancel()
             with suppress(Exception):
                 await asyncio.gather(sweeper, *runtime.background, return_exceptions=True)
+            await runtime.guardrails.recorder.drain()

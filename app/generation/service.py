@@ -11,10 +11,9 @@ by the reply itself, after the request's transaction.
 """
 
 import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import AwareDatetime
@@ -40,8 +39,6 @@ from app.files.attachments import (
 from app.files.models import File, FileKind
 from app.generation.errors import (
     ImageRequired,
-    InputBlocked,
-    InputTooLarge,
     ModelNotVisionCapable,
     ReplyInProgress,
 )
@@ -64,6 +61,9 @@ from app.generation.schemas import GenerateRequest, GenerationPage, GenerationRe
 from app.generation.stale_replies import stale_after
 from app.generation.summaries import SummaryService
 from app.generation.upstream.types import ModelConfig, SamplingParams
+from app.guardrails.output import OutputGuard
+from app.guardrails.pipeline import UntrustedText
+from app.guardrails.recorder import EventContext
 from app.usage.service import Quota, UsageService
 from app.users.models import User
 
@@ -82,20 +82,63 @@ class GenerationService:
     generations: GenerationRepository
     summaries: SummaryService
     attachments: AttachmentService
-    _blocked: list[re.Pattern[str]] = field(init=False)
 
-    def __post_init__(self) -> None:
-        self._blocked = [re.compile(p, re.IGNORECASE) for p in self.settings.blocked_patterns]
+    # --- guardrails (app/guardrails) ---------------------------------------------------------
 
-    # --- guardrails --------------------------------------------------------------------------
+    async def _check_input(
+        self, user: User, text: str, *, mode: str, chat_id: uuid.UUID | None = None
+    ) -> None:
+        """The input checks, before anything is written or sent upstream. A guard model call is
+        a network call: the session is committed first (nothing is written yet) so that no
+        database connection is held while it runs."""
+        guardrails = self.runtime.guardrails
+        await guardrails.check_input(
+            text,
+            mode=mode,
+            context=EventContext(user_id=user.id, chat_id=chat_id),
+            before_network=self.session.commit if guardrails.input_guarded(mode) else None,
+        )
 
-    def _check_input(self, text: str) -> None:
-        if len(text) > self.settings.max_input_chars:
-            raise InputTooLarge(
-                f"The input is longer than {self.settings.max_input_chars} characters."
+    def _for_upstream(self, role: str, text: str, mode: str) -> str:
+        """A message's text as sent upstream: the user's with personal data redacted (PII_*);
+        the stored message keeps the original."""
+        if role != Role.USER:
+            return text
+        return self.runtime.guardrails.redact_for_upstream(text, mode=mode)
+
+    async def _checked_documents(
+        self,
+        attachments: dict[uuid.UUID, list[PromptAttachment]],
+        new: PreparedFiles | None,
+        *,
+        mode: str,
+        context: EventContext,
+    ) -> dict[uuid.UUID, list[PromptAttachment]]:
+        """Documents' text through the untrusted-text checks: personal data redacted (or the
+        request refused), instructions aimed at the model flagged. Only the new message's
+        documents are recorded as events; earlier ones were when they were attached."""
+        documents = [
+            (message_id, index, item)
+            for message_id, items in attachments.items()
+            for index, item in enumerate(items)
+            if isinstance(item, DocumentInput)
+        ]
+        new_ids = {file.id for file in new.files} if new is not None else set()
+        for record in (True, False):
+            group = [d for d in documents if (d[2].file_id in new_ids) == record]
+            if not group:
+                continue
+            results = await self.runtime.guardrails.check_untrusted(
+                [UntrustedText(doc.text, "attachment", doc.name) for _m, _i, doc in group],
+                mode=mode,
+                context=context,
+                record=record,
             )
-        if any(pattern.search(text) for pattern in self._blocked):
-            raise InputBlocked()
+            for (message_id, index, doc), result in zip(group, results, strict=True):
+                attachments[message_id][index] = replace(
+                    doc, text=result.text, flagged=result.flagged
+                )
+        return attachments
 
     def _chat_model(self, name: str | None, user: User, chat: Chat) -> ModelConfig:
         return self.runtime.registry.resolve(name, chat.model, user.default_model)
@@ -119,9 +162,15 @@ class GenerationService:
         return await self.attachments.prepare(files) if files else None
 
     async def _prompt_attachments(
-        self, by_message: Mapping[uuid.UUID, list[File]], new: PreparedFiles | None
+        self,
+        by_message: Mapping[uuid.UUID, list[File]],
+        new: PreparedFiles | None,
+        *,
+        mode: str,
+        context: EventContext,
     ) -> dict[uuid.UUID, list[PromptAttachment]]:
-        """What the prompt gets of each message's attachments (the documents' stored text)."""
+        """What the prompt gets of each message's attachments (the documents' stored text,
+        through the untrusted-text checks)."""
         known = new.texts if new is not None else {}
         wanted = {
             file.id
@@ -130,10 +179,11 @@ class GenerationService:
             if file.kind == FileKind.DOCUMENT and file.id not in known
         }
         texts = {**known, **await self.attachments.texts(wanted)} if wanted else known
-        return {
+        attachments = {
             message_id: [a for a in (_prompt_attachment(f, texts) for f in files) if a]
             for message_id, files in by_message.items()
         }
+        return await self._checked_documents(attachments, new, mode=mode, context=context)
 
     def _image_loader(
         self, files: Mapping[uuid.UUID, File], new: PreparedFiles | None
@@ -164,7 +214,7 @@ class GenerationService:
         attachments: Sequence[uuid.UUID] = (),
     ) -> ReplyStream:
         """Saves the user's message (with its attachments), then starts the assistant's reply."""
-        self._check_input(content)
+        await self._check_input(user, content, mode=chat.mode, chat_id=chat.id)
         config = self._chat_model(model, user, chat)
         new = await self._prepared(user, attachments, config)
         return await self._reserved(
@@ -186,7 +236,7 @@ class GenerationService:
         """Creates a chat and sends its first message. A refused send (input, model, files,
         quota) rolls the chat back with the request; a reply that fails before its first token
         deletes it (ReplySaver.discard_chat): either way no chat is left without its exchange."""
-        self._check_input(content)
+        await self._check_input(user, content, mode=data.mode)
         config = self.runtime.registry.resolve(data.model, None, user.default_model)
         # Files are checked and read before the chat exists: reading them ends the transaction,
         # and a refused file must not leave an empty chat behind.
@@ -213,7 +263,7 @@ class GenerationService:
     ) -> ReplyStream:
         """Adds the edited text as a sibling of the original user message and answers it. The
         edit keeps the original's attachments unless `attachments` replaces them."""
-        self._check_input(content)
+        await self._check_input(user, content, mode=chat.mode, chat_id=chat.id)
         config = self._chat_model(model, user, chat)
         if attachments is None:
             attachments = await self.attachments.file_ids_of(chat.id, message_id)
@@ -311,10 +361,23 @@ class GenerationService:
         # An image of the message being answered needs a vision model (a regenerated reply, or
         # an edit keeping its images, with another model); earlier ones are left out instead.
         _check_vision(attached.get(parent.id, []), config)
-        for_prompt = await self._prompt_attachments(attached, new) if attached else {}
+        about = EventContext(user_id=user.id, chat_id=chat.id, message_id=parent.id)
+        for_prompt = (
+            await self._prompt_attachments(attached, new, mode=chat.mode, context=about)
+            if attached
+            else {}
+        )
         prompt = build_prompt(
             system_prompt=system_prompt,
-            history=[Turn(m.role, m.content, for_prompt.get(m.id, ()), m.id) for m in thread],
+            history=[
+                Turn(
+                    m.role,
+                    self._for_upstream(m.role, m.content, chat.mode),
+                    for_prompt.get(m.id, ()),
+                    m.id,
+                )
+                for m in thread
+            ],
             context_length=config.context_length,
             max_tokens=chat.max_tokens,
             vision=config.vision,
@@ -348,6 +411,11 @@ class GenerationService:
             },
         )
         files = {file.id: file for files in attached.values() for file in files}
+        guard = self.runtime.guardrails.output_guard(
+            mode=chat.mode,
+            context=EventContext(user_id=user.id, chat_id=chat.id, message_id=assistant.id),
+            user_text=parent.content,
+        )
         reply = await self._reply_stream(
             _chat_key(chat.id),
             config,
@@ -368,6 +436,7 @@ class GenerationService:
             quota=quota,
             start=start,
             load_images=self._image_loader(files, new) if prompt.images else None,
+            guard=guard,
         )
         if first_exchange and self.settings.auto_title:
             user_text = parent.content
@@ -391,6 +460,7 @@ class GenerationService:
         quota: Quota,
         start: ReplyEvent,
         load_images: ImageLoader | None = None,
+        guard: OutputGuard | None = None,
     ) -> ReplyStream:
         """Commits what the request wrote, then makes the reply (the caller starts it)."""
         # Streaming is the exception to "the request commits once": the user's message must be
@@ -409,6 +479,7 @@ class GenerationService:
             checkpoint_seconds=self.settings.stream_checkpoint_seconds,
             metrics=self.runtime.metrics,
             load_images=load_images,
+            guard=guard,
         )
 
     # --- stateless generation ----------------------------------------------------------------
@@ -416,7 +487,7 @@ class GenerationService:
     async def generate(self, user: User, body: GenerateRequest) -> ReplyStream:
         """Runs a mode over a prompt (and its attachments) and keeps the request in the user's
         history."""
-        self._check_input(body.prompt)
+        await self._check_input(user, body.prompt, mode=body.mode)
         config = self.runtime.registry.resolve(body.model, user.default_model)
         mode = get_mode(body.mode)
         params = mode.validate_params(body.params)
@@ -425,10 +496,22 @@ class GenerationService:
             raise ImageRequired()
         new = await self.attachments.prepare(files) if files else None
         attached = {_GENERATION_TURN: files} if files else {}
-        for_prompt = await self._prompt_attachments(attached, new) if attached else {}
+        for_prompt = (
+            await self._prompt_attachments(
+                attached, new, mode=body.mode, context=EventContext(user_id=user.id)
+            )
+            if attached
+            else {}
+        )
         prompt = build_prompt(
             system_prompt=mode.render(params),
-            history=[Turn("user", body.prompt, for_prompt.get(_GENERATION_TURN, ()))],
+            history=[
+                Turn(
+                    "user",
+                    self._for_upstream(Role.USER, body.prompt, body.mode),
+                    for_prompt.get(_GENERATION_TURN, ()),
+                )
+            ],
             context_length=config.context_length,
             max_tokens=body.max_tokens,
             vision=config.vision,
@@ -482,6 +565,11 @@ class GenerationService:
                 self._image_loader({file.id: file for file in files}, new)
                 if prompt.images
                 else None
+            ),
+            guard=self.runtime.guardrails.output_guard(
+                mode=body.mode,
+                context=EventContext(user_id=user.id, generation_id=generation.id),
+                user_text=body.prompt,
             ),
         )
         self.runtime.replies.reserve(reply.key)

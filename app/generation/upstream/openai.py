@@ -85,6 +85,48 @@ class OpenAIProvider:
         except (ValueError, KeyError, TypeError) as exc:
             raise UpstreamProtocolError("The model server's model list has an odd shape.") from exc
 
+    async def complete(
+        self,
+        model: ModelConfig,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """POST {base_url}/chat/completions, not streamed: the answer's text (the guard model's
+        verdicts). One attempt, bounded by the caller's deadline."""
+        body: dict[str, Any] = {
+            "model": model.upstream_model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            **(extra or {}),
+        }
+        data = await self._post_json(f"{_base_url(model)}/chat/completions", body, model)
+        try:
+            content = data["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise UpstreamProtocolError("The model server's answer has an odd shape.") from exc
+        return str(content or "")
+
+    async def moderate(self, model: ModelConfig, text: str) -> dict[str, Any]:
+        """POST {base_url}/moderations (OpenAI's moderation endpoint): its JSON answer."""
+        return await self._post_json(
+            f"{_base_url(model)}/moderations", {"model": model.upstream_model, "input": text}, model
+        )
+
+    async def _post_json(self, url: str, body: dict[str, Any], model: ModelConfig) -> Any:
+        try:
+            response = await self._http.post(url, json=body, headers=_auth_headers(model))
+        except httpx.TransportError as exc:
+            raise unavailable(exc) from exc
+        if not response.is_success:
+            raise http_error(response.status_code, response.text)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise UpstreamProtocolError("The model server's answer is not JSON.") from exc
+
     async def stream(
         self, model: ModelConfig, messages: list[ChatMessage], params: SamplingParams
     ) -> AsyncGenerator[UpstreamEvent, None]:
