@@ -37,6 +37,7 @@ from app.files.store import FileStore
 from app.generation.router import router as generation_router
 from app.generation.runtime import generation_runtime
 from app.generation.websocket import router as ws_router
+from app.guardrails.router import router as moderation_router
 from app.health.router import router as health_router
 from app.mail import Mailer, build_mail_sender
 from app.usage.router import router as usage_router
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ws_router)
     app.include_router(usage_router)
     app.include_router(files_router)
+    app.include_router(moderation_router)
     return app
 
 

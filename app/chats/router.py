@@ -26,8 +26,11 @@ from app.chats.schemas import (
     ModeRead,
 )
 from app.core.cursor import CursorQuery
+from app.core.deps import SettingsDep
 from app.core.errors import Unauthorized, error_responses
 from app.core.text import NoNul
+from app.guardrails.pipeline import checks_by_point
+from app.guardrails.schemas import ModeGuardrails
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
 modes_router = APIRouter(prefix="/api/modes", tags=["generation"])
@@ -185,8 +188,9 @@ async def export_chat(
 
 
 @modes_router.get("", summary="List chat modes")
-async def list_modes() -> list[ModeRead]:
-    """Every mode with its parameter schema: use `name` and `mode_params` on a chat."""
+async def list_modes(settings: SettingsDep) -> list[ModeRead]:
+    """Every mode with its parameter schema (use `name` and `mode_params` on a chat), and the
+    guardrail checks on for it."""
     return [
         ModeRead(
             name=mode.name,
@@ -194,6 +198,7 @@ async def list_modes() -> list[ModeRead]:
             description=mode.description,
             params_schema=mode.params.model_json_schema(),
             vision=mode.vision,
+            guardrails=ModeGuardrails(**checks_by_point(settings, mode.name)),
         )
         for mode in MODES.values()
     ]

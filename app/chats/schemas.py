@@ -20,6 +20,7 @@ from app.chats.modes import DEFAULT_MODE, MODES
 from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 from app.files.schemas import AttachmentRead, ContextCut
+from app.guardrails.schemas import ModeGuardrails
 
 
 def _known_mode(name: str) -> str:
@@ -207,6 +208,9 @@ class ModeRead(BaseModel):
         default=False,
         description="Made for images: use a vision model (`vision` in GET /api/models) and "
         "attach an image (POST /api/generate requires one).",
+    )
+    guardrails: ModeGuardrails = Field(
+        description="The guardrail checks on for this mode at each point (docs/guardrails.md)."
     )
 
 

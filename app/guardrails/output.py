@@ -13,6 +13,7 @@ upstream request, and what was held back never reaches the client.
 """
 
 import logging
+import string
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -25,6 +26,9 @@ logger = logging.getLogger("parley.guardrails")
 # Where a sentence ends: text up to one of these is released as a whole when the guard model
 # judges replies.
 _SENTENCE_ENDS = (". ", "! ", "? ", "\n", ".\n", "。")
+
+# Characters that can belong to one item of personal data (an address, a key, a number).
+_JOINED = frozenset(string.ascii_letters + string.digits + "@.%+-_")
 
 Judge = Callable[[str], Awaitable[Verdict]]
 # Called for each thing the check did: (check, category, action, blocked_text or None, count).
@@ -116,6 +120,8 @@ class OutputGuard:
         raise ContentBlocked(category)
 
     async def _release(self, cut: int, *, final: bool) -> str:
+        if not final and 0 < cut < len(self._pending):
+            cut = _unsplit(self._pending, cut)
         if cut <= 0:
             return ""
         if self._judge is not None:
@@ -130,6 +136,35 @@ class OutputGuard:
         self._released.append(released)
         self._tail = (self._tail + released)[-MAX_MATCH_CHARS:]
         return released
+
+
+def _unsplit(text: str, cut: int) -> int:
+    """Moves a release point that would split a run of characters that may be one item (an
+    email address, a key, a card or phone number in groups: "4111 1111 ...") back to the run's
+    start, so that an item is never half shown while its end is still unseen."""
+    before, after = text[cut - 1], text[cut]
+    joined = (before in _JOINED and after in _JOINED) or (
+        before in " -"
+        and (after.isdigit() or after.isupper())
+        and cut > 1
+        and text[cut - 2].isalnum()
+    )
+    if not joined:
+        return cut
+    low = max(0, cut - MAX_MATCH_CHARS)
+    i = cut
+    while i > low:
+        char = text[i - 1]
+        if char in _JOINED or (
+            char in " -"
+            and i > 1
+            and text[i - 2].isalnum()
+            and (text[i].isdigit() or text[i].isupper())
+        ):
+            i -= 1
+        else:
+            break
+    return cut if i == low and low > 0 else i
 
 
 def _sentence_cut(text: str, cut: int, holdback: int) -> int:

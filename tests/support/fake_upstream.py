@@ -11,6 +11,12 @@ dropped connections, missing usage, ...) and read back what it received and saw:
 
 For attachments it keeps every content part it was sent (`state.parts`: text parts and images,
 the images' data URLs decoded), so tests assert exactly what left Parley.
+
+It also plays a guard model: chat requests for a model in `state.guard_models` are answered at
+once (not streamed) with a verdict, as Llama Guard 3 ("safe", "unsafe\nS1"), ShieldGemma or
+Granite Guardian ("Yes"/"No") would; and `POST /v1/moderations` answers as OpenAI's does.
+`guard_rules` pick the verdict by a word in the request; `guard_delay` and `guard_down` make the
+guard slow or unreachable.
 """
 
 import asyncio
@@ -69,7 +75,18 @@ class FakeState:
     hang_after: int | None = None  # go silent after N content chunks (0: after the role chunk)
     drop_after: int | None = None  # abort the connection after N content chunks
 
+    # --- A guard model (answers chat requests for these models with a verdict, not streamed)
+    guard_models: set[str] = field(default_factory=lambda: {"guard-model"})
+    guard_verdict: str = "safe"  # the answer when no rule matches
+    # (word, answer): the first rule whose word is in the request's last message decides.
+    guard_rules: list[tuple[str, str]] = field(default_factory=list)
+    # /v1/moderations: (word, categories) flags inputs containing the word.
+    moderation_rules: list[tuple[str, list[str]]] = field(default_factory=list)
+    guard_delay: float = 0.0  # before answering (a slow guard)
+    guard_down: bool = False  # answer 503 (an unreachable guard)
+
     # --- Observations
+    guard_requests: list[dict[str, Any]] = field(default_factory=list)  # guard and moderation
     requests: list[dict[str, Any]] = field(default_factory=list)  # chat request bodies
     # Per chat request, the content parts of its messages in order (ReceivedPart).
     parts: list[list["ReceivedPart"]] = field(default_factory=list)
@@ -138,18 +155,65 @@ class FakeUpstream:
             await _send_json(send, 200, {"object": "list", "data": data})
         elif route == ("POST", "/v1/chat/completions"):
             await self._chat(scope, receive, send)
+        elif route == ("POST", "/v1/moderations"):
+            await self._moderate(receive, send)
         else:
             await _send_json(send, 404, {"detail": "Not Found"})
 
+    async def _guard_wait(self, send: Send) -> bool:
+        """A slow or unreachable guard; False when the request was answered (503)."""
+        if self.state.guard_delay:
+            await asyncio.sleep(self.state.guard_delay)
+        if self.state.guard_down:
+            await _send_json(send, 503, {"error": {"message": "guard is down"}})
+            return False
+        return True
+
+    async def _guard(self, body: dict[str, Any], send: Send) -> None:
+        state = self.state
+        state.guard_requests.append(body)
+        if not await self._guard_wait(send):
+            return
+        messages = body.get("messages") or [{}]
+        text = str(messages[-1].get("content", ""))
+        answer = next((a for word, a in state.guard_rules if word in text), state.guard_verdict)
+        await _send_json(
+            send,
+            200,
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            },
+        )
+
+    async def _moderate(self, receive: Receive, send: Send) -> None:
+        body = json.loads(await _read_body(receive))
+        self.state.guard_requests.append(body)
+        if not await self._guard_wait(send):
+            return
+        text = str(body.get("input", ""))
+        flagged = {c for word, cats in self.state.moderation_rules if word in text for c in cats}
+        categories = {name: name in flagged for name in ("harassment", "violence", *flagged)}
+        result = {"flagged": bool(flagged), "categories": categories, "category_scores": {}}
+        answer = {"id": "modr-1", "model": body.get("model"), "results": [result]}
+        await _send_json(send, 200, answer)
+
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
-        raw = b""
-        more = True
-        while more:
-            message = await receive()
-            raw += message.get("body", b"")
-            more = message.get("more_body", False)
-        body = json.loads(raw)
+        body = json.loads(await _read_body(receive))
+        if body.get("model") in state.guard_models:
+            await self._guard(body, send)
+            return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         state.requests.append(body)
         state.headers.append(headers)
@@ -343,6 +407,16 @@ def _error_frame(style: str, message: str) -> dict[str, Any]:
     if style == "vllm":
         error["object"] = "error"
     return {"error": error}
+
+
+async def _read_body(receive: Receive) -> bytes:
+    raw = b""
+    more = True
+    while more:
+        message = await receive()
+        raw += message.get("body", b"")
+        more = message.get("more_body", False)
+    return raw
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

@@ -98,6 +98,7 @@ class OpenAIProvider:
         body: dict[str, Any] = {
             "model": model.upstream_model,
             "messages": messages,
+            "stream": False,
             "max_tokens": max_tokens,
             "temperature": 0,
             **(extra or {}),
