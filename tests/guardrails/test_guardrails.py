@@ -74,7 +74,7 @@ class TestInputPersonalData:
     ):
         async with guarded(database, fake_upstream) as (parley, user, chat, admin):
             content = f"Charge {CARD} and mail ada@example.com"
-            response, events = await stream(parley, user, chat, content)
+            _response, events = await stream(parley, user, chat, content)
             assert names(events)[-1] == "done"
             assert (
                 user_message_sent(fake_upstream) == "Charge [PAYMENT_CARD] and mail ada@example.com"
