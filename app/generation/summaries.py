@@ -75,9 +75,9 @@ class SummaryService:
         used: tuple[int, int] | None = None
         if config.provider != "echo":
             try:
-                prompt = [
-                    {"role": "user", "content": TITLE_PROMPT.format(message=first_message[:2000])}
-                ]
+                # What leaves Parley is redacted as chat messages are (PII_*).
+                sent = self.runtime.guardrails.redact_for_upstream(first_message, mode="chat")
+                prompt = [{"role": "user", "content": TITLE_PROMPT.format(message=sent[:2000])}]
                 generated = await asyncio.wait_for(
                     self.complete_text(config, prompt, max_tokens=24), timeout=30
                 )
@@ -109,7 +109,12 @@ class SummaryService:
         thread = await self.messages.thread_rows(chat.id)
         if not thread:
             return ""
-        transcript = "\n\n".join(f"{m.role}: {m.content}" for m in thread if m.content)
+        redact = self.runtime.guardrails.redact_for_upstream
+        transcript = "\n\n".join(
+            f"{m.role}: {redact(m.content, mode=chat.mode) if m.role == 'user' else m.content}"
+            for m in thread
+            if m.content
+        )
         prompt = build_prompt(
             system_prompt=get_mode("summarize").render({}),
             history=[Turn("user", transcript[-self.settings.max_input_chars * 4 :])],
