@@ -21,12 +21,15 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--token-delay", type=float, default=0.02)
     parser.add_argument("--first-token-delay", type=float, default=0.0)
+    # The fake also answers as a guard model ("guard-model"): "safe", after this many seconds.
+    parser.add_argument("--guard-delay", type=float, default=0.0)
     args = parser.parse_args()
 
     fake = FakeUpstream()
     fake.state.tokens = args.tokens
     fake.state.token_delay = args.token_delay
     fake.state.first_token_delay = args.first_token_delay
+    fake.state.guard_delay = args.guard_delay
     fake.base_url = f"http://{args.host}:{args.port}/v1"
     config = uvicorn.Config(
         fake,

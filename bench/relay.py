@@ -736,7 +736,11 @@ def create_database(args: argparse.Namespace, workdir: Path, stack: contextlib.E
     return urlunsplit(("postgresql+asyncpg", parts.netloc, f"/{name}", "", ""))
 
 
-def start_servers(args: argparse.Namespace, stack: contextlib.ExitStack) -> Environment:
+def start_servers(
+    args: argparse.Namespace,
+    stack: contextlib.ExitStack,
+    extra_env: dict[str, str] | None = None,
+) -> Environment:
     workdir = Path(tempfile.mkdtemp(prefix="parley-bench-"))
     stack.callback(shutil.rmtree, workdir, True)
     overrides, setting_names, notes = settings_overrides(args.redis_url)
@@ -756,6 +760,7 @@ def start_servers(args: argparse.Namespace, stack: contextlib.ExitStack) -> Envi
             f"--port={upstream_port}",
             f"--tokens={args.tokens}",
             f"--token-delay={args.token_delay}",
+            f"--guard-delay={args.guard_delay}",
         ],
         env=base_env,
         cwd=workdir,
@@ -779,6 +784,7 @@ def start_servers(args: argparse.Namespace, stack: contextlib.ExitStack) -> Envi
         "BCRYPT_ROUNDS": "12",
         "AUTO_TITLE": "false",
         **overrides,
+        **(extra_env or {}),
     }
     if args.redis_url:
         parley_env["REDIS_URL"] = args.redis_url
@@ -1001,6 +1007,129 @@ def report(env: Environment, levels: list[Level], interference: Interference | N
 # --- Entry point ---------------------------------------------------------------------------------
 
 
+# --- The guarded run: what the guardrails cost -----------------------------------------------
+
+# Parley as configured for each run of --guarded; the fake upstream answers as the guard model
+# ("guard-model") after --guard-delay seconds.
+GUARDED_CONFIGS: dict[str, dict[str, str]] = {
+    "plain": {},
+    "input guard": {
+        "LLM_MODELS": json.dumps({"guard-model": {"model": "guard-model"}}),
+        "GUARD_MODEL": "guard-model",
+        "GUARD_ON": "input",
+    },
+    "output checks": {
+        "GUARDRAILS_OUTPUT": "blocked_patterns,pii",
+        "BLOCKED_PATTERNS": json.dumps(["forbidden phrase", r"how to build a \w+"]),
+        "PII_EMAIL": "redact",
+        "PII_PHONE": "redact",
+    },
+}
+
+
+@dataclass
+class GuardedRun:
+    name: str
+    ttft: list[StreamResult]
+    batch: list[StreamResult]
+    cpu: CpuUse
+    tokens: int
+
+    @property
+    def cpu_per_token_us(self) -> float:
+        return self.cpu.parley / max(1, self.tokens) * 1e6
+
+    def errors(self) -> list[str]:
+        return [r.error for r in [*self.ttft, *self.batch] if r.error]
+
+
+async def measure_guarded(env: Environment, name: str) -> GuardedRun:
+    """One configuration: time to first token over sequential single streams, then Parley's CPU
+    over --guarded-streams concurrent streams."""
+    args = env.args
+    expected = "".join(f"tok{i} " for i in range(args.tokens))
+    n = args.guarded_streams
+    clients = Clients(env, n)
+    try:
+        run_id = uuid.uuid4().hex[:8]
+        users = [
+            BenchUser(f"guard-{run_id}-{k}@example.com", f"relay-{secrets.token_hex(12)}-bench")
+            for k in range(max(1, math.ceil(n / STREAMS_PER_USER)))
+        ]
+        await gather_limited(
+            [lambda u=u, k=k: register(clients.parley(), u, k) for k, u in enumerate(users)], 8
+        )
+        owners = [users[i // STREAMS_PER_USER] for i in range(n)]
+        chats = await gather_limited(
+            [lambda u=u: create_chat(clients.parley(), u) for u in owners], 16
+        )
+
+        def parley(i: int) -> Awaitable[StreamResult]:
+            return parley_stream(
+                clients.parley(i), chats[i], owners[i].token, f"Hello from stream {i}", expected
+            )
+
+        await asyncio.gather(*(parley(i) for i in range(min(10, n))))  # warm-up
+        await wait_for_quiet(env)
+        log(f"{name}: {args.min_samples} single streams one after another")
+        ttft = []
+        with collector_paused():
+            for _ in range(args.min_samples):
+                ttft.append(await parley(0))
+        await wait_for_quiet(env)
+        log(f"{name}: {n} concurrent streams")
+        phase = env.profiler.phase(f"guarded-{name.replace(' ', '-')}")
+        with phase, collector_paused(), cpu_use(env) as cpu:
+            batch = list(await asyncio.gather(*(parley(i) for i in range(n))))
+        tokens = args.tokens * sum(1 for r in batch if not r.error)
+        return GuardedRun(name, ttft, batch, cpu, tokens)
+    finally:
+        await clients.aclose()
+
+
+def report_guarded(args: argparse.Namespace, runs: list[GuardedRun]) -> str:
+    by_name = {run.name: run for run in runs}
+    plain = by_name["plain"]
+
+    def p50(run: GuardedRun) -> float | None:
+        return percentile([r.ttft for r in run.ttft if r.ttft is not None], 0.5)
+
+    out = [
+        f"{args.tokens} tokens per reply, {args.token_delay * 1000:g} ms apart; stub guard "
+        f"answers in {args.guard_delay * 1000:g} ms; {args.min_samples} sequential streams for "
+        f"TTFT, {args.guarded_streams} concurrent for CPU; {os.cpu_count()} CPUs.",
+        "",
+        "| run | TTFT p50 | vs plain | CPU per relayed token | vs plain | errors |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        ratio = run.cpu_per_token_us / plain.cpu_per_token_us if plain.cpu_per_token_us else 0
+        out.append(
+            f"| {run.name} | {ms(p50(run))} ms | {signed_ms(difference(p50(plain), p50(run)))} ms "
+            f"| {run.cpu_per_token_us:.1f} µs | {ratio:.2f}x | {len(run.errors())} |"
+        )
+    guard, output = by_name.get("input guard"), by_name.get("output checks")
+    out.append("")
+    if guard is not None:
+        added = difference(p50(plain), p50(guard))
+        budget = args.guard_delay + 0.003
+        met = added is not None and added <= budget
+        out.append(
+            f"- input guard: TTFT added {ms(added)} ms, target ≤ guard latency + 3 ms = "
+            f"{budget * 1000:g} ms: {'met' if met else 'MISSED'}"
+        )
+    if output is not None and plain.cpu_per_token_us:
+        ratio = output.cpu_per_token_us / plain.cpu_per_token_us
+        out.append(
+            f"- output checks: CPU per relayed token {ratio:.2f}x plain, target ≤ 1.5x: "
+            f"{'met' if ratio <= 1.5 else 'MISSED'}"
+        )
+    for run in runs:
+        if run.errors():
+            out.append(f"- {run.name} errors: {sorted(set(run.errors()))[:3]}")
+    return "\n".join(out)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Time to first token, total time, errors and RSS: upstream vs through Parley."
@@ -1025,6 +1154,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the app factory uvicorn serves; another one (on PYTHONPATH) for A/B experiments",
     )
     parser.add_argument("--min-samples", type=int, default=MIN_SAMPLES)
+    parser.add_argument(
+        "--guarded",
+        action="store_true",
+        help="instead: compare Parley plain, with an input guard model, and with output checks",
+    )
+    parser.add_argument("--guard-delay", type=float, default=0.005, help="the stub guard's time")
+    parser.add_argument("--guarded-streams", type=int, default=100)
     parser.add_argument("--logins", type=int, default=20, help="0 skips the interference check")
     parser.add_argument("--interference-streams", type=int, default=100)
     parser.add_argument(
@@ -1067,6 +1203,15 @@ def run_async(coroutine: Awaitable[Any]) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.guarded:
+        runs = []
+        with sigterm_as_interrupt():
+            for name, extra in GUARDED_CONFIGS.items():
+                with contextlib.ExitStack() as stack:
+                    env = start_servers(args, stack, extra)
+                    runs.append(run_async(measure_guarded(env, name)))
+        print(report_guarded(args, runs))
+        return 0
     with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
         env = start_servers(args, stack)
         levels, interference = run_async(measure(env))
