@@ -23,6 +23,7 @@ from app.core.config import Settings
 from app.guardrails.checks import (
     PII_KINDS,
     BlockedPatterns,
+    Finding,
     PatternSet,
     find_injection,
     pii_patterns,
@@ -348,5 +349,5 @@ class GuardrailPipeline:
         )
 
 
-def _kinds(findings: Sequence[object]) -> list[str]:
-    return sorted({getattr(f, "kind") for f in findings})  # noqa: B009
+def _kinds(findings: Sequence[Finding]) -> list[str]:
+    return sorted({finding.kind for finding in findings})

@@ -403,3 +403,35 @@ class TestModerationLog:
             await moderation_events(parley, admin, 2)
             blocked = await moderation_events(parley, admin, 1, action=action)
             assert [e["category"] for e in blocked] == ["email"]
+
+
+class TestStatelessGeneration:
+    async def test_input_redacted_and_reply_blocked_per_mode(
+        self, database, clean_db, fake_upstream
+    ):
+        fake_upstream.state.tokens = ["Dear ", "Sir, ", "the ", "forbidden ", "word", "."]
+        async with guarded(
+            database,
+            fake_upstream,
+            blocked_patterns=["forbidden"],
+            guardrails_modes={"summarize": {"output": []}},
+            **OUTPUT_CHECKS,
+        ) as (parley, user, _chat, admin):
+            body = {"mode": "email", "params": {"purpose": "Pay"}, "prompt": f"Card {CARD}"}
+            async with parley.http.stream(
+                "POST", "/api/generate", json=body, headers={**user.headers, **SSE}
+            ) as response:
+                raw = b"".join([chunk async for chunk in response.aiter_bytes()])
+            assert b"forbidden" not in raw and b'"code":"content_blocked"' in raw
+            assert user_message_sent(fake_upstream) == "Card [PAYMENT_CARD]"
+            [generation] = (await parley.http.get("/api/generations", headers=user.headers)).json()[
+                "items"
+            ]
+            assert generation["prompt"] == f"Card {CARD}"  # the history keeps the original
+            assert generation["status"] == "failed"
+            [event] = await moderation_events(parley, admin, 1, point="output")
+            assert event["generation_id"] == generation["id"] and event["chat_id"] is None
+            # The summarize mode has no output checks: the same reply comes through.
+            summary = {"mode": "summarize", "prompt": "Some text"}
+            response = await parley.http.post("/api/generate", json=summary, headers=user.headers)
+            assert response.json()["output"] == "Dear Sir, the forbidden word."
