@@ -140,7 +140,8 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                         attachments=frame.attachments,
                     )
             except AppError as exc:
-                await websocket.send_json(reply_events.error(exc.code, exc.message).ws())
+                extra = {"category": exc.category} if exc.category else {}
+                await websocket.send_json(reply_events.error(exc.code, exc.message, **extra).ws())
                 continue
             forwarder = asyncio.create_task(forward(reply))
     except WebSocketDisconnect:
