@@ -1009,49 +1009,64 @@ def report(env: Environment, levels: list[Level], interference: Interference | N
 
 # --- The guarded run: what the guardrails cost -----------------------------------------------
 
-# Parley as configured for each run of --guarded; the fake upstream answers as the guard model
-# ("guard-model") after --guard-delay seconds.
-GUARDED_CONFIGS: dict[str, dict[str, str]] = {
-    "plain": {},
-    "input guard": {
-        "LLM_MODELS": json.dumps({"guard-model": {"model": "guard-model"}}),
-        "GUARD_MODEL": "guard-model",
-        "GUARD_ON": "input",
-    },
-    "output checks": {
-        "GUARDRAILS_OUTPUT": "blocked_patterns,pii",
-        "BLOCKED_PATTERNS": json.dumps(["forbidden phrase", r"how to build a \w+"]),
-        "PII_EMAIL": "redact",
-        "PII_PHONE": "redact",
-    },
+# One Parley serves the three runs, told apart by the chat's mode (GUARDRAILS_MODES narrows the
+# checks per mode), so that their samples can alternate: on a shared machine, runs minutes apart
+# meet different loads, and the differences measured would be the load's. The fake upstream
+# answers as the guard model ("guard-model") after --guard-delay seconds.
+_BASE_INPUT = ["max_input_chars", "blocked_patterns", "pii"]
+GUARDED_RUNS = {"plain": "summarize", "input guard": "similar_questions", "output checks": "chat"}
+GUARDED_ENV = {
+    "LLM_MODELS": json.dumps({"guard-model": {"model": "guard-model"}}),
+    "GUARD_MODEL": "guard-model",
+    "GUARD_ON": "input",
+    "GUARDRAILS_OUTPUT": "blocked_patterns,pii",
+    "BLOCKED_PATTERNS": json.dumps(["forbidden phrase", r"how to build a \w+"]),
+    "PII_EMAIL": "redact",
+    "PII_PHONE": "redact",
+    "GUARDRAILS_MODES": json.dumps(
+        {
+            "summarize": {"input": _BASE_INPUT, "output": []},
+            "similar_questions": {"output": []},
+            "chat": {"input": _BASE_INPUT},
+        }
+    ),
 }
 
 
 @dataclass
 class GuardedRun:
     name: str
-    ttft: list[StreamResult]
-    batch: list[StreamResult]
-    cpu: CpuUse
-    tokens: int
-    # The stub guard's round trip as the benchmark's own client sees it (p50, seconds).
-    guard_latency: float | None = None
+    ttft: list[StreamResult] = field(default_factory=list)
+    batch: list[StreamResult] = field(default_factory=list)
+    cpu: float = 0.0  # Parley's CPU seconds during this run's batches
+    tokens: int = 0
 
     @property
     def cpu_per_token_us(self) -> float:
-        return self.cpu.parley / max(1, self.tokens) * 1e6
+        return self.cpu / max(1, self.tokens) * 1e6
 
     def errors(self) -> list[str]:
         return [r.error for r in [*self.ttft, *self.batch] if r.error]
 
 
-async def measure_guarded(env: Environment, name: str) -> GuardedRun:
-    """One configuration: time to first token over sequential single streams, then Parley's CPU
-    over --guarded-streams concurrent streams."""
+async def create_mode_chat(http: httpx.AsyncClient, user: BenchUser, mode: str) -> str:
+    response = await http.post(
+        "/api/chats", json={"mode": mode}, headers={"Authorization": f"Bearer {user.token}"}
+    )
+    if response.status_code != 201:
+        raise RuntimeError(f"create chat failed: {response.status_code} {response.text[:300]}")
+    return str(response.json()["id"])
+
+
+async def measure_guarded(env: Environment) -> tuple[list[GuardedRun], float | None]:
+    """Time to first token over single streams, the runs taking turns; then Parley's CPU per
+    relayed token over batches of --guarded-streams concurrent streams, the runs taking turns.
+    Also the stub guard's own round trip."""
     args = env.args
     expected = "".join(f"tok{i} " for i in range(args.tokens))
     n = args.guarded_streams
     clients = Clients(env, n)
+    runs = {name: GuardedRun(name) for name in GUARDED_RUNS}
     try:
         run_id = uuid.uuid4().hex[:8]
         users = [
@@ -1062,29 +1077,37 @@ async def measure_guarded(env: Environment, name: str) -> GuardedRun:
             [lambda u=u, k=k: register(clients.parley(), u, k) for k, u in enumerate(users)], 8
         )
         owners = [users[i // STREAMS_PER_USER] for i in range(n)]
-        chats = await gather_limited(
-            [lambda u=u: create_chat(clients.parley(), u) for u in owners], 16
-        )
+        chats = {
+            name: await gather_limited(
+                [lambda u=u, m=mode: create_mode_chat(clients.parley(), u, m) for u in owners], 16
+            )
+            for name, mode in GUARDED_RUNS.items()
+        }
 
-        def parley(i: int) -> Awaitable[StreamResult]:
+        def parley(name: str, i: int) -> Awaitable[StreamResult]:
             return parley_stream(
-                clients.parley(i), chats[i], owners[i].token, f"Hello from stream {i}", expected
+                clients.parley(i), chats[name][i], owners[i].token, f"Hello {i}", expected
             )
 
-        await asyncio.gather(*(parley(i) for i in range(min(10, n))))  # warm-up
+        for name in GUARDED_RUNS:  # warm-up
+            await asyncio.gather(*(parley(name, i) for i in range(min(10, n))))
         await wait_for_quiet(env)
-        log(f"{name}: {args.min_samples} single streams one after another")
-        ttft = []
+        log(f"{args.min_samples} single streams per run, the runs taking turns")
         with collector_paused():
             for _ in range(args.min_samples):
-                ttft.append(await parley(0))
-        await wait_for_quiet(env)
-        log(f"{name}: {n} concurrent streams")
-        phase = env.profiler.phase(f"guarded-{name.replace(' ', '-')}")
-        with phase, collector_paused(), cpu_use(env) as cpu:
-            batch = list(await asyncio.gather(*(parley(i) for i in range(n))))
-        tokens = args.tokens * sum(1 for r in batch if not r.error)
-        return GuardedRun(name, ttft, batch, cpu, tokens, await guard_round_trip(clients))
+                for name, run in runs.items():
+                    run.ttft.append(await parley(name, 0))
+        log(f"{args.guarded_rounds} batches of {n} concurrent streams per run, taking turns")
+        for _ in range(args.guarded_rounds):
+            for name, run in runs.items():
+                await wait_for_quiet(env)
+                with collector_paused(), cpu_use(env) as cpu:
+                    batch = await asyncio.gather(*(parley(name, i) for i in range(n)))
+                run.batch += batch
+                run.cpu += cpu.parley
+                run.tokens += args.tokens * sum(1 for r in batch if not r.error)
+                await asyncio.sleep(0.5)  # the batch's final saves
+        return list(runs.values()), await guard_round_trip(clients)
     finally:
         await clients.aclose()
 
@@ -1094,7 +1117,7 @@ async def guard_round_trip(clients: Clients, samples: int = 40) -> float | None:
     upstream, as Parley asks (its sleep plus the fake's own HTTP and JSON work)."""
     body = {
         "model": "guard-model",
-        "messages": [{"role": "user", "content": "Hello from stream 0"}],
+        "messages": [{"role": "user", "content": "Hello 0"}],
         "stream": False,
         "max_tokens": 20,
         "temperature": 0,
@@ -1108,7 +1131,9 @@ async def guard_round_trip(clients: Clients, samples: int = 40) -> float | None:
     return percentile(times, 0.5)
 
 
-def report_guarded(args: argparse.Namespace, runs: list[GuardedRun]) -> str:
+def report_guarded(
+    args: argparse.Namespace, runs: list[GuardedRun], guard_latency: float | None
+) -> str:
     by_name = {run.name: run for run in runs}
     plain = by_name["plain"]
 
@@ -1117,10 +1142,11 @@ def report_guarded(args: argparse.Namespace, runs: list[GuardedRun]) -> str:
 
     out = [
         f"{args.tokens} tokens per reply, {args.token_delay * 1000:g} ms apart; stub guard "
-        f"answers in {args.guard_delay * 1000:g} ms; {args.min_samples} sequential streams for "
-        f"TTFT, {args.guarded_streams} concurrent for CPU; {os.cpu_count()} CPUs.",
+        f"sleeps {args.guard_delay * 1000:g} ms; {args.min_samples} single streams per run for "
+        f"TTFT; {args.guarded_rounds} x {args.guarded_streams} concurrent streams per run for "
+        f"CPU; the runs take turns in one Parley; {os.cpu_count()} CPUs.",
         "",
-        "| run | TTFT p50 | vs plain | CPU per relayed token | vs plain | errors |",
+        "| run | TTFT p50 | vs plain | Parley CPU per relayed token | vs plain | errors |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for run in runs:
@@ -1129,29 +1155,31 @@ def report_guarded(args: argparse.Namespace, runs: list[GuardedRun]) -> str:
             f"| {run.name} | {ms(p50(run))} ms | {signed_ms(difference(p50(plain), p50(run)))} ms "
             f"| {run.cpu_per_token_us:.1f} µs | {ratio:.2f}x | {len(run.errors())} |"
         )
-    guard, output = by_name.get("input guard"), by_name.get("output checks")
+    guard, output = by_name["input guard"], by_name["output checks"]
     out.append("")
-    if guard is not None:
-        added = difference(p50(plain), p50(guard))
-        latency = guard.guard_latency or args.guard_delay
-        budget = latency + 0.003
-        met = added is not None and added <= budget
-        out.append(
-            f"- input guard: TTFT added {ms(added)} ms; the stub guard's round trip seen from a "
-            f"client (its {args.guard_delay * 1000:g} ms sleep plus the fake's HTTP work) p50 "
-            f"{ms(latency)} ms; target ≤ guard latency + 3 ms = {ms(budget)} ms: "
-            f"{'met' if met else 'MISSED'}; Parley's own share {ms(difference(latency, added))} ms"
-        )
-    if output is not None and plain.cpu_per_token_us:
+    added = difference(p50(plain), p50(guard))
+    latency = guard_latency or args.guard_delay
+    budget = latency + 0.003
+    met = added is not None and added <= budget
+    out.append(
+        f"- input guard: TTFT added {ms(added)} ms; the stub guard's round trip from a client "
+        f"(its sleep plus the fake's HTTP work) p50 {ms(latency)} ms; target ≤ guard latency "
+        f"+ 3 ms = {ms(budget)} ms: {'met' if met else 'MISSED'}"
+    )
+    if plain.cpu_per_token_us:
         ratio = output.cpu_per_token_us / plain.cpu_per_token_us
         out.append(
-            f"- output checks: CPU per relayed token {ratio:.2f}x plain, target ≤ 1.5x: "
+            f"- output checks (hold-back {GUARD_HOLDBACK} tokens, so TTFT waits for them): CPU "
+            f"per relayed token {ratio:.2f}x plain, target ≤ 1.5x: "
             f"{'met' if ratio <= 1.5 else 'MISSED'}"
         )
     for run in runs:
         if run.errors():
             out.append(f"- {run.name} errors: {sorted(set(run.errors()))[:3]}")
     return "\n".join(out)
+
+
+GUARD_HOLDBACK = 24  # Parley's default GUARD_HOLDBACK_TOKENS
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -1185,6 +1213,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--guard-delay", type=float, default=0.005, help="the stub guard's time")
     parser.add_argument("--guarded-streams", type=int, default=100)
+    parser.add_argument("--guarded-rounds", type=int, default=3)
     parser.add_argument("--logins", type=int, default=20, help="0 skips the interference check")
     parser.add_argument("--interference-streams", type=int, default=100)
     parser.add_argument(
@@ -1228,13 +1257,10 @@ def run_async(coroutine: Awaitable[Any]) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.guarded:
-        runs = []
-        with sigterm_as_interrupt():
-            for name, extra in GUARDED_CONFIGS.items():
-                with contextlib.ExitStack() as stack:
-                    env = start_servers(args, stack, extra)
-                    runs.append(run_async(measure_guarded(env, name)))
-        print(report_guarded(args, runs))
+        with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+            env = start_servers(args, stack, GUARDED_ENV)
+            runs, guard_latency = run_async(measure_guarded(env))
+        print(report_guarded(args, runs, guard_latency))
         return 0
     with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
         env = start_servers(args, stack)
