@@ -435,3 +435,20 @@ class TestStatelessGeneration:
             summary = {"mode": "summarize", "prompt": "Some text"}
             response = await parley.http.post("/api/generate", json=summary, headers=user.headers)
             assert response.json()["output"] == "Dear Sir, the forbidden word."
+
+
+class TestTitlesAndSummaries:
+    async def test_they_send_the_user_text_redacted(self, database, clean_db, fake_upstream):
+        settings = parley_settings(database, fake_upstream, auto_title=True)
+        async with running_parley(settings) as parley:
+            user = await register(parley.http)
+            chat = await new_chat(parley.http, user)
+            await stream(parley, user, chat, f"Card {CARD} lost")
+            await wait_until(lambda: len(fake_upstream.state.requests) >= 2)  # the title's
+            summary = await parley.http.post(
+                f"/api/chats/{chat['id']}/summarize", headers=user.headers
+            )
+            assert summary.status_code == 200, summary.text
+            sent = [str(request["messages"]) for request in fake_upstream.state.requests]
+            assert len(sent) == 3 and all("[PAYMENT_CARD]" in text for text in sent)
+            assert not any(CARD in text for text in sent)
