@@ -56,10 +56,13 @@ class ReplyFailed(AppError):
     status_code = 502
     code = "generation_failed"
 
-    def __init__(self, message: str | None, *, status_code: int, code: str) -> None:
+    def __init__(
+        self, message: str | None, *, status_code: int, code: str, category: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
+        self.category = category
 
 
 class ReplyCrashed(AppError):

@@ -52,6 +52,8 @@ class ReplyResult:
     http_status: int = 200
     error_code: str | None = None
     error_message: str | None = None
+    # Which guardrail check stopped the reply (content_blocked), for the error event.
+    error_category: str | None = None
 
 
 class Saver(Protocol):
@@ -164,6 +166,7 @@ class ReplyStream:
             result.error_message if result else None,
             status_code=result.http_status if result and result.http_status >= 400 else 502,
             code=(result.error_code if result else None) or "generation_failed",
+            category=result.error_category if result else None,
         )
 
     async def events(self) -> AsyncIterator[ReplyEvent]:
@@ -271,6 +274,7 @@ class ReplyStream:
             result.status = "failed"
             result.http_status = failure.status_code
             result.error_code, result.error_message = failure.code, failure.message
+            result.error_category = failure.category
         self.result = result
         self._emit(
             ReplyEvent(
@@ -295,8 +299,7 @@ class ReplyStream:
         else:
             code = result.error_code or "internal_error"
             message = result.error_message or "The reply could not be saved."
-            category = failure.category if failure is not None and self._stop is None else None
-            extra = {"category": category} if category else {}
+            extra = {"category": result.error_category} if result.error_category else {}
             self._emit(reply_events.error(code, message, saved=self.saved, **extra))
         self._finished = True
         self._queue.put_nowait(None)  # the end, for the reader

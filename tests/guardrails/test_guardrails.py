@@ -260,6 +260,15 @@ class TestOutputHoldBack:
             assert "forbidden" in event["blocked_text"]  # for administrators only
             assert event["message_id"] == reply["id"]
 
+    async def test_a_json_answer_says_the_category_too(self, database, clean_db, fake_upstream):
+        fake_upstream.state.tokens = ["It ", "is ", "forbidden", "."]
+        async with guarded(
+            database, fake_upstream, blocked_patterns=["forbidden"], **OUTPUT_CHECKS
+        ) as (parley, user, chat, _admin):
+            response = await send(parley, user, chat, "Hi")
+            error = assert_error(response, 422, "content_blocked")
+            assert error["category"] == "blocked_pattern" and "forbidden" not in response.text
+
     async def test_a_clean_reply_comes_through_whole(self, database, clean_db, fake_upstream):
         fake_upstream.state.tokens = ["A ", "fine ", "and ", "harmless ", "reply", "."]
         async with guarded(
