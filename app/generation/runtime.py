@@ -76,7 +76,12 @@ def build_guardrails(
 ) -> GuardrailPipeline:
     guard: GuardModel | None = None
     if settings.guard_model:
-        model = registry.resolve(settings.guard_model)
+        model = next((m for m in registry.all() if m.name == settings.guard_model), None)
+        if model is None:
+            raise ValueError(
+                f"GUARD_MODEL {settings.guard_model!r} is not a configured model (LLM_MODEL or "
+                "a key of LLM_MODELS)"
+            )
         if model.provider != "openai":
             raise ValueError(f"GUARD_MODEL {settings.guard_model!r} is not served by an upstream")
         guard = GuardModel(
