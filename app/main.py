@@ -40,6 +40,7 @@ from app.generation.websocket import router as ws_router
 from app.health.router import router as health_router
 from app.mail import Mailer, build_mail_sender
 from app.usage.router import router as usage_router
+from app.web.router import install_web_client
 
 logger = logging.getLogger("parley")
 
@@ -157,6 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ws_router)
     app.include_router(usage_router)
     app.include_router(files_router)
+    # Last: the web client's pages and /static (docs/web.md).
+    install_web_client(app)
     return app
 
 
