@@ -101,15 +101,19 @@ export async function render() {
   }
   renderNav();
   clear(main);
-  const result = await route.page(main, params);
+  // Each page draws into its own box: a page still loading when the next one starts draws into
+  // a detached box, never into the next page.
+  const view = h("div", { class: "view" });
+  main.append(view);
+  const result = await route.page(view, params);
   if (ticket !== rendering) {
     result?.();
     return;
   }
   cleanup = result || null;
-  document.title = `${main.querySelector("h1")?.textContent || "Parley"} · Parley`;
+  document.title = `${view.querySelector("h1")?.textContent || "Parley"} · Parley`;
   // Move focus to the new page's heading so keyboard and screen reader users start there.
-  const heading = main.querySelector("h1");
+  const heading = view.querySelector("h1");
   if (heading) {
     heading.tabIndex = -1;
     heading.focus({ preventScroll: true });

@@ -247,11 +247,15 @@ class ChatView {
       this.settings, this.thread, this.composer);
     this.heading.id = this.pane.getAttribute("aria-labelledby");
     this.main.append(h("div", { class: "chat-layout" }, this.sidebar.element, this.pane));
+    // Usable once the models, modes and thread are known.
+    this.input.disabled = true;
     const [modelList, modeList] = await Promise.all([models().catch(() => []), modes().catch(() => [])]);
     this.modelList = modelList;
     this.modeList = modeList;
     if (this.chatId) await this.loadChat();
     else this.buildNewChatSettings();
+    this.input.disabled = false;
+    if (!this.chatId) this.input.focus();
   }
 
   unmount() {
