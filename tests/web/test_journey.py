@@ -84,7 +84,7 @@ class TestFirstVisit:
         )
         await screenshot(page, "chat")
 
-        await page.get_by_role("button", name="Sign out").click()
+        await page.get_by_role("button", name="Sign out", exact=True).click()
         await expect(page).to_have_url(re.compile(r"/signin$"))
         await expect(page.locator("#notice")).to_contain_text("signed out")
         await page.goto("/usage")

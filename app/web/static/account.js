@@ -145,8 +145,12 @@ function mfaSection(profile) {
       return;
     }
     clear(body);
-    // The API's QR code is an SVG document: shown as an image (data: URL), never as markup.
-    const qr = h("img", { class: "qr", alt: "QR code for your authenticator app", src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(data.qr_svg)}` });
+    // The API's QR code is SVG markup: shown as an image (a data: URL, where no script runs),
+    // never inserted as markup. Markup made for inlining in HTML may lack the SVG namespace
+    // that a standalone SVG document needs.
+    let svg = data.qr_svg;
+    if (!/^<svg[^>]*\sxmlns=/.test(svg)) svg = svg.replace(/^<svg/, '<svg xmlns="http://www.w3.org/2000/svg"');
+    const qr = h("img", { class: "qr", alt: "QR code for your authenticator app", src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}` });
     const form = h("form", {},
       h("p", {}, "Scan the code with your authenticator app, or type the key."),
       qr,

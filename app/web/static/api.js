@@ -1,6 +1,6 @@
 // Talks to Parley's API with its HttpOnly cookies. The CSRF token is kept in memory (from the
 // last token response, or the readable parley_csrf cookie) and sent in X-CSRF-Token on unsafe
-// requests; no token ever goes into localStorage. After a reload the session is renewed with the
+// requests; no token is ever written to web storage. After a reload the session is renewed with the
 // refresh cookie (POST /api/auth/refresh needs no CSRF token).
 
 const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);

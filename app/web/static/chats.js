@@ -570,13 +570,20 @@ class ChatView {
     this.setStreaming(false);
     if (this.chatId) {
       this.sidebar.reload();
-      const sources = bubble.li.querySelector(".sources");
-      const errorNote = bubble.li.querySelector("[role=alert]");
-      await this.loadChat(assistantId || undefined);
-      // Keep what the stream showed that the stored thread does not carry.
-      const last = this.thread.querySelector(`[data-message-id="${assistantId}"]`) || this.thread.lastElementChild;
-      if (sources && last) last.append(sources);
-      if (errorNote && last) last.append(errorNote);
+      const streamed = bubble.li;
+      // After a failure the reply may be gone (a failed first send deletes it): show the thread.
+      await this.loadChat(outcome && !outcome.ok ? undefined : assistantId || undefined);
+      if (this.gone) return;
+      const stored = assistantId && this.thread.querySelector(`[data-message-id="${assistantId}"]`);
+      if (!stored) {
+        // Not stored (or not in this thread): keep what the stream showed.
+        streamed.querySelector(".status:not(.error)")?.remove();
+        streamed.classList.remove("status-streaming");
+        this.thread.append(streamed);
+      } else {
+        // Keep what the stream showed that the stored thread does not carry.
+        for (const extra of streamed.querySelectorAll(".sources, [role=alert]")) stored.append(extra);
+      }
     }
   }
 
