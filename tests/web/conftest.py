@@ -35,6 +35,7 @@ from tests.support.fake_upstream import FakeState, FakeUpstream, run_fake_upstre
 from tests.support.live import free_port, live_server
 from tests.support.smtp_server import SMTPTestServer, running_smtp_server
 from tests.support.upstream_fixtures import parley_settings
+from tests.support.wait import wait_until
 
 try:
     from playwright.async_api import Browser, BrowserContext, Page, async_playwright
@@ -172,17 +173,6 @@ class Browsing:
         )
         context.set_default_timeout(10_000)
         await context.add_init_script(CSP_REPORTER)
-        origin = self.web.base_url
-
-        async def only_parley(route: Any) -> None:
-            url = route.request.url
-            if url.startswith((origin, "data:", "blob:")):
-                await route.continue_()
-            else:
-                self.watch.problems.append(f"request to another host: {url}")
-                await route.abort()
-
-        await context.route("**/*", only_parley)
         self.contexts.append(context)
         page = await context.new_page()
         page.on(
@@ -194,7 +184,14 @@ class Browsing:
             ),
         )
         page.on("pageerror", lambda error: self.watch.problems.append(f"page error: {error}"))
+        # Watched, not intercepted: Chromium's request interception can lose cookies that a
+        # response sets (Playwright issue 41428), and nothing must change what the page sees.
+        page.on("request", self._check_host)
         return page
+
+    def _check_host(self, request: Any) -> None:
+        if not request.url.startswith((self.web.base_url, "data:", "blob:")):
+            self.watch.problems.append(f"request to another host: {request.url}")
 
     async def close(self) -> None:
         for context in self.contexts:
@@ -226,3 +223,15 @@ async def sign_in(page: "Page", email: str, password: str = PASSWORD) -> None:
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Sign in").click()
     await page.get_by_role("link", name="Account").wait_for()
+    await signed_in_cookies(page)
+
+
+async def signed_in_cookies(page: "Page") -> None:
+    """Waits for the session cookies to reach the browser's cookie store: Chromium writes them a
+    moment after the page has its answer, and a navigation at once would go without them."""
+
+    async def stored() -> bool:
+        names = {cookie.get("name") for cookie in await page.context.cookies()}
+        return {"parley_access", "parley_refresh", "parley_csrf"} <= names
+
+    await wait_until(stored, timeout=5)

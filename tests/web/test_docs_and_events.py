@@ -15,7 +15,7 @@ class TestSwaggerOffline:
         self, browsing: Browsing, web: Web
     ) -> None:
         user = await web.user()
-        # Every request to another host is refused and fails the test (conftest): offline.
+        # A request to any other host fails the test (conftest): the page works offline.
         page = await browsing.page()
         await page.goto("/docs")
         me = page.locator(".opblock", has=page.locator('[data-path="/api/auth/me"]'))

@@ -9,7 +9,7 @@ from playwright.async_api import Page, expect
 
 from tests.conftest import PASSWORD
 from tests.support.smtp_server import extract_url
-from tests.web.conftest import Browsing, Web, screenshot, sign_in
+from tests.web.conftest import Browsing, Web, screenshot, sign_in, signed_in_cookies
 
 RECORD_TEXT = """
 () => {
@@ -53,6 +53,7 @@ class TestFirstVisit:
         await page.get_by_label("Password").fill(PASSWORD)
         await page.get_by_role("button", name="Sign up").click()
         await expect(page.locator("#notice")).to_contain_text("grace@example.com")
+        await signed_in_cookies(page)
 
         mail = await web.smtp.wait_for(to="grace@example.com")
         link = extract_url(mail.text)
