@@ -3,7 +3,6 @@ a session revoked from another browser, the chat list's pin, archive, trash and 
 
 import re
 import time
-from typing import Any
 
 import pyotp
 from playwright.async_api import expect
@@ -26,9 +25,11 @@ class TestTwoStepSignIn:
         secret = (await page.locator("#mfa-secret").inner_text()).strip()
         totp = pyotp.TOTP(secret)
         await page.get_by_label("Code from the app").fill(totp.now())
-        await page.locator("section", has_text="Two-step sign-in").get_by_label(
-            "Password"
-        ).fill(user.password)
+        await (
+            page.locator("section", has_text="Two-step sign-in")
+            .get_by_label("Password")
+            .fill(user.password)
+        )
         await page.get_by_role("button", name="Turn on").click()
         codes = page.get_by_role("list", name="Recovery codes").get_by_role("listitem")
         await expect(codes).to_have_count(10)

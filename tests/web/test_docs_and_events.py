@@ -98,7 +98,5 @@ class TestReplyEvents:
             "Staff may carry <em>five</em> days over."
         )
         await expect(page.get_by_role("alert")).to_contain_text("blocked by the content policy")
-        await expect(page.locator(".message.assistant .content")).to_contain_text(
-            "You may carry"
-        )
+        await expect(page.locator(".message.assistant .content")).to_contain_text("You may carry")
         await expect(page.get_by_role("button", name="Send")).to_be_visible()
