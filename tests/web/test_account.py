@@ -37,13 +37,20 @@ class TestTwoStepSignIn:
         await page.get_by_role("button", name="I have saved them").click()
 
         await page.get_by_role("button", name="Sign out", exact=True).click()
-        await page.get_by_label("Email").fill(user.email)
-        await page.get_by_label("Password").fill(user.password)
-        await page.get_by_role("button", name="Sign in").click()
+        # By keyboard alone: the page's heading has the focus, Tab goes through the form.
+        await expect(page.get_by_role("heading", name="Sign in")).to_be_focused()
+        await page.keyboard.press("Tab")
+        await expect(page.get_by_label("Email")).to_be_focused()
+        await page.keyboard.type(user.email)
+        await page.keyboard.press("Tab")
+        await expect(page.get_by_label("Password")).to_be_focused()
+        await page.keyboard.type(user.password)
+        await page.keyboard.press("Enter")
         await expect(page.get_by_role("heading", name="Two-step sign-in")).to_be_visible()
+        await expect(page.get_by_label("Code")).to_be_focused()
         # The code of the next time step: the one used to enable cannot be replayed.
-        await page.get_by_label("Code").fill(totp.at(time.time() + 30))
-        await page.get_by_role("button", name="Verify").click()
+        await page.keyboard.type(totp.at(time.time() + 30))
+        await page.keyboard.press("Enter")
         await expect(page.get_by_role("link", name="Account")).to_be_visible()
         await expect(page).to_have_url(re.compile(r"/$"))
 
@@ -72,9 +79,11 @@ class TestSessions:
         await laptop.get_by_role("link", name="Usage").click()
         await expect(laptop).to_have_url(re.compile(r"/signin$"))
         await expect(laptop.locator("#notice")).to_contain_text("session has ended")
-        # The phone is still signed in.
-        await phone.get_by_role("link", name="Usage").click()
-        await expect(phone.get_by_role("heading", name="Usage")).to_be_visible()
+        # The phone is still signed in, and its pages fit its width.
+        await phone.get_by_role("link", name="Chats").click()
+        await expect(phone.get_by_label("Message", exact=True)).to_be_enabled()
+        assert await phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        await screenshot(phone, "chat-phone")
 
 
 class TestChatList:
@@ -126,3 +135,52 @@ class TestChatList:
         assert listed.json()["items"] == []
         remaining = await web.http.get("/api/chats", headers=user.headers)
         assert [c["title"] for c in remaining.json()["items"]] == ["Trip to Lisbon"]
+
+
+class TestProfile:
+    async def test_preferences_password_usage_and_deleting_the_account(
+        self, browsing: Browsing, web: Web
+    ) -> None:
+        browsing.watch.allow(r"status of 422")  # the weak new password, refused on purpose
+        user = await web.user()
+        chat = await web.http.post("/api/chats/start", json={"content": "Hi"}, headers=user.headers)
+        assert chat.status_code == 200
+        page = await browsing.page()
+        await sign_in(page, user.email)
+
+        await page.get_by_role("link", name="Usage").click()
+        today = page.get_by_role("table").get_by_role("row").nth(1)
+        await expect(today).to_contain_text(time.strftime("%Y-%m-%d", time.gmtime()))
+        await screenshot(page, "usage")
+
+        await page.get_by_role("link", name="Account").click()
+        await page.get_by_label("Display name").fill("Ada King")
+        await page.get_by_label("Temperature").fill("0.3")
+        await page.get_by_label("System prompt").fill("Answer in French.")
+        await page.get_by_role("button", name="Save").click()
+        await expect(page.locator("#notice")).to_have_text(re.compile("^Saved."))
+        me = (await web.http.get("/api/users/me", headers=user.headers)).json()
+        assert me["display_name"] == "Ada King"
+        assert me["preferences"]["temperature"] == 0.3
+        assert me["preferences"]["system_prompt"] == "Answer in French."
+
+        password = page.locator("section", has_text="Change password")
+        await password.get_by_label("Current password").fill(user.password)
+        await password.get_by_label("New password").fill("password1234")
+        await password.get_by_role("button", name="Change password").click()
+        await expect(password.locator(".field-error")).to_contain_text("too easy to guess")
+        new_password = "a violet kettle hums at dawn 7"
+        await password.get_by_label("New password").fill(new_password)
+        await password.get_by_role("button", name="Change password").click()
+        await expect(page.locator("#notice")).to_contain_text("password is changed")
+
+        removal = page.locator("section", has_text="Delete account")
+        await removal.get_by_label("Password").fill(new_password)
+        await removal.get_by_label("I understand").check()
+        await removal.get_by_role("button", name="Delete my account").click()
+        await expect(page).to_have_url(re.compile(r"/signup$"))
+        await expect(page.locator("#notice")).to_contain_text("account is deleted")
+        gone = await web.http.post(
+            "/api/auth/login", json={"email": user.email, "password": new_password}
+        )
+        assert gone.status_code == 401

@@ -40,6 +40,7 @@ class TestFirstVisit:
         browsing.watch.allow(r"status of 422")  # the weak password, refused on purpose
         await page.goto("/")
         await expect(page).to_have_url(re.compile(r"/signin$"))
+        await screenshot(page, "sign-in")
         await page.get_by_role("link", name="Create an account").click()
         await page.get_by_label("Email").fill("grace@example.com")
         await page.get_by_label("Display name").fill("Grace")
@@ -68,7 +69,12 @@ class TestFirstVisit:
         fake.state.token_delay = 0.12
         await page.get_by_role("link", name="Continue").click()
         await page.evaluate(RECORD_TEXT)
-        await send(page, "Hello there")
+        # Typed on the keyboard: Enter sends.
+        composer = page.get_by_label("Message", exact=True)
+        await expect(composer).to_be_enabled()
+        await composer.focus()
+        await page.keyboard.type("Hello there")
+        await page.keyboard.press("Enter")
         await expect(page).to_have_url(re.compile(r"/chats/[0-9a-f-]{36}$"))
         reply = last_reply(page)
         await expect(reply.locator(".content code")).to_have_text("code")
