@@ -119,6 +119,7 @@ async def web(browser: "Browser", web_database: Any) -> AsyncIterator[Web]:
                 "llm_first_token_timeout": 5.0,
                 "llm_idle_timeout": 5.0,
                 "stream_checkpoint_seconds": 0.1,
+                "llm_vision": True,  # the image mode and image attachments
             }
             settings = parley_settings(web_database, fake, **overrides)
             from app.main import create_app

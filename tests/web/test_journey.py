@@ -180,3 +180,39 @@ class TestEmailWriter:
         assert "the data came late" in system
         await expect(page.locator(".generations li")).to_have_count(1)
         await screenshot(page, "email-writer")
+
+
+def png(width: int = 40, height: int = 30) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.new("RGB", (width, height), (200, 40, 40)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class TestImageMode:
+    async def test_a_new_chat_in_the_image_mode_with_an_attached_picture(
+        self, browsing: Browsing, web: Web, fake: Any
+    ) -> None:
+        user = await web.user()
+        page = await browsing.page()
+        await sign_in(page, user.email)
+        fake.state.tokens = ["A ", "red ", "square."]
+        await page.get_by_label("Mode", exact=True).select_option("image")
+        await page.get_by_label("Task").select_option("describe")
+        await page.locator("input[type=file]").set_input_files(
+            {"name": "square.png", "mimeType": "image/png", "buffer": png()}
+        )
+        chip = page.get_by_role("list", name="Attached files").get_by_role("listitem")
+        await expect(chip.get_by_role("button", name="Remove square.png")).to_be_visible()
+        assert await chip.locator("img").evaluate("img => img.src.startsWith('blob:')")
+        await send(page, "What is this?")
+        await expect(last_reply(page).locator(".content")).to_have_text("A red square.")
+        images = [part for part in fake.state.parts[0] if part.type == "image_url"]  # the reply
+        assert len(images) == 1 and images[0].media_type == "image/png"
+        thumbnail = page.locator(".message.user img.thumb")
+        await expect(thumbnail).to_have_attribute("alt", "square.png")
+        assert await thumbnail.evaluate("img => img.complete && img.naturalWidth > 0")
+        await screenshot(page, "image-mode")

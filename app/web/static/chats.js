@@ -175,12 +175,14 @@ function readModeParams(box) {
 
 // ------------------------------------------------------------------------------- attachments
 
-export function attachmentPicker() {
+/** A file input that uploads at once; `onBusy(true)` while uploads run (sending waits for them). */
+export function attachmentPicker(onBusy = () => {}) {
   const files = [];
   const chips = h("ul", { class: "chips", "aria-label": "Attached files" });
   const inputEl = h("input", { type: "file", id: uid("file"), multiple: true, class: "visually-hidden" });
   const button = h("label", { for: inputEl.id, class: "button small" }, "Attach");
   inputEl.addEventListener("change", async () => {
+    onBusy(true);
     for (const file of inputEl.files) {
       const chip = h("li", { class: "chip" }, `Uploading ${file.name}…`);
       chips.append(chip);
@@ -200,6 +202,7 @@ export function attachmentPicker() {
       }
     }
     inputEl.value = "";
+    onBusy(false);
   });
   return {
     elements: [inputEl, button, chips],
@@ -395,8 +398,8 @@ class ChatView {
 
   buildComposer() {
     const text = h("textarea", { name: "content", id: "composer-input", rows: 3, required: true, placeholder: "Write a message… (Enter sends, Shift+Enter for a new line)" });
-    this.attachments = attachmentPicker();
     this.sendButton = h("button", { type: "submit", class: "primary" }, "Send");
+    this.attachments = attachmentPicker((busy) => { this.sendButton.disabled = busy; });
     this.stopButton = h("button", { type: "button", class: "danger", hidden: true, on: { click: () => this.stop() } }, "Stop");
     const form = h("form", { class: "composer" },
       h("label", { for: text.id, class: "visually-hidden" }, "Message"),
@@ -411,7 +414,7 @@ class ChatView {
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       const content = text.value.trim();
-      if (!content || this.streaming) return;
+      if (!content || this.streaming || this.sendButton.disabled) return;
       this.send(content, form).then((ok) => { if (ok) { text.value = ""; this.attachments.reset(); } });
     });
     this.input = text;

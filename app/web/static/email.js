@@ -19,7 +19,7 @@ export async function emailPage(main) {
   const status = h("p", { class: "status", role: "status" });
   const write = h("button", { type: "submit", class: "primary" }, "Write the email");
   const stop = h("button", { type: "button", class: "danger", hidden: true }, "Stop");
-  const files = attachmentPicker();
+  const files = attachmentPicker((busy) => { write.disabled = busy; });
   const form = h(
     "form",
     { class: "card" },
