@@ -507,8 +507,12 @@ class ChatView {
   async consume(body, bubble, controller, progress) {
     let outcome = null;
     let assistantId = progress.id || null;
+    let savedAt = 0;
     const save = (eventId) => {
-      if (!assistantId || !this.chatId) return;
+      // The text with the id of its last event, for a rejoin after a reload; a few times a
+      // second at most, so a long reply is not copied on every token.
+      if (!assistantId || !this.chatId || !eventId || performance.now() - savedAt < 250) return;
+      savedAt = performance.now();
       try {
         sessionStorage.setItem(REJOIN_KEY, JSON.stringify({ id: assistantId, chat: this.chatId, text: progress.text, eventId }));
       } catch {
@@ -562,7 +566,8 @@ class ChatView {
       if (!controller.signal.aborted) outcome ||= { ok: false, error: { code: "network", message: "The connection was lost." } };
     }
     this.controllers.delete(controller);
-    sessionStorage.removeItem(REJOIN_KEY);
+    // Kept when the stream broke off (a reload, the network): the next page may rejoin.
+    if (outcome?.error?.code !== "network") sessionStorage.removeItem(REJOIN_KEY);
     if (this.gone) return;
     if (outcome && !outcome.ok) {
       const e = outcome.error;
@@ -607,7 +612,9 @@ class ChatView {
     } catch {
       saved = null;
     }
-    const known = saved && saved.id === message.id && saved.text.length >= message.content.length;
+    // With this tab's own copy (text and the id of its last event) the rejoin continues from
+    // there; without it, the saved partial shows and the rejoin replays the reply from the start.
+    const known = Boolean(saved && saved.id === message.id && saved.eventId);
     const progress = { id: message.id, text: known ? saved.text : message.content };
     const li = this.thread.querySelector(`[data-message-id="${message.id}"]`);
     const live = h("div", { class: "content streaming-text", "aria-live": "polite" }, progress.text);
@@ -616,7 +623,7 @@ class ChatView {
     const controller = new AbortController();
     this.controllers.add(controller);
     const headers = { Accept: "text/event-stream" };
-    if (known && saved.eventId) headers["Last-Event-ID"] = saved.eventId;
+    if (known) headers["Last-Event-ID"] = saved.eventId;
     let response = null;
     try {
       response = await fetch(`/api/chats/${this.chatId}/messages/${message.id}/stream`, {
@@ -626,7 +633,7 @@ class ChatView {
       response = null;
     }
     if (response?.ok && (response.headers.get("content-type") || "").includes("text/event-stream")) {
-      if (!known || !saved.eventId) {
+      if (!known) {
         // No event id to resume from: the server replays from the start.
         progress.text = "";
         clear(live);
