@@ -38,7 +38,10 @@ from tests.support.upstream_fixtures import parley_settings
 from tests.support.wait import wait_until
 
 try:
-    from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+    from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+    # The machine running the suite is busy with the other tests: generous waits for conditions.
+    expect.set_options(timeout=10_000)
 except ImportError:  # pragma: no cover - the dev extras install it
     async_playwright = None  # type: ignore[assignment]
 
@@ -208,6 +211,17 @@ async def browsing(browser: "Browser", web: Web, fake: FakeUpstream) -> AsyncIte
         await session.close()
     unexpected = session.watch.unexpected()
     assert not unexpected, "the page logged errors:\n" + "\n".join(unexpected)
+
+
+# Resolves once an <img> has loaded: true when it decoded to a picture, false when it failed.
+IMAGE_LOADED = """
+img => img.complete
+  ? img.naturalWidth > 0
+  : new Promise((resolve) => {
+      img.addEventListener("load", () => resolve(img.naturalWidth > 0));
+      img.addEventListener("error", () => resolve(false));
+    })
+"""
 
 
 async def screenshot(page: "Page", name: str) -> None:

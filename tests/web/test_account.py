@@ -7,7 +7,7 @@ import time
 import pyotp
 from playwright.async_api import expect
 
-from tests.web.conftest import Browsing, Web, screenshot, sign_in
+from tests.web.conftest import IMAGE_LOADED, Browsing, Web, screenshot, sign_in
 
 
 class TestTwoStepSignIn:
@@ -21,7 +21,7 @@ class TestTwoStepSignIn:
         await page.get_by_role("button", name="Set up two-step sign-in").click()
         qr = page.get_by_role("img", name="QR code for your authenticator app")
         await expect(qr).to_be_visible()
-        assert await qr.evaluate("img => img.complete && img.naturalWidth > 0")
+        assert await qr.evaluate(IMAGE_LOADED)
         secret = (await page.locator("#mfa-secret").inner_text()).strip()
         totp = pyotp.TOTP(secret)
         await page.get_by_label("Code from the app").fill(totp.now())

@@ -3,7 +3,6 @@ under its own CSP, the API's CSP left as it was, the modules, and the first-load
 
 import importlib.util
 import re
-import uuid
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "web_size.py"
 
 
 class TestPages:
-    @pytest.mark.parametrize("path", [*PAGES, f"/chats/{uuid.uuid4()}"])
+    @pytest.mark.parametrize("path", [*PAGES, "/chats/0b7a6c1e-2f0e-4c55-9d2a-2f6e0f0f0a01"])
     async def test_every_page_path_serves_the_shell_under_the_page_csp(
         self, client: httpx.AsyncClient, path: str
     ) -> None:
