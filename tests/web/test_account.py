@@ -33,6 +33,9 @@ class TestTwoStepSignIn:
         await page.get_by_role("button", name="Turn on").click()
         codes = page.get_by_role("list", name="Recovery codes").get_by_role("listitem")
         await expect(codes).to_have_count(10)
+        # Turning it on signed the other session (the API's) out.
+        devices = page.get_by_role("list", name="Signed-in devices").get_by_role("listitem")
+        await expect(devices).to_have_count(1)
         await screenshot(page, "account-mfa")
         await page.get_by_role("button", name="I have saved them").click()
 

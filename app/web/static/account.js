@@ -75,8 +75,11 @@ function profileSection(profile, modelList) {
   return section("Profile and preferences", form, ...extras);
 }
 
+let reloadSessions = () => {};
+
 function sessionsSection() {
   const list = h("ul", { class: "sessions", "aria-label": "Signed-in devices" });
+  reloadSessions = () => load().catch((error) => notify(error.message, "error"));
   async function load() {
     const sessions = await api.get("/api/auth/sessions");
     clear(list);
@@ -162,6 +165,7 @@ function mfaSection(profile) {
       e.preventDefault();
       submitting(form, async (values) => {
         const result = await api.post("/api/auth/mfa/enable", values);
+        reloadSessions(); // turning it on signs the other devices out
         clear(body).append(
           h("p", { role: "status" }, "Two-step sign-in is on. Keep these recovery codes somewhere safe: each works once, and they are shown only now."),
           h("ol", { class: "recovery-codes", "aria-label": "Recovery codes" }, result.recovery_codes.map((c) => h("li", {}, h("code", {}, c)))),
