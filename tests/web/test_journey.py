@@ -143,6 +143,12 @@ class TestReplies:
         await expect(page.locator(".message.user .branch-count")).to_have_text("2 / 2")
         await screenshot(page, "branches")
 
+        fake.state.tokens = ["A story ", "was **told**."]
+        await page.get_by_role("button", name="Summarize").click()
+        summary = page.get_by_role("region", name="Summary")
+        await expect(summary.locator("strong")).to_have_text("told")
+        await expect(summary).to_contain_text("A story was told.")
+
     async def test_reload_mid_reply_shows_the_saved_partial(
         self, browsing: Browsing, web: Web, fake: Any
     ) -> None:

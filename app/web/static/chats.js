@@ -339,11 +339,13 @@ class ChatView {
   }
 
   async summarize() {
-    const box = h("section", { class: "summary", "aria-live": "polite" }, h("h2", {}, "Summary"), h("p", {}, "Summarizing…"));
+    this.pane.querySelector(".summary")?.remove();
+    const heading = h("h2", { id: uid("summary") }, "Summary");
+    const box = h("section", { class: "summary", "aria-live": "polite", "aria-labelledby": heading.id }, heading, h("p", {}, "Summarizing…"));
     this.thread.after(box);
     try {
       const result = await api.post(`/api/chats/${this.chatId}/summarize`, {});
-      clear(box).append(h("h2", {}, "Summary"), renderMarkdown(result.summary));
+      clear(box).append(heading, renderMarkdown(result.summary));
     } catch (error) {
       box.remove();
       notify(error.message, "error");
