@@ -9,10 +9,11 @@ the security middleware leaves a CSP that a route set alone.
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 WEB_DIRECTORY = Path(__file__).resolve().parent
 STATIC_DIRECTORY = WEB_DIRECTORY / "static"
@@ -43,6 +44,17 @@ PAGES = (
 )
 
 
+class WebStatic(StaticFiles):
+    """The modules and styles, revalidated on every load (`no-cache` with their ETag, so a 304
+    when unchanged): with no build step there are no hashed file names, and a page must never
+    mix modules of two versions after an upgrade."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def install_web_client(app: FastAPI) -> None:
     """Adds the pages and the /static mount to `app`."""
     # Read once while the app is built (before the event loop serves anything): a few KB.
@@ -61,4 +73,4 @@ def install_web_client(app: FastAPI) -> None:
         return HTMLResponse(shell, headers=headers)
 
     app.include_router(router)
-    app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIRECTORY), name="web-static")
+    app.mount(STATIC_PREFIX, WebStatic(directory=STATIC_DIRECTORY), name="web-static")

@@ -44,6 +44,14 @@ class TestPages:
         assert style.headers["content-type"].startswith("text/css")
         assert (await client.get("/static/nothing.js")).status_code == 404
 
+    async def test_modules_are_revalidated_on_every_load(self, client: httpx.AsyncClient) -> None:
+        first = await client.get("/static/chats.js")
+        assert first.headers["cache-control"] == "no-cache"
+        again = await client.get(
+            "/static/chats.js", headers={"If-None-Match": first.headers["etag"]}
+        )
+        assert again.status_code == 304
+
 
 class TestPolicy:
     def test_the_page_csp_allows_no_inline_code_no_eval_and_no_other_host(self) -> None:
