@@ -33,6 +33,7 @@ class TestTwoStepSignIn:
         await page.get_by_role("button", name="Turn on").click()
         codes = page.get_by_role("list", name="Recovery codes").get_by_role("listitem")
         await expect(codes).to_have_count(10)
+        recovery_code = (await codes.first.inner_text()).strip()
         # Turning it on signed the other session (the API's) out.
         devices = page.get_by_role("list", name="Signed-in devices").get_by_role("listitem")
         await expect(devices).to_have_count(1)
@@ -56,6 +57,15 @@ class TestTwoStepSignIn:
         await page.keyboard.press("Enter")
         await expect(page.get_by_role("link", name="Account")).to_be_visible()
         await expect(page).to_have_url(re.compile(r"/$"))
+
+        # A recovery code works in place of the app's code (once).
+        await page.get_by_role("button", name="Sign out", exact=True).click()
+        await page.get_by_label("Email").fill(user.email)
+        await page.get_by_label("Password").fill(user.password)
+        await page.get_by_role("button", name="Sign in").click()
+        await page.get_by_label("Code").fill(recovery_code.lower())
+        await page.get_by_role("button", name="Verify").click()
+        await expect(page.get_by_role("link", name="Account")).to_be_visible()
 
 
 class TestSessions:

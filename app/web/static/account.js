@@ -4,7 +4,7 @@
 import * as api from "./api.js";
 import { h, field, clear, formatTime } from "./dom.js";
 import { navigate, notify } from "./app.js";
-import { showError, submitting } from "./auth.js";
+import { submitting } from "./auth.js";
 import { models, modelPicker } from "./chats.js";
 
 const input = (name, type, attrs = {}) => h("input", { name, type, id: `acct-${name}-${attrs.idSuffix || ""}`, ...attrs, idSuffix: null });

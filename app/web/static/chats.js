@@ -3,7 +3,7 @@
 // picker and attachments. A reply still running after a reload is rejoined or polled.
 
 import * as api from "./api.js";
-import { h, clear, field, uid, formatTime } from "./dom.js";
+import { h, clear, field, uid } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { readEvents } from "./sse.js";
 import { navigate, notify } from "./app.js";
@@ -688,5 +688,3 @@ function citations(data) {
   }
   return h("section", { class: "sources", "aria-label": "Sources" }, h("h2", {}, "Sources"), list);
 }
-
-export { formatTime };
