@@ -7,6 +7,7 @@ import time
 import pyotp
 from playwright.async_api import expect
 
+from tests.support.smtp_server import extract_url
 from tests.web.conftest import IMAGE_LOADED, Browsing, Web, screenshot, sign_in
 
 
@@ -197,3 +198,33 @@ class TestProfile:
             "/api/auth/login", json={"email": user.email, "password": new_password}
         )
         assert gone.status_code == 401
+
+
+class TestForgottenPassword:
+    async def test_the_mailed_reset_link_opens_the_page_that_sets_a_new_password(
+        self, browsing: Browsing, web: Web
+    ) -> None:
+        browsing.watch.allow(r"status of 422")  # the weak password, refused on purpose
+        user = await web.user()
+        page = await browsing.page()
+        await page.goto("/signin")
+        await page.get_by_role("link", name="Forgot your password?").click()
+        await page.get_by_label("Email").fill(user.email)
+        await page.get_by_role("button", name="Send me a link").click()
+        await expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+
+        mail = await web.smtp.wait_for(lambda m: "reset-password" in m.text, to=user.email)
+        link = extract_url(mail.text)
+        assert link.startswith(f"{web.base_url}/reset-password?token=")
+        await page.goto(link)
+        assert "token" not in page.url
+        await page.get_by_label("New password").fill("password1234")
+        await page.get_by_role("button", name="Set password").click()
+        await expect(page.locator(".field-error")).to_contain_text("too easy to guess")
+        new_password = "seven quiet herons over the weir"
+        await page.get_by_label("New password").fill(new_password)
+        await page.get_by_role("button", name="Set password").click()
+        await expect(page.get_by_role("status")).to_contain_text("password is changed")
+        await screenshot(page, "reset-password")
+        await page.get_by_role("link", name="Sign in").last.click()
+        await sign_in(page, user.email, new_password)
