@@ -8,7 +8,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_WORKERS ?= 2
 
-.PHONY: install run test lint typecheck test-sqlite test-postgres bench clean
+# The browser tests (tests/web) drive Debian's Chromium; installed here when running as root.
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: install run test lint typecheck test-sqlite test-postgres browser bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +32,22 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test-sqlite: install
-	TEST_DATABASE=sqlite $(BIN)/pytest -n $(PYTEST_WORKERS) -q
+# Chromium for the browser tests: apt-get as root (CI) when it is missing; otherwise the tests
+# skip with a loud message (and fail under CI=true).
+browser:
+	@if [ ! -x "$(CHROMIUM)" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@[ -x "$(CHROMIUM)" ] || echo "!!! No Chromium at $(CHROMIUM): the browser tests (tests/web) will not run"
 
-test-postgres: install
-	TEST_DATABASE=postgres $(BIN)/pytest -n $(PYTEST_WORKERS) -q
+# --dist loadgroup: the browser tests share one worker (one browser, one server); the others
+# spread as with the default.
+test-sqlite: install browser
+	TEST_DATABASE=sqlite $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+
+test-postgres: install browser
+	TEST_DATABASE=postgres $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
 test: lint typecheck test-sqlite test-postgres
 

@@ -41,6 +41,7 @@ from app.guardrails.router import router as moderation_router
 from app.health.router import router as health_router
 from app.mail import Mailer, build_mail_sender
 from app.usage.router import router as usage_router
+from app.web.router import install_web_client
 
 logger = logging.getLogger("parley")
 
@@ -159,6 +160,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage_router)
     app.include_router(files_router)
     app.include_router(moderation_router)
+    # Last: the web client's pages and /static (docs/web.md).
+    install_web_client(app)
     return app
 
 

@@ -18,9 +18,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app: ASGIApp, *, startup_timeout: float = 15.0) -> Iterator[str]:
-    """Serves `app` in a thread with its own event loop; yields its base URL."""
-    port = free_port()
+def live_server(
+    app: ASGIApp, *, startup_timeout: float = 15.0, port: int | None = None
+) -> Iterator[str]:
+    """Serves `app` in a thread with its own event loop; yields its base URL. `port` (default: a
+    free one) is for apps that must know their own address before they start."""
+    port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws="websockets-sansio"
     )
