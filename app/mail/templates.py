@@ -1,13 +1,11 @@
 """The mails Parley sends, as plain text with a simple HTML alternative.
 
-Links come from settings, never from the request's Host header. With `frontend_url` set (a
-frontend on its own origin), every link opens one of its pages, which POSTs the token to the API:
+Links come from settings, never from the request's Host header. Every link opens a page of the
+frontend, which POSTs the token to the API (a GET must not change an account):
 - verification: `{frontend}/verify-email?token=...`;
 - password reset: `{frontend}/reset-password?token=...`.
-Unset, they open Parley's own pages under `public_base_url`:
-- verification: `{base}/api/auth/verify-email?token=...`, the API's GET endpoint verifies directly;
-- password reset: `{base}/reset-password?token=...`, a page that asks for the new password and
-  POSTs it with the token to the API (a GET must not change a password).
+The frontend is `frontend_url` when set (a frontend on its own origin), else Parley's own web
+client under `public_base_url` (app/web).
 """
 
 from html import escape
@@ -21,9 +19,7 @@ def _link(base_url: str, path: str, token: str) -> str:
 
 
 def verify_link(token: str, *, public_base_url: str, frontend_url: str | None) -> str:
-    if frontend_url:
-        return _link(frontend_url, "/verify-email", token)
-    return _link(public_base_url, "/api/auth/verify-email", token)
+    return _link(frontend_url or public_base_url, "/verify-email", token)
 
 
 def reset_link(token: str, *, public_base_url: str, frontend_url: str | None) -> str:

@@ -279,7 +279,7 @@ class TestTemplates:
 
     def test_links_are_built_from_the_public_base_url(self) -> None:
         assert verify_link("a+b/c=", public_base_url=self.BASE, frontend_url=None) == (
-            "https://parley.example/api/auth/verify-email?token=a%2Bb%2Fc%3D"
+            "https://parley.example/verify-email?token=a%2Bb%2Fc%3D"
         )
         assert reset_link("tok", public_base_url="http://localhost:8000", frontend_url=None) == (
             "http://localhost:8000/reset-password?token=tok"

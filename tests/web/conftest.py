@@ -115,9 +115,7 @@ async def web(browser: "Browser", web_database: Any) -> AsyncIterator[Web]:
         with running_smtp_server() as smtp:
             overrides = {
                 **smtp_settings(smtp),
-                # The mailed links open this server's own pages, as with FRONTEND_URL unset
-                # they would open the API's; the client's /verify-email is what is tested.
-                "frontend_url": base_url,
+                # FRONTEND_URL unset: the mailed links open this server's own pages.
                 "public_base_url": base_url,
                 "llm_first_token_timeout": 5.0,
                 "llm_idle_timeout": 5.0,
