@@ -66,6 +66,12 @@ class ReplyRepository:
         )
         return saved.first()
 
+    async def saved(self, table: ReplyTable, row_id: uuid.UUID) -> Row[Any] | None:
+        """A reply's row as saved now (its columns), or None when it is gone."""
+        columns = table.__table__.c
+        found = await self.session.execute(select(*columns).where(columns.id == row_id))
+        return found.first()
+
     async def chat_activity(self, chat_id: uuid.UUID) -> datetime | None:
         """The chat's last_message_at as stored now; None when the chat is gone."""
         return await self.session.scalar(select(Chat.last_message_at).where(Chat.id == chat_id))

@@ -14,7 +14,8 @@ import httpx
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.metrics import Metrics
-from app.generation.reply_stream import SHUTDOWN, ActiveReplies
+from app.generation.reply_buffer import RedisReplyBuffer
+from app.generation.reply_stream import SHUTDOWN, ActiveReplies, DisconnectPolicy
 from app.generation.stale_replies import sweep_forever, sweep_interrupted
 from app.generation.stop_signals import LocalStopBus, RedisStopBus, StopBus
 from app.generation.upstream.echo import EchoProvider
@@ -40,6 +41,8 @@ class GenerationRuntime:
     stops_shared: bool
     http: httpx.AsyncClient
     background: set[asyncio.Task[None]]
+    # Replies' events in Redis for clients rejoining on another worker; None without REDIS_URL.
+    buffer: RedisReplyBuffer | None = None
 
 
 def _stop_replies_on_exit_signals(replies: ActiveReplies) -> Callable[[], None]:
@@ -101,7 +104,24 @@ async def generation_runtime(
             ),
             echo=EchoProvider(delay=settings.echo_token_delay),
         )
-        replies = ActiveReplies()
+        buffer = (
+            RedisReplyBuffer(
+                settings.redis_url,
+                keep_seconds=settings.reply_buffer_seconds,
+                max_entries=settings.reply_buffer_max_entries,
+            )
+            if settings.redis_url
+            else None
+        )
+        if buffer is not None:
+            await buffer.start()
+        replies = ActiveReplies(
+            on_disconnect=DisconnectPolicy(
+                settings.reply_on_disconnect, settings.reply_resume_grace_seconds
+            ),
+            publisher=buffer,
+            keep_seconds=settings.reply_buffer_seconds,
+        )
         stops: StopBus
         if settings.redis_url:
             stops = RedisStopBus(replies, settings.redis_url)
@@ -118,6 +138,7 @@ async def generation_runtime(
             stops_shared=bool(settings.redis_url),
             http=http,
             background=set(),
+            buffer=buffer,
         )
         try:
             await sweep_interrupted(db, settings)
@@ -132,6 +153,8 @@ async def generation_runtime(
             sweeper.cancel()
             await runtime.replies.shutdown()
             await stops.close()
+            if buffer is not None:
+                await buffer.close()
             for task in list(runtime.background):
                 task.cancel()
             with suppress(Exception):

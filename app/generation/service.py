@@ -369,6 +369,7 @@ class GenerationService:
             start=start,
             load_images=self._image_loader(files, new) if prompt.images else None,
         )
+        reply.reply_id = assistant.id  # what a client rejoining the reply names
         if first_exchange and self.settings.auto_title:
             user_text = parent.content
             reply.on_saved.append(
@@ -484,6 +485,7 @@ class GenerationService:
                 else None
             ),
         )
+        reply.reply_id = generation.id
         self.runtime.replies.reserve(reply.key)
         return self.runtime.replies.add(reply)
 
