@@ -171,8 +171,8 @@ class Settings(BaseSettings):
     document_max_chars: int = Field(default=100_000, ge=1)
 
     # Rate limits (slowapi / limits syntax: "10/minute", "5 per 15 minutes", several with ";").
-    # Shared state for several workers: rate-limit counters and stop signals for replies.
-    # Unset: kept in memory, per worker.
+    # Shared state for several workers: rate-limit counters, stop signals for replies, and
+    # replies' events for clients rejoining elsewhere. Unset: kept in memory, per worker.
     redis_url: str | None = None
     rate_limit_enabled: bool = True
     rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window-counter"] = (
