@@ -867,6 +867,7 @@ async def measure_resume(off: Environment, on: Environment) -> list[ResumeSide]:
                     *(
                         rejoined_stream(
                             side.clients.parley(i),
+                            side.rejoin_client(i),
                             side.chats[i],
                             side.owners[i].token,
                             f"rejoin {i}",
