@@ -826,7 +826,7 @@ async def measure_resume(off: Environment, on: Environment) -> list[ResumeSide]:
     expected = "".join(f"tok{i} " for i in range(args.tokens))
     sides = [await prepare_side("Redis off", off, n), await prepare_side("Redis on", on, n)]
     try:
-        log("warming up both")
+        log("warming up both (replies, and rejoins where they will be measured)")
         for side in sides:
             await asyncio.gather(
                 *(
@@ -836,6 +836,20 @@ async def measure_resume(off: Environment, on: Environment) -> list[ResumeSide]:
                         side.owners[i].token,
                         "warm",
                         expected,
+                    )
+                    for i in range(min(10, n))
+                )
+            )
+            await asyncio.gather(
+                *(
+                    rejoined_stream(
+                        side.clients.parley(i),
+                        side.rejoin_client(i),
+                        side.chats[i],
+                        side.owners[i].token,
+                        "warm rejoin",
+                        expected,
+                        max(1, args.tokens // 4),
                     )
                     for i in range(min(10, n))
                 )

@@ -299,7 +299,7 @@ class TestWebSocketResume:
             rest = []
             while not rest or rest[-1]["event"] not in ("done", "error"):
                 rest.append(await next_frame(socket))
-        assert rest[0]["id"] == 5
+        assert rest[0]["id"] > 4  # missed deltas may come joined, numbered as their last
         received = "".join(f["data"]["content"] for f in first + rest if f["event"] == "delta")
         assert rest[-1]["data"]["status"] == "complete"
         assert received == rest[-1]["data"]["content"]
