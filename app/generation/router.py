@@ -59,7 +59,7 @@ from app.generation.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from app.generation.idempotency import ReplyKind, fingerprint, parse_key
+from app.generation.idempotency import IdempotencyKeys, ReplyKind, fingerprint, parse_key
 from app.generation.reply_events import SSE_HEADERS, EventStream
 from app.generation.reply_stream import ReplyStream
 from app.generation.resume import ReplyResumer, SavedReply
@@ -237,7 +237,7 @@ async def _reply(
     *,
     user_id: uuid.UUID,
     key_header: str | None,
-    keys: IdempotencyKeysDep,
+    keys: IdempotencyKeys,
     resumer: ReplyResumer,
     body: BaseModel | None,
     kind: ReplyKind,
