@@ -124,6 +124,7 @@ class ReplyStream:
     # The saved row's id (the assistant message, or the stateless generation): what a client
     # rejoining the reply names, and the key of its events in the shared buffer.
     reply_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = None  # the user whose reply it is
     # Set by ActiveReplies.add() from the settings.
     on_disconnect: DisconnectPolicy = field(default_factory=DisconnectPolicy)
     publisher: ReplyPublisher | None = None

@@ -18,9 +18,9 @@ import redis.asyncio as redis
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.chats.errors import MessageNotFound
-from app.chats.models import Chat, Message, MessageStatus, Role
-from app.chats.repository import MessageRepository
+from app.chats.errors import ChatNotFound, MessageNotFound
+from app.chats.models import Message, MessageStatus
+from app.chats.repository import ChatRepository
 from app.chats.schemas import MessageRead
 from app.core.config import Settings
 from app.core.db import Database, utcnow
@@ -75,13 +75,22 @@ class ReplyResumer:
         self.runtime = runtime
         self.session = session  # the request's, for looking the reply up
 
-    async def chat_reply(self, chat: Chat, message_id: uuid.UUID) -> SavedReply:
-        """The assistant message `message_id` of the (owned) chat; MessageNotFound otherwise."""
+    async def chat_reply(
+        self, user_id: uuid.UUID, chat_id: uuid.UUID, message_id: uuid.UUID
+    ) -> SavedReply:
+        """The assistant reply `message_id` of the user's chat `chat_id`: ChatNotFound or
+        MessageNotFound (404) otherwise. A reply streaming here is checked in memory, so a
+        crowd of clients rejoining at once (a network blip) costs the database nothing more."""
+        local = self.runtime.replies.find(message_id)
+        # Chat replies stream under their chat's key (GenerationService._chat_key).
+        if local is not None and local.owner_id == user_id and local.key == f"chat:{chat_id}":
+            return chat_reply(message_id)
         assert self.session is not None
-        message = await MessageRepository(self.session).get_in_chat(chat.id, message_id)
-        if message is None or message.role != Role.ASSISTANT:
-            raise MessageNotFound()
-        return chat_reply(message.id)
+        if await ReplyRepository(self.session).is_reply_in_owned_chat(user_id, chat_id, message_id):
+            return chat_reply(message_id)
+        if await ChatRepository(self.session).get_for_user(user_id, chat_id) is None:
+            raise ChatNotFound()
+        raise MessageNotFound()
 
     async def events(self, reply: SavedReply, after: int = 0) -> AsyncIterator[ReplyEvent]:
         """The reply's events after number `after`, live until it ends; the caller has checked

@@ -438,8 +438,9 @@ async def regenerate_message(
     },
 )
 async def stream_reply(
+    chat_id: uuid.UUID,
     message_id: uuid.UUID,
-    chat: OwnedChat,
+    user: CurrentUser,
     resumer: ReplyResumerDep,
     request: Request,
     last_event_id: Annotated[
@@ -450,7 +451,7 @@ async def stream_reply(
     """Rejoins an assistant reply after a dropped connection, on any worker: exactly the events
     missed, then the rest live. Starts no generation."""
     after = _last_event_id(last_event_id_header, last_event_id)
-    reply = await resumer.chat_reply(chat, message_id)
+    reply = await resumer.chat_reply(user.id, chat_id, message_id)
     return await _rejoin(request, resumer, reply, True, after=after)
 
 

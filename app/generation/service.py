@@ -369,7 +369,7 @@ class GenerationService:
             start=start,
             load_images=self._image_loader(files, new) if prompt.images else None,
         )
-        reply.reply_id = assistant.id  # what a client rejoining the reply names
+        reply.reply_id, reply.owner_id = assistant.id, user.id  # for clients rejoining it
         if first_exchange and self.settings.auto_title:
             user_text = parent.content
             reply.on_saved.append(
@@ -485,7 +485,7 @@ class GenerationService:
                 else None
             ),
         )
-        reply.reply_id = generation.id
+        reply.reply_id, reply.owner_id = generation.id, user.id
         self.runtime.replies.reserve(reply.key)
         return self.runtime.replies.add(reply)
 

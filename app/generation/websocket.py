@@ -138,11 +138,10 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                 # The reply keeps going while nobody follows it (within the grace): rejoin it.
                 try:
                     async with open_services(runtime, generation, files) as services:
-                        chat = await services.chats.get_owned_chat(user, chat_id)
                         lookup = ReplyResumer(
                             runtime.db, runtime.settings, generation, services.generation.session
                         )
-                        saved = await lookup.chat_reply(chat, frame.reply_id)
+                        saved = await lookup.chat_reply(user.id, chat_id, frame.reply_id)
                 except AppError as exc:
                     await websocket.send_json(reply_events.error(exc.code, exc.message).ws())
                     continue
