@@ -55,6 +55,7 @@ from _processes import (
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "fake-model"
 STREAMS_PER_USER = 50
+RESUME_STREAMS_PER_USER = 5
 CLIENT_SHARD = 25
 QUIET_CORES = 0.25  # --quiet-wait: what "the rest of the machine is quiet" means
 # Small rounds (one stream) are repeated until there are this many samples, so p50/p99 mean
@@ -801,14 +802,16 @@ class ResumeSide:
 async def prepare_side(label: str, env: Environment, streams: int) -> ResumeSide:
     clients = Clients(env, streams)
     run_id = uuid.uuid4().hex[:8]
+    # Fewer streams per user than the relay rounds: every request of a session whose last use
+    # is older than a minute updates it, and 50 at once queue on that one row.
     users = [
         BenchUser(f"bench-{run_id}-{n}@example.com", f"relay-{secrets.token_hex(12)}-bench")
-        for n in range(max(1, math.ceil(streams / STREAMS_PER_USER)))
+        for n in range(max(1, math.ceil(streams / RESUME_STREAMS_PER_USER)))
     ]
     await gather_limited(
         [lambda u=u, n=n: register(clients.parley(), u, n) for n, u in enumerate(users)], 8
     )
-    owners = [users[i // STREAMS_PER_USER] for i in range(streams)]
+    owners = [users[i // RESUME_STREAMS_PER_USER] for i in range(streams)]
     chats = await gather_limited([lambda u=u: create_chat(clients.parley(), u) for u in owners], 16)
     limits = httpx.Limits(
         max_connections=CLIENT_SHARD * 2, max_keepalive_connections=None, keepalive_expiry=3.0
@@ -875,7 +878,11 @@ async def measure_resume(off: Environment, on: Environment) -> list[ResumeSide]:
                 side.cpu_per_token.append(use.parley / (n * args.tokens) * 1e6)
         for side in sides:
             await wait_for_quiet(side.env)
-            log(f"rejoin: {n} streams dropped after {args.tokens // 4} deltas ({side.label})")
+            # Each stream drops at its own point (the same ones on both sides), so the rejoins
+            # spread over the replies as they would in use, rather than landing all at once.
+            rng = random.Random(7)
+            drop_points = [rng.randint(4, max(5, args.tokens * 3 // 4)) for _ in range(n)]
+            log(f"rejoin: {n} streams, each dropped once and rejoined ({side.label})")
             with collector_paused():
                 side.rejoins = await asyncio.gather(
                     *(
@@ -886,7 +893,7 @@ async def measure_resume(off: Environment, on: Environment) -> list[ResumeSide]:
                             side.owners[i].token,
                             f"rejoin {i}",
                             expected,
-                            max(1, args.tokens // 4),
+                            drop_points[i],
                         )
                         for i in range(n)
                     )

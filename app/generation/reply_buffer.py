@@ -51,8 +51,13 @@ def _decode(entry_fields: dict[bytes, bytes]) -> list[ReplyEvent]:
 class RedisReplyBuffer:
     """Publishes replies' events to Redis streams and reads them back for rejoining clients."""
 
-    def __init__(self, url: str, *, keep_seconds: float, max_entries: int) -> None:
-        self.client = redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+    def __init__(
+        self, url: str, *, keep_seconds: float, max_entries: int, name: str = "parley-replies"
+    ) -> None:
+        # Named, so that CLIENT LIST tells these connections (some blocked in XREAD) apart.
+        self.client = redis.from_url(
+            url, socket_timeout=10, socket_connect_timeout=5, client_name=name
+        )
         self.keep_ms = max(1000, int(keep_seconds * 1000))
         self.max_entries = max_entries
         self._pending: dict[str, list[ReplyEvent]] = {}
@@ -124,12 +129,14 @@ class RedisReplyBuffer:
         raises ReplyGap when events after `after` are missing. The caller counts as a viewer."""
         key = _stream_key(reply_id)
         expected = after + 1
-        cursor = f"{after + 1}-0"
+        # Entry ids are `<last event in it>-0`: the entries still wanted are those from
+        # `<after + 1>-0` on (XRANGE is inclusive), which XREAD, exclusive, gets after `<after>-0`.
+        cursor = f"{after}-0"
         viewers, member = f"{key}:viewers", secrets.token_hex(8)
         await self._add_viewer(viewers, member)  # before anything else: the reply must not stop
         viewer = asyncio.create_task(self._view(viewers, member))
         try:
-            found: Any = await self.client.xrange(key, min=cursor, max="+")
+            found: Any = await self.client.xrange(key, min=f"{after + 1}-0", max="+")
             entries: list[Any] = list(found or [])
             if not entries and not await self.client.exists(key):
                 return

@@ -1,9 +1,13 @@
 """Rejoining replies across workers: two real server processes sharing Redis and the database."""
 
+import asyncio
 import uuid
 
 import httpx
 
+from app.generation import reply_events
+from app.generation.reply_buffer import RedisReplyBuffer
+from app.generation.reply_events import ReplyEvent
 from tests.conftest import register
 from tests.generation.test_resume import NO_TITLES, SSE
 from tests.ops.test_processes import redis_url  # noqa: F401 - the fixture
@@ -142,6 +146,48 @@ class TestRejoinOnAnotherWorker:
             await wait_until(fake_upstream.state.disconnected.is_set, timeout=10)
             saved = await _saved(one, user, chat)
         assert saved["status"] == "cancelled" and saved["error_code"] == "client_disconnected"
+
+
+class TestRedisReplyBuffer:
+    async def test_a_follower_gets_every_event_whatever_the_batches(self, redis_url):  # noqa: F811
+        name = f"parley-test-{uuid.uuid4().hex[:12]}"
+        buffer = RedisReplyBuffer(redis_url, keep_seconds=60, max_entries=1000, name=name)
+        reply_id = str(uuid.uuid4())
+
+        async def following():
+            clients = await buffer.client.client_list()
+            return any(c.get("name") == name and c.get("cmd") == "xread" for c in clients)
+
+        try:
+            for number in (1, 2, 3):
+                buffer.publish(reply_id, reply_events.delta(f"part {number} ").numbered(number))
+            await buffer.flush()
+            got = []
+
+            async def follow(after):
+                async for event in buffer.follow(reply_id, after, alive=_alive):
+                    got.append(event)
+
+            # Caught up at 3: the next entry holds event 4 alone, then 5 and 6 come together.
+            follower = asyncio.create_task(follow(3))
+            await wait_until(following)  # caught up, blocked in XREAD
+            buffer.publish(reply_id, reply_events.delta("part 4 ").numbered(4))
+            await buffer.flush()
+            buffer.publish(reply_id, reply_events.delta("part 5 ").numbered(5))
+            buffer.publish(reply_id, ReplyEvent("done", {"content": "all"}).numbered(6))
+            await buffer.flush()
+            await asyncio.wait_for(follower, timeout=10)
+            assert [(e.id, e.name) for e in got] == [(4, "delta"), (5, "delta"), (6, "done")]
+            # From the middle of a batch: only what comes after.
+            got.clear()
+            await asyncio.wait_for(follow(5), timeout=10)
+            assert [e.id for e in got] == [6]
+        finally:
+            await buffer.close()
+
+
+async def _alive():
+    return True
 
 
 class TestIdempotentRetryOnAnotherWorker:
