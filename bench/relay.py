@@ -722,7 +722,7 @@ async def rejoined_stream(
     expected: str,
     drop_at: int,
 ) -> RejoinResult:
-    """A reply whose connection is dropped after `drop_at` deltas, then rejoined with
+    """A reply whose connection is dropped after `drop_at` tokens, then rejoined with
     Last-Event-ID; the text of both parts must be the reply."""
     result = RejoinResult()
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
@@ -741,9 +741,10 @@ async def rejoined_stream(
                 if name == "start":
                     message_id = payload["assistant_message_id"]
                 elif name == "delta":
+                    # Counted in tokens: a reader that falls behind gets deltas joined.
                     text.append(payload["content"])
-                    deltas += 1
-                    if deltas == drop_at:
+                    deltas += payload["content"].count("tok")
+                    if deltas >= drop_at:
                         break
                 elif name in ("done", "error"):
                     result.error = "the reply ended before the drop"
