@@ -791,6 +791,7 @@ class ResumeSide:
     cpu_per_token: list[float] = field(default_factory=list)  # µs, one per round
     errors: list[str] = field(default_factory=list)
     rejoins: list[RejoinResult] = field(default_factory=list)
+    rejoin_cpu: CpuUse = field(default_factory=CpuUse)
 
     def rejoin_client(self, stream: int) -> httpx.AsyncClient:
         return self.rejoin_clients[stream // CLIENT_SHARD % len(self.rejoin_clients)]
@@ -884,7 +885,7 @@ async def measure_resume(off: Environment, on: Environment) -> list[ResumeSide]:
             rng = random.Random(7)
             drop_points = [rng.randint(4, max(5, args.tokens * 3 // 4)) for _ in range(n)]
             log(f"rejoin: {n} streams, each dropped once and rejoined ({side.label})")
-            with collector_paused():
+            with collector_paused(), cpu_use(side.env) as use:
                 side.rejoins = await asyncio.gather(
                     *(
                         rejoined_stream(
@@ -899,6 +900,7 @@ async def measure_resume(off: Environment, on: Environment) -> list[ResumeSide]:
                         for i in range(n)
                     )
                 )
+            side.rejoin_cpu = use
         return sides
     finally:
         for side in sides:
@@ -918,8 +920,9 @@ def resume_report(sides: list[ResumeSide]) -> str:
         "Redis, rate-limit counters and the stop channel also use it.",
         "",
         "| Parley | CPU µs/token (median) | rounds | stream errors | rejoined on | rejoin p50 "
-        "| rejoin p99 | rejoin errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| rejoin p99 | rejoin errors | cores busy while rejoining: streaming Parley / rest "
+        "of machine |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for side in sides:
         latencies = [r.latency for r in side.rejoins if r.latency is not None]
@@ -929,7 +932,9 @@ def resume_report(sides: list[ResumeSide]) -> str:
             f"| {side.label} | {median or 0:.1f} | {rounds} | {len(side.errors)} | "
             f"{side.rejoined_where} | {ms(percentile(latencies, 0.5))} ms | "
             f"{ms(percentile(latencies, 0.99))} ms | "
-            f"{len([r for r in side.rejoins if r.error])} |"
+            f"{len([r for r in side.rejoins if r.error])} | "
+            f"{side.rejoin_cpu.parley / max(side.rejoin_cpu.wall, 1e-9):.2f} / "
+            f"{side.rejoin_cpu.others / max(side.rejoin_cpu.wall, 1e-9):.2f} |"
         )
     off_cpu = percentile(off.cpu_per_token, 0.5)
     on_cpu = percentile(on.cpu_per_token, 0.5)
