@@ -85,9 +85,10 @@ class TestRejoinOnAnotherWorker:
             ) as response:
                 after = await collect_sse(response)
             saved = await _saved(two, user, chat)
-        assert int(after[0].id) == int(before[-1].id) + 1  # a follower elsewhere joins nothing
-        ids = [int(e.id) for e in before + after]
-        assert ids == list(range(ids[0], ids[0] + len(ids)))
+        # A follower through Redis gets every event as it was numbered (none joined); the first
+        # worker may have joined deltas for the client when it fell behind.
+        ids = [int(e.id) for e in after]
+        assert ids == list(range(int(before[-1].id) + 1, int(before[-1].id) + 1 + len(ids)))
         assert after[-1].event == "done" and after[-1].data["status"] == "complete"
         assert text_of(before) + text_of(after) == saved["content"]
         assert saved["content"] == "".join(f"tok{i} " for i in range(150))
