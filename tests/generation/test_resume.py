@@ -4,6 +4,7 @@ ids, rejoining with Last-Event-ID, the disconnect grace, several viewers, Idempo
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 import websockets
@@ -414,3 +415,34 @@ class TestIdempotencyKey:
         assert one.status_code == two.status_code == 200, two.text
         assert one.json()["id"] == two.json()["id"]
         assert len(fake_upstream.state.requests) == 3
+
+
+class TestIdempotencyKeyLifetime:
+    async def test_an_expired_key_starts_a_new_reply(
+        self, parley, author, chat, fake_upstream, admin_engine
+    ):
+        url = f"/api/chats/{chat['id']}/messages"
+        headers = {**author.headers, "Idempotency-Key": "old"}
+        first = await parley.http.post(url, json={"content": "Hi"}, headers=headers)
+        async with admin_engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE idempotency_key SET expires_at = :past"),
+                {"past": datetime(2020, 1, 1, tzinfo=UTC)},
+            )
+        again = await parley.http.post(url, json={"content": "Hi"}, headers=headers)
+        assert again.status_code == 200, again.text
+        assert again.json()["id"] != first.json()["id"]
+        assert "idempotent-replayed" not in again.headers
+        assert len(fake_upstream.state.requests) == 2
+
+    async def test_an_edit_retried_gets_the_same_reply(self, parley, author, chat, fake_upstream):
+        sent = await parley.http.post(
+            f"/api/chats/{chat['id']}/messages", json={"content": "Hi"}, headers=author.headers
+        )
+        url = f"/api/chats/{chat['id']}/messages/{sent.json()['parent_id']}"
+        headers = {**author.headers, "Idempotency-Key": "edit"}
+        one = await parley.http.patch(url, json={"content": "Hello"}, headers=headers)
+        two = await parley.http.patch(url, json={"content": "Hello"}, headers=headers)
+        assert one.status_code == two.status_code == 200, two.text
+        assert one.json() == two.json()
+        assert len(fake_upstream.state.requests) == 2
