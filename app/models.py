@@ -11,7 +11,7 @@ from app.auth.models import (
 from app.chats.models import Chat, Message
 from app.core.db import Base
 from app.files.models import File, FileText, MessageAttachment, PendingBlob
-from app.generation.models import Generation
+from app.generation.models import Generation, IdempotencyKey
 from app.guardrails.models import ModerationEvent
 from app.usage.models import UsageRecord
 from app.users.models import User
@@ -24,6 +24,7 @@ __all__ = [
     "File",
     "FileText",
     "Generation",
+    "IdempotencyKey",
     "LoginAttempt",
     "Message",
     "MessageAttachment",

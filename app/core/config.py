@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     stream_stale_seconds: float = Field(default=30.0, gt=0)
     # SSE keep-alive comment interval.
     sse_ping_seconds: float = Field(default=15.0, gt=0)
+    # Resumable replies (docs/streaming.md#rejoining-a-reply). When a reply's last client goes
+    # away: `cancel` it once REPLY_RESUME_GRACE_SECONDS pass with nobody rejoining, or `finish`
+    # it (it completes and is saved). A reply's events stay REPLY_BUFFER_SECONDS after it ends
+    # for clients rejoining (in Redis with REDIS_URL, capped at REPLY_BUFFER_MAX_ENTRIES
+    # entries per reply; in the worker's memory otherwise).
+    reply_on_disconnect: Literal["cancel", "finish"] = "cancel"
+    reply_resume_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
+    reply_buffer_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    reply_buffer_max_entries: int = Field(default=10_000, ge=100)
+    # A send with an Idempotency-Key is answered with the same reply when retried within this.
+    idempotency_key_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     # The largest request body (and WebSocket message) accepted, in bytes: larger ones are 413
     # from their Content-Length before anything is read, or cut off once a chunked body passes
     # it. File uploads have their own limit.
@@ -194,8 +205,8 @@ class Settings(BaseSettings):
     document_max_chars: int = Field(default=100_000, ge=1)
 
     # Rate limits (slowapi / limits syntax: "10/minute", "5 per 15 minutes", several with ";").
-    # Shared state for several workers: rate-limit counters and stop signals for replies.
-    # Unset: kept in memory, per worker.
+    # Shared state for several workers: rate-limit counters, stop signals for replies, and
+    # replies' events for clients rejoining elsewhere. Unset: kept in memory, per worker.
     redis_url: str | None = None
     rate_limit_enabled: bool = True
     rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window-counter"] = (

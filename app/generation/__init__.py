@@ -13,6 +13,9 @@ summaries.
 - errors.py         every error this package raises
 - runtime.py        the long-lived objects, started and stopped with the app
 - stop_signals.py   stopping a reply on whichever worker streams it
+- resume.py         rejoining a reply after a dropped connection (Last-Event-ID), on any worker
+- reply_buffer.py   replies' events in Redis streams, for rejoins on other workers
+- idempotency.py    Idempotency-Key: a retried send gets the reply the first attempt started
 - stale_replies.py  replies left `streaming` by a process that died
 - dependencies.py, schemas.py, models.py  as in every domain package
 """

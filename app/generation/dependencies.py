@@ -17,7 +17,9 @@ from app.chats.service import ChatService
 from app.core.deps import Runtime, RuntimeDep, SessionDep
 from app.files.dependencies import FileStoreDep, build_attachment_service
 from app.files.store import FileStore
+from app.generation.idempotency import IdempotencyKeys
 from app.generation.repository import GenerationRepository, ReplyRepository
+from app.generation.resume import ReplyResumer
 from app.generation.runtime import GenerationRuntime
 from app.generation.service import GenerationService
 from app.generation.summaries import SummaryService
@@ -88,6 +90,29 @@ async def get_summary_service(
 
 
 SummaryServiceDep = Annotated[SummaryService, Depends(get_summary_service)]
+
+
+async def get_reply_resumer(
+    session: SessionDep, runtime: RuntimeDep, generation: GenerationRuntimeDep
+) -> ReplyResumer:
+    return ReplyResumer(runtime.db, runtime.settings, generation, session)
+
+
+ReplyResumerDep = Annotated[ReplyResumer, Depends(get_reply_resumer)]
+
+
+async def get_idempotency_keys(
+    session: SessionDep, runtime: RuntimeDep, generation: GenerationRuntimeDep
+) -> IdempotencyKeys:
+    return IdempotencyKeys(
+        runtime.db,
+        session,
+        hours=runtime.settings.idempotency_key_hours,
+        background=generation.background,
+    )
+
+
+IdempotencyKeysDep = Annotated[IdempotencyKeys, Depends(get_idempotency_keys)]
 
 
 @dataclass

@@ -47,6 +47,40 @@ class ReplyInProgress(Conflict):
     message = "A reply is already being generated in this chat; stop it or wait for it to end."
 
 
+# --- Rejoining replies and idempotent sends -----------------------------------------------------
+
+
+class ReplyNotResumable(Conflict):
+    code = "reply_not_resumable"
+    message = (
+        "The reply's events are not available from this server (it streams on a worker this "
+        "one cannot reach); the reply as saved so far is attached."
+    )
+
+
+class InvalidLastEventId(AppError):
+    status_code = 400
+    code = "invalid_last_event_id"
+    message = "Last-Event-ID must be the number of an event of this reply."
+
+
+class InvalidIdempotencyKey(AppError):
+    status_code = 400
+    code = "invalid_idempotency_key"
+    message = "The Idempotency-Key header must be 1 to 255 visible ASCII characters."
+
+
+class IdempotencyKeyReused(AppError):
+    status_code = 422
+    code = "idempotency_key_reused"
+    message = "This Idempotency-Key was used for a different request; use a new key."
+
+
+class IdempotencyKeyInProgress(Conflict):
+    code = "idempotency_key_in_progress"
+    message = "A request with this Idempotency-Key is still being processed; retry shortly."
+
+
 # --- A reply that failed ------------------------------------------------------------------------
 
 

@@ -7,6 +7,10 @@ SSE frames are `event: <name>` with a JSON `data:` line:
 - `done`   the saved assistant message (or generation), status `complete` or `cancelled`
 - `error`  {code, message}: the reply failed or was cut short; what came is saved
   (`content_blocked` adds `category`: which guardrail check stopped it)
+
+Every event of a reply carries an `id:`, its sequence number within the reply (1 is `start`), so
+a client that lost its connection rejoins with `Last-Event-ID` and gets exactly what it missed
+(app/generation/resume.py).
 """
 
 import json
@@ -48,16 +52,31 @@ _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 class ReplyEvent:
     name: EventName
     data: dict[str, Any]
+    # The event's sequence number within its reply (from 1), given when it enters the reply's
+    # log (ReplyStream._emit); 0 for events outside a reply (a WebSocket's own errors).
+    id: int = 0
 
     def sse(self) -> bytes:
-        """One `event:`/`data:` frame, encoded as sse-starlette would, ready to write.
+        """One `id:`/`event:`/`data:` frame, encoded as sse-starlette would, ready to write.
 
         JSON escapes every line break, so the data is always a single `data:` line."""
         data = _COMPACT_JSON.encode(self.data)
+        if self.id:
+            return f"id: {self.id}\r\nevent: {self.name}\r\ndata: {data}\r\n\r\n".encode()
         return f"event: {self.name}\r\ndata: {data}\r\n\r\n".encode()
 
     def ws(self) -> dict[str, Any]:
+        if self.id:
+            return {"event": self.name, "data": self.data, "id": self.id}
         return {"event": self.name, "data": self.data}
+
+    def numbered(self, number: int) -> "ReplyEvent":
+        return ReplyEvent(self.name, self.data, number)
+
+    @property
+    def final(self) -> bool:
+        """`done` and `error` end a reply: nothing follows them."""
+        return self.name in ("done", "error")
 
 
 def delta(text: str) -> ReplyEvent:

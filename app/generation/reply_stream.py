@@ -1,20 +1,26 @@
 """Where a reply is streamed: a task that reads the upstream, saves as it goes, and fans out
 the reply's events to whoever serves it (SSE, JSON or the WebSocket).
 
-A reply is decoupled from the HTTP request that started it. The request only reads the reply's
-events, so a client going away, a stop from another request, or shutdown all end the reply the
-same way: its task is cancelled with a reason, and its last act is to save what came.
+A reply is decoupled from the HTTP request that started it. Its events go into a log, numbered
+from 1 (the SSE `id:`), which any number of readers follow, each at its own place: the request
+that started it, and clients rejoining after a dropped connection (resume.py), several at once.
+With Redis, the log is also published for the other workers (reply_buffer.py).
+
+A stop from another request, or shutdown, ends the reply: its task is cancelled with a reason,
+and its last act is to save what came. When its last reader goes away, REPLY_ON_DISCONNECT says
+what happens: `cancel` after REPLY_RESUME_GRACE_SECONDS in which nobody rejoined, or `finish`.
 """
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from array import array
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from app.core.errors import AppError
 from app.core.metrics import Metrics
@@ -78,6 +84,25 @@ CLIENT_GONE = StopReason("cancelled", "client_disconnected", "The client went aw
 SHUTDOWN = StopReason("cancelled", "server_shutdown", "The server is shutting down.")
 
 
+class ReplyPublisher(Protocol):
+    """Where a reply's events are published for other workers (reply_buffer.py). `publish` must
+    not wait: it runs in the token loop."""
+
+    def publish(self, reply_id: str, event: ReplyEvent) -> None: ...
+
+    async def viewers_elsewhere(self, reply_id: str) -> bool:
+        """Whether a client follows the reply through another worker right now."""
+        ...
+
+
+@dataclass(frozen=True)
+class DisconnectPolicy:
+    """What a reply does once its last reader is gone (REPLY_ON_DISCONNECT)."""
+
+    action: Literal["cancel", "finish"] = "cancel"
+    grace_seconds: float = 0.0  # a rejoin within this keeps a `cancel` reply going
+
+
 # Loads the data URLs of a prompt's images (app/files/attachments.py), by file id.
 ImageLoader = Callable[[Sequence[ImageInput]], Awaitable[dict[uuid.UUID, str]]]
 
@@ -102,7 +127,23 @@ class ReplyStream:
     headers: dict[str, str] = field(default_factory=dict)
     # The guardrails' check on the reply's text (app/guardrails/output.py); None: unchecked.
     guard: OutputGuard | None = None
-    _queue: asyncio.Queue[ReplyEvent | None] = field(default_factory=asyncio.Queue)
+    # The saved row's id (the assistant message, or the stateless generation): what a client
+    # rejoining the reply names, and the key of its events in the shared buffer.
+    reply_id: uuid.UUID | None = None
+    owner_id: uuid.UUID | None = None  # the user whose reply it is
+    # Set by ActiveReplies.add() from the settings.
+    on_disconnect: DisconnectPolicy = field(default_factory=DisconnectPolicy)
+    publisher: ReplyPublisher | None = None
+    # Every event so far, in order: event n (its id) is _log[n - 1].
+    _log: list[ReplyEvent] = field(default_factory=list)
+    _wake: asyncio.Event | None = None  # set when the log grows, for readers waiting on it
+    _readers: int = 0
+    _orphaned: asyncio.Task[None] | None = None
+    _publish: Callable[[ReplyEvent], None] | None = None
+    # The log of an ended reply once no reader follows it, kept for rejoins in a fraction of the
+    # memory (an event object per token is ~400 bytes): its text, where each event's text ends
+    # in it, and the events other than deltas by their place.
+    _ended: "EndedLog | None" = None
     _task: asyncio.Task[None] | None = None
     _stop: StopReason | None = None
     _finished: bool = False
@@ -114,6 +155,8 @@ class ReplyStream:
 
     def begin(self) -> None:
         if self._task is None:
+            if self.publisher is not None and self.reply_id is not None:
+                self._publish = functools.partial(self.publisher.publish, str(self.reply_id))
             self._emit(self.start)
             self._task = asyncio.create_task(self._stream(), name=f"reply:{self.key}")
             if self.metrics is not None:
@@ -169,30 +212,98 @@ class ReplyStream:
             category=result.error_category if result else None,
         )
 
-    async def events(self) -> AsyncIterator[ReplyEvent]:
-        """The reply's events until it ends. If the reader goes away first, it is stopped."""
+    @property
+    def last_event_id(self) -> int:
+        return self._ended.count if self._ended is not None else len(self._log)
+
+    async def events(self, after: int = 0) -> AsyncIterator[ReplyEvent]:
+        """The reply's events after the one numbered `after` (0: from the start), live until it
+        ends. Any number of readers may follow one reply; when the last goes away, the reply
+        does what REPLY_ON_DISCONNECT says."""
         self.begin()
-        backlog: deque[ReplyEvent | None] = deque()
+        if self._ended is not None:
+            for event in self._ended.after(after):
+                yield event
+            return
+        self._readers += 1
+        if self._orphaned is not None:
+            self._orphaned.cancel()
+            self._orphaned = None
+        log = self._log
+        cursor = max(0, after)
         try:
             while True:
-                event = backlog.popleft() if backlog else await self._queue.get()
-                if event is None:
-                    return
-                if event.name == "delta":
-                    # A reader that fell behind gets the waiting text as one delta: one write
-                    # instead of many, which is what lets a busy server catch up.
+                if cursor >= len(log):
+                    if self._finished:
+                        return
+                    if self._wake is None:
+                        self._wake = asyncio.Event()
+                    await self._wake.wait()
+                    continue
+                event = log[cursor]
+                cursor += 1
+                if event.name == "delta" and cursor < len(log) and log[cursor].name == "delta":
+                    # A reader that fell behind gets the waiting text as one delta, numbered as
+                    # its last part: one write instead of many, which is what lets a busy server
+                    # catch up, and a rejoin from that number misses nothing.
                     parts = [event.data["content"]]
-                    while not self._queue.empty():
-                        waiting = self._queue.get_nowait()
-                        if waiting is None or waiting.name != "delta":
-                            backlog.append(waiting)
-                            break
-                        parts.append(waiting.data["content"])
-                    if len(parts) > 1:
-                        event = reply_events.delta("".join(parts))
+                    while cursor < len(log) and log[cursor].name == "delta":
+                        event = log[cursor]
+                        parts.append(event.data["content"])
+                        cursor += 1
+                    event = ReplyEvent("delta", {"content": "".join(parts)}, event.id)
                 yield event
+                if event.final:
+                    return
         finally:
+            self._readers -= 1
+            if self._readers == 0:
+                self._last_reader_left()
+
+    def _last_reader_left(self) -> None:
+        if self._finished:
+            self._compact()
+            return
+        if self.done or self.on_disconnect.action == "finish":
+            return
+        if self.on_disconnect.grace_seconds <= 0:
             self.stop(CLIENT_GONE)
+        elif self._orphaned is None:
+            self._orphaned = asyncio.get_running_loop().create_task(
+                self._stop_unless_rejoined(), name=f"reply-orphaned:{self.key}"
+            )
+
+    async def _stop_unless_rejoined(self) -> None:
+        """Waits out the grace; the reply stops unless a client rejoined meanwhile, here or (with
+        Redis) through another worker. A client following elsewhere that leaves starts a new
+        grace."""
+        loop = asyncio.get_running_loop()
+        grace = self.on_disconnect.grace_seconds
+        deadline = loop.time() + grace
+        followed_elsewhere = False
+        while True:
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            if self._readers or self.done:
+                return
+            if await self._viewers_elsewhere():
+                followed_elsewhere = True
+                deadline = loop.time() + min(1.0, grace)
+            elif followed_elsewhere:
+                followed_elsewhere = False
+                deadline = loop.time() + grace
+            else:
+                self._orphaned = None
+                self.stop(CLIENT_GONE)
+                return
+
+    async def _viewers_elsewhere(self) -> bool:
+        if self.publisher is None or self.reply_id is None:
+            return False
+        try:
+            return await self.publisher.viewers_elsewhere(str(self.reply_id))
+        except Exception:
+            logger.warning("could not look for viewers elsewhere", exc_info=True)
+            return False
 
     async def _messages(self) -> list[ChatMessage]:
         """The prompt as sent: with its images' data, read now, once, before the upstream is
@@ -302,19 +413,97 @@ class ReplyStream:
             extra = {"category": result.error_category} if result.error_category else {}
             self._emit(reply_events.error(code, message, saved=self.saved, **extra))
         self._finished = True
-        self._queue.put_nowait(None)  # the end, for the reader
+        self._wake_readers()
+        if self._orphaned is not None:
+            self._orphaned.cancel()
+            self._orphaned = None
+        if not self._readers:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Swaps the log of an ended reply nobody reads for its compact form."""
+        if self._ended is None and self._finished and not self._readers:
+            self._ended = EndedLog.of(self._log)
+            self._log = []
 
     def _emit(self, event: ReplyEvent) -> None:
-        """Hands one event of the reply to whoever reads it."""
-        self._queue.put_nowait(event)
+        """Hands one event of the reply to whoever reads it: numbered, into the log every reader
+        follows, and published for the other workers."""
+        event = event.numbered(len(self._log) + 1)
+        self._log.append(event)
+        if self._publish is not None:
+            self._publish(event)
+        self._wake_readers()
+
+    def _wake_readers(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set()
+
+
+@dataclass(frozen=True)
+class EndedLog:
+    """An ended reply's events, compactly: `ends[i]` is where the text of events 1..i+1 ends."""
+
+    text: str
+    ends: "array[int]"
+    others: dict[int, ReplyEvent]  # the events that are not deltas, by index (id - 1)
+
+    @classmethod
+    def of(cls, log: Sequence[ReplyEvent]) -> "EndedLog":
+        parts: list[str] = []
+        ends = array("q")
+        others: dict[int, ReplyEvent] = {}
+        length = 0
+        for index, event in enumerate(log):
+            if event.name == "delta":
+                parts.append(event.data["content"])
+                length += len(parts[-1])
+            else:
+                others[index] = event
+            ends.append(length)
+        return cls("".join(parts), ends, others)
+
+    @property
+    def count(self) -> int:
+        return len(self.ends)
+
+    def after(self, after: int) -> Iterator[ReplyEvent]:
+        """The events after number `after`, consecutive deltas joined as a live reader gets
+        them when it falls behind (numbered as the last)."""
+        index, count = max(0, after), len(self.ends)
+        while index < count:
+            event = self.others.get(index)
+            if event is not None:
+                yield event
+                index += 1
+                continue
+            last = index
+            while last + 1 < count and last + 1 not in self.others:
+                last += 1
+            start = self.ends[index - 1] if index else 0
+            yield ReplyEvent("delta", {"content": self.text[start : self.ends[last]]}, last + 1)
+            index = last + 1
 
 
 class ActiveReplies:
-    """The replies streaming in this process, one per key, so a chat never streams two at once."""
+    """The replies streaming in this process, one per key, so a chat never streams two at once;
+    and by reply id, those streaming or ended within `keep_seconds`, for clients rejoining."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        on_disconnect: DisconnectPolicy | None = None,
+        publisher: ReplyPublisher | None = None,
+        keep_seconds: float = 0.0,
+    ) -> None:
         self._replies: dict[str, ReplyStream] = {}
         self._reserved: set[str] = set()
+        self._by_id: dict[uuid.UUID, ReplyStream] = {}
+        self.on_disconnect = on_disconnect or DisconnectPolicy()
+        self.publisher = publisher
+        self.keep_seconds = keep_seconds
 
     def reserve(self, key: str) -> None:
         """Holds the key while a reply is prepared, so two requests cannot both start one."""
@@ -330,6 +519,10 @@ class ActiveReplies:
         """Starts a reply under a key reserved by reserve()."""
         self._reserved.discard(reply.key)
         self._replies[reply.key] = reply
+        reply.on_disconnect = self.on_disconnect
+        reply.publisher = self.publisher
+        if reply.reply_id is not None:
+            self._by_id[reply.reply_id] = reply
         reply.begin()
         reply.when_done(lambda: self._forget(reply))
         return reply
@@ -337,9 +530,18 @@ class ActiveReplies:
     def _forget(self, reply: ReplyStream) -> None:
         if self._replies.get(reply.key) is reply:
             del self._replies[reply.key]
+        if reply.reply_id is not None:
+            # Its events stay a while for clients rejoining (without Redis, the only copy).
+            asyncio.get_running_loop().call_later(
+                self.keep_seconds, self._by_id.pop, reply.reply_id, None
+            )
 
     def get(self, key: str) -> ReplyStream | None:
         return self._replies.get(key)
+
+    def find(self, reply_id: uuid.UUID) -> ReplyStream | None:
+        """The reply saved under `reply_id`, streaming here or ended a short while ago."""
+        return self._by_id.get(reply_id)
 
     def stop(self, key: str, reason: StopReason = STOPPED) -> bool:
         reply = self._replies.get(key)

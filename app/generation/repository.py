@@ -66,6 +66,24 @@ class ReplyRepository:
         )
         return saved.first()
 
+    async def saved(self, table: ReplyTable, row_id: uuid.UUID) -> Row[Any] | None:
+        """A reply's row as saved now (its columns), or None when it is gone."""
+        columns = table.__table__.c
+        found = await self.session.execute(select(*columns).where(columns.id == row_id))
+        return found.first()
+
+    async def is_reply_in_owned_chat(
+        self, user_id: uuid.UUID, chat_id: uuid.UUID, message_id: uuid.UUID
+    ) -> bool:
+        """Whether `message_id` is an assistant reply of the user's chat `chat_id` (not in the
+        trash), in one query."""
+        return bool(
+            await self.session.scalar(
+                _REPLY_IN_OWNED_CHAT,
+                {"user_id": user_id, "chat_id": chat_id, "message_id": message_id},
+            )
+        )
+
     async def chat_activity(self, chat_id: uuid.UUID) -> datetime | None:
         """The chat's last_message_at as stored now; None when the chat is gone."""
         return await self.session.scalar(select(Chat.last_message_at).where(Chat.id == chat_id))
@@ -135,6 +153,18 @@ _STREAMING_IN_CHAT = select(
         Message.chat_id == bindparam("chat_id", type_=Uuid),
         Message.status == MessageStatus.STREAMING,
         Message.updated_at > bindparam("fresh_after", type_=UTCDateTime),
+    )
+)
+
+
+_REPLY_IN_OWNED_CHAT = select(
+    exists().where(
+        Message.id == bindparam("message_id", type_=Uuid),
+        Message.chat_id == bindparam("chat_id", type_=Uuid),
+        Message.role == "assistant",
+        Chat.id == Message.chat_id,
+        Chat.user_id == bindparam("user_id", type_=Uuid),
+        Chat.deleted_at.is_(None),
     )
 )
 

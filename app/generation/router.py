@@ -1,9 +1,11 @@
 """The generation endpoints: chat replies, stateless generation and its history, models."""
 
+import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
@@ -34,11 +36,20 @@ from app.files.errors import (
     StorageUnavailable,
     TooManyAttachments,
 )
-from app.generation.dependencies import GenerationServiceDep, SummaryServiceDep
+from app.generation.dependencies import (
+    GenerationServiceDep,
+    IdempotencyKeysDep,
+    ReplyResumerDep,
+    SummaryServiceDep,
+)
 from app.generation.errors import (
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
     ImageRequired,
     InputBlocked,
     InputTooLarge,
+    InvalidIdempotencyKey,
+    InvalidLastEventId,
     ModelNotVisionCapable,
     PromptTooLong,
     ReplyInProgress,
@@ -48,8 +59,10 @@ from app.generation.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from app.generation.idempotency import IdempotencyKeys, ReplyKind, fingerprint, parse_key
 from app.generation.reply_events import SSE_HEADERS, EventStream
 from app.generation.reply_stream import ReplyStream
+from app.generation.resume import ReplyResumer, SavedReply
 from app.generation.schemas import (
     EditMessageRequest,
     GenerateRequest,
@@ -64,6 +77,8 @@ from app.generation.schemas import (
     SummaryRead,
 )
 from app.usage.service import QuotaExceeded
+
+logger = logging.getLogger("parley.generation")
 
 router = APIRouter(tags=["generation"])
 
@@ -100,7 +115,33 @@ REPLY_ERRORS = (
     UpstreamHTTPError,
     UpstreamIncomplete,
     UpstreamTimeout,
+    InvalidIdempotencyKey,
+    IdempotencyKeyReused,
+    IdempotencyKeyInProgress,
+    InvalidLastEventId,
 )
+
+# The IETF httpapi draft's header: a retry with the same key gets the same reply.
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Any unique string (a UUID) of 1 to 255 visible characters. The same key and "
+        "body within IDEMPOTENCY_KEY_HOURS (24) gets the same reply: its stream rejoined while "
+        "it runs, its saved outcome after; no second generation starts. Another body with the "
+        "key is 422 `idempotency_key_reused`; one still being prepared is 409.",
+    ),
+]
+# As browsers' EventSource sends it on reconnecting.
+LastEventIdHeader = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        description="The `id` of the last event received: only later events are sent.",
+    ),
+]
+# The response header of an answer replayed for a repeated Idempotency-Key.
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 # Refused before anything is stored: files that are not the caller's, too many or the same twice,
@@ -159,6 +200,74 @@ async def _answer(request: Request, reply: ReplyStream, stream: bool | None) -> 
     return JSONResponse(await reply.saved_reply(), headers=reply.headers)
 
 
+def _last_event_id(header: str | None, query: int | None = None) -> int:
+    """Where a rejoining client left off: `last_event_id` (query) or Last-Event-ID (header)."""
+    if query is not None:
+        return query
+    if header is None or not header.strip():
+        return 0
+    value = header.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        raise InvalidLastEventId()
+    return int(value)
+
+
+async def _rejoin(
+    request: Request,
+    resumer: ReplyResumer,
+    reply: SavedReply,
+    stream: bool | None,
+    *,
+    after: int = 0,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A reply started earlier, as SSE (the events after `after`, live to its end) or JSON."""
+    if _wants_stream(request, stream):
+        settings: Settings = request.app.state.runtime.settings
+        return EventStream(
+            (event.sse() async for event in resumer.events(reply, after)),
+            ping=settings.sse_ping_seconds,
+            headers={**SSE_HEADERS, **(headers or {})},
+        )
+    return JSONResponse(await resumer.outcome(reply), headers=headers)
+
+
+async def _reply(
+    request: Request,
+    *,
+    user_id: uuid.UUID,
+    key_header: str | None,
+    keys: IdempotencyKeys,
+    resumer: ReplyResumer,
+    body: BaseModel | None,
+    kind: ReplyKind,
+    stream: bool | None,
+    start: Callable[[], Awaitable[ReplyStream]],
+) -> Response:
+    """Starts a reply and answers it, unless an Idempotency-Key says an earlier attempt of the
+    same request started one: then that reply is answered instead."""
+    key = parse_key(key_header)
+    if key is None:
+        return await _answer(request, await start(), stream)
+    claim = await keys.claim(user_id, key, fingerprint(request.method, request.url.path, body))
+    if claim.reply is not None:
+        after = _last_event_id(request.headers.get("last-event-id"))
+        return await _rejoin(
+            request, resumer, claim.reply, stream, after=after, headers={REPLAYED_HEADER: "true"}
+        )
+    try:
+        reply = await start()
+    except BaseException:
+        keys.release_later(claim)
+        raise
+    try:
+        await keys.started(claim, kind, reply.reply_id)
+    except Exception:
+        # The reply runs; a retry meanwhile is 409 until the claim is given up as abandoned.
+        logger.warning("could not record the reply of an idempotency key", exc_info=True)
+    return await _answer(request, reply, stream)
+
+
 @_reply_route(
     "POST",
     "/api/chats/{chat_id}/messages",
@@ -172,18 +281,30 @@ async def send_message(
     chat: OwnedChat,
     user: GenerationUser,
     service: GenerationServiceDep,
+    keys: IdempotencyKeysDep,
+    resumer: ReplyResumerDep,
     request: Request,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Saves the user's message, then streams or returns the assistant's reply."""
-    reply = await service.send_message(
-        user,
-        chat,
-        content=body.content,
-        model=body.model,
-        parent_id=body.parent_id,
-        attachments=body.attachments,
+    return await _reply(
+        request,
+        user_id=user.id,
+        key_header=idempotency_key,
+        keys=keys,
+        resumer=resumer,
+        body=body,
+        kind="message",
+        stream=body.stream,
+        start=lambda: service.send_message(
+            user,
+            chat,
+            content=body.content,
+            model=body.model,
+            parent_id=body.parent_id,
+            attachments=body.attachments,
+        ),
     )
-    return await _answer(request, reply, body.stream)
 
 
 @_reply_route(
@@ -199,13 +320,27 @@ async def start_chat(
     body: StartChatRequest,
     user: GenerationUser,
     service: GenerationServiceDep,
+    keys: IdempotencyKeysDep,
+    resumer: ReplyResumerDep,
     request: Request,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Creates the chat and answers like sending a message to it (the `start` event and the
     reply carry `chat_id`). A send refused before the reply starts leaves no chat, and so does a
     reply that fails before its first token."""
-    reply = await service.start_chat(user, body, content=body.content, attachments=body.attachments)
-    return await _answer(request, reply, body.stream)
+    return await _reply(
+        request,
+        user_id=user.id,
+        key_header=idempotency_key,
+        keys=keys,
+        resumer=resumer,
+        body=body,
+        kind="message",
+        stream=body.stream,
+        start=lambda: service.start_chat(
+            user, body, content=body.content, attachments=body.attachments
+        ),
+    )
 
 
 @_reply_route(
@@ -224,13 +359,30 @@ async def edit_message(
     chat: OwnedChat,
     user: GenerationUser,
     service: GenerationServiceDep,
+    keys: IdempotencyKeysDep,
+    resumer: ReplyResumerDep,
     request: Request,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """The edit becomes a sibling of the original (which is kept) and gets a fresh reply."""
-    reply = await service.edit_message(
-        user, chat, message_id, content=body.content, model=body.model, attachments=body.attachments
+    return await _reply(
+        request,
+        user_id=user.id,
+        key_header=idempotency_key,
+        keys=keys,
+        resumer=resumer,
+        body=body,
+        kind="message",
+        stream=body.stream,
+        start=lambda: service.edit_message(
+            user,
+            chat,
+            message_id,
+            content=body.content,
+            model=body.model,
+            attachments=body.attachments,
+        ),
     )
-    return await _answer(request, reply, body.stream)
 
 
 @_reply_route(
@@ -248,13 +400,59 @@ async def regenerate_message(
     chat: OwnedChat,
     user: GenerationUser,
     service: GenerationServiceDep,
+    keys: IdempotencyKeysDep,
+    resumer: ReplyResumerDep,
     request: Request,
     body: RegenerateRequest | None = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Answers the same user message again; the new reply is a sibling of the old one."""
     body = body or RegenerateRequest()
-    reply = await service.regenerate(user, chat, message_id, model=body.model)
-    return await _answer(request, reply, body.stream)
+    model = body.model
+    return await _reply(
+        request,
+        user_id=user.id,
+        key_header=idempotency_key,
+        keys=keys,
+        resumer=resumer,
+        body=body,
+        kind="message",
+        stream=body.stream,
+        start=lambda: service.regenerate(user, chat, message_id, model=model),
+    )
+
+
+@router.get(
+    "/api/chats/{chat_id}/messages/{message_id}/stream",
+    summary="Rejoin a reply's stream (SSE)",
+    response_class=EventStream,
+    responses={
+        200: {
+            "description": "The reply's events after `Last-Event-ID` (header, as EventSource "
+            "sends it, or the `last_event_id` query parameter), in order, then live to its end. "
+            "A reply that has ended sends what was missed, or once its events have expired its "
+            "saved outcome (`done` or `error`) at once.",
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+        },
+        **error_responses(Unauthorized, ChatNotFound, MessageNotFound, InvalidLastEventId),
+    },
+)
+async def stream_reply(
+    chat_id: uuid.UUID,
+    message_id: uuid.UUID,
+    user: CurrentUser,
+    resumer: ReplyResumerDep,
+    request: Request,
+    last_event_id: Annotated[
+        int | None, Query(ge=0, le=999_999_999, description="Instead of the Last-Event-ID header.")
+    ] = None,
+    last_event_id_header: LastEventIdHeader = None,
+) -> Response:
+    """Rejoins an assistant reply after a dropped connection, on any worker: exactly the events
+    missed, then the rest live. Starts no generation."""
+    after = _last_event_id(last_event_id_header, last_event_id)
+    reply = await resumer.chat_reply(user.id, chat_id, message_id)
+    return await _rejoin(request, resumer, reply, True, after=after)
 
 
 @router.post(
@@ -295,11 +493,26 @@ async def summarize_chat(
     *ATTACHMENT_ERRORS,
 )
 async def generate(
-    body: GenerateRequest, user: GenerationUser, service: GenerationServiceDep, request: Request
+    body: GenerateRequest,
+    user: GenerationUser,
+    service: GenerationServiceDep,
+    keys: IdempotencyKeysDep,
+    resumer: ReplyResumerDep,
+    request: Request,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Runs a mode (e.g. the email writer) over a prompt; kept in GET /api/generations."""
-    reply = await service.generate(user, body)
-    return await _answer(request, reply, body.stream)
+    return await _reply(
+        request,
+        user_id=user.id,
+        key_header=idempotency_key,
+        keys=keys,
+        resumer=resumer,
+        body=body,
+        kind="generation",
+        stream=body.stream,
+        start=lambda: service.generate(user, body),
+    )
 
 
 @router.get(

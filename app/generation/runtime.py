@@ -14,7 +14,8 @@ import httpx
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.metrics import Metrics
-from app.generation.reply_stream import SHUTDOWN, ActiveReplies
+from app.generation.reply_buffer import RedisReplyBuffer
+from app.generation.reply_stream import SHUTDOWN, ActiveReplies, DisconnectPolicy
 from app.generation.stale_replies import sweep_forever, sweep_interrupted
 from app.generation.stop_signals import LocalStopBus, RedisStopBus, StopBus
 from app.generation.upstream.echo import EchoProvider
@@ -45,6 +46,8 @@ class GenerationRuntime:
     http: httpx.AsyncClient
     background: set[asyncio.Task[None]]
     guardrails: GuardrailPipeline
+    # Replies' events in Redis for clients rejoining on another worker; None without REDIS_URL.
+    buffer: RedisReplyBuffer | None = None
 
 
 @dataclass
@@ -153,7 +156,24 @@ async def generation_runtime(
             idle_timeout=settings.llm_idle_timeout,
         )
         providers = Providers(openai=openai, echo=EchoProvider(delay=settings.echo_token_delay))
-        replies = ActiveReplies()
+        buffer = (
+            RedisReplyBuffer(
+                settings.redis_url,
+                keep_seconds=settings.reply_buffer_seconds,
+                max_entries=settings.reply_buffer_max_entries,
+            )
+            if settings.redis_url
+            else None
+        )
+        if buffer is not None:
+            await buffer.start()
+        replies = ActiveReplies(
+            on_disconnect=DisconnectPolicy(
+                settings.reply_on_disconnect, settings.reply_resume_grace_seconds
+            ),
+            publisher=buffer,
+            keep_seconds=settings.reply_buffer_seconds,
+        )
         stops: StopBus
         if settings.redis_url:
             stops = RedisStopBus(replies, settings.redis_url)
@@ -171,6 +191,7 @@ async def generation_runtime(
             http=http,
             background=set(),
             guardrails=build_guardrails(settings, db, metrics, registry, openai),
+            buffer=buffer,
         )
         try:
             await sweep_interrupted(db, settings)
@@ -185,6 +206,8 @@ async def generation_runtime(
             sweeper.cancel()
             await runtime.replies.shutdown()
             await stops.close()
+            if buffer is not None:
+                await buffer.close()
             for task in list(runtime.background):
                 task.cancel()
             with suppress(Exception):

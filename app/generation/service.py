@@ -438,6 +438,7 @@ class GenerationService:
             load_images=self._image_loader(files, new) if prompt.images else None,
             guard=guard,
         )
+        reply.reply_id, reply.owner_id = assistant.id, user.id  # for clients rejoining it
         if first_exchange and self.settings.auto_title:
             user_text = parent.content
             reply.on_saved.append(
@@ -572,6 +573,7 @@ class GenerationService:
                 user_text=body.prompt,
             ),
         )
+        reply.reply_id, reply.owner_id = generation.id, user.id
         self.runtime.replies.reserve(reply.key)
         return self.runtime.replies.add(reply)
 

@@ -5,13 +5,17 @@ Protocol (JSON text frames):
   `{"type": "auth", "token": "<access token>"}` first (tokens never go in the URL);
 - send `{"type": "message", "content": "...", "model"?: "...", "parent_id"?: "...",
   "attachments"?: ["<file id>", ...]}`;
-- receive `{"event": "start"|"delta"|"usage"|"done"|"error", "data": {...}}`;
-- send `{"type": "stop"}` to stop the reply in progress.
+- receive `{"event": "start"|"delta"|"usage"|"done"|"error", "data": {...}, "id": n}` (`id`:
+  the event's number within its reply, as SSE's `id:`);
+- send `{"type": "stop"}` to stop the reply in progress;
+- send `{"type": "resume", "reply_id": "<assistant message id>", "last_event_id": n}` after a
+  reconnect to get the events of that reply after `n`, then the rest live.
 """
 
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -25,7 +29,9 @@ from app.core.logging import user_id_var
 from app.files.store import FileStore
 from app.generation import reply_events
 from app.generation.dependencies import open_services
-from app.generation.reply_stream import CLIENT_GONE, STOPPED, ReplyStream
+from app.generation.reply_events import ReplyEvent
+from app.generation.reply_stream import STOPPED, ReplyStream
+from app.generation.resume import ReplyResumer
 from app.generation.runtime import GenerationRuntime
 from app.generation.schemas import Content, ModelName
 
@@ -43,6 +49,8 @@ class WSMessage(BaseModel):
     parent_id: uuid.UUID | None = None
     attachments: list[uuid.UUID] = Field(default_factory=list)
     token: str | None = Field(default=None, max_length=4096)
+    reply_id: uuid.UUID | None = None
+    last_event_id: int = Field(default=0, ge=0, le=999_999_999)
 
 
 def _allowed_origin(websocket: WebSocket, runtime: Runtime) -> bool:
@@ -106,9 +114,10 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
 
     reply: ReplyStream | None = None
     forwarder: asyncio.Task[None] | None = None
+    resumer = ReplyResumer(runtime.db, runtime.settings, generation)
 
-    async def forward(current: ReplyStream) -> None:
-        async for event in current.events():
+    async def forward(events: AsyncIterator[ReplyEvent]) -> None:
+        async for event in events:
             await websocket.send_json(event.ws())
 
     try:
@@ -119,6 +128,26 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
             if frame.type == "stop":
                 if reply is not None:
                     reply.stop(STOPPED)
+                else:  # a reply rejoined with `resume`, or started on another socket
+                    try:
+                        await generation.stops.stop(f"chat:{chat_id}")
+                    except AppError as exc:
+                        await websocket.send_json(reply_events.error(exc.code, exc.message).ws())
+                continue
+            if frame.type == "resume" and frame.reply_id is not None:
+                # The reply keeps going while nobody follows it (within the grace): rejoin it.
+                try:
+                    async with open_services(runtime, generation, files) as services:
+                        lookup = ReplyResumer(
+                            runtime.db, runtime.settings, generation, services.generation.session
+                        )
+                        saved = await lookup.chat_reply(user.id, chat_id, frame.reply_id)
+                except AppError as exc:
+                    await websocket.send_json(reply_events.error(exc.code, exc.message).ws())
+                    continue
+                if forwarder is not None:
+                    forwarder.cancel()
+                forwarder = asyncio.create_task(forward(resumer.events(saved, frame.last_event_id)))
                 continue
             if frame.type != "message" or not frame.content:
                 await websocket.send_json(
@@ -143,11 +172,11 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                 extra = {"category": exc.category} if exc.category else {}
                 await websocket.send_json(reply_events.error(exc.code, exc.message, **extra).ws())
                 continue
-            forwarder = asyncio.create_task(forward(reply))
+            forwarder = asyncio.create_task(forward(reply.events()))
     except WebSocketDisconnect:
         pass
     finally:
-        if reply is not None:
-            reply.stop(CLIENT_GONE)
+        # The reply's last reader going away does what REPLY_ON_DISCONNECT says (by default, a
+        # grace for rejoining, then it stops), as for an SSE client.
         if forwarder is not None:
             forwarder.cancel()

@@ -176,6 +176,8 @@ class TestStreamFailures:
 
 
 class TestClientDisconnect:
+    # With no grace for rejoining, a client going away stops its reply at once.
+    @pytest.mark.parametrize("parley_overrides", [{"reply_resume_grace_seconds": 0}])
     async def test_upstream_is_closed_and_partial_reply_cancelled(
         self, parley, author, chat, fake_upstream
     ):

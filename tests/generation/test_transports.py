@@ -25,7 +25,13 @@ async def parley_on(
     fake_upstream: FakeUpstream,
     upstream_transport: UpstreamTransportName,
 ) -> AsyncIterator[Parley]:
-    settings = parley_settings(database, fake_upstream, upstream_transport=upstream_transport)
+    # No grace for rejoining: a client going away stops its reply at once.
+    settings = parley_settings(
+        database,
+        fake_upstream,
+        upstream_transport=upstream_transport,
+        reply_resume_grace_seconds=0,
+    )
     async with running_parley(settings) as running:
         yield running
 

@@ -3,6 +3,7 @@
 import asyncio
 import json
 
+import pytest
 import websockets
 
 from tests.support.upstream_fixtures import new_chat
@@ -86,6 +87,7 @@ class TestChatSocket:
             event = await next_event(socket)
             assert event["data"]["code"] == "chat_not_found"
 
+    @pytest.mark.parametrize("parley_overrides", [{"reply_resume_grace_seconds": 0}])
     async def test_disconnect_cancels_the_reply(self, parley, author, chat, fake_upstream):
         fake_upstream.state.tokens = 300
         fake_upstream.state.token_delay = 0.02

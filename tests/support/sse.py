@@ -12,17 +12,19 @@ import httpx
 class SSEEvent:
     event: str
     data: Any  # parsed JSON
+    id: str | None = None  # the event's own `id:` field, if it had one
 
 
 async def iter_sse(response: httpx.Response) -> AsyncIterator[SSEEvent]:
     """Yields each event as it arrives; comment lines (keep-alives) are skipped."""
     name = "message"
     data: list[str] = []
+    event_id: str | None = None
     async for line in response.aiter_lines():
         if line == "":
             if data:
-                yield SSEEvent(name, json.loads("\n".join(data)))
-            name, data = "message", []
+                yield SSEEvent(name, json.loads("\n".join(data)), event_id)
+            name, data, event_id = "message", [], None
         elif line.startswith(":"):
             continue
         else:
@@ -30,6 +32,8 @@ async def iter_sse(response: httpx.Response) -> AsyncIterator[SSEEvent]:
             value = value[1:] if value.startswith(" ") else value
             if field == "event":
                 name = value
+            elif field == "id":
+                event_id = value
             elif field == "data":
                 data.append(value)
 

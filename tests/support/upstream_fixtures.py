@@ -91,10 +91,21 @@ async def running_parley(settings: Settings) -> AsyncIterator[Parley]:
 
 
 @pytest.fixture
+def parley_overrides() -> dict[str, Any]:
+    """Settings of the `parley` fixture beyond the defaults; a test changes them with
+    `@pytest.mark.parametrize("parley_overrides", [{...}])`."""
+    return {}
+
+
+@pytest.fixture
 async def parley(
-    database: TestDatabase, clean_db: Any, fake_upstream: FakeUpstream
+    database: TestDatabase,
+    clean_db: Any,
+    fake_upstream: FakeUpstream,
+    parley_overrides: dict[str, Any],
 ) -> AsyncIterator[Parley]:
-    async with running_parley(parley_settings(database, fake_upstream)) as running:
+    settings = parley_settings(database, fake_upstream, **parley_overrides)
+    async with running_parley(settings) as running:
         yield running
 
 

@@ -1,0 +1,181 @@
+"""Idempotent sends: an `Idempotency-Key` header (the IETF httpapi draft's) makes a retried send
+return the reply the first attempt started instead of starting a second one.
+
+A key is claimed, per user, in its own committed transaction before anything else happens, so a
+retry reaching any worker finds it: with the same request (method, path and body) it gets the
+same reply (rejoined while it streams, its saved outcome after); with another request, 422
+`idempotency_key_reused`; while the first attempt is still preparing its reply, 409
+`idempotency_key_in_progress`. An attempt refused before its reply starts (a 4xx) frees the key,
+so fixing the request and retrying works. Records expire after IDEMPOTENCY_KEY_HOURS.
+"""
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import Database, utcnow
+from app.generation.errors import (
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+)
+from app.generation.models import IdempotencyKey
+from app.generation.resume import SavedReply, chat_reply, generation_reply
+
+logger = logging.getLogger("parley.generation")
+
+ReplyKind = Literal["message", "generation"]
+# A claim whose request never said which reply it started (its worker died in between) is
+# given up after this, so the key is not stuck until it expires.
+ABANDONED_AFTER = timedelta(minutes=5)
+MAX_KEY_LENGTH = 255
+
+
+def parse_key(header: str | None) -> str | None:
+    """The key of an Idempotency-Key header (a structured-field string: quotes optional), or
+    None without one; InvalidIdempotencyKey (400) when it is not 1-255 visible characters."""
+    if header is None:
+        return None
+    key = header.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not 0 < len(key) <= MAX_KEY_LENGTH or not all(" " <= c <= "~" for c in key):
+        raise InvalidIdempotencyKey()
+    return key
+
+
+def fingerprint(method: str, path: str, body: BaseModel | None) -> str:
+    """What makes two requests "the same": method, path and body as parsed (so JSON spacing or
+    key order does not matter)."""
+    payload = body.model_dump_json() if body is not None else "{}"
+    return hashlib.sha256(f"{method} {path}\n{payload}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A key this request now holds (`record_id`), or a retry's earlier reply (`reply`)."""
+
+    record_id: uuid.UUID | None = None
+    reply: SavedReply | None = None
+
+
+class IdempotencyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, record: IdempotencyKey) -> None:
+        self.session.add(record)
+        await self.session.flush()
+
+    async def find(self, user_id: uuid.UUID, key: str) -> IdempotencyKey | None:
+        found = await self.session.scalars(
+            select(IdempotencyKey).where(
+                IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
+            )
+        )
+        return found.first()
+
+    async def delete_expired(self) -> None:
+        await self.session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow())
+        )
+
+    async def delete(self, record_id: uuid.UUID) -> None:
+        await self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == record_id))
+
+    async def set_reply(self, record_id: uuid.UUID, kind: ReplyKind, reply_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.id == record_id)
+            .values(reply_kind=kind, reply_id=reply_id)
+        )
+
+
+class IdempotencyKeys:
+    """Claims keys and records the replies they started, each step in its own short
+    transaction (the request's session must not hold a connection meanwhile)."""
+
+    def __init__(
+        self,
+        db: Database,
+        request_session: AsyncSession,
+        *,
+        hours: float,
+        background: set[asyncio.Task[None]],
+    ) -> None:
+        self.db = db
+        self.request_session = request_session
+        self.lifetime = timedelta(hours=hours)
+        self.background = background
+
+    async def claim(self, user_id: uuid.UUID, key: str, request_fingerprint: str) -> Claim:
+        """Takes the key for this request, or finds what an earlier one with it started."""
+        # What the request read so far (its user, its chat) stays loaded; its connection goes
+        # back to the pool, so the claim's own transaction can commit on its own (and SQLite,
+        # one connection, does not wait on itself).
+        await self.request_session.commit()
+        for _attempt in range(3):
+            record = IdempotencyKey(
+                id=uuid.uuid4(),
+                user_id=user_id,
+                key=key,
+                fingerprint=request_fingerprint,
+                expires_at=utcnow() + self.lifetime,
+            )
+            try:
+                async with self.db.transaction() as session:
+                    repository = IdempotencyRepository(session)
+                    await repository.delete_expired()
+                    await repository.add(record)
+                return Claim(record_id=record.id)
+            except IntegrityError:
+                pass  # held already: by an earlier attempt, or by one running right now
+            async with self.db.transaction() as session:
+                repository = IdempotencyRepository(session)
+                existing = await repository.find(user_id, key)
+                if existing is None:
+                    continue  # expired and deleted meanwhile: claim it afresh
+                if existing.fingerprint != request_fingerprint:
+                    raise IdempotencyKeyReused()
+                if existing.reply_id is not None:
+                    if existing.reply_kind == "generation":
+                        return Claim(reply=generation_reply(existing.reply_id))
+                    return Claim(reply=chat_reply(existing.reply_id))
+                if existing.created_at > utcnow() - ABANDONED_AFTER:
+                    raise IdempotencyKeyInProgress()
+                await repository.delete(existing.id)
+        raise IdempotencyKeyInProgress()
+
+    async def started(self, claim: Claim, kind: ReplyKind, reply_id: uuid.UUID | None) -> None:
+        """Records the reply a claimed key started, for its retries."""
+        if claim.record_id is None or reply_id is None:
+            return
+        async with self.db.transaction() as session:
+            await IdempotencyRepository(session).set_reply(claim.record_id, kind, reply_id)
+
+    def release_later(self, claim: Claim) -> None:
+        """Frees the key of an attempt refused before its reply started, once the request's
+        own transaction (still open on the error's way out) has ended."""
+        if claim.record_id is None:
+            return
+        record_id = claim.record_id
+
+        async def release() -> None:
+            try:
+                async with self.db.transaction() as session:
+                    await IdempotencyRepository(session).delete(record_id)
+            except Exception:
+                logger.warning("could not free an idempotency key", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(release())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)

@@ -1,0 +1,232 @@
+"""Rejoining replies across workers: two real server processes sharing Redis and the database."""
+
+import asyncio
+import uuid
+
+import httpx
+
+from app.generation import reply_events
+from app.generation.reply_buffer import RedisReplyBuffer
+from app.generation.reply_events import ReplyEvent
+from tests.conftest import register
+from tests.generation.test_resume import NO_TITLES, SSE
+from tests.ops.test_processes import redis_url  # noqa: F401 - the fixture
+from tests.support.processes import server
+from tests.support.sse import collect_sse, iter_sse, text_of
+from tests.support.upstream_fixtures import new_chat
+from tests.support.wait import wait_until
+
+
+def _settings(database, fake, redis, **extra):
+    return {
+        "database_url": database.url,
+        "llm_base_url": fake.base_url,
+        "llm_model": "fake-model",
+        "redis_url": redis,
+        "stream_checkpoint_seconds": 0.25,
+        # Rate-limit counters in the shared Redis belong to this test alone.
+        "rate_limit_key_prefix": f"parley-test-{uuid.uuid4().hex}",
+        **NO_TITLES,
+        **extra,
+    }
+
+
+async def _drop_after(http, user, chat, deltas, headers=None):
+    received = []
+    async with http.stream(
+        "POST",
+        f"/api/chats/{chat['id']}/messages",
+        json={"content": "Long one"},
+        headers={**user.headers, **SSE, **(headers or {})},
+    ) as response:
+        assert response.status_code == 200, (await response.aread()).decode()
+        async for event in iter_sse(response):
+            received.append(event)
+            if len([e for e in received if e.event == "delta"]) == deltas:
+                break
+    assert received[-1].event == "delta"
+    return received
+
+
+async def _saved(http, user, chat):
+    async def settled():
+        response = await http.get(f"/api/chats/{chat['id']}/messages", headers=user.headers)
+        reply = response.json()["items"][-1]
+        return reply if reply["status"] != "streaming" else None
+
+    return await wait_until(settled, timeout=15, interval=0.1)
+
+
+class TestRejoinOnAnotherWorker:
+    async def test_the_other_worker_sends_exactly_the_missed_deltas(
+        self,
+        database,
+        clean_db,
+        fake_upstream,
+        redis_url,  # noqa: F811
+    ):
+        fake_upstream.state.tokens = 150
+        fake_upstream.state.token_delay = 0.01
+        settings = _settings(database, fake_upstream, redis_url)
+        async with (
+            server(settings) as first,
+            server(settings) as second,
+            httpx.AsyncClient(base_url=first.base_url, timeout=20) as one,
+            httpx.AsyncClient(base_url=second.base_url, timeout=20) as two,
+        ):
+            user = await register(one)
+            chat = await new_chat(one, user)
+            before = await _drop_after(one, user, chat, 10)
+            message_id = before[0].data["assistant_message_id"]
+            async with two.stream(
+                "GET",
+                f"/api/chats/{chat['id']}/messages/{message_id}/stream",
+                headers={**user.headers, "Last-Event-ID": before[-1].id},
+            ) as response:
+                after = await collect_sse(response)
+            saved = await _saved(two, user, chat)
+        # A follower through Redis gets every event as it was numbered (none joined); the first
+        # worker may have joined deltas for the client when it fell behind.
+        ids = [int(e.id) for e in after]
+        assert ids == list(range(int(before[-1].id) + 1, int(before[-1].id) + 1 + len(ids)))
+        assert after[-1].event == "done" and after[-1].data["status"] == "complete"
+        assert text_of(before) + text_of(after) == saved["content"]
+        assert saved["content"] == "".join(f"tok{i} " for i in range(150))
+        assert len(fake_upstream.state.requests) == 1
+        assert fake_upstream.state.disconnects == 0
+
+    async def test_a_rejoin_within_the_grace_on_another_worker_keeps_the_reply_going(
+        self,
+        database,
+        clean_db,
+        fake_upstream,
+        redis_url,  # noqa: F811
+    ):
+        # The rejoin is followed through Redis: the first worker, with no client of its own,
+        # must see it there and not cancel the reply when its grace ends.
+        fake_upstream.state.tokens = 400
+        fake_upstream.state.token_delay = 0.01
+        settings = _settings(database, fake_upstream, redis_url, reply_resume_grace_seconds=1)
+        async with (
+            server(settings) as first,
+            server(settings) as second,
+            httpx.AsyncClient(base_url=first.base_url, timeout=20) as one,
+            httpx.AsyncClient(base_url=second.base_url, timeout=20) as two,
+        ):
+            user = await register(one)
+            chat = await new_chat(one, user)
+            before = await _drop_after(one, user, chat, 3)
+            async with two.stream(
+                "GET",
+                f"/api/chats/{chat['id']}/messages/{before[0].data['assistant_message_id']}/stream",
+                headers=user.headers,
+                params={"last_event_id": before[-1].id},
+            ) as response:
+                after = await collect_sse(response)
+        assert after[-1].event == "done" and after[-1].data["status"] == "complete"
+        assert text_of(before) + text_of(after) == after[-1].data["content"]
+        assert fake_upstream.state.disconnects == 0
+
+    async def test_without_a_rejoin_the_upstream_is_closed_after_the_grace(
+        self,
+        database,
+        clean_db,
+        fake_upstream,
+        redis_url,  # noqa: F811
+    ):
+        fake_upstream.state.tokens = 2000
+        fake_upstream.state.token_delay = 0.01
+        settings = _settings(database, fake_upstream, redis_url, reply_resume_grace_seconds=1)
+        async with (
+            server(settings) as first,
+            httpx.AsyncClient(base_url=first.base_url, timeout=20) as one,
+        ):
+            user = await register(one)
+            chat = await new_chat(one, user)
+            await _drop_after(one, user, chat, 3)
+            await wait_until(fake_upstream.state.disconnected.is_set, timeout=10)
+            saved = await _saved(one, user, chat)
+        assert saved["status"] == "cancelled" and saved["error_code"] == "client_disconnected"
+
+
+class TestRedisReplyBuffer:
+    async def test_a_follower_gets_every_event_whatever_the_batches(self, redis_url):  # noqa: F811
+        name = f"parley-test-{uuid.uuid4().hex[:12]}"
+        buffer = RedisReplyBuffer(redis_url, keep_seconds=60, max_entries=1000, name=name)
+        reply_id = str(uuid.uuid4())
+
+        async def following():
+            clients = await buffer.client.client_list()
+            return any(c.get("name") == name and c.get("cmd") == "xread" for c in clients)
+
+        try:
+            for number in (1, 2, 3):
+                buffer.publish(reply_id, reply_events.delta(f"part {number} ").numbered(number))
+            await buffer.flush()
+            got = []
+
+            async def follow(after):
+                async for event in buffer.follow(reply_id, after, alive=_alive):
+                    got.append(event)
+
+            # Caught up at 3: the next entry holds event 4 alone, then 5 and 6 come together.
+            follower = asyncio.create_task(follow(3))
+            await wait_until(following)  # caught up, blocked in XREAD
+            buffer.publish(reply_id, reply_events.delta("part 4 ").numbered(4))
+            await buffer.flush()
+            buffer.publish(reply_id, reply_events.delta("part 5 ").numbered(5))
+            buffer.publish(reply_id, ReplyEvent("done", {"content": "all"}).numbered(6))
+            await buffer.flush()
+            await asyncio.wait_for(follower, timeout=10)
+            assert [(e.id, e.name) for e in got] == [(4, "delta"), (5, "delta"), (6, "done")]
+            # From the middle of a batch: only what comes after.
+            got.clear()
+            await asyncio.wait_for(follow(5), timeout=10)
+            assert [e.id for e in got] == [6]
+        finally:
+            await buffer.close()
+
+
+async def _alive():
+    return True
+
+
+class TestIdempotentRetryOnAnotherWorker:
+    async def test_a_retried_post_starts_no_second_generation(
+        self,
+        database,
+        clean_db,
+        fake_upstream,
+        redis_url,  # noqa: F811
+    ):
+        fake_upstream.state.tokens = 100
+        fake_upstream.state.token_delay = 0.01
+        settings = _settings(database, fake_upstream, redis_url)
+        key = {"Idempotency-Key": str(uuid.uuid4())}
+        async with (
+            server(settings) as first,
+            server(settings) as second,
+            httpx.AsyncClient(base_url=first.base_url, timeout=20) as one,
+            httpx.AsyncClient(base_url=second.base_url, timeout=20) as two,
+        ):
+            user = await register(one)
+            chat = await new_chat(one, user)
+            before = await _drop_after(one, user, chat, 5, headers=key)
+            async with two.stream(
+                "POST",
+                f"/api/chats/{chat['id']}/messages",
+                json={"content": "Long one"},
+                headers={**user.headers, **SSE, **key},
+            ) as response:
+                assert response.headers["idempotent-replayed"] == "true"
+                again = await collect_sse(response)
+            json_retry = await two.post(
+                f"/api/chats/{chat['id']}/messages",
+                json={"content": "Long one"},
+                headers={**user.headers, **key},
+            )
+        assert again[0].event == "start" and again[0].data == before[0].data
+        assert text_of(again) == again[-1].data["content"]
+        assert text_of(before) == again[-1].data["content"][: len(text_of(before))]
+        assert json_retry.status_code == 200 and json_retry.json() == again[-1].data
+        assert len(fake_upstream.state.requests) == 1
