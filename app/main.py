@@ -38,6 +38,8 @@ from app.generation.router import router as generation_router
 from app.generation.runtime import generation_runtime
 from app.generation.websocket import router as ws_router
 from app.health.router import router as health_router
+from app.knowledge.router import router as knowledge_router
+from app.knowledge.runtime import knowledge_runtime
 from app.mail import Mailer, build_mail_sender
 from app.usage.router import router as usage_router
 
@@ -97,7 +99,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 generation_runtime(settings, runtime.db, runtime.metrics) as generation,
                 files.running(),
                 trash_purge(runtime.db, settings),
+                knowledge_runtime(settings, runtime.db, files, generation.http) as knowledge,
             ):
+                generation.knowledge = knowledge
+                app.state.knowledge = knowledge
                 app.state.generation = generation
                 _tune_garbage_collector()
                 yield
@@ -157,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ws_router)
     app.include_router(usage_router)
     app.include_router(files_router)
+    app.include_router(knowledge_router)
     return app
 
 

@@ -12,6 +12,7 @@ from app.chats.models import Chat, Message
 from app.core.db import Base
 from app.files.models import File, FileText, MessageAttachment, PendingBlob
 from app.generation.models import Generation
+from app.knowledge.models import Collection, CollectionFile, KnowledgeChunk, KnowledgeDocument
 from app.usage.models import UsageRecord
 from app.users.models import User
 
@@ -20,9 +21,13 @@ __all__ = [
     "AuthSession",
     "Base",
     "Chat",
+    "Collection",
+    "CollectionFile",
     "File",
     "FileText",
     "Generation",
+    "KnowledgeChunk",
+    "KnowledgeDocument",
     "LoginAttempt",
     "Message",
     "MessageAttachment",

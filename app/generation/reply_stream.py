@@ -76,6 +76,9 @@ SHUTDOWN = StopReason("cancelled", "server_shutdown", "The server is shutting do
 
 # Loads the data URLs of a prompt's images (app/files/attachments.py), by file id.
 ImageLoader = Callable[[Sequence[ImageInput]], Awaitable[dict[uuid.UUID, str]]]
+# Completes the prompt just before the upstream is called (retrieval: app/generation/retrieval.py)
+# and returns it with an event to send first (`sources`), or None.
+PromptHook = Callable[[list[ChatMessage]], Awaitable[tuple[list[ChatMessage], ReplyEvent | None]]]
 
 
 @dataclass
@@ -94,6 +97,9 @@ class ReplyStream:
     # Reads the images the prompt sends, once the request's transaction has ended: decoding
     # them may take a while, and no database connection is held for it.
     load_images: ImageLoader | None = None
+    # Runs in the reply's task, before the upstream call: network calls and its own short
+    # transactions, never the request's connection.
+    prepare: PromptHook | None = None
     # Response headers for whoever serves the reply (the remaining quota).
     headers: dict[str, str] = field(default_factory=dict)
     _queue: asyncio.Queue[ReplyEvent | None] = field(default_factory=asyncio.Queue)
@@ -217,6 +223,10 @@ class ReplyStream:
         checkpoints = asyncio.create_task(self._checkpoints(parts))
         try:
             messages = await self._messages()
+            if self.prepare is not None:
+                messages, first = await self.prepare(messages)
+                if first is not None:
+                    self._emit(first)
             async with aclosing(self.provider.stream(self.model, messages, self.params)) as s:
                 async for event in s:
                     if isinstance(event, TextDelta):

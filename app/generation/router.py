@@ -63,6 +63,7 @@ from app.generation.schemas import (
     SummarizeRequest,
     SummaryRead,
 )
+from app.knowledge.errors import CollectionNotFound
 from app.usage.service import QuotaExceeded
 
 router = APIRouter(tags=["generation"])
@@ -165,6 +166,7 @@ async def _answer(request: Request, reply: ReplyStream, stream: bool | None) -> 
     "Send a message and get the reply (SSE or JSON)",
     MessageRead,
     ChatNotFound,
+    CollectionNotFound,
     *ATTACHMENT_ERRORS,
 )
 async def send_message(
@@ -182,6 +184,7 @@ async def send_message(
         model=body.model,
         parent_id=body.parent_id,
         attachments=body.attachments,
+        collection_ids=body.collection_ids,
     )
     return await _answer(request, reply, body.stream)
 
@@ -191,6 +194,7 @@ async def send_message(
     "/api/chats/start",
     "Create a chat and send its first message (SSE or JSON)",
     MessageRead,
+    CollectionNotFound,
     InvalidModeParams,
     UnknownMode,
     *ATTACHMENT_ERRORS,

@@ -22,6 +22,7 @@ from app.generation.upstream.openai import OpenAIProvider
 from app.generation.upstream.probe import UpstreamProbe
 from app.generation.upstream.registry import ModelRegistry, Providers
 from app.generation.upstream.transport import build_http_client
+from app.knowledge.runtime import KnowledgeRuntime
 
 logger = logging.getLogger("parley.generation")
 
@@ -40,6 +41,8 @@ class GenerationRuntime:
     stops_shared: bool
     http: httpx.AsyncClient
     background: set[asyncio.Task[None]]
+    # Retrieval for chats that name collections; set by the app's lifespan (app/main.py).
+    knowledge: "KnowledgeRuntime | None" = None
 
 
 def _stop_replies_on_exit_signals(replies: ActiveReplies) -> Callable[[], None]:
