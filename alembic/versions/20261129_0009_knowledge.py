@@ -129,6 +129,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_knowledge_chunk")),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_knowledge_chunk_document_id", "knowledge_chunk", ["document_id"])
 

@@ -104,9 +104,10 @@ class KnowledgeChunk(Base):
     """A piece of a document's text, as indexed and as quoted in prompts."""
 
     __tablename__ = "knowledge_chunk"
+    # SQLite: ids never reused, so a vector left by a cascade is never mistaken for a new chunk's.
+    __table_args__ = {"sqlite_autoincrement": True}
 
-    # The full-text and vector indexes' rowid: an integer, never reused (SQLite AUTOINCREMENT
-    # is not needed: rows are deleted only with their document, and the indexes with them).
+    # The full-text and vector indexes' rowid: an integer.
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import after_commit, utcnow
 from app.files.errors import FileNotFound
-from app.files.models import FileKind
+from app.files.models import File, FileKind
 from app.files.repository import FileRepository
 from app.knowledge.errors import (
     CollectionFileLimit,
