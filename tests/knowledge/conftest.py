@@ -87,7 +87,7 @@ def knowledge_settings(
         "embedding_base_url": fake.base_url,
         "embedding_model": "fake-embed",
         "embedding_dimensions": DIMENSIONS,
-        "rag_min_similarity": 0.4,
+        "rag_min_similarity": 0.35,
         "rag_top_k": 3,
         "rag_chunk_tokens": 120,
         "rag_chunk_overlap": 10,

@@ -137,7 +137,7 @@ class TestIngestion:
         [status] = await settled(parley, author, coll)
         assert status["status"] == "ready" and status["chunk_count"] == 2
         assert fake_upstream.state.embedding_requests  # the chunks were embedded
-        read = (await parley.http.get(f"/api/collections/{coll['id']}", headers=author.headers))
+        read = await parley.http.get(f"/api/collections/{coll['id']}", headers=author.headers)
         assert read.json()["ready_count"] == 1
 
     async def test_the_same_bytes_are_ingested_once(
@@ -151,9 +151,11 @@ class TestIngestion:
         assert added["status"] == "ready" and added["chunk_count"] == 2
         assert len(fake_upstream.state.embedding_requests) == embedded
 
-    async def test_pdf_pages_are_kept_as_sources(self, parley: Parley, author: SignedInUser) -> None:
+    async def test_pdf_pages_are_kept_as_sources(
+        self, parley: Parley, author: SignedInUser
+    ) -> None:
         pdf = samples.pdf(["Introduction to the device.", "The warranty covers water damage."])
-        coll, file = await indexed(parley, author, "", name="x")  if False else (None, None)
+        coll, file = await indexed(parley, author, "", name="x") if False else (None, None)
         coll = await collection(parley, author)
         file = await upload(parley, author, "manual.pdf", pdf)
         await add(parley, author, coll, file)
@@ -163,8 +165,10 @@ class TestIngestion:
         assert hits[0]["page"] == 2 and hits[0]["name"] == "manual.pdf"
 
     async def test_html_is_indexed_as_its_text(self, parley: Parley, author: SignedInUser) -> None:
-        page = b"<html><head><script>var secret = 1;</script></head><body><h1>Returns</h1>" \
+        page = (
+            b"<html><head><script>var secret = 1;</script></head><body><h1>Returns</h1>"
             b"<p>Returns are accepted within thirty days.</p></body></html>"
+        )
         coll = await collection(parley, author)
         await add(parley, author, coll, await upload(parley, author, "returns.html", page))
         await settled(parley, author, coll)
@@ -235,7 +239,9 @@ class TestIngestion:
 
 
 class TestSearch:
-    async def test_the_relevant_chunk_ranks_first(self, parley: Parley, author: SignedInUser) -> None:
+    async def test_the_relevant_chunk_ranks_first(
+        self, parley: Parley, author: SignedInUser
+    ) -> None:
         coll, file = await indexed(parley, author, WARRANTY + "\n" + RECIPES)
         result = await search(parley, author, coll, "Is water damage under warranty?")
         assert result["retrieval"] == "hybrid"
@@ -279,7 +285,7 @@ class TestChatRetrieval:
         # Exactly one embedding request for the message, whatever the collections.
         assert len(fake_upstream.state.embedding_requests) == embedded + 1
         prompt = fake_upstream.state.requests[-1]["messages"][-1]["content"]
-        assert "<source id=\"1\" name=\"manual.md\"" in prompt
+        assert '<source id="1" name="manual.md"' in prompt
         assert "covers water damage for two years" in prompt
         assert prompt.endswith("Does the warranty cover water damage?")
         done = next(e.data for e in events if e.event == "done")
@@ -413,4 +419,4 @@ class TestReindex:
             assert read.json()["needs_reindex"] is False
             async with clean_vector_db.connect() as connection:
                 spaces = (await connection.execute(select(KnowledgeDocument.space))).scalars()
-                assert list(spaces) == [f"fake-embed-v2@64"]
+                assert list(spaces) == ["fake-embed-v2@64"]

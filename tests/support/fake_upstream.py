@@ -174,9 +174,7 @@ class FakeUpstream:
             return
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         dimensions = (
-            state.embedding_wrong_dimensions
-            or body.get("dimensions")
-            or state.embedding_dimensions
+            state.embedding_wrong_dimensions or body.get("dimensions") or state.embedding_dimensions
         )
         data = [
             {"object": "embedding", "index": i, "embedding": fake_embedding(text, dimensions)}
@@ -376,12 +374,50 @@ class _ChunkMaker:
         return {**self._base, "choices": [choice]}
 
 
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "does",
+        "do",
+        "for",
+        "from",
+        "how",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "the",
+        "this",
+        "to",
+        "under",
+        "what",
+        "when",
+        "which",
+        "who",
+        "why",
+        "with",
+    ]
+)
+
+
 def fake_embedding(text: str, dimensions: int) -> list[float]:
     """A deterministic unit vector of hashed features: each word (weight 1) and its character
     trigrams (weight 0.3), each at a hashed index with a hashed sign. Texts sharing words point
     the same way; unrelated texts are nearly orthogonal."""
     vector = [0.0] * dimensions
     for word in re.findall(r"[^\W_]+", text.casefold()):
+        if word in _STOPWORDS:
+            continue
         features = [(word, 1.0)]
         padded = f"#{word}#"
         features += [(padded[i : i + 3], 0.3) for i in range(len(padded) - 2)]
