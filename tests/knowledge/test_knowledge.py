@@ -143,7 +143,7 @@ class TestIngestion:
     async def test_the_same_bytes_are_ingested_once(
         self, parley: Parley, author: SignedInUser, fake_upstream: FakeUpstream
     ) -> None:
-        coll, _ = await indexed(parley, author, WARRANTY)
+        await indexed(parley, author, WARRANTY)
         embedded = len(fake_upstream.state.embedding_requests)
         again = await upload(parley, author, "copy.md", WARRANTY.encode())
         second = await collection(parley, author, "Second")
@@ -274,9 +274,7 @@ class TestChatRetrieval:
         chat = await new_chat(parley.http, author, collection_ids=[coll["id"], other["id"]])
         assert chat["collection_ids"] == [coll["id"], other["id"]]
         embedded = len(fake_upstream.state.embedding_requests)
-        response, events = await stream(
-            parley, author, chat, "Does the warranty cover water damage?"
-        )
+        _, events = await stream(parley, author, chat, "Does the warranty cover water damage?")
         order = names(events)
         assert order.index("sources") < order.index("delta")
         sources = next(e.data for e in events if e.event == "sources")
@@ -352,7 +350,6 @@ class TestRecovery:
     ) -> None:
         coll = await collection(parley, author)
         file = await upload(parley, author, "manual.md", WARRANTY.encode())
-        await parley.http.app if False else None
         # A worker claimed it and died: processing, with a lease that has lapsed.
         await add(parley, author, coll, file)
         await settled(parley, author, coll)

@@ -375,7 +375,7 @@ class _ChunkMaker:
 
 
 _STOPWORDS = frozenset(
-    [
+    {
         "a",
         "an",
         "and",
@@ -406,7 +406,7 @@ _STOPWORDS = frozenset(
         "who",
         "why",
         "with",
-    ]
+    }
 )
 
 
