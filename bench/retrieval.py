@@ -66,7 +66,7 @@ def unit(vector: list[float]) -> list[float]:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class Data:
@@ -222,7 +222,7 @@ async def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str
                         limit=10,
                     )
                 exact = sorted(
-                    vectors, key=lambda item: -sum(a * b for a, b in zip(vector, item[1]))
+                    vectors, key=lambda item: -sum(a * b for a, b in zip(vector, item[1], strict=True))
                 )[:10]
                 hits += len({c.chunk_id for c in found} & {chunk_id for chunk_id, _ in exact})
             recall = hits / (10 * len(sample))
@@ -244,9 +244,7 @@ async def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str
             per_message = (len(fake.state.embedding_requests) - before - 20) / 20
     async with db.transaction() as session:
         if db.engine.dialect.name == "sqlite":
-            size = Path(url.split("///", 1)[1]).stat().st_size
-            wal = Path(url.split("///", 1)[1] + "-wal")
-            size += wal.stat().st_size if wal.exists() else 0
+            size = _sqlite_size(url.split("///", 1)[1])
         else:
             size = int(
                 await session.scalar(text("SELECT pg_database_size(current_database())")) or 0
@@ -264,6 +262,11 @@ async def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str
         "TTFT added p50/p99 ms": f"{statistics.median(added):.1f} / {percentile(added, 99):.1f}",
         "embeddings/message": f"{per_message:.0f}",
     }
+
+
+def _sqlite_size(path: str) -> int:
+    """The database file and its write-ahead log."""
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
 
 
 async def main() -> None:

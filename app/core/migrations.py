@@ -24,7 +24,14 @@ def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
     return not any(bare == base or bare.startswith(f"{base}_") for base in SEARCH_OBJECTS)
 
 
+# Columns that exist only in migrations: Postgres' generated tsvector of knowledge chunks.
+MIGRATION_ONLY_COLUMNS = {("knowledge_chunk", "text_search")}
+
+
 def include_object(
     object_: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
+    if type_ == "column":
+        table = getattr(getattr(object_, "table", None), "name", None)
+        return (table, name) not in MIGRATION_ONLY_COLUMNS
     return not (type_ == "table" and name == "alembic_version")

@@ -2,7 +2,8 @@
 
 - SQLite: FTS5 (knowledge_chunk_search, migration 0009) and sqlite-vec's vec0 table
   knowledge_vec_<dimensions>, partitioned by user, cosine distance (exact: vec0 scans).
-- Postgres: a GIN index on to_tsvector('english', text) (0009) and pgvector's
+- Postgres: knowledge_chunk.text_search, a stored to_tsvector('english', text) with a GIN
+  index (0009), and pgvector's
   knowledge_embedding with one HNSW index (cosine) per dimension, a partial expression index.
 
 Each search is one statement per index over every collection asked for at once, restricted to
@@ -303,9 +304,9 @@ class PostgresIndex(KnowledgeIndex):
         limit: int,
     ) -> list[Candidate]:
         statement = text(
-            "SELECT c.id, ts_rank_cd(to_tsvector('english', c.text), q) AS score"
+            "SELECT c.id, ts_rank_cd(c.text_search, q) AS score"
             " FROM knowledge_chunk c, to_tsquery('english', :match) q"
-            f" WHERE to_tsvector('english', c.text) @@ q AND {_member(space=False)}"
+            f" WHERE c.text_search @@ q AND {_member(space=False)}"
             " ORDER BY score DESC LIMIT :limit"
         ).bindparams(*_params(user_id, collection_ids))  # type: ignore[arg-type]
         rows = await session.execute(statement, {"match": " | ".join(words), "limit": limit})
