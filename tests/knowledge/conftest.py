@@ -6,14 +6,12 @@ pgvector, so a Postgres 16 with pgvector (the `pgserver` package's) is started o
 and these tests run on it; tests/knowledge/test_fallback.py covers the suite's own server.
 """
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,11 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.config import Settings
 from app.core.db import create_engine
 from app.models import Base
-from tests.conftest import BACKEND, TestDatabase, make_settings, migrate, run_in_thread
+from tests.conftest import BACKEND, TestDatabase, make_settings, migrate
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.upstream_fixtures import Parley, parley_settings, running_parley
 
 DIMENSIONS = 64
+# The pgserver instance behind each pgvector database's URL (for tests that make databases).
+PG_SERVERS: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +41,7 @@ def pgvector_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Test
     url = f"postgresql+asyncpg://postgres@/{name}?host={root}"
     try:
         migrate(url)
+        PG_SERVERS[url] = server
         yield TestDatabase(url, "postgres")
     finally:
         server.cleanup()
@@ -108,6 +109,3 @@ async def parley(
     settings = knowledge_settings(vector_database, fake_upstream, tmp_path)
     async with running_parley(settings) as running:
         yield running
-
-
-__all__ = ["asyncio", "asyncpg", "run_in_thread"]
