@@ -4,8 +4,8 @@ Protocol (JSON text frames):
 - authenticate with the `parley_access` cookie at the handshake, or send
   `{"type": "auth", "token": "<access token>"}` first (tokens never go in the URL);
 - send `{"type": "message", "content": "...", "model"?: "...", "parent_id"?: "...",
-  "attachments"?: ["<file id>", ...]}`;
-- receive `{"event": "start"|"delta"|"usage"|"done"|"error", "data": {...}}`;
+  "attachments"?: ["<file id>", ...], "collection_ids"?: ["<collection id>", ...]}`;
+- receive `{"event": "start"|"sources"|"delta"|"usage"|"done"|"error", "data": {...}}`;
 - send `{"type": "stop"}` to stop the reply in progress.
 """
 
@@ -28,6 +28,7 @@ from app.generation.dependencies import open_services
 from app.generation.reply_stream import CLIENT_GONE, STOPPED, ReplyStream
 from app.generation.runtime import GenerationRuntime
 from app.generation.schemas import Content, ModelName
+from app.knowledge.schemas import CollectionIds
 
 router = APIRouter()
 
@@ -42,6 +43,7 @@ class WSMessage(BaseModel):
     model: ModelName | None = None
     parent_id: uuid.UUID | None = None
     attachments: list[uuid.UUID] = Field(default_factory=list)
+    collection_ids: CollectionIds | None = None
     token: str | None = Field(default=None, max_length=4096)
 
 
@@ -138,6 +140,7 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                         model=frame.model,
                         parent_id=frame.parent_id,
                         attachments=frame.attachments,
+                        collection_ids=frame.collection_ids,
                     )
             except AppError as exc:
                 await websocket.send_json(reply_events.error(exc.code, exc.message).ws())

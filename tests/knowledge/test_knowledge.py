@@ -3,10 +3,12 @@ background workers into the database's index (sqlite-vec + FTS5, or pgvector + t
 searched, and retrieved into chat replies on a real uvicorn; the fake upstream serves the
 embeddings and counts the requests."""
 
+import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import websockets
 from sqlalchemy import select, update
 
 from app.core.db import utcnow
@@ -14,6 +16,7 @@ from app.knowledge.models import DocumentStatus, KnowledgeDocument
 from tests.conftest import SignedInUser, assert_error, register
 from tests.files import samples
 from tests.generation.test_replies import stream, thread
+from tests.generation.test_websocket import events_until_end, ws_url
 from tests.knowledge.conftest import knowledge_settings
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.sse import names
@@ -292,6 +295,30 @@ class TestChatRetrieval:
         assert reply["sources"] == sources["sources"]
         export = await parley.http.get(f"/api/chats/{chat['id']}/export", headers=author.headers)
         assert export.json()["messages"][-1]["sources"] == sources["sources"]
+        markdown = await parley.http.get(
+            f"/api/chats/{chat['id']}/export",
+            params={"format": "markdown"},
+            headers=author.headers,
+        )
+        assert "Sources:\n\n- manual.md (“Warranty”)" in markdown.text
+
+    async def test_the_websocket_sends_the_same_sources_event(
+        self, parley: Parley, author: SignedInUser
+    ) -> None:
+        coll, file = await indexed(parley, author, WARRANTY)
+        chat = await new_chat(parley.http, author)
+        async with websockets.connect(ws_url(parley, chat)) as socket:
+            await socket.send(json.dumps({"type": "auth", "token": author.access_token}))
+            message = {
+                "type": "message",
+                "content": "Does the warranty cover water damage?",
+                "collection_ids": [coll["id"]],
+            }
+            await socket.send(json.dumps(message))
+            events = await events_until_end(socket)
+        kinds = [e["event"] for e in events]
+        assert kinds.index("sources") < kinds.index("delta")
+        assert events[kinds.index("sources")]["data"]["sources"][0]["file_id"] == file["id"]
 
     async def test_a_follow_up_is_rewritten_into_a_standalone_query(
         self, parley: Parley, author: SignedInUser, fake_upstream: FakeUpstream
