@@ -206,6 +206,10 @@ async def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str
     db = Database(settings)
     data = Data()
     user_id, collection_ids, rate, vectors = await build(db, args.chunks, data)
+    # Fresh statistics, as autovacuum (Postgres) or PRAGMA optimize (SQLite) would have them.
+    async with db.engine.connect() as connection:
+        await connection.execute(text("ANALYZE"))
+        await connection.commit()
     index = build_index(db.engine.dialect.name, DIM)
     await index.prepare(db.engine)
     async with run_fake_upstream() as fake:
