@@ -444,3 +444,30 @@ class TestReindex:
             async with clean_vector_db.connect() as connection:
                 spaces = (await connection.execute(select(KnowledgeDocument.space))).scalars()
                 assert list(spaces) == ["fake-embed-v2@64"]
+
+
+class TestLimits:
+    async def test_a_document_without_text_fails_with_the_reason(
+        self, parley: Parley, author: SignedInUser
+    ) -> None:
+        coll = await collection(parley, author)
+        await add(parley, author, coll, await upload(parley, author, "blank.txt", b" \n\n \n"))
+        [status] = await settled(parley, author, coll)
+        assert status["status"] == "failed"
+        assert status["error_code"] == "document_has_no_text"
+
+    async def test_the_chunk_cap_is_said_on_the_file(
+        self,
+        vector_database: Any,
+        clean_vector_db: Any,
+        fake_upstream: FakeUpstream,
+        tmp_path: Any,
+    ) -> None:
+        settings = knowledge_settings(vector_database, fake_upstream, tmp_path, rag_max_chunks=1)
+        async with running_parley(settings) as parley:
+            user = await register(parley.http)
+            coll = await collection(parley, user)
+            await add(parley, user, coll, await upload(parley, user, "m.md", WARRANTY.encode()))
+            [status] = await settled(parley, user, coll)
+        assert status["status"] == "ready" and status["chunk_count"] == 1
+        assert status["cuts"] == ["Only the first 1 chunks were indexed."]
