@@ -39,6 +39,8 @@ from app.generation.runtime import generation_runtime
 from app.generation.websocket import router as ws_router
 from app.guardrails.router import router as moderation_router
 from app.health.router import router as health_router
+from app.knowledge.router import router as knowledge_router
+from app.knowledge.runtime import knowledge_runtime
 from app.mail import Mailer, build_mail_sender
 from app.usage.router import router as usage_router
 from app.web.router import install_web_client
@@ -99,7 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 generation_runtime(settings, runtime.db, runtime.metrics) as generation,
                 files.running(),
                 trash_purge(runtime.db, settings),
+                knowledge_runtime(settings, runtime.db, files, generation.http) as knowledge,
             ):
+                generation.knowledge = knowledge
+                app.state.knowledge = knowledge
                 app.state.generation = generation
                 _tune_garbage_collector()
                 yield
@@ -160,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(usage_router)
     app.include_router(files_router)
     app.include_router(moderation_router)
+    app.include_router(knowledge_router)
     # Last: the web client's pages and /static (docs/web.md).
     install_web_client(app)
     return app

@@ -13,6 +13,7 @@ from app.core.db import Base
 from app.files.models import File, FileText, MessageAttachment, PendingBlob
 from app.generation.models import Generation, IdempotencyKey
 from app.guardrails.models import ModerationEvent
+from app.knowledge.models import Collection, CollectionFile, KnowledgeChunk, KnowledgeDocument
 from app.usage.models import UsageRecord
 from app.users.models import User
 
@@ -21,10 +22,14 @@ __all__ = [
     "AuthSession",
     "Base",
     "Chat",
+    "Collection",
+    "CollectionFile",
     "File",
     "FileText",
     "Generation",
     "IdempotencyKey",
+    "KnowledgeChunk",
+    "KnowledgeDocument",
     "LoginAttempt",
     "Message",
     "MessageAttachment",

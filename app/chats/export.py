@@ -86,4 +86,13 @@ def markdown(
         if message.context_cuts:
             lines += ["", "Left out of this reply's prompt:", ""]
             lines += [_cut_line(cut) for cut in message.context_cuts]
+        if message.sources:
+            lines += ["", "Sources:", ""] + [_source_line(source) for source in message.sources]
     return "\n".join(lines) + "\n"
+
+
+def _source_line(source: dict[str, Any]) -> str:
+    where = [f"page {source['page']}"] if source.get("page") else []
+    if source.get("section"):
+        where.append(f"“{source['section']}”")
+    return f"- {source.get('name', 'a file')}" + (f" ({', '.join(where)})" if where else "")

@@ -59,6 +59,8 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
     last_message_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Set when the chat is moved to the trash; purged TRASH_DAYS later unless restored.
     deleted_at: Mapped[datetime | None]
+    # The knowledge collections its replies retrieve from (ids, as strings); null: none.
+    collection_ids: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class ReplyOutcome:
@@ -101,3 +103,5 @@ class Message(ReplyOutcome, UUIDPrimaryKey, Timestamps, Base):
     content: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE)
     model: Mapped[str | None] = mapped_column(String(100))
+    # Replies: the chunks retrieval put in the prompt (app/knowledge/schemas.py SourceRead).
+    sources: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)

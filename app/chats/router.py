@@ -31,6 +31,7 @@ from app.core.errors import Unauthorized, error_responses
 from app.core.text import NoNul
 from app.guardrails.pipeline import checks_by_point
 from app.guardrails.schemas import ModeGuardrails
+from app.knowledge.errors import CollectionNotFound
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
 modes_router = APIRouter(prefix="/api/modes", tags=["generation"])
@@ -42,7 +43,7 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a chat",
-    responses=error_responses(Unauthorized, InvalidModeParams, UnknownMode),
+    responses=error_responses(Unauthorized, InvalidModeParams, UnknownMode, CollectionNotFound),
 )
 async def create_chat(body: ChatCreate, user: CurrentUser, service: ChatServiceDep) -> ChatRead:
     """Creates a chat with a mode, its parameters and optional generation settings."""
@@ -99,7 +100,9 @@ async def get_chat(chat: OwnedChat) -> ChatRead:
 @router.patch(
     "/{chat_id}",
     summary="Rename, pin, archive or change a chat's settings",
-    responses=error_responses(Unauthorized, ChatNotFound, InvalidModeParams, UnknownMode),
+    responses=error_responses(
+        Unauthorized, ChatNotFound, CollectionNotFound, InvalidModeParams, UnknownMode
+    ),
 )
 async def update_chat(chat: OwnedChat, body: ChatUpdate, service: ChatServiceDep) -> ChatRead:
     """Changes only the fields sent; null resets a setting to its default."""

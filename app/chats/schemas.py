@@ -21,6 +21,7 @@ from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 from app.files.schemas import AttachmentRead, ContextCut
 from app.guardrails.schemas import ModeGuardrails
+from app.knowledge.schemas import CollectionIds, SourceRead
 
 
 def _known_mode(name: str) -> str:
@@ -100,6 +101,7 @@ class ChatCreate(ChatSettings):
         json_schema_extra=mode_params_schema(),
     )
     pinned: StrictBool = False
+    collection_ids: CollectionIds = Field(default_factory=list)
 
 
 class ChatUpdate(ChatSettings):
@@ -114,6 +116,9 @@ class ChatUpdate(ChatSettings):
     )
     pinned: StrictBool | None = None
     archived: StrictBool | None = None
+    collection_ids: CollectionIds | None = Field(
+        default=None, description="Replaces the chat's collections ([] or null: none)."
+    )
 
 
 class ChatRead(BaseModel):
@@ -138,6 +143,14 @@ class ChatRead(BaseModel):
         default=None,
         description="When the chat went to the trash (null: not in it); purged TRASH_DAYS later.",
     )
+    collection_ids: list[uuid.UUID] = Field(
+        default_factory=list, description="The collections its replies retrieve from."
+    )
+
+    @field_validator("collection_ids", mode="before")
+    @classmethod
+    def _no_collections(cls, value: object) -> object:
+        return [] if value is None else value
 
 
 class ChatPage(BaseModel):
@@ -176,8 +189,12 @@ class MessageBase(ReplyOutcomeRead):
         default_factory=list,
         description="Replies: attachments their prompt left out or shortened (empty: none).",
     )
+    sources: list[SourceRead] = Field(
+        default_factory=list,
+        description="Replies: the chunks retrieval put in their prompt (chats with collections).",
+    )
 
-    @field_validator("context_cuts", mode="before")
+    @field_validator("context_cuts", "sources", mode="before")
     @classmethod
     def _none_is_empty(cls, value: object) -> object:
         return [] if value is None else value

@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -31,6 +32,8 @@ from app.chats.search import SearchTerms
 from app.core.cursor import Cursor
 from app.core.db import utcnow
 from app.files.attachments import AttachmentRepository, attachment_reads
+from app.knowledge.errors import CollectionNotFound
+from app.knowledge.repository import CollectionRepository
 from app.users.models import User
 
 # Fields of ChatUpdate that are copied as they are (mode and mode_params are validated together).
@@ -109,9 +112,19 @@ class ChatService:
 
     # --- chats ---------------------------------------------------------------------------------
 
+    async def check_collections(
+        self, user_id: uuid.UUID, collection_ids: Sequence[uuid.UUID]
+    ) -> None:
+        """CollectionNotFound unless every id is one of the user's collections."""
+        owned = await CollectionRepository(self.chats.session).owned_ids(user_id, collection_ids)
+        if len(owned) != len(set(collection_ids)):
+            raise CollectionNotFound()
+
     async def create_chat(self, user: User, data: ChatCreate) -> Chat:
-        """Creates a chat after validating its mode's parameters."""
+        """Creates a chat after validating its mode's parameters (and its collections)."""
         params = get_mode(data.mode).validate_params(data.mode_params)
+        if data.collection_ids:
+            await self.check_collections(user.id, data.collection_ids)
         now = utcnow()
         chat = Chat(
             user_id=user.id,
@@ -124,6 +137,7 @@ class ChatService:
             top_p=data.top_p,
             max_tokens=data.max_tokens,
             pinned=data.pinned,
+            collection_ids=[str(i) for i in dict.fromkeys(data.collection_ids)] or None,
             archived=False,
             created_at=now,
             updated_at=now,
@@ -178,6 +192,11 @@ class ChatService:
     async def update_chat(self, chat: Chat, data: ChatUpdate) -> Chat:
         """Applies the fields that were sent; a new mode or new parameters are validated."""
         sent = data.model_fields_set
+        if "collection_ids" in sent:
+            ids = list(dict.fromkeys(data.collection_ids or []))
+            if ids:
+                await self.check_collections(chat.user_id, ids)
+            chat.collection_ids = [str(i) for i in ids] or None
         for name in _PLAIN_FIELDS:
             if name in sent:
                 value = getattr(data, name)

@@ -204,6 +204,37 @@ class Settings(BaseSettings):
     document_max_pages: int = Field(default=100, ge=1)
     document_max_chars: int = Field(default=100_000, ge=1)
 
+    # --- Knowledge: collections, embeddings and retrieval (see docs/knowledge.md) ---
+    # An OpenAI-compatible /v1 URL that serves POST {base}/embeddings (vLLM, OpenAI, Ollama,
+    # llama.cpp's server). Unset: retrieval is full text only.
+    embedding_base_url: str | None = None
+    embedding_api_key: SecretStr | None = None
+    embedding_model: str = "text-embedding-3-small"
+    # What the model returns; a different length fails the file (dimension_mismatch). Changing
+    # the model or this asks every collection to be re-indexed.
+    embedding_dimensions: int = Field(default=384, ge=2, le=4096)
+    # Texts per embedding request, and seconds per request (one retry before the file fails).
+    embedding_batch_size: int = Field(default=64, ge=1, le=2048)
+    embedding_timeout: float = Field(default=30.0, gt=0)
+    # Chunks put in the prompt per message, and the cosine similarity a vector match needs.
+    rag_top_k: int = Field(default=5, ge=1, le=50)
+    rag_min_similarity: float = Field(default=0.2, ge=-1, le=1)
+    # Follow-up questions are rewritten into a standalone query by the chat's model first.
+    rag_query_rewrite: bool = True
+    # Chunking: target tokens per chunk (about four characters a token) and their overlap.
+    rag_chunk_tokens: int = Field(default=400, ge=32, le=8192)
+    rag_chunk_overlap: int = Field(default=50, ge=0, le=4096)
+    # A document ingested into a collection: at most this many pages (PDF), characters and
+    # chunks; what is cut is said on the file.
+    rag_max_pages: int = Field(default=2000, ge=1)
+    rag_max_chars: int = Field(default=5_000_000, ge=1)
+    rag_max_chunks: int = Field(default=5000, ge=1)
+    # Ingestion: files processed at once per process, and the lease a worker holds on a file
+    # (renewed while it works; a crashed worker's file is taken over once it lapses, and fails
+    # after three attempts).
+    ingest_workers: int = Field(default=2, ge=1, le=32)
+    ingest_lease_seconds: float = Field(default=60.0, gt=0)
+
     # Rate limits (slowapi / limits syntax: "10/minute", "5 per 15 minutes", several with ";").
     # Shared state for several workers: rate-limit counters, stop signals for replies, and
     # replies' events for clients rejoining elsewhere. Unset: kept in memory, per worker.

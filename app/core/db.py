@@ -125,6 +125,7 @@ def create_engine(settings: Settings, *, sqlite_foreign_keys: bool = True) -> As
     """The app's engine. Migrations turn SQLite's foreign keys off: batch mode rebuilds tables by
     dropping them, and with foreign keys on that drop would cascade into the child tables."""
     if settings.is_sqlite:
+        sqlite.load_vector_extension()  # the knowledge index's vec0 tables, where available
         options: dict[str, Any] = {}
         if ":memory:" in settings.database_url or settings.database_url.endswith("://"):
             options["poolclass"] = StaticPool

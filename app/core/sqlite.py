@@ -10,12 +10,16 @@ BEGIN travels with its first statement, and committing or rolling back a connect
 open transaction (the pool does so at every check-in) costs no trip at all.
 """
 
+import logging
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 import aiosqlite
+
+logger = logging.getLogger("parley.db")
 
 Rows = list[Any]
 
@@ -162,3 +166,66 @@ async def connect(database: str, **options: Any) -> OneTripConnection:
     connection._thread.daemon = True  # as SQLAlchemy does: never keep the process alive
     await connection  # starts the thread and opens the database
     return connection
+
+
+# --- sqlite-vec ----------------------------------------------------------------------------
+
+_vector_extension: bool | None = None
+
+
+def load_vector_extension() -> bool:
+    """Makes sqlite-vec (the `vec0` tables of the knowledge index) part of every SQLite
+    connection the process opens from now on; False when it cannot be loaded (then retrieval is
+    full text only, and the log says why). Idempotent.
+
+    Through sqlite3_auto_extension, the C API, with the extension's entry point: Python builds
+    without loadable-extension support (pyenv's default, for one) have no
+    Connection.enable_load_extension, but the SQLite library they link always has this.
+    """
+    global _vector_extension
+    if _vector_extension is not None:
+        return _vector_extension
+    _vector_extension = False
+    try:
+        import ctypes
+        import ctypes.util
+
+        import sqlite_vec
+
+        library_path = _linked_sqlite_library()
+        if library_path is None:
+            logger.warning("sqlite-vec not loaded: the SQLite library Python uses was not found")
+            return False
+        library = ctypes.CDLL(library_path)
+        extension = ctypes.CDLL(sqlite_vec.loadable_path() + ".so")
+        entry = ctypes.cast(extension.sqlite3_vec_init, ctypes.c_void_p)
+        if library.sqlite3_auto_extension(entry) != 0:
+            logger.warning("sqlite-vec not loaded: sqlite3_auto_extension refused it")
+            return False
+        probe = sqlite3.connect(":memory:")
+        try:
+            probe.execute("SELECT vec_version()").fetchone()
+        finally:
+            probe.close()
+    except Exception as exc:  # a missing package, library or symbol: full text only
+        logger.warning("sqlite-vec not loaded (%s): retrieval on SQLite is full text only", exc)
+        return False
+    _vector_extension = True
+    return True
+
+
+def _linked_sqlite_library() -> str | None:
+    """The path of the libsqlite3 that Python's _sqlite3 module is linked with (the same
+    library must register the extension, or its connections never see it)."""
+    import _sqlite3
+
+    maps_path = "/proc/self/maps"  # Linux: the libraries this process has mapped
+    if getattr(_sqlite3, "__file__", None) and os.path.exists(maps_path):
+        with open(maps_path) as maps:
+            for line in maps:
+                path = line.rsplit(" ", 1)[-1].strip()
+                if "libsqlite3" in path:
+                    return path
+    import ctypes.util
+
+    return ctypes.util.find_library("sqlite3")

@@ -183,3 +183,153 @@ def _capped(
     if len(text) > max_chars:
         text, truncated = text[:max_chars], True
     return ExtractedText(text=text, page_count=page_count, truncated=truncated)
+
+
+# --- for the knowledge index ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int | None  # 1-based PDF page; None for formats without pages
+    text: str
+
+
+@dataclass(frozen=True)
+class PagedText:
+    pages: list[Page]
+    page_count: int | None
+    # What the caps left out, as sentences for the user.
+    cuts: list[str]
+
+
+HTML = "text/html"
+
+
+def extract_pages(
+    source: Source, *, media_type: str, name: str, max_pages: int, max_chars: int
+) -> PagedText:
+    """A document's text page by page (PDF) or whole (other kinds; HTML as its visible text),
+    at most `max_pages` pages and `max_chars` characters; what the caps cut is said in `cuts`.
+    The errors of extract_text()."""
+    if media_type == PDF.media_type:
+        return _pdf_pages(source, name=name, max_pages=max_pages, max_chars=max_chars)
+    extracted = extract_text(
+        source, media_type=media_type, name=name, max_pages=max_pages, max_chars=max_chars
+    )
+    text = html_to_text(extracted.text) if media_type == HTML else extracted.text
+    if not text.strip():
+        raise DocumentHasNoText(name)
+    cuts = [f"Only the first {max_chars} characters were read."] if extracted.truncated else []
+    return PagedText([Page(None, text)], None, cuts)
+
+
+def _pdf_pages(source: Source, *, name: str, max_pages: int, max_chars: int) -> PagedText:
+    from pypdf import PasswordType, PdfReader  # see _import_note
+
+    cuts: list[str] = []
+    try:
+        reader = PdfReader(source)
+        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise DocumentEncrypted(name)
+        page_count = len(reader.pages)
+        if page_count > max_pages:
+            cuts.append(f"Only the first {max_pages} of {page_count} pages were read.")
+        pages: list[Page] = []
+        length = 0
+        for number, page in enumerate(reader.pages[:max_pages], start=1):
+            text = (page.extract_text() or "").strip()
+            if length + len(text) > max_chars:
+                text = text[: max(0, max_chars - length)]
+                cuts.append(f"Only the first {max_chars} characters were read.")
+            if text:
+                pages.append(Page(number, text))
+                length += len(text)
+            if length >= max_chars:
+                break
+    except DocumentEncrypted:
+        raise
+    except Exception as exc:
+        raise DocumentUnreadable(name) from exc
+    if not pages:
+        raise DocumentHasNoText(name)
+    return PagedText(pages, page_count, cuts)
+
+
+_BLOCK_TAGS = frozenset(
+    {
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "br",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "td",
+        "th",
+        "tr",
+        "ul",
+    }
+)
+_HEADINGS = {f"h{level}": level for level in range(1, 7)}
+
+
+def html_to_text(markup: str) -> str:
+    """The visible text of an HTML page: scripts and styles dropped, blocks on lines of their
+    own, headings as Markdown headings (so chunking sees the structure)."""
+    from html.parser import HTMLParser
+
+    class _Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.parts: list[str] = []
+            self.hidden = 0
+
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            if tag in ("script", "style", "template", "noscript"):
+                self.hidden += 1
+            elif tag in _HEADINGS:
+                self.parts.append("\n\n" + "#" * _HEADINGS[tag] + " ")
+            elif tag in _BLOCK_TAGS:
+                self.parts.append("\n\n" if tag == "p" else "\n")
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in ("script", "style", "template", "noscript"):
+                self.hidden = max(0, self.hidden - 1)
+            elif tag in _BLOCK_TAGS:
+                self.parts.append("\n\n" if tag in _HEADINGS or tag == "p" else "\n")
+
+        def handle_data(self, data: str) -> None:
+            if not self.hidden:
+                self.parts.append(data)
+
+    parser = _Text()
+    parser.feed(markup)
+    parser.close()
+    lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.strip()

@@ -2,6 +2,8 @@
 
 SSE frames are `event: <name>` with a JSON `data:` line:
 - `start`  {chat_id, user_message, assistant_message_id, model} (chats) or {generation_id, model}
+- `sources` {sources, query, retrieval}: what retrieval put in the prompt (chats that name
+  collections), before the first delta
 - `delta`  {content}: the next piece of text
 - `usage`  {prompt_tokens, completion_tokens, estimated}
 - `done`   the saved assistant message (or generation), status `complete` or `cancelled`
@@ -21,7 +23,7 @@ from typing import Any, Literal
 from sse_starlette import EventSourceResponse
 from starlette.types import Send
 
-EventName = Literal["start", "delta", "usage", "done", "error"]
+EventName = Literal["start", "sources", "delta", "usage", "done", "error"]
 
 SSE_HEADERS = {
     # Proxies (nginx, Cloudflare) must pass every event on at once instead of buffering.

@@ -105,6 +105,9 @@ class DisconnectPolicy:
 
 # Loads the data URLs of a prompt's images (app/files/attachments.py), by file id.
 ImageLoader = Callable[[Sequence[ImageInput]], Awaitable[dict[uuid.UUID, str]]]
+# Completes the prompt just before the upstream is called (retrieval: app/generation/retrieval.py)
+# and returns it with an event to send first (`sources`), or None.
+PromptHook = Callable[[list[ChatMessage]], Awaitable[tuple[list[ChatMessage], ReplyEvent | None]]]
 
 
 @dataclass
@@ -123,6 +126,9 @@ class ReplyStream:
     # Reads the images the prompt sends, once the request's transaction has ended: decoding
     # them may take a while, and no database connection is held for it.
     load_images: ImageLoader | None = None
+    # Runs in the reply's task, before the upstream call: network calls and its own short
+    # transactions, never the request's connection.
+    prepare: PromptHook | None = None
     # Response headers for whoever serves the reply (the remaining quota).
     headers: dict[str, str] = field(default_factory=dict)
     # The guardrails' check on the reply's text (app/guardrails/output.py); None: unchecked.
@@ -335,6 +341,10 @@ class ReplyStream:
         checkpoints = asyncio.create_task(self._checkpoints(parts))
         try:
             messages = await self._messages()
+            if self.prepare is not None:
+                messages, first = await self.prepare(messages)
+                if first is not None:
+                    self._emit(first)
             events = self.provider.stream(self.model, messages, self.params)
             if self.guard is not None:
                 events = checked(events, self.guard)

@@ -76,6 +76,7 @@ from app.generation.schemas import (
     SummarizeRequest,
     SummaryRead,
 )
+from app.knowledge.errors import CollectionNotFound
 from app.usage.service import QuotaExceeded
 
 logger = logging.getLogger("parley.generation")
@@ -274,6 +275,7 @@ async def _reply(
     "Send a message and get the reply (SSE or JSON)",
     MessageRead,
     ChatNotFound,
+    CollectionNotFound,
     *ATTACHMENT_ERRORS,
 )
 async def send_message(
@@ -303,6 +305,7 @@ async def send_message(
             model=body.model,
             parent_id=body.parent_id,
             attachments=body.attachments,
+            collection_ids=body.collection_ids,
         ),
     )
 
@@ -312,6 +315,7 @@ async def send_message(
     "/api/chats/start",
     "Create a chat and send its first message (SSE or JSON)",
     MessageRead,
+    CollectionNotFound,
     InvalidModeParams,
     UnknownMode,
     *ATTACHMENT_ERRORS,

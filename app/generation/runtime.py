@@ -27,6 +27,7 @@ from app.generation.upstream.types import ChatMessage, ModelConfig
 from app.guardrails.guard_model import GuardModel
 from app.guardrails.pipeline import GuardrailPipeline
 from app.guardrails.recorder import ModerationRecorder
+from app.knowledge.runtime import KnowledgeRuntime
 
 logger = logging.getLogger("parley.generation")
 
@@ -48,6 +49,8 @@ class GenerationRuntime:
     guardrails: GuardrailPipeline
     # Replies' events in Redis for clients rejoining on another worker; None without REDIS_URL.
     buffer: RedisReplyBuffer | None = None
+    # Retrieval for chats that name collections; set by the app's lifespan (app/main.py).
+    knowledge: "KnowledgeRuntime | None" = None
 
 
 @dataclass

@@ -15,6 +15,7 @@ from app.chats.schemas import (
 from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 from app.files.schemas import AttachmentRead, ContextCut
+from app.knowledge.schemas import CollectionIds
 
 # Generous: the configured MAX_INPUT_CHARS applies a clear 413 below this hard ceiling.
 Content = Annotated[str, Field(min_length=1, max_length=200_000), NoNul]
@@ -31,6 +32,11 @@ class SendMessageRequest(BaseModel):
     attachments: list[uuid.UUID] = Field(default_factory=list, description=ATTACHMENTS_DESCRIPTION)
     parent_id: uuid.UUID | None = Field(
         default=None, description="Answer under this message; default: the current thread's end."
+    )
+    collection_ids: CollectionIds | None = Field(
+        default=None,
+        description="Retrieve from these collections for this message instead of the chat's "
+        "(`[]`: none). Absent or null: the chat's `collection_ids`.",
     )
     stream: StrictBool | None = Field(
         default=None, description="Stream SSE even without `Accept: text/event-stream`."

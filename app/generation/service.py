@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.chats.errors import ChatNotFound
 from app.chats.models import Chat, Message, Role
 from app.chats.modes import get_mode
+from app.chats.repository import ThreadRow
 from app.chats.schemas import ChatCreate, MessageRead
 from app.chats.service import ChatService, ReplyContext
 from app.core.config import Settings
@@ -54,8 +55,9 @@ from app.generation.prompt import (
 )
 from app.generation.reply_events import ReplyEvent
 from app.generation.reply_saver import ReplySaver
-from app.generation.reply_stream import ImageLoader, ReplyStream
+from app.generation.reply_stream import ImageLoader, PromptHook, ReplyStream
 from app.generation.repository import GenerationRepository, ReplyRepository
+from app.generation.retrieval import retrieval_hook
 from app.generation.runtime import GenerationRuntime
 from app.generation.schemas import GenerateRequest, GenerationPage, GenerationRead, ModelRead
 from app.generation.stale_replies import stale_after
@@ -212,10 +214,14 @@ class GenerationService:
         model: str | None = None,
         parent_id: uuid.UUID | None = None,
         attachments: Sequence[uuid.UUID] = (),
+        collection_ids: Sequence[uuid.UUID] | None = None,
     ) -> ReplyStream:
-        """Saves the user's message (with its attachments), then starts the assistant's reply."""
+        """Saves the user's message (with its attachments), then starts the assistant's reply.
+        `collection_ids` (the user's collections) replace the chat's for this message."""
         await self._check_input(user, content, mode=chat.mode, chat_id=chat.id)
         config = self._chat_model(model, user, chat)
+        if collection_ids is not None:
+            await self.chats.check_collections(user.id, collection_ids)
         new = await self._prepared(user, attachments, config)
         return await self._reserved(
             chat,
@@ -223,6 +229,7 @@ class GenerationService:
             config,
             user,
             new=new,
+            collection_ids=collection_ids,
         )
 
     async def start_chat(
@@ -306,6 +313,7 @@ class GenerationService:
         *,
         new: PreparedFiles | None = None,
         new_chat: bool = False,
+        collection_ids: Sequence[uuid.UUID] | None = None,
     ) -> ReplyStream:
         """Starts a reply to `make_context()`'s user message, one reply per chat at a time.
         `new`: the files to attach to that message (a new one), checked and read already."""
@@ -327,7 +335,13 @@ class GenerationService:
             if await self.replies.streaming_in_chat(chat.id, fresh_after=fresh_after, lock=True):
                 raise ReplyInProgress()
             reply = await self._start_reply(
-                user, chat, await make_context(), config, new, new_chat=new_chat
+                user,
+                chat,
+                await make_context(),
+                config,
+                new,
+                new_chat=new_chat,
+                collection_ids=collection_ids,
             )
         except BaseException:
             self.runtime.replies.release(key)
@@ -343,6 +357,7 @@ class GenerationService:
         new: PreparedFiles | None,
         *,
         new_chat: bool = False,
+        collection_ids: Sequence[uuid.UUID] | None = None,
     ) -> ReplyStream:
         parent, thread = context.prompt, context.thread
         first_exchange = sum(m.role == Role.USER for m in thread) == 1 and chat.title is None
@@ -411,6 +426,9 @@ class GenerationService:
             },
         )
         files = {file.id: file for files in attached.values() for file in files}
+        prepare = self._retrieval(
+            user, chat, parent, thread, config, prompt, assistant.id, collection_ids
+        )
         guard = self.runtime.guardrails.output_guard(
             mode=chat.mode,
             context=EventContext(user_id=user.id, chat_id=chat.id, message_id=assistant.id),
@@ -437,6 +455,7 @@ class GenerationService:
             start=start,
             load_images=self._image_loader(files, new) if prompt.images else None,
             guard=guard,
+            prepare=prepare,
         )
         reply.reply_id, reply.owner_id = assistant.id, user.id  # for clients rejoining it
         if first_exchange and self.settings.auto_title:
@@ -462,6 +481,7 @@ class GenerationService:
         start: ReplyEvent,
         load_images: ImageLoader | None = None,
         guard: OutputGuard | None = None,
+        prepare: PromptHook | None = None,
     ) -> ReplyStream:
         """Commits what the request wrote, then makes the reply (the caller starts it)."""
         # Streaming is the exception to "the request commits once": the user's message must be
@@ -481,6 +501,40 @@ class GenerationService:
             metrics=self.runtime.metrics,
             load_images=load_images,
             guard=guard,
+            prepare=prepare,
+        )
+
+    def _retrieval(
+        self,
+        user: User,
+        chat: Chat,
+        parent: Message,
+        thread: Sequence[ThreadRow],
+        config: ModelConfig,
+        prompt: Prompt,
+        reply_id: uuid.UUID,
+        collection_ids: Sequence[uuid.UUID] | None,
+    ) -> PromptHook | None:
+        """The reply's retrieval from the message's collections, else the chat's (none: None)."""
+        if collection_ids is None:
+            collection_ids = [uuid.UUID(value) for value in chat.collection_ids or []]
+        knowledge = self.runtime.knowledge
+        if not collection_ids or knowledge is None:
+            return None
+        reserve = chat.max_tokens or DEFAULT_REPLY_RESERVE
+        room = config.context_length - min(reserve, config.context_length // 2) - prompt.tokens
+        return retrieval_hook(
+            knowledge=knowledge,
+            db=self.db,
+            settings=self.settings,
+            provider=self.runtime.providers.for_model(config),
+            config=config,
+            user_id=user.id,
+            collection_ids=collection_ids,
+            question=parent.content,
+            history=[(m.role, m.content) for m in thread if m.id != parent.id],
+            reply_id=reply_id,
+            budget_tokens=room,
         )
 
     # --- stateless generation ----------------------------------------------------------------

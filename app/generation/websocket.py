@@ -4,9 +4,9 @@ Protocol (JSON text frames):
 - authenticate with the `parley_access` cookie at the handshake, or send
   `{"type": "auth", "token": "<access token>"}` first (tokens never go in the URL);
 - send `{"type": "message", "content": "...", "model"?: "...", "parent_id"?: "...",
-  "attachments"?: ["<file id>", ...]}`;
-- receive `{"event": "start"|"delta"|"usage"|"done"|"error", "data": {...}, "id": n}` (`id`:
-  the event's number within its reply, as SSE's `id:`);
+  "attachments"?: ["<file id>", ...], "collection_ids"?: ["<collection id>", ...]}`;
+- receive `{"event": "start"|"sources"|"delta"|"usage"|"done"|"error", "data": {...}, "id": n}`
+  (`id`: the event's number within its reply, as SSE's `id:`);
 - send `{"type": "stop"}` to stop the reply in progress;
 - send `{"type": "resume", "reply_id": "<assistant message id>", "last_event_id": n}` after a
   reconnect to get the events of that reply after `n`, then the rest live.
@@ -34,6 +34,7 @@ from app.generation.reply_stream import STOPPED, ReplyStream
 from app.generation.resume import ReplyResumer
 from app.generation.runtime import GenerationRuntime
 from app.generation.schemas import Content, ModelName
+from app.knowledge.schemas import CollectionIds
 
 router = APIRouter()
 
@@ -48,6 +49,7 @@ class WSMessage(BaseModel):
     model: ModelName | None = None
     parent_id: uuid.UUID | None = None
     attachments: list[uuid.UUID] = Field(default_factory=list)
+    collection_ids: CollectionIds | None = None
     token: str | None = Field(default=None, max_length=4096)
     reply_id: uuid.UUID | None = None
     last_event_id: int = Field(default=0, ge=0, le=999_999_999)
@@ -167,6 +169,7 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                         model=frame.model,
                         parent_id=frame.parent_id,
                         attachments=frame.attachments,
+                        collection_ids=frame.collection_ids,
                     )
             except AppError as exc:
                 extra = {"category": exc.category} if exc.category else {}

@@ -23,7 +23,10 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
+import math
+import re
 import socket
 import time
 import uuid
@@ -84,6 +87,14 @@ class FakeState:
     moderation_rules: list[tuple[str, list[str]]] = field(default_factory=list)
     guard_delay: float = 0.0  # before answering (a slow guard)
     guard_down: bool = False  # answer 503 (an unreachable guard)
+
+    # --- Embeddings (POST /v1/embeddings): deterministic vectors, similar texts similar
+    embedding_dimensions: int = 64  # when the request names no `dimensions`
+    embeddings_down: bool = False  # answer 503
+    embeddings_garbage: bool = False  # answer 200 with a body that holds no embeddings
+    embedding_wrong_dimensions: int | None = None  # vectors of this length instead
+    embedding_delay: float = 0.0  # before answering
+    embedding_requests: list[dict[str, Any]] = field(default_factory=list)  # their bodies
 
     # --- Observations
     guard_requests: list[dict[str, Any]] = field(default_factory=list)  # guard and moderation
@@ -157,6 +168,8 @@ class FakeUpstream:
             await self._chat(scope, receive, send)
         elif route == ("POST", "/v1/moderations"):
             await self._moderate(receive, send)
+        elif route == ("POST", "/v1/embeddings"):
+            await self._embeddings(receive, send)
         else:
             await _send_json(send, 404, {"detail": "Not Found"})
 
@@ -207,6 +220,37 @@ class FakeUpstream:
         result = {"flagged": bool(flagged), "categories": categories, "category_scores": {}}
         answer = {"id": "modr-1", "model": body.get("model"), "results": [result]}
         await _send_json(send, 200, answer)
+
+    async def _embeddings(self, receive: Receive, send: Send) -> None:
+        state = self.state
+        raw = b""
+        more = True
+        while more:
+            message = await receive()
+            raw += message.get("body", b"")
+            more = message.get("more_body", False)
+        body = json.loads(raw)
+        state.embedding_requests.append(body)
+        if state.embedding_delay:
+            await asyncio.sleep(state.embedding_delay)
+        if state.embeddings_down:
+            await _send_json(send, 503, {"error": {"message": "The model is loading"}})
+            return
+        if state.embeddings_garbage:
+            await _send_json(send, 200, {"object": "list", "data": "not embeddings"})
+            return
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dimensions = (
+            state.embedding_wrong_dimensions or body.get("dimensions") or state.embedding_dimensions
+        )
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_embedding(text, dimensions)}
+            for i, text in enumerate(inputs)
+        ]
+        usage = {"prompt_tokens": sum(len(t.split()) for t in inputs), "total_tokens": 0}
+        await _send_json(
+            send, 200, {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
+        )
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
@@ -392,6 +436,62 @@ class _ChunkMaker:
         if finish_reason is not None:
             choice["stop_reason"] = None
         return {**self._base, "choices": [choice]}
+
+
+_STOPWORDS = frozenset(
+    {
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "does",
+        "do",
+        "for",
+        "from",
+        "how",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "the",
+        "this",
+        "to",
+        "under",
+        "what",
+        "when",
+        "which",
+        "who",
+        "why",
+        "with",
+    }
+)
+
+
+def fake_embedding(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector of hashed features: each word (weight 1) and its character
+    trigrams (weight 0.3), each at a hashed index with a hashed sign. Texts sharing words point
+    the same way; unrelated texts are nearly orthogonal."""
+    vector = [0.0] * dimensions
+    for word in re.findall(r"[^\W_]+", text.casefold()):
+        if word in _STOPWORDS:
+            continue
+        features = [(word, 1.0)]
+        padded = f"#{word}#"
+        features += [(padded[i : i + 3], 0.3) for i in range(len(padded) - 2)]
+        for feature, weight in features:
+            digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+            index = int.from_bytes(digest[:4], "little") % dimensions
+            sign = 1.0 if digest[4] & 1 else -1.0
+            vector[index] += sign * weight
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
 
 
 def _tokens(tokens: list[str] | int) -> list[str]:

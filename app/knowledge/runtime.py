@@ -1,0 +1,100 @@
+"""The knowledge domain's long-lived parts, started with the app: the embedding client, the
+index, the retriever and the ingestion workers (app.state.knowledge)."""
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.core.db import Database
+from app.files.store import FileStore
+from app.knowledge.embeddings import TEXT_SPACE, EmbeddingClient
+from app.knowledge.index import KnowledgeIndex, build_index
+from app.knowledge.ingestion import IngestionWorkers
+from app.knowledge.repository import DocumentRepository
+from app.knowledge.retrieval import Retriever
+from app.knowledge.schemas import Retrieval
+
+logger = logging.getLogger("parley.knowledge")
+
+
+@dataclass
+class KnowledgeRuntime:
+    settings: Settings
+    db: Database
+    store: FileStore
+    index: KnowledgeIndex
+    embedder: EmbeddingClient | None
+    retriever: Retriever = field(init=False)
+    workers: IngestionWorkers = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.embedder is not None and not self.index.vectors:
+            self.embedder = None  # no vector index here: full text only (prepare() logged why)
+        self.retriever = Retriever(
+            self.db, self.index, self.embedder, min_similarity=self.settings.rag_min_similarity
+        )
+        self.workers = IngestionWorkers(self, self.settings.ingest_workers)
+
+    @property
+    def retrieval(self) -> Retrieval:
+        return self.retriever.retrieval
+
+    @property
+    def space(self) -> str:
+        """The embedding space new documents are indexed in."""
+        return self.embedder.space if self.embedder is not None else TEXT_SPACE
+
+    async def delete_documents(
+        self, session: AsyncSession, document_ids: Sequence[uuid.UUID]
+    ) -> None:
+        """Deletes documents with their chunks and vectors."""
+        if not document_ids:
+            return
+        documents = DocumentRepository(session)
+        await self.index.delete_vectors(session, await documents.chunk_ids(document_ids))
+        await documents.delete_ids(document_ids)
+
+    async def remove_orphans(self) -> int:
+        """Deletes the documents no collection lists any more, and stray vectors."""
+        removed = 0
+        while True:
+            async with self.db.transaction() as session:
+                orphans = await DocumentRepository(session).orphans(limit=100)
+                await self.delete_documents(session, orphans)
+                if not orphans:
+                    await self.index.sweep_vectors(session)
+            removed += len(orphans)
+            if len(orphans) < 100:
+                return removed
+
+
+@asynccontextmanager
+async def knowledge_runtime(
+    settings: Settings, db: Database, store: FileStore, http: httpx.AsyncClient
+) -> AsyncIterator[KnowledgeRuntime]:
+    """Prepares the index, starts the ingestion workers; stops them at the end."""
+    index = build_index(db.engine.dialect.name, settings.embedding_dimensions)
+    embedder = EmbeddingClient.from_settings(settings, http)
+    if embedder is not None:
+        try:
+            await index.prepare(db.engine)
+        except Exception:
+            logger.warning("the vector index could not be prepared: full text only", exc_info=True)
+    runtime = KnowledgeRuntime(
+        settings=settings, db=db, store=store, index=index, embedder=embedder
+    )
+    if embedder is None:
+        logger.info("no embedding endpoint (EMBEDDING_BASE_URL): knowledge retrieval is full text")
+    else:
+        logger.info("knowledge retrieval: %s", runtime.retrieval, extra={"space": runtime.space})
+    runtime.workers.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.workers.stop()

@@ -1,0 +1,95 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.core.text import NoNul
+from app.knowledge.models import DocumentStatus
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
+Description = Annotated[str, StringConstraints(max_length=2000), NoNul]
+Retrieval = Literal["hybrid", "full_text"]
+MAX_COLLECTIONS_PER_CHAT = 20
+CollectionIds = Annotated[
+    list[uuid.UUID],
+    Field(
+        max_length=MAX_COLLECTIONS_PER_CHAT,
+        description="Ids of your collections (GET /api/collections) to retrieve from, at most 20.",
+    ),
+]
+
+
+class CollectionCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Product manuals"}]})
+
+    name: Name
+    description: Description | None = None
+
+
+class CollectionUpdate(BaseModel):
+    """Only the fields sent change."""
+
+    name: Name | None = None
+    description: Description | None = None
+
+
+class CollectionRead(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    file_count: int
+    ready_count: int = Field(description="Files indexed and searchable.")
+    retrieval: Retrieval = Field(
+        description="`hybrid`: vector and full-text search fused; `full_text`: no embedding "
+        "endpoint (EMBEDDING_BASE_URL) or no vector index on this database."
+    )
+    needs_reindex: bool = Field(
+        description="Some files were indexed with another embedding model or dimension: they "
+        "are searched by full text only until POST .../reindex."
+    )
+
+
+class CollectionFileAdd(BaseModel):
+    file_id: uuid.UUID
+
+
+class CollectionFileRead(BaseModel):
+    file_id: uuid.UUID
+    name: str
+    media_type: str
+    status: DocumentStatus = Field(description="queued, processing, ready or failed.")
+    error_code: str | None = Field(description="Why it failed (failed only).")
+    error_message: str | None
+    chunk_count: int
+    page_count: int | None
+    cuts: list[str] = Field(description="What the caps left out (RAG_MAX_PAGES, ...).")
+    added_at: datetime
+    updated_at: datetime
+
+
+class SourceRead(BaseModel):
+    """A chunk that retrieval found: where it is from, how well it matched, and its start."""
+
+    file_id: uuid.UUID
+    name: str
+    collection_id: uuid.UUID
+    page: int | None = Field(description="PDF page (1-based), when the document has pages.")
+    section: str | None = Field(description="The heading above the chunk, if any.")
+    score: float = Field(description="Fused rank score (reciprocal rank fusion); higher first.")
+    similarity: float | None = Field(
+        description="Cosine similarity to the query (vector matches only)."
+    )
+    snippet: str
+
+
+class SearchHit(SourceRead):
+    text: str = Field(description="The whole chunk, as a prompt would quote it.")
+
+
+class SearchResult(BaseModel):
+    query: str
+    retrieval: Retrieval
+    hits: list[SearchHit]
