@@ -149,11 +149,9 @@ class TestReplies:
         await expect(summary.locator("strong")).to_have_text("told")
         await expect(summary).to_contain_text("A story was told.")
 
-    async def test_reload_mid_reply_shows_the_saved_partial(
+    async def test_reload_mid_reply_shows_the_saved_partial_then_rejoins(
         self, browsing: Browsing, web: Web, fake: Any
     ) -> None:
-        # Until the rejoin endpoint exists, the client's attempt answers 404 and it polls.
-        browsing.watch.allow(r"status of 40[45]")
         user = await web.user()
         page = await browsing.page()
         await sign_in(page, user.email)
@@ -164,11 +162,14 @@ class TestReplies:
         await expect(last_reply(page).locator(".streaming-text")).to_contain_text("t5 ")
         await page.reload()
         reply = last_reply(page)
+        # The saved partial at once; then the rejoined stream (Last-Event-ID) goes on to the end,
+        # every token once, and the reply the server kept going is stored complete.
         await expect(reply.locator(".content")).to_contain_text("t0 t1 t2 t3 t4 t5")
-        await expect(reply.locator(".status")).not_to_have_text("Writing…", timeout=15_000)
-        saved = await reply.locator(".content").inner_text()
-        assert "".join(tokens).startswith(saved.strip()), saved
+        await expect(reply).to_have_class(re.compile(r"\bstatus-complete\b"), timeout=15_000)
+        await expect(reply.locator(".content")).to_have_text("".join(tokens).strip())
         await expect(page.get_by_label("Message", exact=True)).to_be_enabled()
+        replies = [r for r in fake.state.requests if r["messages"][-1]["content"] == "Count slowly"]
+        assert len(replies) == 1  # rejoined, not generated again (the other request: the title)
 
 
 class TestEmailWriter:
