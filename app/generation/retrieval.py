@@ -3,7 +3,10 @@
 It rewrites a follow-up into a standalone query through the chat's model (RAG_QUERY_REWRITE),
 retrieves the best chunks of the chat's collections (app/knowledge/retrieval.py: the query
 embedded once, one search per index), saves them as the reply's sources, puts them in the
-prompt as quoted data, and sends the `sources` event before the first delta. It runs in the
+prompt as quoted data (through the guardrails' untrusted-text checks: personal data redacted or
+left out, injected instructions flagged), and sends the `sources` event before the first delta.
+What the user wrote goes to the rewrite and the embedding endpoint redacted, as it goes to the
+chat's model. It runs in the
 reply's task, with its own short transactions: the request's connection is long released.
 """
 
@@ -27,8 +30,11 @@ from app.generation.upstream.types import (
     SamplingParams,
     TextDelta,
 )
+from app.guardrails.pipeline import GuardrailPipeline, UntrustedText
+from app.guardrails.recorder import EventContext
 from app.knowledge.retrieval import context_block
 from app.knowledge.runtime import KnowledgeRuntime
+from app.knowledge.schemas import SearchHit
 
 logger = logging.getLogger("parley.generation")
 
@@ -76,9 +82,33 @@ def retrieval_hook(
     history: Sequence[tuple[str, str]],
     reply_id: uuid.UUID,
     budget_tokens: int,
+    guardrails: GuardrailPipeline,
+    mode: str,
+    chat_id: uuid.UUID,
 ) -> PromptHook:
     """The prepare hook of a reply in a chat that names collections."""
     can_rewrite = settings.rag_query_rewrite and bool(history) and config.provider != "echo"
+    question = guardrails.redact_for_upstream(question, mode=mode)
+    history = [
+        (role, guardrails.redact_for_upstream(content, mode=mode) if role == "user" else content)
+        for role, content in history
+    ]
+    context = EventContext(user_id=user_id, chat_id=chat_id, message_id=reply_id)
+
+    async def checked(hits: list[SearchHit]) -> tuple[list[SearchHit], set[int]]:
+        """The chunks as the prompt may quote them, and which of them carry instructions."""
+        results = await guardrails.check_untrusted(
+            [UntrustedText(hit.text, "retrieval", hit.name) for hit in hits],
+            mode=mode,
+            context=context,
+            on_block="drop",
+        )
+        kept = [
+            (hit.model_copy(update={"text": result.text}), result.flagged)
+            for hit, result in zip(hits, results, strict=True)
+            if not result.dropped
+        ]
+        return [hit for hit, _ in kept], {i for i, (_, flagged) in enumerate(kept) if flagged}
 
     async def prepare(messages: list[ChatMessage]) -> tuple[list[ChatMessage], ReplyEvent | None]:
         retrieved = await knowledge.retriever.retrieve(
@@ -90,9 +120,9 @@ def retrieval_hook(
             if can_rewrite
             else None,
         )
-        hits = list(retrieved.hits)
+        hits, flagged = await checked(list(retrieved.hits))
         # What fits in the room the prompt left; the best chunks first.
-        while hits and estimate_tokens(context_block(hits)) > budget_tokens:
+        while hits and estimate_tokens(context_block(hits, flagged)) > budget_tokens:
             hits.pop()
         retrieved.hits = hits
         sources = [source.model_dump(mode="json") for source in retrieved.sources()]
@@ -101,7 +131,7 @@ def retrieval_hook(
                 update(Message).where(Message.id == reply_id).values(sources=sources or None)
             )
         if hits:
-            messages = _with_context(messages, context_block(hits))
+            messages = _with_context(messages, context_block(hits, flagged))
         event = ReplyEvent(
             "sources",
             {"sources": sources, "query": retrieved.query, "retrieval": retrieved.retrieval},

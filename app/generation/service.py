@@ -535,6 +535,9 @@ class GenerationService:
             history=[(m.role, m.content) for m in thread if m.id != parent.id],
             reply_id=reply_id,
             budget_tokens=room,
+            guardrails=self.runtime.guardrails,
+            mode=chat.mode,
+            chat_id=chat.id,
         )
 
     # --- stateless generation ----------------------------------------------------------------
