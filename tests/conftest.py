@@ -184,12 +184,10 @@ async def clean_db(admin_engine: AsyncEngine) -> AsyncEngine:
     """Empties every table, so each test starts from nothing whatever ran before it."""
     tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
     async with admin_engine.begin() as connection:
-        if admin_engine.dialect.name == "postgresql":
-            quoted = ", ".join(f'"{name}"' for name in tables)
-            await connection.execute(text(f"TRUNCATE {quoted} CASCADE"))
-        else:
-            for name in tables:
-                await connection.execute(text(f'DELETE FROM "{name}"'))
+        # DELETE, children first: on Postgres a TRUNCATE of every table costs ~90 ms (new files
+        # for each), a DELETE of the few rows a test leaves well under one.
+        for name in tables:
+            await connection.execute(text(f'DELETE FROM "{name}"'))
     return admin_engine
 
 
