@@ -30,7 +30,7 @@ export async function knowledgePage(main) {
   let gone = false;
   const list = h("div", { class: "collection-list" });
   const name = h("input", { name: "name", required: true, maxlength: 200, autocomplete: "off" });
-  const create = h("form", { class: "row" }, field("New collection", name), h("button", { type: "submit", class: "primary" }, "Create"));
+  const create = h("form", { class: "inline-form" }, field("New collection", name), h("button", { type: "submit", class: "primary" }, "Create"));
   create.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
@@ -65,7 +65,7 @@ export async function knowledgePage(main) {
     const busy = (on) => { if (on) return; add(); };
     const picker = attachmentPicker(busy, "Upload documents");
     const card = h("section", { class: "collection", "aria-labelledby": heading.id },
-      h("div", { class: "chat-head" }, heading,
+      h("div", { class: "kb-head" }, heading,
         h("span", { class: "badge" }, c.retrieval === "hybrid" ? "hybrid search" : "full-text search"),
         h("button", { type: "button", class: "small", "aria-label": `Rename ${c.name}`, on: { click: rename } }, "Rename"),
         h("button", { type: "button", class: "small danger", "aria-label": `Delete ${c.name}`, on: { click: remove } }, "Delete")),
@@ -150,7 +150,7 @@ export async function knowledgePage(main) {
   function searchBox(c) {
     const q = h("input", { type: "search", name: "q", required: true, autocomplete: "off" });
     const hits = h("ol", { class: "citations", "aria-live": "polite", "aria-label": `Search results in ${c.name}` });
-    const form = h("form", { class: "row", role: "search" }, field(`Search ${c.name}`, q), h("button", { type: "submit" }, "Search"));
+    const form = h("form", { class: "inline-form", role: "search" }, field(`Search ${c.name}`, q), h("button", { type: "submit" }, "Search"));
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       clear(hits);
