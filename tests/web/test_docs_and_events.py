@@ -107,6 +107,18 @@ class TestKnowledge:
         await wait_until(cleared, timeout=5)
         await screenshot(page, "chat-sources")
 
+        # Back on the Knowledge page: remove the file, rename, then delete the collection.
+        await page.get_by_role("link", name="Knowledge").click()
+        await card.get_by_role("button", name="Remove leave.md").click()
+        await expect(card).to_contain_text("No files yet")
+        page.once("dialog", lambda dialog: dialog.accept("Policies"))
+        await card.get_by_role("button", name="Rename").click()
+        renamed = page.get_by_role("region", name="Policies")
+        await expect(renamed).to_be_visible()
+        page.once("dialog", lambda dialog: dialog.accept())
+        await renamed.get_by_role("button", name="Delete Policies").click()
+        await expect(page.get_by_text("No collections yet.")).to_be_visible()
+
 
 class TestBlockedReply:
     async def test_a_reply_stopped_by_the_output_check_never_shows_the_word(

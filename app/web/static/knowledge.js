@@ -26,7 +26,6 @@ export function collectionPicker(list, selected = [], onChange = () => {}) {
 }
 
 export async function knowledgePage(main) {
-  let timer = null;
   let gone = false;
   const list = h("div", { class: "collection-list" });
   const name = h("input", { name: "name", required: true, maxlength: 200, autocomplete: "off" });
@@ -54,6 +53,7 @@ export async function knowledgePage(main) {
       return;
     }
     if (gone) return;
+    for (const card of list.querySelectorAll(".collection")) clearTimeout(card.timer);
     clear(list);
     if (!items.length) list.append(h("p", { class: "empty" }, "No collections yet."));
     for (const c of items) list.append(collectionCard(c));
@@ -93,7 +93,7 @@ export async function knowledgePage(main) {
         notify(error.message, "error");
         return;
       }
-      if (gone) return;
+      if (gone || !card.isConnected) return;
       clear(files);
       if (!items.length) files.append(h("li", { class: "empty" }, "No files yet: upload documents to add them."));
       for (const f of items) {
@@ -117,7 +117,6 @@ export async function knowledgePage(main) {
       if (items.some((f) => !SETTLED.has(f.status))) {
         clearTimeout(card.timer);
         card.timer = setTimeout(showFiles, 1000);
-        timer = card.timer;
       }
     }
 
@@ -169,7 +168,6 @@ export async function knowledgePage(main) {
   return () => {
     gone = true;
     for (const card of list.querySelectorAll(".collection")) clearTimeout(card.timer);
-    clearTimeout(timer);
   };
 }
 
