@@ -39,6 +39,7 @@ PAGES = (
     "/verify-email",
     "/reset-password",
     "/email",
+    "/knowledge",
     "/usage",
     "/account",
 )

@@ -48,6 +48,8 @@ except ImportError:  # pragma: no cover - the dev extras install it
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 ARTIFACTS = os.environ.get("TEST_ARTIFACTS")
+# Replies containing it are stopped by the output check (similar-questions mode only).
+BLOCKED_WORD = "zorblax"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -121,6 +123,22 @@ async def web(browser: "Browser", web_database: Any) -> AsyncIterator[Web]:
                 "llm_idle_timeout": 5.0,
                 "stream_checkpoint_seconds": 0.1,
                 "llm_vision": True,  # the image mode and image attachments
+                # Knowledge: the fake upstream serves the embeddings (as in tests/knowledge). On
+                # the suite's Postgres (no pgvector) retrieval is full text only, which the UI
+                # does not mind.
+                "embedding_base_url": fake.base_url,
+                "embedding_model": "fake-embed",
+                "embedding_dimensions": 64,
+                "rag_min_similarity": 0.35,
+                "rag_top_k": 3,
+                "rag_query_rewrite": False,
+                # Replies are checked for BLOCKED_WORD in the similar-questions mode only (no
+                # other browser test streams in it): the other modes keep streaming unheld.
+                "blocked_patterns": [BLOCKED_WORD],
+                "guardrails_output": ["blocked_patterns"],
+                "guardrails_modes": {
+                    mode: {"output": []} for mode in ("chat", "email", "summarize", "image")
+                },
             }
             settings = parley_settings(web_database, fake, **overrides)
             from app.main import create_app

@@ -1,13 +1,14 @@
-"""Swagger UI works offline in the browser (Authorize with the password flow included), and the
-client handles the reply events other features add: `sources`, `content_blocked`, unknown ones."""
+"""Swagger UI works offline in the browser (Authorize with the password flow included); the
+Knowledge page feeds a chat whose replies cite their sources, live and saved; a reply the output
+guardrails stop shows as blocked without ever showing the blocked word."""
 
-import json
 import re
-from typing import Any
 
-from playwright.async_api import Route, expect
+from playwright.async_api import expect
 
-from tests.web.conftest import Browsing, Web, screenshot, sign_in
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.wait import wait_until
+from tests.web.conftest import BLOCKED_WORD, Browsing, Web, screenshot, sign_in
 
 
 class TestSwaggerOffline:
@@ -37,66 +38,108 @@ class TestSwaggerOffline:
         await screenshot(page, "docs")
 
 
-def canned_reply(chat_id: str) -> str:
-    """A reply as the features being added will stream it (an `id:` on each event, a `sources`
-    event, an event this client does not know, a reply blocked by the guardrails)."""
-    assistant = "7b0c3c8e-7f0e-4c55-9d2a-2f6e0f0f0a01"
-    events: list[tuple[str, Any]] = [
-        ("start", {"chat_id": chat_id, "assistant_message_id": assistant, "model": "fake"}),
-        (
-            "sources",
-            [
-                {
-                    "file_name": "handbook.pdf",
-                    "page": 12,
-                    "section": "Leave",
-                    "score": 0.87,
-                    "snippet": "Staff may carry <em>five</em> days over.",
-                }
-            ],
-        ),
-        ("mystery", {"anything": True}),
-        ("delta", {"content": "You may carry "}),
-        ("error", {"code": "content_blocked", "message": "It named a colleague's salary."}),
-    ]
-    return "".join(
-        f"id: {n}\nevent: {name}\ndata: {json.dumps(data)}\n\n"
-        for n, (name, data) in enumerate(events, start=1)
-    )
+HANDBOOK = b"""# Leave policy
+
+Staff may carry five days of annual leave over into the next year. Carried days lapse at the
+end of March.
+
+# Expenses
+
+Receipts are needed for every claim above ten euros.
+"""
 
 
-class TestReplyEvents:
-    async def test_sources_unknown_events_and_a_blocked_reply(
+class TestKnowledge:
+    async def test_a_collection_feeds_a_chat_and_its_replies_cite_the_document(
         self, browsing: Browsing, web: Web
     ) -> None:
         user = await web.user()
-        created = await web.http.post("/api/chats", json={"title": "Leave"}, headers=user.headers)
-        chat_id = created.json()["id"]
         page = await browsing.page()
         await sign_in(page, user.email)
+        await page.get_by_role("link", name="Knowledge").click()
+        await expect(page.get_by_role("heading", name="Knowledge", level=1)).to_be_focused()
 
-        # Parley emits `sources` and `content_blocked` once retrieval and guardrails land; this
-        # one answer is canned in the browser so the client's handling is tested now.
-        async def reply(route: Route) -> None:
-            if route.request.method != "POST":
-                await route.continue_()
-                return
-            await route.fulfill(
-                status=200,
-                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
-                body=canned_reply(chat_id),
-            )
+        await page.get_by_label("New collection").fill("Handbook <b>2026</b>")
+        await page.get_by_role("button", name="Create").click()
+        card = page.get_by_role("region", name="Handbook <b>2026</b>")
+        await expect(card).to_contain_text("No files yet")
+        await card.get_by_label("Upload documents").set_input_files(
+            files=[{"name": "leave.md", "mimeType": "text/markdown", "buffer": HANDBOOK}]
+        )
+        # queued → processing → ready, refreshed by the page until settled.
+        files = card.get_by_role("list", name="Files in Handbook <b>2026</b>")
+        await expect(files.locator(".kb-file")).to_have_count(1)
+        await expect(files).to_contain_text(re.compile(r"leave\.md\s+ready · \d+ chunks?"))
 
-        await page.route(re.compile(rf"/api/chats/{chat_id}/messages$"), reply)
-        await page.goto(f"/chats/{chat_id}")
-        await page.get_by_label("Message", exact=True).fill("How many days carry over?")
+        await card.get_by_label("Search Handbook <b>2026</b>").fill("carry annual leave")
+        await card.get_by_role("button", name="Search").click()
+        hits = card.get_by_role("list", name="Search results in Handbook <b>2026</b>")
+        await expect(hits.locator("li").first).to_contain_text("leave.md (Leave policy)")
+        await expect(hits.locator("li").first).to_contain_text("score 0.")
+        await screenshot(page, "knowledge")
+
+        # A new chat with the collection picked: the reply cites the document as it streams.
+        await page.get_by_role("link", name="Chats").click()
+        await page.get_by_label("Handbook <b>2026</b>").check()
+        await page.get_by_label("Message", exact=True).fill("How many leave days carry over?")
         await page.get_by_role("button", name="Send").click()
         sources = page.get_by_role("region", name="Sources")
-        await expect(sources).to_contain_text("handbook.pdf (page 12, Leave)")
-        await expect(sources).to_contain_text("score 0.87")
-        await expect(sources.locator("blockquote")).to_have_text(
-            "Staff may carry <em>five</em> days over."
-        )
-        await expect(page.get_by_role("alert")).to_contain_text("blocked by the content policy")
-        await expect(page.locator(".message.assistant .content")).to_contain_text("You may carry")
+        await expect(sources).to_have_count(1)
+        await expect(sources).to_contain_text("leave.md (Leave policy)")
+        await expect(sources.locator("blockquote").first).to_contain_text("carry five days")
+        await expect(page).to_have_url(re.compile(r"/chats/[0-9a-f-]{36}$"))
         await expect(page.get_by_role("button", name="Send")).to_be_visible()
+        await expect(sources).to_have_count(1)  # the saved reply's, not a second copy
+
+        # Saved with the reply: the same citations after a reload, and the chat keeps the pick.
+        await page.reload()
+        await expect(sources).to_contain_text("leave.md (Leave policy)")
+        await expect(sources.locator("blockquote").first).to_contain_text("carry five days")
+        picked = page.get_by_label("Handbook <b>2026</b>")
+        await expect(picked).to_be_checked()
+        chat_id = page.url.rsplit("/", 1)[1]
+        await picked.uncheck()
+
+        async def cleared() -> bool:
+            chat = await web.http.get(f"/api/chats/{chat_id}", headers=user.headers)
+            return chat.json()["collection_ids"] == []
+
+        await wait_until(cleared, timeout=5)
+        await screenshot(page, "chat-sources")
+
+        # Back on the Knowledge page: remove the file, rename, then delete the collection.
+        await page.get_by_role("link", name="Knowledge").click()
+        await card.get_by_role("button", name="Remove leave.md").click()
+        await expect(card).to_contain_text("No files yet")
+        page.once("dialog", lambda dialog: dialog.accept("Policies"))
+        await card.get_by_role("button", name="Rename").click()
+        renamed = page.get_by_role("region", name="Policies")
+        await expect(renamed).to_be_visible()
+        page.once("dialog", lambda dialog: dialog.accept())
+        await renamed.get_by_role("button", name="Delete Policies").click()
+        await expect(page.get_by_text("No collections yet.")).to_be_visible()
+
+
+class TestBlockedReply:
+    async def test_a_reply_stopped_by_the_output_check_never_shows_the_word(
+        self, browsing: Browsing, web: Web, fake: FakeUpstream
+    ) -> None:
+        user = await web.user()
+        fake.state.tokens = ["1. Is ", "the ", f"{BLOCKED_WORD} ", "real?\n", "2. Where ", "now?"]
+        # In a chat of its own: a first send that fails before any text leaves no chat behind.
+        created = await web.http.post(
+            "/api/chats", json={"mode": "similar_questions"}, headers=user.headers
+        )
+        page = await browsing.page()
+        await sign_in(page, user.email)
+        await page.goto(f"/chats/{created.json()['id']}")
+        await page.get_by_label("Message", exact=True).fill("Is the creature real?")
+        await page.get_by_role("button", name="Send").click()
+        alert = page.get_by_role("alert")
+        await expect(alert).to_contain_text("blocked by the content policy")
+        await expect(page.get_by_role("button", name="Send")).to_be_visible()
+        await expect(page.locator("body")).not_to_contain_text(BLOCKED_WORD)
+        await page.reload()
+        reply = page.locator(".message.assistant")
+        await expect(reply).to_contain_text("blocked by the content policy")
+        await expect(page.locator("body")).not_to_contain_text(BLOCKED_WORD)

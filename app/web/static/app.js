@@ -7,6 +7,7 @@ import { signInPage, signUpPage, forgotPage, verifyPage, resetPage } from "./aut
 import { chatPage, homePage } from "./chats.js";
 import { emailPage } from "./email.js";
 import { accountPage, usagePage } from "./account.js";
+import { knowledgePage } from "./knowledge.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -16,6 +17,7 @@ const ROUTES = [
   { path: /^\/$/, page: homePage },
   { path: /^\/chats\/([0-9a-f-]{36})$/, page: chatPage },
   { path: /^\/email$/, page: emailPage },
+  { path: /^\/knowledge$/, page: knowledgePage },
   { path: /^\/usage$/, page: usagePage },
   { path: /^\/account$/, page: accountPage },
   { path: /^\/signin$/, page: signInPage, public: true },
@@ -57,6 +59,7 @@ function renderNav() {
     nav.append(
       link("/", "Chats"),
       link("/email", "Email writer"),
+      link("/knowledge", "Knowledge"),
       link("/usage", "Usage"),
       link("/account", "Account"),
       h("button", { type: "button", class: "link", on: { click: signOut } }, "Sign out"),

@@ -8,6 +8,7 @@ import { renderMarkdown } from "./markdown.js";
 import { readEvents } from "./sse.js";
 import { navigate, notify } from "./app.js";
 import { showError } from "./auth.js";
+import { collections, collectionPicker, citation } from "./knowledge.js";
 
 let modelsCache = null;
 let modesCache = null;
@@ -176,11 +177,11 @@ function readModeParams(box) {
 // ------------------------------------------------------------------------------- attachments
 
 /** A file input that uploads at once; `onBusy(true)` while uploads run (sending waits for them). */
-export function attachmentPicker(onBusy = () => {}) {
+export function attachmentPicker(onBusy = () => {}, label = "Attach") {
   const files = [];
   const chips = h("ul", { class: "chips", "aria-label": "Attached files" });
   const inputEl = h("input", { type: "file", id: uid("file"), multiple: true, class: "visually-hidden" });
-  const button = h("label", { for: inputEl.id, class: "button small" }, "Attach");
+  const button = h("label", { for: inputEl.id, class: "button small" }, label);
   inputEl.addEventListener("change", async () => {
     onBusy(true);
     for (const file of inputEl.files) {
@@ -252,9 +253,12 @@ class ChatView {
     this.main.append(h("div", { class: "chat-layout" }, this.sidebar.element, this.pane));
     // Usable once the models, modes and thread are known.
     this.input.disabled = true;
-    const [modelList, modeList] = await Promise.all([models().catch(() => []), modes().catch(() => [])]);
+    const [modelList, modeList, collectionList] = await Promise.all([
+      models().catch(() => []), modes().catch(() => []), collections().catch(() => []),
+    ]);
     this.modelList = modelList;
     this.modeList = modeList;
+    this.collectionList = collectionList;
     if (this.chatId) await this.loadChat();
     else this.buildNewChatSettings();
     this.input.disabled = false;
@@ -278,8 +282,10 @@ class ChatView {
     modeSelect.addEventListener("change", showParams);
     this.modePicker = { select: modeSelect, params };
     this.modelSelect = modelPicker(this.modelList, api.currentUser()?.preferences?.default_model);
+    this.collectionBox = collectionPicker(this.collectionList);
     clear(this.settings).append(
       h("div", { class: "row" }, field("Mode", modeSelect), this.modelSelect),
+      this.collectionBox,
       params,
     );
     showParams();
@@ -317,9 +323,17 @@ class ChatView {
       }
     });
     const mode = this.modeList.find((m) => m.name === chat.mode);
+    const picker = collectionPicker(this.collectionList, chat.collection_ids || [], async (ids) => {
+      try {
+        this.chat = await api.patch(`/api/chats/${chat.id}`, { collection_ids: ids });
+      } catch (error) {
+        notify(error.message, "error");
+      }
+    });
     clear(this.tools).append(
       h("span", { class: "badge" }, mode ? mode.title : chat.mode),
       this.modelSelect,
+      picker,
       h("button", { type: "button", class: "small", on: { click: () => this.rename() } }, "Rename"),
       h("button", { type: "button", class: "small", on: { click: () => this.summarize() } }, "Summarize"),
       h("a", { class: "button small", href: `/api/chats/${chat.id}/export?format=markdown`, download: "" }, "Export"),
@@ -364,6 +378,7 @@ class ChatView {
     if (message.role === "assistant") body.append(renderMarkdown(message.content));
     else body.append(h("p", { class: "plain" }, message.content));
     li.append(h("div", { class: "meta" }, h("span", { class: "who" }, who), this.branchNav(message)), body);
+    if (message.sources?.length) li.append(citations(message.sources));
     if (message.attachments?.length) {
       li.append(h("ul", { class: "chips" }, message.attachments.map((a) => h("li", { class: "chip" },
         a.kind === "image" ? h("img", { src: `/api/files/${a.id}/content`, alt: a.name, class: "thumb" }) : null,
@@ -371,7 +386,9 @@ class ChatView {
     }
     const status = {
       cancelled: "Stopped.",
-      failed: `Failed: ${message.error_message || message.error_code || "the reply did not finish"}.`,
+      failed: message.error_code === "content_blocked"
+        ? "This reply was blocked by the content policy."
+        : `Failed: ${message.error_message || message.error_code || "the reply did not finish"}.`,
       interrupted: "Interrupted: the server stopped while writing this reply.",
       streaming: "Writing…",
     }[message.status];
@@ -440,6 +457,8 @@ class ChatView {
       path = "/api/chats/start";
       const mode = this.modePicker.select.value;
       body = { content, attachments, model, mode, mode_params: readModeParams(this.modePicker.params) };
+      const picked = this.collectionBox?.picked() || [];
+      if (picked.length) body.collection_ids = picked;
     }
     this.thread.append(this.renderMessage({ id: "pending", role: "user", content, status: "complete", attachments: [] }, false));
     return this.stream(path, body, form);
@@ -592,7 +611,8 @@ class ChatView {
         this.thread.append(streamed);
       } else {
         // Keep what the stream showed that the stored thread does not carry.
-        for (const extra of streamed.querySelectorAll(".sources, [role=alert]")) stored.append(extra);
+        const kept = stored.querySelector(".sources") ? "[role=alert]" : ".sources, [role=alert]";
+        for (const extra of streamed.querySelectorAll(kept)) stored.append(extra);
       }
     }
   }
@@ -672,19 +692,10 @@ class ChatView {
   }
 }
 
-/** Citations under a reply from a `sources` event: file, page or section, score, snippet. */
+/** Citations under a reply (a `sources` event or a saved reply's `sources`). */
 function citations(data) {
   const items = Array.isArray(data) ? data : data.sources || data.items || [];
   const list = h("ol", { class: "citations" });
-  for (const s of items) {
-    if (!s || typeof s !== "object") continue;
-    const where = [s.page != null ? `page ${s.page}` : null, s.section || null].filter(Boolean).join(", ");
-    const name = s.file_name || s.filename || s.name || s.file || "Source";
-    list.append(h("li", {},
-      h("span", { class: "source-name" }, String(name)),
-      where ? ` (${where})` : "",
-      typeof s.score === "number" ? h("span", { class: "score" }, ` · score ${s.score.toFixed(2)}`) : "",
-      s.snippet ? h("blockquote", {}, String(s.snippet)) : null));
-  }
+  for (const s of items) if (s && typeof s === "object") list.append(citation(s));
   return h("section", { class: "sources", "aria-label": "Sources" }, h("h2", {}, "Sources"), list);
 }
