@@ -3,9 +3,10 @@
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
@@ -233,40 +234,66 @@ async def _rejoin(
     return JSONResponse(await resumer.outcome(reply), headers=headers)
 
 
-async def _reply(
-    request: Request,
-    *,
-    user_id: uuid.UUID,
-    key_header: str | None,
-    keys: IdempotencyKeys,
-    resumer: ReplyResumer,
-    body: BaseModel | None,
-    kind: ReplyKind,
-    stream: bool | None,
-    start: Callable[[], Awaitable[ReplyStream]],
-) -> Response:
-    """Starts a reply and answers it, unless an Idempotency-Key says an earlier attempt of the
-    same request started one: then that reply is answered instead."""
-    key = parse_key(key_header)
-    if key is None:
-        return await _answer(request, await start(), stream)
-    claim = await keys.claim(user_id, key, fingerprint(request.method, request.url.path, body))
-    if claim.reply is not None:
-        after = _last_event_id(request.headers.get("last-event-id"))
-        return await _rejoin(
-            request, resumer, claim.reply, stream, after=after, headers={REPLAYED_HEADER: "true"}
+@dataclass
+class ReplyAnswer:
+    """Answers the reply a route starts (SSE or JSON), unless an Idempotency-Key says an earlier
+    attempt of the same request started one: then that reply is answered instead."""
+
+    request: Request
+    user_id: uuid.UUID
+    key_header: str | None
+    keys: IdempotencyKeys
+    resumer: ReplyResumer
+
+    async def __call__(
+        self,
+        body: BaseModel | None,
+        kind: ReplyKind,
+        stream: bool | None,
+        start: Callable[[], Awaitable[ReplyStream]],
+    ) -> Response:
+        request, keys = self.request, self.keys
+        key = parse_key(self.key_header)
+        if key is None:
+            return await _answer(request, await start(), stream)
+        claim = await keys.claim(
+            self.user_id, key, fingerprint(request.method, request.url.path, body)
         )
-    try:
-        reply = await start()
-    except BaseException:
-        keys.release_later(claim)
-        raise
-    try:
-        await keys.started(claim, kind, reply.reply_id)
-    except Exception:
-        # The reply runs; a retry meanwhile is 409 until the claim is given up as abandoned.
-        logger.warning("could not record the reply of an idempotency key", exc_info=True)
-    return await _answer(request, reply, stream)
+        if claim.reply is not None:
+            after = _last_event_id(request.headers.get("last-event-id"))
+            return await _rejoin(
+                request,
+                self.resumer,
+                claim.reply,
+                stream,
+                after=after,
+                headers={REPLAYED_HEADER: "true"},
+            )
+        try:
+            reply = await start()
+        except BaseException:
+            keys.release_later(claim)
+            raise
+        try:
+            await keys.started(claim, kind, reply.reply_id)
+        except Exception:
+            # The reply runs; a retry meanwhile is 409 until the claim is given up as abandoned.
+            logger.warning("could not record the reply of an idempotency key", exc_info=True)
+        return await _answer(request, reply, stream)
+
+
+async def get_reply_answer(
+    request: Request,
+    user: GenerationUser,
+    keys: IdempotencyKeysDep,
+    resumer: ReplyResumerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> ReplyAnswer:
+    return ReplyAnswer(request, user.id, idempotency_key, keys, resumer)
+
+
+# What every route that starts a reply answers with (its Idempotency-Key header included).
+Answer = Annotated[ReplyAnswer, Depends(get_reply_answer)]
 
 
 @_reply_route(
@@ -283,22 +310,14 @@ async def send_message(
     chat: OwnedChat,
     user: GenerationUser,
     service: GenerationServiceDep,
-    keys: IdempotencyKeysDep,
-    resumer: ReplyResumerDep,
-    request: Request,
-    idempotency_key: IdempotencyKeyHeader = None,
+    answer: Answer,
 ) -> Response:
     """Saves the user's message, then streams or returns the assistant's reply."""
-    return await _reply(
-        request,
-        user_id=user.id,
-        key_header=idempotency_key,
-        keys=keys,
-        resumer=resumer,
-        body=body,
-        kind="message",
-        stream=body.stream,
-        start=lambda: service.send_message(
+    return await answer(
+        body,
+        "message",
+        body.stream,
+        lambda: service.send_message(
             user,
             chat,
             content=body.content,
@@ -324,26 +343,16 @@ async def start_chat(
     body: StartChatRequest,
     user: GenerationUser,
     service: GenerationServiceDep,
-    keys: IdempotencyKeysDep,
-    resumer: ReplyResumerDep,
-    request: Request,
-    idempotency_key: IdempotencyKeyHeader = None,
+    answer: Answer,
 ) -> Response:
     """Creates the chat and answers like sending a message to it (the `start` event and the
     reply carry `chat_id`). A send refused before the reply starts leaves no chat, and so does a
     reply that fails before its first token."""
-    return await _reply(
-        request,
-        user_id=user.id,
-        key_header=idempotency_key,
-        keys=keys,
-        resumer=resumer,
-        body=body,
-        kind="message",
-        stream=body.stream,
-        start=lambda: service.start_chat(
-            user, body, content=body.content, attachments=body.attachments
-        ),
+    return await answer(
+        body,
+        "message",
+        body.stream,
+        lambda: service.start_chat(user, body, content=body.content, attachments=body.attachments),
     )
 
 
@@ -363,22 +372,14 @@ async def edit_message(
     chat: OwnedChat,
     user: GenerationUser,
     service: GenerationServiceDep,
-    keys: IdempotencyKeysDep,
-    resumer: ReplyResumerDep,
-    request: Request,
-    idempotency_key: IdempotencyKeyHeader = None,
+    answer: Answer,
 ) -> Response:
     """The edit becomes a sibling of the original (which is kept) and gets a fresh reply."""
-    return await _reply(
-        request,
-        user_id=user.id,
-        key_header=idempotency_key,
-        keys=keys,
-        resumer=resumer,
-        body=body,
-        kind="message",
-        stream=body.stream,
-        start=lambda: service.edit_message(
+    return await answer(
+        body,
+        "message",
+        body.stream,
+        lambda: service.edit_message(
             user,
             chat,
             message_id,
@@ -404,25 +405,17 @@ async def regenerate_message(
     chat: OwnedChat,
     user: GenerationUser,
     service: GenerationServiceDep,
-    keys: IdempotencyKeysDep,
-    resumer: ReplyResumerDep,
-    request: Request,
+    answer: Answer,
     body: RegenerateRequest | None = None,
-    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Answers the same user message again; the new reply is a sibling of the old one."""
     body = body or RegenerateRequest()
     model = body.model
-    return await _reply(
-        request,
-        user_id=user.id,
-        key_header=idempotency_key,
-        keys=keys,
-        resumer=resumer,
-        body=body,
-        kind="message",
-        stream=body.stream,
-        start=lambda: service.regenerate(user, chat, message_id, model=model),
+    return await answer(
+        body,
+        "message",
+        body.stream,
+        lambda: service.regenerate(user, chat, message_id, model=model),
     )
 
 
@@ -500,22 +493,14 @@ async def generate(
     body: GenerateRequest,
     user: GenerationUser,
     service: GenerationServiceDep,
-    keys: IdempotencyKeysDep,
-    resumer: ReplyResumerDep,
-    request: Request,
-    idempotency_key: IdempotencyKeyHeader = None,
+    answer: Answer,
 ) -> Response:
     """Runs a mode (e.g. the email writer) over a prompt; kept in GET /api/generations."""
-    return await _reply(
-        request,
-        user_id=user.id,
-        key_header=idempotency_key,
-        keys=keys,
-        resumer=resumer,
-        body=body,
-        kind="generation",
-        stream=body.stream,
-        start=lambda: service.generate(user, body),
+    return await answer(
+        body,
+        "generation",
+        body.stream,
+        lambda: service.generate(user, body),
     )
 
 
