@@ -67,6 +67,12 @@ def build_generation_service(
         generations=GenerationRepository(session),
         summaries=summaries,
         attachments=build_attachment_service(session, files),
+        keys=IdempotencyKeys(
+            runtime.db,
+            session,
+            hours=runtime.settings.idempotency_key_hours,
+            background=generation.background,
+        ),
     )
 
 
@@ -99,20 +105,6 @@ async def get_reply_resumer(
 
 
 ReplyResumerDep = Annotated[ReplyResumer, Depends(get_reply_resumer)]
-
-
-async def get_idempotency_keys(
-    session: SessionDep, runtime: RuntimeDep, generation: GenerationRuntimeDep
-) -> IdempotencyKeys:
-    return IdempotencyKeys(
-        runtime.db,
-        session,
-        hours=runtime.settings.idempotency_key_hours,
-        background=generation.background,
-    )
-
-
-IdempotencyKeysDep = Annotated[IdempotencyKeys, Depends(get_idempotency_keys)]
 
 
 @dataclass

@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from array import array
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -26,19 +26,9 @@ from app.core.errors import AppError
 from app.core.metrics import Metrics
 from app.generation import reply_events
 from app.generation.errors import ReplyCrashed, ReplyFailed, ReplyInProgress
-from app.generation.output_check import checked
-from app.generation.prompt import ImageInput, Prompt, estimate_tokens
+from app.generation.prompt import estimate_tokens
 from app.generation.reply_events import ReplyEvent
-from app.generation.upstream.types import (
-    ChatMessage,
-    Finish,
-    ModelConfig,
-    Provider,
-    SamplingParams,
-    TextDelta,
-    Usage,
-)
-from app.guardrails.output import OutputGuard
+from app.generation.upstream.types import Finish, TextDelta, UpstreamCall, UpstreamEvent, Usage
 
 logger = logging.getLogger("parley.generation")
 
@@ -103,11 +93,18 @@ class DisconnectPolicy:
     grace_seconds: float = 0.0  # a rejoin within this keeps a `cancel` reply going
 
 
-# Loads the data URLs of a prompt's images (app/files/attachments.py), by file id.
-ImageLoader = Callable[[Sequence[ImageInput]], Awaitable[dict[uuid.UUID, str]]]
-# Completes the prompt just before the upstream is called (retrieval: app/generation/retrieval.py)
-# and returns it with an event to send first (`sources`), or None.
-PromptHook = Callable[[list[ChatMessage]], Awaitable[tuple[list[ChatMessage], ReplyEvent | None]]]
+class ReplyHooks(Protocol):
+    """What the reply's task runs of the pipeline's stages (pipeline/composer.py)."""
+
+    async def before_upstream(
+        self, call: UpstreamCall, emit: Callable[[ReplyEvent], None]
+    ) -> None: ...
+
+    def filter(
+        self, events: AsyncGenerator[UpstreamEvent, None]
+    ) -> AsyncGenerator[UpstreamEvent, None]: ...
+
+    def saved(self, result: ReplyResult) -> None: ...
 
 
 @dataclass
@@ -115,24 +112,20 @@ class ReplyStream:
     """One reply being streamed, under a key (its chat's, or its stateless generation's)."""
 
     key: str
-    provider: Provider
-    model: ModelConfig
-    prompt: Prompt
-    params: SamplingParams
+    # What goes upstream; the hooks may change it in the reply's task before the call.
+    call: UpstreamCall
+    # The prompt's estimated cost, for upstreams that report no usage.
+    prompt_tokens: int
     saver: Saver
     start: ReplyEvent
     checkpoint_seconds: float
     metrics: Metrics | None = None
-    # Reads the images the prompt sends, once the request's transaction has ended: decoding
-    # them may take a while, and no database connection is held for it.
-    load_images: ImageLoader | None = None
-    # Runs in the reply's task, before the upstream call: network calls and its own short
-    # transactions, never the request's connection.
-    prepare: PromptHook | None = None
+    # The stages' hooks: before the upstream call (images, retrieval), around its events (the
+    # output guard) and after the save (a title). They run in the reply's task, never on the
+    # request's database connection.
+    hooks: ReplyHooks | None = None
     # Response headers for whoever serves the reply (the remaining quota).
     headers: dict[str, str] = field(default_factory=dict)
-    # The guardrails' check on the reply's text (app/guardrails/output.py); None: unchecked.
-    guard: OutputGuard | None = None
     # The saved row's id (the assistant message, or the stateless generation): what a client
     # rejoining the reply names, and the key of its events in the shared buffer.
     reply_id: uuid.UUID | None = None
@@ -175,7 +168,7 @@ class ReplyStream:
         result = self.result
         if result is None:
             return
-        model = self.model.name
+        model = self.call.model.name
         if result.time_to_first_token_ms is not None:
             self.metrics.time_to_first_token.labels(model).observe(
                 result.time_to_first_token_ms / 1000
@@ -311,16 +304,6 @@ class ReplyStream:
             logger.warning("could not look for viewers elsewhere", exc_info=True)
             return False
 
-    async def _messages(self) -> list[ChatMessage]:
-        """The prompt as sent: with its images' data, read now, once, before the upstream is
-        called."""
-        if not self.prompt.images:
-            return self.prompt.messages
-        if self.load_images is None:
-            raise ReplyCrashed("The reply has images but no way to load them.")
-        load, self.load_images = self.load_images, None  # what it holds is not needed again
-        return self.prompt.render(await load(self.prompt.images))
-
     async def _checkpoints(self, parts: list[str]) -> None:
         """Saves the text so far every few seconds, apart from the token loop so deltas never
         wait on the database. Each save also marks the row alive (see the stale-stream sweep)."""
@@ -340,14 +323,12 @@ class ReplyStream:
         failure: AppError | None = None
         checkpoints = asyncio.create_task(self._checkpoints(parts))
         try:
-            messages = await self._messages()
-            if self.prepare is not None:
-                messages, first = await self.prepare(messages)
-                if first is not None:
-                    self._emit(first)
-            events = self.provider.stream(self.model, messages, self.params)
-            if self.guard is not None:
-                events = checked(events, self.guard)
+            call, hooks = self.call, self.hooks
+            if hooks is not None:
+                await hooks.before_upstream(call, self._emit)
+            events = call.provider.stream(call.model, call.messages, call.params)
+            if hooks is not None:
+                events = hooks.filter(events)
             async with aclosing(events) as s:
                 async for event in s:
                     if isinstance(event, TextDelta):
@@ -379,7 +360,7 @@ class ReplyStream:
         result = ReplyResult(
             status="complete",
             text=text,
-            prompt_tokens=usage.prompt_tokens if usage else self.prompt.tokens,
+            prompt_tokens=usage.prompt_tokens if usage else self.prompt_tokens,
             completion_tokens=usage.completion_tokens if usage else estimate_tokens(text),
             usage_estimated=usage is None,
             time_to_first_token_ms=(
@@ -412,6 +393,8 @@ class ReplyStream:
         except Exception:
             logger.exception("could not save the reply", extra={"reply": self.key})
         else:
+            if self.hooks is not None:
+                self.hooks.saved(result)
             for callback in self.on_saved:
                 callback(result)
         user_stopped = self._stop is STOPPED

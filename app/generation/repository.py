@@ -66,6 +66,12 @@ class ReplyRepository:
         )
         return saved.first()
 
+    async def set_sources(self, message_id: uuid.UUID, sources: list[dict[str, Any]]) -> None:
+        """Keeps the chunks a chat reply was given (its `sources`), None for none."""
+        await self.session.execute(
+            update(Message).where(Message.id == message_id).values(sources=sources or None)
+        )
+
     async def saved(self, table: ReplyTable, row_id: uuid.UUID) -> Row[Any] | None:
         """A reply's row as saved now (its columns), or None when it is gone."""
         columns = table.__table__.c

@@ -2,7 +2,6 @@
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -39,7 +38,6 @@ from app.files.errors import (
 )
 from app.generation.dependencies import (
     GenerationServiceDep,
-    IdempotencyKeysDep,
     ReplyResumerDep,
     SummaryServiceDep,
 )
@@ -60,9 +58,17 @@ from app.generation.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from app.generation.idempotency import IdempotencyKeys, ReplyKind, fingerprint, parse_key
+from app.generation.idempotency import parse_key
 from app.generation.reply_events import SSE_HEADERS, EventStream
 from app.generation.reply_stream import ReplyStream
+from app.generation.requests import (
+    EditMessage,
+    Generate,
+    Regenerate,
+    ReplyRequest,
+    SendMessage,
+    StartChat,
+)
 from app.generation.resume import ReplyResumer, SavedReply
 from app.generation.schemas import (
     EditMessageRequest,
@@ -77,8 +83,10 @@ from app.generation.schemas import (
     SummarizeRequest,
     SummaryRead,
 )
+from app.generation.service import GenerationService
 from app.knowledge.errors import CollectionNotFound
 from app.usage.service import QuotaExceeded
+from app.users.models import User
 
 logger = logging.getLogger("parley.generation")
 
@@ -236,60 +244,39 @@ async def _rejoin(
 
 @dataclass
 class ReplyAnswer:
-    """Answers the reply a route starts (SSE or JSON), unless an Idempotency-Key says an earlier
-    attempt of the same request started one: then that reply is answered instead."""
+    """Starts the reply a route asks for and answers it (SSE or JSON): the reply itself, or the
+    one an earlier attempt with the same Idempotency-Key started, rejoined."""
 
     request: Request
-    user_id: uuid.UUID
-    key_header: str | None
-    keys: IdempotencyKeys
+    user: User
+    service: GenerationService
     resumer: ReplyResumer
+    key_header: str | None
 
-    async def __call__(
-        self,
-        body: BaseModel | None,
-        kind: ReplyKind,
-        stream: bool | None,
-        start: Callable[[], Awaitable[ReplyStream]],
-    ) -> Response:
-        request, keys = self.request, self.keys
-        key = parse_key(self.key_header)
-        if key is None:
-            return await _answer(request, await start(), stream)
-        claim = await keys.claim(
-            self.user_id, key, fingerprint(request.method, request.url.path, body)
+    async def __call__(self, reply_request: ReplyRequest, stream: bool | None) -> Response:
+        outcome = await self.service.reply(
+            self.user, reply_request, idempotency_key=parse_key(self.key_header)
         )
-        if claim.reply is not None:
-            after = _last_event_id(request.headers.get("last-event-id"))
-            return await _rejoin(
-                request,
-                self.resumer,
-                claim.reply,
-                stream,
-                after=after,
-                headers={REPLAYED_HEADER: "true"},
-            )
-        try:
-            reply = await start()
-        except BaseException:
-            keys.release_later(claim)
-            raise
-        try:
-            await keys.started(claim, kind, reply.reply_id)
-        except Exception:
-            # The reply runs; a retry meanwhile is 409 until the claim is given up as abandoned.
-            logger.warning("could not record the reply of an idempotency key", exc_info=True)
-        return await _answer(request, reply, stream)
+        if isinstance(outcome, ReplyStream):
+            return await _answer(self.request, outcome, stream)
+        return await _rejoin(
+            self.request,
+            self.resumer,
+            outcome,
+            stream,
+            after=_last_event_id(self.request.headers.get("last-event-id")),
+            headers={REPLAYED_HEADER: "true"},
+        )
 
 
 async def get_reply_answer(
     request: Request,
     user: GenerationUser,
-    keys: IdempotencyKeysDep,
+    service: GenerationServiceDep,
     resumer: ReplyResumerDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> ReplyAnswer:
-    return ReplyAnswer(request, user.id, idempotency_key, keys, resumer)
+    return ReplyAnswer(request, user, service, resumer, idempotency_key)
 
 
 # What every route that starts a reply answers with (its Idempotency-Key header included).
@@ -308,24 +295,19 @@ Answer = Annotated[ReplyAnswer, Depends(get_reply_answer)]
 async def send_message(
     body: SendMessageRequest,
     chat: OwnedChat,
-    user: GenerationUser,
-    service: GenerationServiceDep,
     answer: Answer,
 ) -> Response:
     """Saves the user's message, then streams or returns the assistant's reply."""
     return await answer(
-        body,
-        "message",
-        body.stream,
-        lambda: service.send_message(
-            user,
-            chat,
+        SendMessage(
+            chat=chat,
             content=body.content,
             model=body.model,
             parent_id=body.parent_id,
             attachments=body.attachments,
             collection_ids=body.collection_ids,
         ),
+        body.stream,
     )
 
 
@@ -341,18 +323,13 @@ async def send_message(
 )
 async def start_chat(
     body: StartChatRequest,
-    user: GenerationUser,
-    service: GenerationServiceDep,
     answer: Answer,
 ) -> Response:
     """Creates the chat and answers like sending a message to it (the `start` event and the
     reply carry `chat_id`). A send refused before the reply starts leaves no chat, and so does a
     reply that fails before its first token."""
     return await answer(
-        body,
-        "message",
-        body.stream,
-        lambda: service.start_chat(user, body, content=body.content, attachments=body.attachments),
+        StartChat(data=body, content=body.content, attachments=body.attachments), body.stream
     )
 
 
@@ -370,23 +347,18 @@ async def edit_message(
     message_id: uuid.UUID,
     body: EditMessageRequest,
     chat: OwnedChat,
-    user: GenerationUser,
-    service: GenerationServiceDep,
     answer: Answer,
 ) -> Response:
     """The edit becomes a sibling of the original (which is kept) and gets a fresh reply."""
     return await answer(
-        body,
-        "message",
-        body.stream,
-        lambda: service.edit_message(
-            user,
-            chat,
-            message_id,
+        EditMessage(
+            chat=chat,
+            message_id=message_id,
             content=body.content,
             model=body.model,
             attachments=body.attachments,
         ),
+        body.stream,
     )
 
 
@@ -403,20 +375,12 @@ async def edit_message(
 async def regenerate_message(
     message_id: uuid.UUID,
     chat: OwnedChat,
-    user: GenerationUser,
-    service: GenerationServiceDep,
     answer: Answer,
     body: RegenerateRequest | None = None,
 ) -> Response:
     """Answers the same user message again; the new reply is a sibling of the old one."""
     body = body or RegenerateRequest()
-    model = body.model
-    return await answer(
-        body,
-        "message",
-        body.stream,
-        lambda: service.regenerate(user, chat, message_id, model=model),
-    )
+    return await answer(Regenerate(chat=chat, message_id=message_id, model=body.model), body.stream)
 
 
 @router.get(
@@ -491,17 +455,10 @@ async def summarize_chat(
 )
 async def generate(
     body: GenerateRequest,
-    user: GenerationUser,
-    service: GenerationServiceDep,
     answer: Answer,
 ) -> Response:
     """Runs a mode (e.g. the email writer) over a prompt; kept in GET /api/generations."""
-    return await answer(
-        body,
-        "generation",
-        body.stream,
-        lambda: service.generate(user, body),
-    )
+    return await answer(Generate(body=body), body.stream)
 
 
 @router.get(

@@ -6,7 +6,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ import httpx
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.metrics import Metrics
+from app.generation.pipeline.composer import ReplyComposer, default_stages
 from app.generation.reply_buffer import RedisReplyBuffer
 from app.generation.reply_stream import SHUTDOWN, ActiveReplies, DisconnectPolicy
 from app.generation.stale_replies import sweep_forever, sweep_interrupted
@@ -51,6 +52,8 @@ class GenerationRuntime:
     buffer: RedisReplyBuffer | None = None
     # Retrieval for chats that name collections; set by the app's lifespan (app/main.py).
     knowledge: "KnowledgeRuntime | None" = None
+    # The stages every reply is composed of (pipeline/composer.py).
+    composer: ReplyComposer = field(init=False)
 
 
 @dataclass
@@ -195,6 +198,15 @@ async def generation_runtime(
             background=set(),
             guardrails=build_guardrails(settings, db, metrics, registry, openai),
             buffer=buffer,
+        )
+        runtime.composer = ReplyComposer(
+            default_stages(
+                settings=settings,
+                db=db,
+                guardrails=runtime.guardrails,
+                knowledge=lambda: runtime.knowledge,
+            ),
+            max_image_side=settings.vision_max_side,
         )
         try:
             await sweep_interrupted(db, settings)

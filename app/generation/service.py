@@ -1,19 +1,17 @@
-"""Starting replies: in chats (send, edit, regenerate, stop) and stateless (POST /api/generate).
+"""Starting replies: in chats (send, start, edit, regenerate) and stateless (POST /api/generate),
+through one method, `reply()`, whichever way the request came (HTTP, the WebSocket).
 
-Each request validates its input, persists the user's side and a usage reservation, commits,
-and only then starts a ReplyStream (reply_stream.py), which calls the upstream and saves the
-reply as it goes (reply_saver.py).
-
-Attachments are checked first (ownership, count, duplicates, a vision model for images), then
-their content is read with no database connection held (app/files/attachments.py): a document
-that cannot be read is refused before anything is stored. Images of earlier messages are read
-by the reply itself, after the request's transaction.
+Each request is checked by the pipeline's stages (pipeline/: input checks, files read) before
+anything is stored; then the user's side and a usage reservation are written, the stages compose
+the prompt, the request commits, and only then a ReplyStream (reply_stream.py) calls the
+upstream and saves the reply as it goes (reply_saver.py). An Idempotency-Key makes a retried
+request get the reply its first attempt started (idempotency.py).
 """
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import AwareDatetime
@@ -21,51 +19,39 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chats.errors import ChatNotFound
-from app.chats.models import Chat, Message, Role
+from app.chats.models import Chat, Message
 from app.chats.modes import get_mode
 from app.chats.repository import ThreadRow
-from app.chats.schemas import ChatCreate, MessageRead
+from app.chats.schemas import MessageRead
 from app.chats.service import ChatService, ReplyContext
 from app.core.config import Settings
 from app.core.cursor import Cursor
 from app.core.db import Database, utcnow
-from app.files.attachments import (
-    AttachmentService,
-    DocumentText,
-    ImageSource,
-    PreparedFiles,
-    attachment_reads,
-    attachment_records,
-)
-from app.files.models import File, FileKind
-from app.generation.errors import (
-    ImageRequired,
-    ModelNotVisionCapable,
-    ReplyInProgress,
-)
+from app.files.attachments import AttachmentService, attachment_reads, attachment_records
+from app.generation.errors import ReplyInProgress
+from app.generation.idempotency import IdempotencyKeys
 from app.generation.models import Generation
-from app.generation.prompt import (
-    DEFAULT_REPLY_RESERVE,
-    DocumentInput,
-    ImageInput,
-    Prompt,
-    PromptAttachment,
-    Turn,
-    build_prompt,
-)
+from app.generation.pipeline.stage import ReplyPlan, RequestScope
+from app.generation.prompt import DEFAULT_REPLY_RESERVE, Prompt
 from app.generation.reply_events import ReplyEvent
 from app.generation.reply_saver import ReplySaver
-from app.generation.reply_stream import ImageLoader, PromptHook, ReplyStream
+from app.generation.reply_stream import ReplyStream
 from app.generation.repository import GenerationRepository, ReplyRepository
-from app.generation.retrieval import retrieval_hook
+from app.generation.requests import (
+    EditMessage,
+    Generate,
+    Regenerate,
+    ReplyRequest,
+    SendMessage,
+    StartChat,
+    fingerprint,
+)
+from app.generation.resume import SavedReply
 from app.generation.runtime import GenerationRuntime
-from app.generation.schemas import GenerateRequest, GenerationPage, GenerationRead, ModelRead
+from app.generation.schemas import GenerationPage, GenerationRead, ModelRead
 from app.generation.stale_replies import stale_after
 from app.generation.summaries import SummaryService
-from app.generation.upstream.types import ModelConfig, SamplingParams
-from app.guardrails.output import OutputGuard
-from app.guardrails.pipeline import UntrustedText
-from app.guardrails.recorder import EventContext
+from app.generation.upstream.types import SamplingParams, UpstreamCall
 from app.usage.service import Quota, UsageService
 from app.users.models import User
 
@@ -84,213 +70,130 @@ class GenerationService:
     generations: GenerationRepository
     summaries: SummaryService
     attachments: AttachmentService
+    keys: IdempotencyKeys
 
-    # --- guardrails (app/guardrails) ---------------------------------------------------------
+    async def reply(
+        self, user: User, request: ReplyRequest, *, idempotency_key: str | None = None
+    ) -> ReplyStream | SavedReply:
+        """Starts the reply `request` asks for; with an Idempotency-Key that an earlier attempt
+        of the same request holds, the reply that attempt started (to rejoin) instead."""
+        if idempotency_key is None:
+            return await self._start(user, request)
+        claim = await self.keys.claim(user.id, idempotency_key, fingerprint(request))
+        if claim.reply is not None:
+            return claim.reply
+        try:
+            reply = await self._start(user, request)
+        except BaseException:
+            self.keys.release_later(claim)
+            raise
+        try:
+            await self.keys.started(claim, request.kind, reply.reply_id)
+        except Exception:
+            # The reply runs; a retry meanwhile is 409 until the claim is given up as abandoned.
+            logger.warning("could not record the reply of an idempotency key", exc_info=True)
+        return reply
 
-    async def _check_input(
-        self, user: User, text: str, *, mode: str, chat_id: uuid.UUID | None = None
-    ) -> None:
-        """The input checks, before anything is written or sent upstream. A guard model call is
-        a network call: the session is committed first (nothing is written yet) so that no
-        database connection is held while it runs."""
-        guardrails = self.runtime.guardrails
-        await guardrails.check_input(
-            text,
-            mode=mode,
-            context=EventContext(user_id=user.id, chat_id=chat_id),
-            before_network=self.session.commit if guardrails.input_guarded(mode) else None,
+    async def _start(self, user: User, request: ReplyRequest) -> ReplyStream:
+        match request:
+            case SendMessage():
+                return await self._send(user, request)
+            case StartChat():
+                return await self._start_chat(user, request)
+            case EditMessage():
+                return await self._edit(user, request)
+            case Regenerate():
+                return await self._regenerate(user, request)
+            case Generate():
+                return await self._generate(user, request)
+
+    def _plan(self, user: User, chat: Chat | None, **fields: Any) -> ReplyPlan:
+        scope = RequestScope(
+            attachments=self.attachments, titles=self.summaries, commit=self.session.commit
         )
-
-    def _for_upstream(self, role: str, text: str, mode: str) -> str:
-        """A message's text as sent upstream: the user's with personal data redacted (PII_*);
-        the stored message keeps the original."""
-        if role != Role.USER:
-            return text
-        return self.runtime.guardrails.redact_for_upstream(text, mode=mode)
-
-    async def _checked_documents(
-        self,
-        attachments: dict[uuid.UUID, list[PromptAttachment]],
-        new: PreparedFiles | None,
-        *,
-        mode: str,
-        context: EventContext,
-    ) -> dict[uuid.UUID, list[PromptAttachment]]:
-        """Documents' text through the untrusted-text checks: personal data redacted (or the
-        request refused), instructions aimed at the model flagged. Only the new message's
-        documents are recorded as events; earlier ones were when they were attached."""
-        documents = [
-            (message_id, index, item)
-            for message_id, items in attachments.items()
-            for index, item in enumerate(items)
-            if isinstance(item, DocumentInput)
-        ]
-        new_ids = {file.id for file in new.files} if new is not None else set()
-        for record in (True, False):
-            group = [d for d in documents if (d[2].file_id in new_ids) == record]
-            if not group:
-                continue
-            results = await self.runtime.guardrails.check_untrusted(
-                [UntrustedText(doc.text, "attachment", doc.name) for _m, _i, doc in group],
-                mode=mode,
-                context=context,
-                record=record,
-            )
-            for (message_id, index, doc), result in zip(group, results, strict=True):
-                attachments[message_id][index] = replace(
-                    doc, text=result.text, flagged=result.flagged
-                )
-        return attachments
-
-    def _chat_model(self, name: str | None, user: User, chat: Chat) -> ModelConfig:
-        return self.runtime.registry.resolve(name, chat.model, user.default_model)
-
-    # --- attachments -------------------------------------------------------------------------
-
-    async def _attachment_files(
-        self, user: User, file_ids: Sequence[uuid.UUID], config: ModelConfig
-    ) -> list[File]:
-        """The files to attach: the user's, at most MAX_ATTACHMENTS, each once, and images only
-        for a vision model. Nothing is read yet."""
-        files = await self.attachments.resolve(user, file_ids)
-        _check_vision(files, config)
-        return files
-
-    async def _prepared(
-        self, user: User, file_ids: Sequence[uuid.UUID], config: ModelConfig
-    ) -> PreparedFiles | None:
-        """The files checked and their content read, or None when there are none."""
-        files = await self._attachment_files(user, file_ids, config)
-        return await self.attachments.prepare(files) if files else None
-
-    async def _prompt_attachments(
-        self,
-        by_message: Mapping[uuid.UUID, list[File]],
-        new: PreparedFiles | None,
-        *,
-        mode: str,
-        context: EventContext,
-    ) -> dict[uuid.UUID, list[PromptAttachment]]:
-        """What the prompt gets of each message's attachments (the documents' stored text,
-        through the untrusted-text checks)."""
-        known = new.texts if new is not None else {}
-        wanted = {
-            file.id
-            for files in by_message.values()
-            for file in files
-            if file.kind == FileKind.DOCUMENT and file.id not in known
-        }
-        texts = {**known, **await self.attachments.texts(wanted)} if wanted else known
-        attachments = {
-            message_id: [a for a in (_prompt_attachment(f, texts) for f in files) if a]
-            for message_id, files in by_message.items()
-        }
-        return await self._checked_documents(attachments, new, mode=mode, context=context)
-
-    def _image_loader(
-        self, files: Mapping[uuid.UUID, File], new: PreparedFiles | None
-    ) -> ImageLoader:
-        """Reads a prompt's images when the reply is about to call the upstream (the request's
-        session is not used: only storage and worker threads)."""
-        sources = {file_id: ImageSource.of(file) for file_id, file in files.items()}
-        ready = new.image_urls if new is not None else {}
-        attachments = self.attachments
-
-        async def load(images: Sequence[ImageInput]) -> dict[uuid.UUID, str]:
-            # A file attached to two messages of the thread is read once.
-            wanted = dict.fromkeys(image.file_id for image in images)
-            return await attachments.image_urls([sources[i] for i in wanted], ready=ready)
-
-        return load
+        return ReplyPlan(user=user, chat=chat, scope=scope, **fields)
 
     # --- chat replies ------------------------------------------------------------------------
 
-    async def send_message(
-        self,
-        user: User,
-        chat: Chat,
-        *,
-        content: str,
-        model: str | None = None,
-        parent_id: uuid.UUID | None = None,
-        attachments: Sequence[uuid.UUID] = (),
-        collection_ids: Sequence[uuid.UUID] | None = None,
-    ) -> ReplyStream:
+    async def _send(self, user: User, request: SendMessage) -> ReplyStream:
         """Saves the user's message (with its attachments), then starts the assistant's reply.
-        `collection_ids` (the user's collections) replace the chat's for this message."""
-        await self._check_input(user, content, mode=chat.mode, chat_id=chat.id)
-        config = self._chat_model(model, user, chat)
-        if collection_ids is not None:
-            await self.chats.check_collections(user.id, collection_ids)
-        new = await self._prepared(user, attachments, config)
-        return await self._reserved(
-            chat,
-            lambda: self.chats.user_message_context(chat, content, parent_id),
-            config,
+        The message's `collection_ids` (the user's) replace the chat's for it."""
+        chat = request.chat
+        plan = self._plan(
             user,
-            new=new,
-            collection_ids=collection_ids,
+            chat,
+            mode=chat.mode,
+            model=self.runtime.registry.resolve(request.model, chat.model, user.default_model),
+            content=request.content,
+            file_ids=request.attachments,
+            collection_ids=request.collection_ids,
+            max_tokens=chat.max_tokens,
+        )
+        if request.collection_ids is not None:
+            await self.chats.check_collections(user.id, request.collection_ids)
+        await self.runtime.composer.check(plan)
+        return await self._chat_reply(
+            plan, lambda: self.chats.user_message_context(chat, request.content, request.parent_id)
         )
 
-    async def start_chat(
-        self,
-        user: User,
-        data: ChatCreate,
-        *,
-        content: str,
-        attachments: Sequence[uuid.UUID] = (),
-    ) -> ReplyStream:
+    async def _start_chat(self, user: User, request: StartChat) -> ReplyStream:
         """Creates a chat and sends its first message. A refused send (input, model, files,
         quota) rolls the chat back with the request; a reply that fails before its first token
         deletes it (ReplySaver.discard_chat): either way no chat is left without its exchange."""
-        await self._check_input(user, content, mode=data.mode)
-        config = self.runtime.registry.resolve(data.model, None, user.default_model)
+        data = request.data
+        plan = self._plan(
+            user,
+            None,
+            mode=data.mode,
+            model=self.runtime.registry.resolve(data.model, None, user.default_model),
+            content=request.content,
+            file_ids=request.attachments,
+            max_tokens=data.max_tokens,
+        )
         # Files are checked and read before the chat exists: reading them ends the transaction,
         # and a refused file must not leave an empty chat behind.
-        new = await self._prepared(user, attachments, config)
-        chat = await self.chats.create_chat(user, data)
-        return await self._reserved(
-            chat,
-            lambda: self.chats.user_message_context(chat, content),
-            config,
-            user,
-            new=new,
-            new_chat=True,
+        await self.runtime.composer.check(plan)
+        chat = plan.chat = await self.chats.create_chat(user, data)
+        return await self._chat_reply(
+            plan, lambda: self.chats.user_message_context(chat, request.content), new_chat=True
         )
 
-    async def edit_message(
-        self,
-        user: User,
-        chat: Chat,
-        message_id: uuid.UUID,
-        *,
-        content: str,
-        model: str | None,
-        attachments: Sequence[uuid.UUID] | None = None,
-    ) -> ReplyStream:
+    async def _edit(self, user: User, request: EditMessage) -> ReplyStream:
         """Adds the edited text as a sibling of the original user message and answers it. The
-        edit keeps the original's attachments unless `attachments` replaces them."""
-        await self._check_input(user, content, mode=chat.mode, chat_id=chat.id)
-        config = self._chat_model(model, user, chat)
+        edit keeps the original's attachments unless the request replaces them."""
+        chat, attachments = request.chat, request.attachments
         if attachments is None:
-            attachments = await self.attachments.file_ids_of(chat.id, message_id)
-        new = await self._prepared(user, attachments, config)
-        return await self._reserved(
-            chat,
-            lambda: self.chats.edit_context(chat, message_id, content),
-            config,
+            attachments = await self.attachments.file_ids_of(chat.id, request.message_id)
+        plan = self._plan(
             user,
-            new=new,
+            chat,
+            mode=chat.mode,
+            model=self.runtime.registry.resolve(request.model, chat.model, user.default_model),
+            content=request.content,
+            file_ids=attachments,
+            max_tokens=chat.max_tokens,
+        )
+        await self.runtime.composer.check(plan)
+        return await self._chat_reply(
+            plan, lambda: self.chats.edit_context(chat, request.message_id, request.content)
         )
 
-    async def regenerate(
-        self, user: User, chat: Chat, message_id: uuid.UUID, *, model: str | None
-    ) -> ReplyStream:
+    async def _regenerate(self, user: User, request: Regenerate) -> ReplyStream:
         """Answers the same user message again (with its attachments); the new reply is a
         sibling of the old one."""
-        config = self._chat_model(model, user, chat)
-        return await self._reserved(
-            chat, lambda: self.chats.regenerate_context(chat, message_id), config, user
+        chat = request.chat
+        plan = self._plan(
+            user,
+            chat,
+            mode=chat.mode,
+            model=self.runtime.registry.resolve(request.model, chat.model, user.default_model),
+            content="",
+            new_content=False,
+            max_tokens=chat.max_tokens,
+        )
+        await self.runtime.composer.check(plan)
+        return await self._chat_reply(
+            plan, lambda: self.chats.regenerate_context(chat, request.message_id)
         )
 
     async def stop(self, chat: Chat) -> bool:
@@ -304,19 +207,16 @@ class GenerationService:
             chat.id, fresh_after=utcnow() - stale_after(self.settings)
         )
 
-    async def _reserved(
+    async def _chat_reply(
         self,
-        chat: Chat,
+        plan: ReplyPlan,
         make_context: Callable[[], Awaitable[ReplyContext]],
-        config: ModelConfig,
-        user: User,
         *,
-        new: PreparedFiles | None = None,
         new_chat: bool = False,
-        collection_ids: Sequence[uuid.UUID] | None = None,
     ) -> ReplyStream:
-        """Starts a reply to `make_context()`'s user message, one reply per chat at a time.
-        `new`: the files to attach to that message (a new one), checked and read already."""
+        """Starts a reply to `make_context()`'s user message, one reply per chat at a time."""
+        chat, user, new = plan.chat, plan.user, plan.new_files
+        assert chat is not None
         key = _chat_key(chat.id)
         self.runtime.replies.reserve(key)
         try:
@@ -334,76 +234,26 @@ class GenerationService:
             fresh_after = utcnow() - stale_after(self.settings)
             if await self.replies.streaming_in_chat(chat.id, fresh_after=fresh_after, lock=True):
                 raise ReplyInProgress()
-            reply = await self._start_reply(
-                user,
-                chat,
-                await make_context(),
-                config,
-                new,
-                new_chat=new_chat,
-                collection_ids=collection_ids,
-            )
+            context = await make_context()
+            plan.parent, plan.history = context.prompt, context.thread
+            plan.content = context.prompt.content
+            reply = await self._compose_chat_reply(plan, new_chat=new_chat)
         except BaseException:
             self.runtime.replies.release(key)
             raise
         return self.runtime.replies.add(reply)
 
-    async def _start_reply(
-        self,
-        user: User,
-        chat: Chat,
-        context: ReplyContext,
-        config: ModelConfig,
-        new: PreparedFiles | None,
-        *,
-        new_chat: bool = False,
-        collection_ids: Sequence[uuid.UUID] | None = None,
-    ) -> ReplyStream:
-        parent, thread = context.prompt, context.thread
-        first_exchange = sum(m.role == Role.USER for m in thread) == 1 and chat.title is None
-        # The chat's own prompt wins; in plain chats the user's preferred prompt replaces the
-        # generic assistant one; other modes need their own.
-        system_prompt = (
-            chat.system_prompt
-            or (user.system_prompt if chat.mode == "chat" else None)
-            or get_mode(chat.mode).render(chat.mode_params)
-        )
-        # Every attachment of the chat in one statement (none, in most chats), then the thread's.
-        in_chat = await self.attachments.in_chat(chat.id)
-        if new is not None:
-            in_chat[parent.id] = new.files  # the new message's, linked below
-        attached = {row.id: in_chat[row.id] for row in thread if row.id in in_chat}
-        # An image of the message being answered needs a vision model (a regenerated reply, or
-        # an edit keeping its images, with another model); earlier ones are left out instead.
-        _check_vision(attached.get(parent.id, []), config)
-        about = EventContext(user_id=user.id, chat_id=chat.id, message_id=parent.id)
-        for_prompt = (
-            await self._prompt_attachments(attached, new, mode=chat.mode, context=about)
-            if attached
-            else {}
-        )
-        prompt = build_prompt(
-            system_prompt=system_prompt,
-            history=[
-                Turn(
-                    m.role,
-                    self._for_upstream(m.role, m.content, chat.mode),
-                    for_prompt.get(m.id, ()),
-                    m.id,
-                )
-                for m in thread
-            ],
-            context_length=config.context_length,
-            max_tokens=chat.max_tokens,
-            vision=config.vision,
-            max_image_side=self.settings.vision_max_side,
-        )
+    async def _compose_chat_reply(self, plan: ReplyPlan, *, new_chat: bool) -> ReplyStream:
+        chat, user, parent, config = plan.chat, plan.user, plan.parent, plan.model
+        assert chat is not None and parent is not None
+        prompt = await self.runtime.composer.compose(plan)
         # Written together with the user message (and the usage record) in one flush.
         assistant = self.chats.new_reply(chat, parent, model=config.name)
         assistant.context_cuts = _cuts_json(prompt)
-        if new is not None:
+        plan.reply_id = assistant.id
+        if plan.new_files is not None:
             await self.session.flush()  # the message first: its attachments refer to it
-            await self.attachments.keep(new, chat_id=chat.id, message_id=parent.id)
+            await self.attachments.keep(plan.new_files, chat_id=chat.id, message_id=parent.id)
         usage, quota = await self.usage.reserve(
             user,
             model=config.name,
@@ -413,7 +263,7 @@ class GenerationService:
             message_id=assistant.id,
         )
         user_message = MessageRead.model_validate(parent).model_copy(
-            update={"attachments": attachment_reads(attached.get(parent.id, []))}
+            update={"attachments": attachment_reads(plan.attached_files.get(parent.id, []))}
         )
         start = ReplyEvent(
             "start",
@@ -425,156 +275,83 @@ class GenerationService:
                 "context_cuts": assistant.context_cuts or [],
             },
         )
-        files = {file.id: file for files in attached.values() for file in files}
-        prepare = self._retrieval(
-            user, chat, parent, thread, config, prompt, assistant.id, collection_ids
+        sampling = SamplingParams(
+            temperature=chat.temperature if chat.temperature is not None else user.temperature,
+            top_p=chat.top_p,
+            max_tokens=chat.max_tokens,
         )
-        guard = self.runtime.guardrails.output_guard(
-            mode=chat.mode,
-            context=EventContext(user_id=user.id, chat_id=chat.id, message_id=assistant.id),
-            user_text=parent.content,
+        saver = ReplySaver(
+            self.db,
+            Message,
+            assistant.id,
+            usage_id=usage.id,
+            serialize=_message_json,
+            discard_chat=chat.id if new_chat else None,
         )
-        reply = await self._reply_stream(
-            _chat_key(chat.id),
-            config,
-            prompt,
-            SamplingParams(
-                temperature=chat.temperature if chat.temperature is not None else user.temperature,
-                top_p=chat.top_p,
-                max_tokens=chat.max_tokens,
-            ),
-            saver=ReplySaver(
-                self.db,
-                Message,
-                assistant.id,
-                usage_id=usage.id,
-                serialize=_message_json,
-                discard_chat=chat.id if new_chat else None,
-            ),
-            quota=quota,
-            start=start,
-            load_images=self._image_loader(files, new) if prompt.images else None,
-            guard=guard,
-            prepare=prepare,
+        return await self._reply_stream(
+            _chat_key(chat.id), plan, prompt, sampling, saver=saver, quota=quota, start=start
         )
-        reply.reply_id, reply.owner_id = assistant.id, user.id  # for clients rejoining it
-        if first_exchange and self.settings.auto_title:
-            user_text = parent.content
-            reply.on_saved.append(
-                lambda result: (
-                    self.summaries.title_later(user.id, chat.id, user_text, config)
-                    if result.status == "complete"
-                    else None
-                )
-            )
-        return reply
 
     async def _reply_stream(
         self,
         key: str,
-        config: ModelConfig,
+        plan: ReplyPlan,
         prompt: Prompt,
         params: SamplingParams,
         *,
         saver: ReplySaver,
         quota: Quota,
         start: ReplyEvent,
-        load_images: ImageLoader | None = None,
-        guard: OutputGuard | None = None,
-        prepare: PromptHook | None = None,
     ) -> ReplyStream:
         """Commits what the request wrote, then makes the reply (the caller starts it)."""
         # Streaming is the exception to "the request commits once": the user's message must be
         # safe before the upstream hears of it, and no connection may stay checked out while
         # tokens flow. Everything after this point saves in its own short transactions.
         await self.session.commit()
-        return ReplyStream(
-            key=key,
-            provider=self.runtime.providers.for_model(config),
-            model=config,
-            prompt=prompt,
+        call = UpstreamCall(
+            provider=self.runtime.providers.for_model(plan.model),
+            model=plan.model,
+            messages=prompt.messages,
             params=params,
+            tools=plan.tools,
+        )
+        reply = ReplyStream(
+            key=key,
+            call=call,
+            prompt_tokens=prompt.tokens,
             saver=saver,
             headers=quota.headers(),
             start=start,
             checkpoint_seconds=self.settings.stream_checkpoint_seconds,
             metrics=self.runtime.metrics,
-            load_images=load_images,
-            guard=guard,
-            prepare=prepare,
+            hooks=self.runtime.composer.reply_hooks(plan),
         )
-
-    def _retrieval(
-        self,
-        user: User,
-        chat: Chat,
-        parent: Message,
-        thread: Sequence[ThreadRow],
-        config: ModelConfig,
-        prompt: Prompt,
-        reply_id: uuid.UUID,
-        collection_ids: Sequence[uuid.UUID] | None,
-    ) -> PromptHook | None:
-        """The reply's retrieval from the message's collections, else the chat's (none: None)."""
-        if collection_ids is None:
-            collection_ids = [uuid.UUID(value) for value in chat.collection_ids or []]
-        knowledge = self.runtime.knowledge
-        if not collection_ids or knowledge is None:
-            return None
-        reserve = chat.max_tokens or DEFAULT_REPLY_RESERVE
-        room = config.context_length - min(reserve, config.context_length // 2) - prompt.tokens
-        return retrieval_hook(
-            knowledge=knowledge,
-            db=self.db,
-            settings=self.settings,
-            provider=self.runtime.providers.for_model(config),
-            config=config,
-            user_id=user.id,
-            collection_ids=collection_ids,
-            question=parent.content,
-            history=[(m.role, m.content) for m in thread if m.id != parent.id],
-            reply_id=reply_id,
-            budget_tokens=room,
-            guardrails=self.runtime.guardrails,
-            mode=chat.mode,
-            chat_id=chat.id,
-        )
+        reply.reply_id, reply.owner_id = plan.reply_id, plan.user.id  # for clients rejoining
+        return reply
 
     # --- stateless generation ----------------------------------------------------------------
 
-    async def generate(self, user: User, body: GenerateRequest) -> ReplyStream:
+    async def _generate(self, user: User, request: Generate) -> ReplyStream:
         """Runs a mode over a prompt (and its attachments) and keeps the request in the user's
         history."""
-        await self._check_input(user, body.prompt, mode=body.mode)
-        config = self.runtime.registry.resolve(body.model, user.default_model)
+        body = request.body
         mode = get_mode(body.mode)
-        params = mode.validate_params(body.params)
-        files = await self._attachment_files(user, body.attachments, config)
-        if mode.vision and not any(file.kind == FileKind.IMAGE for file in files):
-            raise ImageRequired()
-        new = await self.attachments.prepare(files) if files else None
-        attached = {_GENERATION_TURN: files} if files else {}
-        for_prompt = (
-            await self._prompt_attachments(
-                attached, new, mode=body.mode, context=EventContext(user_id=user.id)
-            )
-            if attached
-            else {}
-        )
-        prompt = build_prompt(
-            system_prompt=mode.render(params),
-            history=[
-                Turn(
-                    "user",
-                    self._for_upstream(Role.USER, body.prompt, body.mode),
-                    for_prompt.get(_GENERATION_TURN, ()),
-                )
-            ],
-            context_length=config.context_length,
+        plan = self._plan(
+            user,
+            None,
+            mode=body.mode,
+            model=self.runtime.registry.resolve(body.model, user.default_model),
+            content=body.prompt,
+            file_ids=body.attachments,
             max_tokens=body.max_tokens,
-            vision=config.vision,
-            max_image_side=self.settings.vision_max_side,
+            needs_image=mode.vision,
         )
+        # The input checks first, then the parameters and the files, as before anything else.
+        plan.mode_params = params = mode.validate_params(body.params)
+        await self.runtime.composer.check(plan)
+        plan.history = [ThreadRow(_GENERATION_TURN, None, 0, "user", body.prompt)]
+        prompt = await self.runtime.composer.compose(plan)
+        config, new = plan.model, plan.new_files
         sampling = SamplingParams(
             temperature=body.temperature if body.temperature is not None else user.temperature,
             top_p=body.top_p,
@@ -583,6 +360,7 @@ class GenerationService:
         await self.usage.lock(user)
         if new is not None:
             await self.attachments.keep(new, chat_id=None, message_id=None)
+        files = plan.attached_files.get(_GENERATION_TURN, [])
         generation = await self.generations.add(
             Generation(
                 user_id=user.id,
@@ -596,6 +374,7 @@ class GenerationService:
                 context_cuts=_cuts_json(prompt),
             )
         )
+        plan.reply_id = generation.id
         usage, quota = await self.usage.reserve(
             user,
             model=config.name,
@@ -609,28 +388,18 @@ class GenerationService:
             "model": config.name,
             "context_cuts": generation.context_cuts or [],
         }
+        saver = ReplySaver(
+            self.db, Generation, generation.id, usage_id=usage.id, serialize=_generation_json
+        )
         reply = await self._reply_stream(
             f"generation:{generation.id}",
-            config,
+            plan,
             prompt,
             sampling,
-            saver=ReplySaver(
-                self.db, Generation, generation.id, usage_id=usage.id, serialize=_generation_json
-            ),
+            saver=saver,
             quota=quota,
             start=ReplyEvent("start", start),
-            load_images=(
-                self._image_loader({file.id: file for file in files}, new)
-                if prompt.images
-                else None
-            ),
-            guard=self.runtime.guardrails.output_guard(
-                mode=body.mode,
-                context=EventContext(user_id=user.id, generation_id=generation.id),
-                user_text=body.prompt,
-            ),
         )
-        reply.reply_id, reply.owner_id = generation.id, user.id
         self.runtime.replies.reserve(reply.key)
         return self.runtime.replies.add(reply)
 
@@ -672,39 +441,6 @@ class GenerationCursor(Cursor):
 
 # The one turn of a stateless generation, where its attachments go.
 _GENERATION_TURN = uuid.UUID(int=0)
-
-
-def _check_vision(files: Sequence[File], config: ModelConfig) -> None:
-    if not config.vision:
-        image = next((file for file in files if file.kind == FileKind.IMAGE), None)
-        if image is not None:
-            raise ModelNotVisionCapable(config.name, image.name)
-
-
-def _prompt_attachment(
-    file: File, texts: Mapping[uuid.UUID, DocumentText]
-) -> PromptAttachment | None:
-    if file.kind == FileKind.IMAGE:
-        return ImageInput(
-            file_id=file.id,
-            name=file.name,
-            media_type=file.media_type,
-            width=file.width or 0,
-            height=file.height or 0,
-        )
-    text = texts.get(file.id)
-    if text is None:
-        # Every attached document's text is kept when it is first attached: this is a bug.
-        logger.error("an attached document has no extracted text", extra={"file_id": str(file.id)})
-        return None
-    return DocumentInput(
-        file_id=file.id,
-        name=file.name,
-        media_type=file.media_type,
-        text=text.text,
-        truncated=text.truncated,
-        page_count=file.page_count,
-    )
 
 
 def _cuts_json(prompt: Prompt) -> list[dict[str, Any]] | None:

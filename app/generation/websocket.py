@@ -7,6 +7,8 @@ Protocol (JSON text frames):
   "attachments"?: ["<file id>", ...], "collection_ids"?: ["<collection id>", ...]}`;
 - receive `{"event": "start"|"sources"|"delta"|"usage"|"done"|"error", "data": {...}, "id": n}`
   (`id`: the event's number within its reply, as SSE's `id:`);
+  a message may carry `"idempotency_key"` (as the HTTP header: a retry with the same key and
+  message gets the reply the first attempt started, from `"last_event_id"` on);
 - send `{"type": "stop"}` to stop the reply in progress;
 - send `{"type": "resume", "reply_id": "<assistant message id>", "last_event_id": n}` after a
   reconnect to get the events of that reply after `n`, then the rest live.
@@ -29,8 +31,10 @@ from app.core.logging import user_id_var
 from app.files.store import FileStore
 from app.generation import reply_events
 from app.generation.dependencies import open_services
+from app.generation.idempotency import parse_key
 from app.generation.reply_events import ReplyEvent
 from app.generation.reply_stream import STOPPED, ReplyStream
+from app.generation.requests import SendMessage
 from app.generation.resume import ReplyResumer
 from app.generation.runtime import GenerationRuntime
 from app.generation.schemas import Content, ModelName
@@ -52,6 +56,7 @@ class WSMessage(BaseModel):
     collection_ids: CollectionIds | None = None
     token: str | None = Field(default=None, max_length=4096)
     reply_id: uuid.UUID | None = None
+    idempotency_key: str | None = Field(default=None, max_length=1024)
     last_event_id: int = Field(default=0, ge=0, le=999_999_999)
 
 
@@ -162,20 +167,31 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                 await get_generation_user(user, runtime)
                 async with open_services(runtime, generation, files) as services:
                     chat = await services.chats.get_owned_chat(user, chat_id)
-                    reply = await services.generation.send_message(
+                    outcome = await services.generation.reply(
                         user,
-                        chat,
-                        content=frame.content,
-                        model=frame.model,
-                        parent_id=frame.parent_id,
-                        attachments=frame.attachments,
-                        collection_ids=frame.collection_ids,
+                        SendMessage(
+                            chat=chat,
+                            content=frame.content,
+                            model=frame.model,
+                            parent_id=frame.parent_id,
+                            attachments=frame.attachments,
+                            collection_ids=frame.collection_ids,
+                        ),
+                        idempotency_key=parse_key(frame.idempotency_key),
                     )
             except AppError as exc:
                 extra = {"category": exc.category} if exc.category else {}
                 await websocket.send_json(reply_events.error(exc.code, exc.message, **extra).ws())
                 continue
-            forwarder = asyncio.create_task(forward(reply.events()))
+            if forwarder is not None:
+                forwarder.cancel()
+            if isinstance(outcome, ReplyStream):
+                reply = outcome
+                forwarder = asyncio.create_task(forward(reply.events()))
+            else:  # a retried message: the reply its first attempt started, from where it was
+                forwarder = asyncio.create_task(
+                    forward(resumer.events(outcome, frame.last_event_id))
+                )
     except WebSocketDisconnect:
         pass
     finally:

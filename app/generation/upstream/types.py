@@ -7,7 +7,7 @@ the text it already received and decides how to save it.
 """
 
 from collections.abc import AsyncGenerator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 # One message of the OpenAI Chat Completions API: {"role", "content"}, the content either a
@@ -73,3 +73,15 @@ class Provider(Protocol):
     async def list_models(self, model: ModelConfig) -> list[str]:
         """The model ids the upstream serves (a cheap reachability check)."""
         ...
+
+
+@dataclass
+class UpstreamCall:
+    """What a reply sends upstream. The pipeline's `before_upstream` hooks may change any of it
+    in the reply's task (routing chooses the provider, tools add `tools`)."""
+
+    provider: Provider
+    model: ModelConfig
+    messages: list[ChatMessage]
+    params: SamplingParams
+    tools: list[dict[str, Any]] = field(default_factory=list)

@@ -1,0 +1,1 @@
+"""The stages a reply is composed of, one file each (their order: pipeline/composer.py)."""
