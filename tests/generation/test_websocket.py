@@ -119,3 +119,37 @@ class TestChatSocket:
             assert (await next_event(socket))["data"]["code"] == "invalid_message"
             await socket.send(json.dumps({"type": "message", "content": "Hi"}))
             assert (await events_until_end(socket))[-1]["event"] == "done"
+
+
+# No chat titles: their requests to the upstream would count with the replies'.
+@pytest.mark.parametrize("parley_overrides", [{"auto_title": False}])
+class TestIdempotentSocketSends:
+    async def test_a_resent_message_with_its_key_gets_the_same_reply(
+        self, parley, author, chat, fake_upstream
+    ):
+        frame = {"type": "message", "content": "Hi", "idempotency_key": "send-1"}
+        async with websockets.connect(ws_url(parley, chat)) as socket:
+            await socket.send(json.dumps({"type": "auth", "token": author.access_token}))
+            await socket.send(json.dumps(frame))
+            first = await events_until_end(socket)
+        async with websockets.connect(ws_url(parley, chat)) as socket:
+            await socket.send(json.dumps({"type": "auth", "token": author.access_token}))
+            await socket.send(json.dumps(frame))
+            again = await events_until_end(socket)
+        assert first[-1]["event"] == again[-1]["event"] == "done"
+        assert again[-1]["data"]["id"] == first[-1]["data"]["id"]
+        assert len(fake_upstream.state.requests) == 1
+        messages = await parley.http.get(
+            f"/api/chats/{chat['id']}/messages", headers=author.headers
+        )
+        assert len(messages.json()["items"]) == 2
+
+    async def test_the_same_key_with_another_message_is_refused(self, parley, author, chat):
+        async with websockets.connect(ws_url(parley, chat)) as socket:
+            await socket.send(json.dumps({"type": "auth", "token": author.access_token}))
+            for content in ("A", "B"):
+                frame = {"type": "message", "content": content, "idempotency_key": "k"}
+                await socket.send(json.dumps(frame))
+                events = await events_until_end(socket)
+            assert events[-1]["event"] == "error"
+            assert events[-1]["data"]["code"] == "idempotency_key_reused"
