@@ -6,16 +6,14 @@ from fastapi import Depends
 
 from app.accounts.service import AdminService, ProfileService
 from app.auth.dependencies import build_account_service, build_guard
-from app.auth.repository import AuthSessionRepository
-from app.core.deps import RuntimeDep, SessionDep
-from app.users.repository import UserRepository
+from app.core.deps import RuntimeDep, UnitOfWorkDep
 
 
-async def get_profile_service(session: SessionDep, runtime: RuntimeDep) -> ProfileService:
+async def get_profile_service(uow: UnitOfWorkDep, runtime: RuntimeDep) -> ProfileService:
     return ProfileService(
-        users=UserRepository(session),
-        guard=build_guard(session, runtime),
-        account=build_account_service(session, runtime),
+        uow,
+        guard=build_guard(uow, runtime),
+        account=build_account_service(uow, runtime),
         deletion_hooks=runtime.account_deletion_hooks,
     )
 
@@ -23,8 +21,8 @@ async def get_profile_service(session: SessionDep, runtime: RuntimeDep) -> Profi
 ProfileServiceDep = Annotated[ProfileService, Depends(get_profile_service)]
 
 
-async def get_admin_service(session: SessionDep) -> AdminService:
-    return AdminService(users=UserRepository(session), sessions=AuthSessionRepository(session))
+async def get_admin_service(uow: UnitOfWorkDep) -> AdminService:
+    return AdminService(uow)
 
 
 AdminServiceDep = Annotated[AdminService, Depends(get_admin_service)]

@@ -10,6 +10,7 @@ from app.auth.guard import CredentialGuard
 from app.auth.repository import AuthSessionRepository
 from app.core.db import utcnow
 from app.core.deps import AccountDeletionHook
+from app.core.uow import UnitOfWork
 from app.users.models import Role, User
 from app.users.repository import UserRepository
 
@@ -22,13 +23,14 @@ class ProfileService:
 
     def __init__(
         self,
+        uow: UnitOfWork,
         *,
-        users: UserRepository,
         guard: CredentialGuard,
         account: AccountService,
         deletion_hooks: Sequence[AccountDeletionHook] = (),
     ) -> None:
-        self.users = users
+        self.uow = uow
+        self.users = uow.get(UserRepository)
         self.guard = guard
         self.account = account
         self.deletion_hooks = deletion_hooks
@@ -45,7 +47,7 @@ class ProfileService:
         if changes.preferences is not None:
             for field in changes.preferences.model_fields_set:
                 setattr(user, field, getattr(changes.preferences, field))
-        await self.users.session.flush()
+        await self.uow.flush()
         return user
 
     async def delete(self, user: User, *, password: str) -> None:
@@ -53,7 +55,7 @@ class ProfileService:
         await self.guard.reauthenticate(user, password)
         await self.guard.succeed(user.email)
         for hook in self.deletion_hooks:
-            await hook(self.users.session, user.id)
+            await hook(self.uow, user.id)
         await self.users.delete_by_id(user.id)
         security_log.info(
             "account deleted", extra={"event": "account_deleted", "target_user_id": str(user.id)}
@@ -73,9 +75,10 @@ class ProfileService:
 class AdminService:
     """What administrators do to other accounts."""
 
-    def __init__(self, *, users: UserRepository, sessions: AuthSessionRepository) -> None:
-        self.users = users
-        self.sessions = sessions
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.users = uow.get(UserRepository)
+        self.sessions = uow.get(AuthSessionRepository)
 
     async def list_users(
         self, query: str | None, *, limit: int, offset: int
@@ -105,7 +108,7 @@ class AdminService:
         if "daily_token_quota" in fields:
             user.daily_token_quota = changes.daily_token_quota
             applied["daily_token_quota"] = changes.daily_token_quota
-        await self.users.session.flush()
+        await self.uow.flush()
         if applied.get("is_active") is False:
             # Access tokens are checked against the user on every request, so they already fail;
             # revoking the sessions also keeps them dead if the account is enabled again.

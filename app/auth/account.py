@@ -18,6 +18,7 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.ratelimit import RateLimiter
 from app.core.security import PasswordHasher, keyed_digest
+from app.core.uow import UnitOfWork
 from app.users.models import User
 from app.users.repository import UserRepository
 
@@ -28,6 +29,7 @@ class AccountService:
     def __init__(
         self,
         *,
+        uow: UnitOfWork,
         users: UserRepository,
         sessions: AuthSessionRepository,
         history: PasswordHistoryRepository,
@@ -39,6 +41,7 @@ class AccountService:
         settings: Settings,
         digest_key: bytes,
     ) -> None:
+        self.uow = uow
         self.users = users
         self.sessions = sessions
         self.history = history
@@ -82,8 +85,8 @@ class AccountService:
             user.pending_email = None
             user.email_verified_at = now
             try:
-                async with self.users.session.begin_nested():
-                    await self.users.session.flush()
+                async with self.uow.savepoint():
+                    await self.uow.flush()
             except IntegrityError as exc:
                 # Someone registered the address while the link was in the mail.
                 raise EmailTaken() from exc
@@ -92,7 +95,7 @@ class AccountService:
         else:
             # The account's email changed since this link was sent.
             raise InvalidAccountToken()
-        await self.users.session.flush()
+        await self.uow.flush()
         return user
 
     async def resend_verification(self, email: str) -> None:
@@ -188,7 +191,7 @@ class AccountService:
             )
         await self.history.prune(user.id, keep=max(depth - 1, 0))
         user.password_hash = await self.hasher.hash(password)
-        await self.users.session.flush()
+        await self.uow.flush()
 
     async def _mail_allowed(self, email: str) -> bool:
         """Caps security mails per address, so nobody can flood an inbox from many IPs.

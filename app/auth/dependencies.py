@@ -2,7 +2,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.account import AccountService
 from app.auth.cookies import ACCESS_COOKIE
@@ -21,9 +20,10 @@ from app.auth.repository import (
 )
 from app.auth.service import AuthService, ClientInfo, CsrfProof, Principal
 from app.auth.tokens import AccountTokens
-from app.core.deps import Runtime, RuntimeDep, SessionDep
+from app.core.deps import Runtime, RuntimeDep, UnitOfWorkDep
 from app.core.errors import Forbidden, Unauthorized
 from app.core.logging import user_id_var
+from app.core.uow import UnitOfWork
 from app.users.models import User
 from app.users.repository import UserRepository
 
@@ -34,44 +34,46 @@ bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=Fals
 # Builders, shared by request dependencies and by background jobs (which open their own session).
 
 
-def build_notifier(session: AsyncSession, runtime: Runtime) -> Notifier:
-    return Notifier(session, runtime.mailer, runtime.settings)
+def build_notifier(uow: UnitOfWork, runtime: Runtime) -> Notifier:
+    return Notifier(uow, runtime.mailer, runtime.settings)
 
 
-def build_guard(session: AsyncSession, runtime: Runtime) -> CredentialGuard:
+def build_guard(uow: UnitOfWork, runtime: Runtime) -> CredentialGuard:
     return CredentialGuard(
-        users=UserRepository(session),
-        attempts=LoginAttemptRepository(session),
+        uow=uow,
+        users=uow.get(UserRepository),
+        attempts=uow.get(LoginAttemptRepository),
         hasher=runtime.hasher,
-        notifier=build_notifier(session, runtime),
+        notifier=build_notifier(uow, runtime),
         settings=runtime.settings,
         digest_key=runtime.digest_key,
         metrics=runtime.metrics,
     )
 
 
-def build_mfa_service(session: AsyncSession, runtime: Runtime) -> MfaService:
+def build_mfa_service(uow: UnitOfWork, runtime: Runtime) -> MfaService:
     return MfaService(
-        users=UserRepository(session),
-        recovery_codes=MfaRecoveryCodeRepository(session),
-        sessions=AuthSessionRepository(session),
-        guard=build_guard(session, runtime),
-        notifier=build_notifier(session, runtime),
+        uow=uow,
+        users=uow.get(UserRepository),
+        recovery_codes=uow.get(MfaRecoveryCodeRepository),
+        sessions=uow.get(AuthSessionRepository),
+        guard=build_guard(uow, runtime),
+        notifier=build_notifier(uow, runtime),
         secret_box=runtime.secret_box,
         settings=runtime.settings,
         clock=runtime.clock,
     )
 
 
-def build_auth_service(session: AsyncSession, runtime: Runtime) -> AuthService:
+def build_auth_service(uow: UnitOfWork, runtime: Runtime) -> AuthService:
     return AuthService(
-        users=UserRepository(session),
-        sessions=AuthSessionRepository(session),
-        refresh_tokens=RefreshTokenRepository(session),
-        account_tokens=AccountTokens(AccountTokenRepository(session)),
-        guard=build_guard(session, runtime),
-        mfa=build_mfa_service(session, runtime),
-        notifier=build_notifier(session, runtime),
+        users=uow.get(UserRepository),
+        sessions=uow.get(AuthSessionRepository),
+        refresh_tokens=uow.get(RefreshTokenRepository),
+        account_tokens=AccountTokens(uow.get(AccountTokenRepository)),
+        guard=build_guard(uow, runtime),
+        mfa=build_mfa_service(uow, runtime),
+        notifier=build_notifier(uow, runtime),
         hasher=runtime.hasher,
         jwt=runtime.jwt,
         settings=runtime.settings,
@@ -79,14 +81,15 @@ def build_auth_service(session: AsyncSession, runtime: Runtime) -> AuthService:
     )
 
 
-def build_account_service(session: AsyncSession, runtime: Runtime) -> AccountService:
+def build_account_service(uow: UnitOfWork, runtime: Runtime) -> AccountService:
     return AccountService(
-        users=UserRepository(session),
-        sessions=AuthSessionRepository(session),
-        history=PasswordHistoryRepository(session),
-        account_tokens=AccountTokens(AccountTokenRepository(session)),
-        guard=build_guard(session, runtime),
-        notifier=build_notifier(session, runtime),
+        uow=uow,
+        users=uow.get(UserRepository),
+        sessions=uow.get(AuthSessionRepository),
+        history=uow.get(PasswordHistoryRepository),
+        account_tokens=AccountTokens(uow.get(AccountTokenRepository)),
+        guard=build_guard(uow, runtime),
+        notifier=build_notifier(uow, runtime),
         hasher=runtime.hasher,
         limiter=runtime.limiter,
         settings=runtime.settings,
@@ -94,29 +97,29 @@ def build_account_service(session: AsyncSession, runtime: Runtime) -> AccountSer
     )
 
 
-async def get_auth_service(session: SessionDep, runtime: RuntimeDep) -> AuthService:
-    return build_auth_service(session, runtime)
+async def get_auth_service(uow: UnitOfWorkDep, runtime: RuntimeDep) -> AuthService:
+    return build_auth_service(uow, runtime)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-async def get_account_service(session: SessionDep, runtime: RuntimeDep) -> AccountService:
-    return build_account_service(session, runtime)
+async def get_account_service(uow: UnitOfWorkDep, runtime: RuntimeDep) -> AccountService:
+    return build_account_service(uow, runtime)
 
 
 AccountServiceDep = Annotated[AccountService, Depends(get_account_service)]
 
 
-async def get_mfa_service(session: SessionDep, runtime: RuntimeDep) -> MfaService:
-    return build_mfa_service(session, runtime)
+async def get_mfa_service(uow: UnitOfWorkDep, runtime: RuntimeDep) -> MfaService:
+    return build_mfa_service(uow, runtime)
 
 
 MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
 
 
-async def get_guard(session: SessionDep, runtime: RuntimeDep) -> CredentialGuard:
-    return build_guard(session, runtime)
+async def get_guard(uow: UnitOfWorkDep, runtime: RuntimeDep) -> CredentialGuard:
+    return build_guard(uow, runtime)
 
 
 CredentialGuardDep = Annotated[CredentialGuard, Depends(get_guard)]

@@ -32,6 +32,7 @@ from app.core.emails import canonical_email
 from app.core.errors import AppError
 from app.core.metrics import Metrics
 from app.core.security import PasswordHasher, keyed_digest
+from app.core.uow import UnitOfWork
 from app.users.models import User
 from app.users.repository import UserRepository
 
@@ -46,6 +47,7 @@ class CredentialGuard:
     def __init__(
         self,
         *,
+        uow: UnitOfWork,
         users: UserRepository,
         attempts: LoginAttemptRepository,
         hasher: PasswordHasher,
@@ -54,6 +56,7 @@ class CredentialGuard:
         digest_key: bytes,
         metrics: Metrics,
     ) -> None:
+        self.uow = uow
         self.users = users
         self.attempts = attempts
         self.hasher = hasher
@@ -78,7 +81,7 @@ class CredentialGuard:
         user = None if "\x00" in email else await self.users.get_by_email(email)
         # bcrypt takes a quarter of a second: end the transaction first, so that no connection
         # (and on SQLite, not the write lock) is held while it runs.
-        await self.users.session.commit()
+        await self.uow.commit()
         # Same bcrypt work for a known and an unknown email.
         if user is None:
             await self.hasher.verify_dummy(password)
@@ -92,7 +95,7 @@ class CredentialGuard:
         """Checks the current password before a sensitive change; wrong ones count towards the
         lockout, or a stolen session could be used to guess the password."""
         await self._reserve(user.email, PASSWORD)
-        await self.users.session.commit()
+        await self.uow.commit()
         if not await self.hasher.verify(password, user.password_hash):
             await self.fail(user.email, user, InvalidPassword())
         await self._release(user.email, PASSWORD)
@@ -103,7 +106,7 @@ class CredentialGuard:
         """Runs a second-factor check as one counted attempt: `error` (or AccountLocked) when
         `verify` says no."""
         await self._reserve(user.email, SECOND_FACTOR)
-        await self.users.session.commit()
+        await self.uow.commit()
         if not await verify():
             await self.fail(user.email, user, error, factor=SECOND_FACTOR)
         await self._release(user.email, SECOND_FACTOR)
@@ -161,7 +164,7 @@ class CredentialGuard:
         now = utcnow()
         key = self._key(email)
         await self.attempts.release(key)
-        await self.attempts.session.commit()
+        await self.uow.commit()
         if _seconds_locked(await self.attempts.get_by_key(key), now) is not None:
             await self._refuse_locked(key, now, factor=None)
 

@@ -2,14 +2,15 @@
 
 from app.auth.dependencies import build_account_service
 from app.core.deps import Runtime
+from app.core.uow import unit_of_work
 
 
 def schedule_password_reset(runtime: Runtime, email: str) -> None:
     """Looks the email up, and mails a reset link if it has an account, in the background."""
 
     async def job() -> None:
-        async with runtime.db.transaction() as session:
-            await build_account_service(session, runtime).request_password_reset(email)
+        async with unit_of_work(runtime.db) as uow:
+            await build_account_service(uow, runtime).request_password_reset(email)
 
     runtime.jobs.spawn("password_reset", job)
 
@@ -18,7 +19,7 @@ def schedule_verification_resend(runtime: Runtime, email: str) -> None:
     """Mails a new verification link if the email is an unverified account's, in the background."""
 
     async def job() -> None:
-        async with runtime.db.transaction() as session:
-            await build_account_service(session, runtime).resend_verification(email)
+        async with unit_of_work(runtime.db) as uow:
+            await build_account_service(uow, runtime).resend_verification(email)
 
     runtime.jobs.spawn("resend_verification", job)

@@ -31,6 +31,7 @@ from app.auth.repository import AuthSessionRepository, MfaRecoveryCodeRepository
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.security import SecretBox, SecretBoxError, hash_token
+from app.core.uow import UnitOfWork
 from app.users.models import User
 from app.users.repository import UserRepository
 
@@ -81,6 +82,7 @@ class MfaService:
     def __init__(
         self,
         *,
+        uow: UnitOfWork,
         users: UserRepository,
         recovery_codes: MfaRecoveryCodeRepository,
         sessions: AuthSessionRepository,
@@ -92,6 +94,7 @@ class MfaService:
     ) -> None:
         # `clock` is the time TOTP codes are checked against (tests control it); rows get the
         # real time.
+        self.uow = uow
         self.users = users
         self.recovery_codes = recovery_codes
         self.sessions = sessions
@@ -108,7 +111,7 @@ class MfaService:
         secret = pyotp.random_base32()
         user.mfa_secret_encrypted = self.secret_box.encrypt(secret)
         user.mfa_last_used_step = None
-        await self.users.session.flush()
+        await self.uow.flush()
         uri = pyotp.TOTP(secret).provisioning_uri(
             name=user.email, issuer_name=self.settings.mfa_issuer
         )
@@ -135,7 +138,7 @@ class MfaService:
         codes = [new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
         await self.recovery_codes.replace_all(user.id, [recovery_code_hash(c) for c in codes], now)
         user.mfa_enabled_at = now
-        await self.users.session.flush()
+        await self.uow.flush()
         await self.sessions.revoke_all(user.id, now=now, reason="mfa_enabled", keep=keep_session_id)
         self.notifier.mfa_changed(user, enabled=True)
         security_log.info("mfa enabled", extra={"event": "mfa_enabled"})
@@ -154,7 +157,7 @@ class MfaService:
         user.mfa_secret_encrypted = None
         user.mfa_last_used_step = None
         await self.recovery_codes.delete_all(user.id)
-        await self.users.session.flush()
+        await self.uow.flush()
         self.notifier.mfa_changed(user, enabled=False)
         security_log.info("mfa disabled", extra={"event": "mfa_disabled"})
 

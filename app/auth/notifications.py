@@ -2,10 +2,8 @@
 
 from html import escape
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app.core.config import Settings
-from app.core.db import after_commit
+from app.core.uow import UnitOfWork
 from app.mail import EmailMessage, Mailer
 from app.mail.templates import (
     account_locked_email,
@@ -39,13 +37,13 @@ class Notifier:
     """Mails about the account. Each goes out only after the request's transaction commits, so
     no link reaches an inbox before its token exists, and none at all if the request fails."""
 
-    def __init__(self, session: AsyncSession, mailer: Mailer, settings: Settings) -> None:
-        self.session = session
+    def __init__(self, uow: UnitOfWork, mailer: Mailer, settings: Settings) -> None:
+        self.uow = uow
         self.mailer = mailer
         self.settings = settings
 
     def _queue(self, message: EmailMessage) -> None:
-        after_commit(self.session, lambda: self.mailer.send_later(message))
+        self.uow.after_commit(lambda: self.mailer.send_later(message))
 
     def verification(self, user: User, *, email: str, token: str) -> None:
         link = verify_link(

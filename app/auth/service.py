@@ -3,8 +3,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
-
 from app.auth.csrf import csrf_token_valid, issue_csrf_token
 from app.auth.errors import (
     AccountDisabled,
@@ -103,12 +101,8 @@ class AuthService:
         user = User(
             email=email, display_name=display_name, password_hash=await self.hasher.hash(password)
         )
-        try:
-            # A nested transaction, so losing a race on the unique email leaves the session usable.
-            async with self.users.session.begin_nested():
-                await self.users.add(user)
-        except IntegrityError as exc:
-            raise EmailTaken() from exc
+        if not await self.users.add_if_new(user):
+            raise EmailTaken()
         now = utcnow()
         token = await self.account_tokens.issue(
             user,

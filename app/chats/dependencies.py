@@ -2,26 +2,21 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.dependencies import CurrentUser
 from app.chats.models import Chat
-from app.chats.repository import ChatRepository, MessageRepository
 from app.chats.service import ChatService
 from app.core.config import Settings
-from app.core.deps import SessionDep, SettingsDep
+from app.core.deps import SettingsDep, UnitOfWorkDep
+from app.core.uow import UnitOfWork
 
 
-def build_chat_service(session: AsyncSession, settings: Settings) -> ChatService:
-    return ChatService(
-        chats=ChatRepository(session),
-        messages=MessageRepository(session),
-        trash_days=settings.trash_days,
-    )
+def build_chat_service(uow: UnitOfWork, settings: Settings) -> ChatService:
+    return ChatService(uow, trash_days=settings.trash_days)
 
 
-async def get_chat_service(session: SessionDep, settings: SettingsDep) -> ChatService:
-    return build_chat_service(session, settings)
+async def get_chat_service(uow: UnitOfWorkDep, settings: SettingsDep) -> ChatService:
+    return build_chat_service(uow, settings)
 
 
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]

@@ -214,6 +214,11 @@ class ThreadRow(NamedTuple):
 class MessageRepository(Repository[Message]):
     model = Message
 
+    def stage(self, message: Message) -> None:
+        """Adds a message to be written with the unit's next flush (so a user message and its
+        reply go in one statement)."""
+        self.session.add(message)
+
     async def get_many_in_chat(
         self, chat_id: uuid.UUID, message_ids: set[uuid.UUID]
     ) -> dict[uuid.UUID, Message]:

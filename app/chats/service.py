@@ -31,7 +31,9 @@ from app.chats.schemas import (
 from app.chats.search import SearchTerms
 from app.core.cursor import Cursor
 from app.core.db import utcnow
-from app.files.attachments import AttachmentRepository, attachment_reads
+from app.core.uow import UnitOfWork
+from app.files.attachments import attachment_reads
+from app.files.repository import AttachmentRepository
 from app.knowledge.errors import CollectionNotFound
 from app.knowledge.repository import CollectionRepository
 from app.users.models import User
@@ -93,17 +95,11 @@ class ExportFile:
 
 
 class ChatService:
-    def __init__(
-        self,
-        *,
-        chats: ChatRepository,
-        messages: MessageRepository,
-        attachments: AttachmentRepository | None = None,
-        trash_days: int = 30,
-    ) -> None:
-        self.chats = chats
-        self.messages = messages
-        self.attachments = attachments or AttachmentRepository(chats.session)
+    def __init__(self, uow: UnitOfWork, *, trash_days: int = 30) -> None:
+        self.uow = uow
+        self.chats = uow.get(ChatRepository)
+        self.messages = uow.get(MessageRepository)
+        self.attachments = uow.get(AttachmentRepository)
         self.trash_time = timedelta(days=trash_days)
 
     def _trashed_since(self) -> datetime:
@@ -116,7 +112,7 @@ class ChatService:
         self, user_id: uuid.UUID, collection_ids: Sequence[uuid.UUID]
     ) -> None:
         """CollectionNotFound unless every id is one of the user's collections."""
-        owned = await CollectionRepository(self.chats.session).owned_ids(user_id, collection_ids)
+        owned = await self.uow.get(CollectionRepository).owned_ids(user_id, collection_ids)
         if len(owned) != len(set(collection_ids)):
             raise CollectionNotFound()
 
@@ -208,7 +204,7 @@ class ChatService:
             params = get_mode(mode).validate_params(raw)
             chat.mode = mode
             chat.mode_params = params.model_dump(mode="json")
-        await self.chats.session.flush()
+        await self.uow.flush()
         return chat
 
     async def delete_chat(self, chat: Chat, *, permanent: bool = False) -> None:
@@ -218,12 +214,12 @@ class ChatService:
             await self.chats.delete(chat)
         elif chat.deleted_at is None:
             chat.deleted_at = utcnow()
-            await self.chats.session.flush()
+            await self.uow.flush()
 
     async def restore_chat(self, chat: Chat) -> Chat:
         """Takes the chat out of the trash (a chat not in it stays as it is)."""
         chat.deleted_at = None
-        await self.chats.session.flush()
+        await self.uow.flush()
         return chat
 
     # --- messages: reading ---------------------------------------------------------------------
@@ -315,13 +311,13 @@ class ChatService:
             updated_at=now,
             **fields,
         )
-        self.chats.session.add(message)
+        self.messages.stage(message)
         chat.last_message_at = now
         return message
 
     async def _add(self, chat: Chat, parent: Message | None, **fields: Any) -> Message:
         message = self._new(chat, parent, **fields)
-        await self.chats.session.flush()
+        await self.uow.flush()
         return message
 
     async def _message(self, chat: Chat, message_id: uuid.UUID) -> Message:
@@ -385,7 +381,7 @@ class ChatService:
     ) -> Message:
         """Adds a reply under a user message the caller already loaded from this chat."""
         reply = self.new_reply(chat, parent, content=content, model=model, status=status)
-        await self.chats.session.flush()
+        await self.uow.flush()
         return reply
 
     async def _edit_parent(self, chat: Chat, message_id: uuid.UUID) -> Message | None:

@@ -17,14 +17,15 @@ from app.core.db import Database, utcnow
 from app.core.metrics import Metrics
 from app.core.ratelimit import RateLimiter
 from app.core.security import JWTCodec, PasswordHasher, SecretBox
+from app.core.uow import UnitOfWork
 
 if TYPE_CHECKING:
     # Named for the type checker only: core imports no package above it (main builds the mailer).
     from app.mail import Mailer
 
-# Called in the transaction that deletes an account, before the user's row goes: domains whose
+# Called in the unit of work that deletes an account, before the user's row goes: domains whose
 # data lives outside the database (file bytes) mark it for removal there.
-AccountDeletionHook = Callable[[AsyncSession, uuid.UUID], Awaitable[None]]
+AccountDeletionHook = Callable[[UnitOfWork, uuid.UUID], Awaitable[None]]
 
 
 @dataclass
@@ -75,3 +76,12 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit runs when the handler returns, before the response is sent, so a
 # failed commit becomes an error response instead of a success the client wrongly believes.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_unit_of_work(session: SessionDep) -> UnitOfWork:
+    return UnitOfWork(session)
+
+
+# The request's unit of work: services get their repositories from it; it commits when the
+# handler returns (the session above).
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]

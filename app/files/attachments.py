@@ -23,12 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import anyio.to_thread
-from sqlalchemy import Uuid, bindparam, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import utcnow
+from app.core.uow import UnitOfWork
 from app.files import extract, images
 from app.files.errors import (
     ContentMissing,
@@ -37,128 +33,12 @@ from app.files.errors import (
     StorageUnavailable,
     TooManyAttachments,
 )
-from app.files.models import File, FileKind, FileText, MessageAttachment
-from app.files.repository import FileRepository
+from app.files.models import File, FileKind
+from app.files.repository import AttachmentRepository, DocumentText, FileRepository
 from app.files.schemas import AttachmentRead
 from app.files.storage import BlobNotFound, StorageError
 from app.files.store import FileStore
 from app.users.models import User
-
-
-@dataclass(frozen=True)
-class DocumentText:
-    text: str
-    # Pages or characters were left out by DOCUMENT_MAX_PAGES / DOCUMENT_MAX_CHARS.
-    truncated: bool
-
-
-class AttachmentRepository:
-    """All SQL about attachments: the links, and the documents' extracted text."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def link(
-        self, *, chat_id: uuid.UUID, message_id: uuid.UUID, file_ids: Sequence[uuid.UUID]
-    ) -> None:
-        """Attaches the files to a message (already flushed), in this order."""
-        if file_ids:
-            await self.session.execute(
-                insert(MessageAttachment),
-                [
-                    {
-                        "message_id": message_id,
-                        "file_id": file_id,
-                        "chat_id": chat_id,
-                        "position": position,
-                    }
-                    for position, file_id in enumerate(file_ids)
-                ],
-            )
-
-    async def in_chat(self, chat_id: uuid.UUID) -> dict[uuid.UUID, list[File]]:
-        """Every attachment in the chat, by message, each message's in order. Read for every
-        reply (one index range on message_attachment.chat_id; empty in most chats)."""
-        rows = await self.session.execute(_IN_CHAT, {"chat_id": chat_id})
-        return _by_message((message_id, file) for message_id, file in rows)
-
-    async def of_messages(self, message_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[File]]:
-        """The attachments of these messages, by message, each message's in order."""
-        ids = list(set(message_ids))
-        if not ids:
-            return {}
-        rows = await self.session.execute(_OF_MESSAGES, {"message_ids": ids})
-        return _by_message((message_id, file) for message_id, file in rows)
-
-    async def file_ids_of(self, chat_id: uuid.UUID, message_id: uuid.UUID) -> list[uuid.UUID]:
-        """The files attached to one message of the chat (none if it is not in the chat)."""
-        return list(
-            await self.session.scalars(
-                select(MessageAttachment.file_id)
-                .where(
-                    MessageAttachment.chat_id == chat_id,
-                    MessageAttachment.message_id == message_id,
-                )
-                .order_by(MessageAttachment.position)
-            )
-        )
-
-    async def use_of(self, file_id: uuid.UUID) -> tuple[int, int]:
-        """(messages, chats) the file is attached to."""
-        row = (
-            await self.session.execute(
-                select(func.count(), func.count(MessageAttachment.chat_id.distinct())).where(
-                    MessageAttachment.file_id == file_id
-                )
-            )
-        ).one()
-        return int(row[0]), int(row[1])
-
-    async def texts(self, file_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DocumentText]:
-        ids = list(set(file_ids))
-        if not ids:
-            return {}
-        rows = await self.session.execute(
-            select(FileText.file_id, FileText.text, FileText.truncated).where(
-                FileText.file_id.in_(ids)
-            )
-        )
-        return {file_id: DocumentText(text, truncated) for file_id, text, truncated in rows}
-
-    async def add_texts(self, texts: Mapping[uuid.UUID, DocumentText]) -> None:
-        """Keeps documents' extracted text; a text another request stored first is kept."""
-        if not texts:
-            return
-        dialect = self.session.get_bind().dialect.name
-        make_insert = postgres_insert if dialect == "postgresql" else sqlite_insert
-        now = utcnow()
-        await self.session.execute(
-            make_insert(FileText).on_conflict_do_nothing(index_elements=["file_id"]),
-            [
-                {"file_id": file_id, "text": t.text, "truncated": t.truncated, "created_at": now}
-                for file_id, t in texts.items()
-            ],
-        )
-
-
-def _by_message(rows: Iterable[tuple[uuid.UUID, File]]) -> dict[uuid.UUID, list[File]]:
-    found: dict[uuid.UUID, list[File]] = {}
-    for message_id, file in rows:
-        found.setdefault(message_id, []).append(file)
-    return found
-
-
-# On every reply's and every message page's path: built once (constructing a statement costs
-# about as much as running it).
-_ATTACHED = (
-    select(MessageAttachment.message_id, File)
-    .join(File, File.id == MessageAttachment.file_id)
-    .order_by(MessageAttachment.message_id, MessageAttachment.position)
-)
-_IN_CHAT = _ATTACHED.where(MessageAttachment.chat_id == bindparam("chat_id", type_=Uuid))
-_OF_MESSAGES = _ATTACHED.where(
-    MessageAttachment.message_id.in_(bindparam("message_ids", expanding=True))
-)
 
 
 def attachment_reads(files: Sequence[File]) -> list[AttachmentRead]:
@@ -200,17 +80,10 @@ class ImageSource:
 
 
 class AttachmentService:
-    def __init__(
-        self,
-        *,
-        session: AsyncSession,
-        files: FileRepository,
-        attachments: AttachmentRepository,
-        store: FileStore,
-    ) -> None:
-        self.session = session
-        self.files = files
-        self.attachments = attachments
+    def __init__(self, uow: UnitOfWork, *, store: FileStore) -> None:
+        self.uow = uow
+        self.files = uow.get(FileRepository)
+        self.attachments = uow.get(AttachmentRepository)
         self.store = store
 
     async def resolve(
@@ -246,7 +119,7 @@ class AttachmentService:
         to_encode = [file for file in files if file.kind == FileKind.IMAGE]
         if not (to_extract or to_encode):
             return prepared
-        await self.session.commit()
+        await self.uow.commit()
         try:
             for file in to_extract:
                 prepared.texts[file.id] = prepared.new_texts[file.id] = await self.extract(file)

@@ -2,14 +2,13 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from app.auth.dependencies import CurrentUser
-from app.core.deps import SessionDep
-from app.files.attachments import AttachmentRepository, AttachmentService
+from app.core.deps import UnitOfWorkDep
+from app.core.uow import UnitOfWork
+from app.files.attachments import AttachmentService
 from app.files.models import File
-from app.files.repository import FileRepository, PendingBlobRepository
 from app.files.service import FileService
 from app.files.store import FileStore
 
@@ -22,18 +21,12 @@ async def get_file_store(connection: HTTPConnection) -> FileStore:
 FileStoreDep = Annotated[FileStore, Depends(get_file_store)]
 
 
-def build_file_service(session: AsyncSession, store: FileStore) -> FileService:
-    return FileService(
-        session=session,
-        files=FileRepository(session),
-        blobs=PendingBlobRepository(session),
-        attachments=AttachmentRepository(session),
-        store=store,
-    )
+def build_file_service(uow: UnitOfWork, store: FileStore) -> FileService:
+    return FileService(uow, store=store)
 
 
-async def get_file_service(session: SessionDep, store: FileStoreDep) -> FileService:
-    return build_file_service(session, store)
+async def get_file_service(uow: UnitOfWorkDep, store: FileStoreDep) -> FileService:
+    return build_file_service(uow, store)
 
 
 FileServiceDep = Annotated[FileService, Depends(get_file_service)]
@@ -47,10 +40,5 @@ async def get_owned_file(file_id: uuid.UUID, user: CurrentUser, service: FileSer
 OwnedFile = Annotated[File, Depends(get_owned_file)]
 
 
-def build_attachment_service(session: AsyncSession, store: FileStore) -> AttachmentService:
-    return AttachmentService(
-        session=session,
-        files=FileRepository(session),
-        attachments=AttachmentRepository(session),
-        store=store,
-    )
+def build_attachment_service(uow: UnitOfWork, store: FileStore) -> AttachmentService:
+    return AttachmentService(uow, store=store)

@@ -5,12 +5,11 @@ from typing import Literal
 
 import anyio
 from pydantic import AwareDatetime
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
 from app.core.cursor import Cursor
 from app.core.db import utcnow
-from app.files.attachments import AttachmentRepository
+from app.core.uow import UnitOfWork
 from app.files.errors import (
     FileInUse,
     FileNotFound,
@@ -21,7 +20,12 @@ from app.files.errors import (
     UploadTimeout,
 )
 from app.files.models import BlobState, File, FileKind, PendingBlob
-from app.files.repository import FileKey, FileRepository, PendingBlobRepository
+from app.files.repository import (
+    AttachmentRepository,
+    FileKey,
+    FileRepository,
+    PendingBlobRepository,
+)
 from app.files.schemas import FilePage, FileRead
 from app.files.storage import BlobNotFound, BlobStream, StorageError
 from app.files.store import FileStore
@@ -45,19 +49,11 @@ class FileCursor(Cursor):
 
 
 class FileService:
-    def __init__(
-        self,
-        *,
-        session: AsyncSession,
-        files: FileRepository,
-        blobs: PendingBlobRepository,
-        attachments: AttachmentRepository,
-        store: FileStore,
-    ) -> None:
-        self.session = session
-        self.files = files
-        self.blobs = blobs
-        self.attachments = attachments
+    def __init__(self, uow: UnitOfWork, *, store: FileStore) -> None:
+        self.uow = uow
+        self.files = uow.get(FileRepository)
+        self.blobs = uow.get(PendingBlobRepository)
+        self.attachments = uow.get(AttachmentRepository)
         self.store = store
 
     # --- upload --------------------------------------------------------------------------------
@@ -82,7 +78,7 @@ class FileService:
         await self._reserve(user, key, min(content_length or max_bytes, max_bytes))
         # Streaming is the exception to "the request commits once": the reservation commits
         # before the body is read, and no database connection is held while it arrives.
-        await self.session.commit()
+        await self.uow.commit()
         storage = self.store.storage
         spool = storage.spool_path(key)
         try:
@@ -128,7 +124,7 @@ class FileService:
         """Holds `size` bytes of the user's quota for an upload, atomically: under the user's
         lock, concurrent uploads see each other's reservations."""
         quota = self.store.settings.storage_quota_bytes
-        await self.session.commit()  # the lock comes first in its transaction
+        await self.uow.commit()  # the lock comes first in its transaction
         await self.blobs.lock_user(user.id)
         used = await self.blobs.bytes_used(user.id)
         if used + size > quota:
@@ -201,4 +197,4 @@ class FileService:
             raise FileInUse(file.name, messages=messages, chats=chats)
         await self.files.delete(file)
         await self.blobs.add_deleting([file.storage_key], user_id=file.user_id, now=utcnow())
-        self.store.purge_after_commit(self.session, [file.storage_key])
+        self.store.purge_after_commit(self.uow, [file.storage_key])

@@ -17,11 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.background import BackgroundJobs
 from app.core.config import Settings
-from app.core.db import Database, after_commit, utcnow
+from app.core.db import Database, utcnow
+from app.core.uow import UnitOfWork, unit_of_work
 from app.files import extract, images
 from app.files.detect import DOCX, PDF
 from app.files.models import FileKind
@@ -80,8 +80,8 @@ class FileStore:
 
     # --- removing bytes --------------------------------------------------------------------
 
-    def purge_after_commit(self, session: AsyncSession, keys: Sequence[uuid.UUID]) -> None:
-        """Once `session` commits (its pending rows for `keys` with it), removes the bytes in
+    def purge_after_commit(self, uow: UnitOfWork, keys: Sequence[uuid.UUID]) -> None:
+        """Once `uow` commits (its pending rows for `keys` with it), removes the bytes in
         the background; if that fails, the sweep tries again later."""
         if not keys:
             return
@@ -90,7 +90,7 @@ class FileStore:
         async def purge() -> None:
             await self.purge(doomed)
 
-        after_commit(session, lambda: self.jobs.spawn("file-purge", purge))
+        uow.after_commit(lambda: self.jobs.spawn("file-purge", purge))
 
     async def purge(self, keys: Sequence[uuid.UUID]) -> int:
         """Deletes the bytes under `keys`, then their pending rows; returns how many went.
@@ -104,16 +104,16 @@ class FileStore:
                 continue
             gone.append(key)
         for start in range(0, len(gone), _SWEEP_BATCH):
-            async with self.db.transaction() as session:
-                await PendingBlobRepository(session).forget(gone[start : start + _SWEEP_BATCH])
+            async with unit_of_work(self.db) as uow:
+                await uow.get(PendingBlobRepository).forget(gone[start : start + _SWEEP_BATCH])
         return len(gone)
 
-    async def forget_user(self, session: AsyncSession, user_id: uuid.UUID) -> None:
+    async def forget_user(self, uow: UnitOfWork, user_id: uuid.UUID) -> None:
         """Account deletion: in the transaction that deletes the user (whose file rows go by
         ON DELETE CASCADE), marks every one of their files' bytes for deletion."""
-        keys = await FileRepository(session).keys_of_user(user_id)
-        await PendingBlobRepository(session).add_deleting(keys, user_id=None, now=utcnow())
-        self.purge_after_commit(session, keys)
+        keys = await uow.get(FileRepository).keys_of_user(user_id)
+        await uow.get(PendingBlobRepository).add_deleting(keys, user_id=None, now=utcnow())
+        self.purge_after_commit(uow, keys)
 
     # --- the sweep -------------------------------------------------------------------------
 
@@ -126,14 +126,14 @@ class FileStore:
     async def sweep(self) -> int:
         """Removes what dead processes and failed deletions left: bytes of uploads that never
         finished, bytes of deleted files still in storage, spool files. Returns the count."""
-        async with self.db.transaction() as session:
-            await PendingBlobRepository(session).expire_uploads(
+        async with unit_of_work(self.db) as uow:
+            await uow.get(PendingBlobRepository).expire_uploads(
                 started_before=utcnow() - self.stale_after
             )
         removed = 0
         while True:
-            async with self.db.transaction() as session:
-                keys = await PendingBlobRepository(session).deleting_keys(limit=_SWEEP_BATCH)
+            async with unit_of_work(self.db) as uow:
+                keys = await uow.get(PendingBlobRepository).deleting_keys(limit=_SWEEP_BATCH)
             purged = await self.purge(keys)
             removed += purged
             if len(keys) < _SWEEP_BATCH or purged == 0:

@@ -6,19 +6,17 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from app.auth.dependencies import build_auth_service
 from app.auth.service import AuthService
 from app.chats.dependencies import ChatServiceDep, build_chat_service
-from app.chats.repository import MessageRepository
 from app.chats.service import ChatService
-from app.core.deps import Runtime, RuntimeDep, SessionDep
+from app.core.deps import Runtime, RuntimeDep, UnitOfWorkDep
+from app.core.uow import UnitOfWork, unit_of_work
 from app.files.dependencies import FileStoreDep, build_attachment_service
 from app.files.store import FileStore
 from app.generation.idempotency import IdempotencyKeys
-from app.generation.repository import GenerationRepository, ReplyRepository
 from app.generation.resume import ReplyResumer
 from app.generation.runtime import GenerationRuntime
 from app.generation.service import GenerationService
@@ -36,40 +34,37 @@ GenerationRuntimeDep = Annotated[GenerationRuntime, Depends(get_generation_runti
 
 
 def build_summary_service(
-    session: AsyncSession, runtime: Runtime, generation: GenerationRuntime
+    uow: UnitOfWork, runtime: Runtime, generation: GenerationRuntime
 ) -> SummaryService:
     return SummaryService(
-        session=session,
+        uow=uow,
         db=runtime.db,
         settings=runtime.settings,
         runtime=generation,
-        messages=MessageRepository(session),
-        usage=UsageService(usage=UsageRepository(session), settings=runtime.settings),
+        usage=UsageService(usage=uow.get(UsageRepository), settings=runtime.settings),
     )
 
 
 def build_generation_service(
-    session: AsyncSession,
+    uow: UnitOfWork,
     runtime: Runtime,
     generation: GenerationRuntime,
     files: FileStore,
     chats: ChatService | None = None,
 ) -> GenerationService:
-    summaries = build_summary_service(session, runtime, generation)
+    summaries = build_summary_service(uow, runtime, generation)
     return GenerationService(
-        session=session,
+        uow=uow,
         db=runtime.db,
         settings=runtime.settings,
         runtime=generation,
-        chats=chats or build_chat_service(session, runtime.settings),
+        chats=chats or build_chat_service(uow, runtime.settings),
         usage=summaries.usage,
-        replies=ReplyRepository(session),
-        generations=GenerationRepository(session),
         summaries=summaries,
-        attachments=build_attachment_service(session, files),
+        attachments=build_attachment_service(uow, files),
         keys=IdempotencyKeys(
             runtime.db,
-            session,
+            uow,
             hours=runtime.settings.idempotency_key_hours,
             background=generation.background,
         ),
@@ -77,31 +72,31 @@ def build_generation_service(
 
 
 async def get_generation_service(
-    session: SessionDep,
+    uow: UnitOfWorkDep,
     runtime: RuntimeDep,
     generation: GenerationRuntimeDep,
     files: FileStoreDep,
     chats: ChatServiceDep,
 ) -> GenerationService:
-    return build_generation_service(session, runtime, generation, files, chats)
+    return build_generation_service(uow, runtime, generation, files, chats)
 
 
 GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_service)]
 
 
 async def get_summary_service(
-    session: SessionDep, runtime: RuntimeDep, generation: GenerationRuntimeDep
+    uow: UnitOfWorkDep, runtime: RuntimeDep, generation: GenerationRuntimeDep
 ) -> SummaryService:
-    return build_summary_service(session, runtime, generation)
+    return build_summary_service(uow, runtime, generation)
 
 
 SummaryServiceDep = Annotated[SummaryService, Depends(get_summary_service)]
 
 
 async def get_reply_resumer(
-    session: SessionDep, runtime: RuntimeDep, generation: GenerationRuntimeDep
+    uow: UnitOfWorkDep, runtime: RuntimeDep, generation: GenerationRuntimeDep
 ) -> ReplyResumer:
-    return ReplyResumer(runtime.db, runtime.settings, generation, session)
+    return ReplyResumer(runtime.db, runtime.settings, generation, uow)
 
 
 ReplyResumerDep = Annotated[ReplyResumer, Depends(get_reply_resumer)]
@@ -120,10 +115,10 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """The request-scoped services for code outside a request (the WebSocket), in one short
     transaction, so a long-lived socket never holds a database connection between messages."""
-    async with runtime.db.transaction() as session:
-        chats = build_chat_service(session, runtime.settings)
+    async with unit_of_work(runtime.db) as uow:
+        chats = build_chat_service(uow, runtime.settings)
         yield Services(
-            auth=build_auth_service(session, runtime),
+            auth=build_auth_service(uow, runtime),
             chats=chats,
-            generation=build_generation_service(session, runtime, generation, files, chats),
+            generation=build_generation_service(uow, runtime, generation, files, chats),
         )

@@ -15,25 +15,24 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import Database, utcnow
+from app.core.uow import UnitOfWork, unit_of_work
 from app.generation.errors import (
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     InvalidIdempotencyKey,
 )
 from app.generation.models import IdempotencyKey
+from app.generation.repository import IdempotencyRepository
+from app.generation.requests import ReplyKind
 from app.generation.resume import SavedReply, chat_reply, generation_reply
 
 logger = logging.getLogger("parley.generation")
 
-ReplyKind = Literal["message", "generation"]
 # A claim whose request never said which reply it started (its worker died in between) is
 # given up after this, so the key is not stuck until it expires.
 ABANDONED_AFTER = timedelta(minutes=5)
@@ -68,38 +67,6 @@ class Claim:
     reply: SavedReply | None = None
 
 
-class IdempotencyRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, record: IdempotencyKey) -> None:
-        self.session.add(record)
-        await self.session.flush()
-
-    async def find(self, user_id: uuid.UUID, key: str) -> IdempotencyKey | None:
-        found = await self.session.scalars(
-            select(IdempotencyKey).where(
-                IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
-            )
-        )
-        return found.first()
-
-    async def delete_expired(self) -> None:
-        await self.session.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow())
-        )
-
-    async def delete(self, record_id: uuid.UUID) -> None:
-        await self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == record_id))
-
-    async def set_reply(self, record_id: uuid.UUID, kind: ReplyKind, reply_id: uuid.UUID) -> None:
-        await self.session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.id == record_id)
-            .values(reply_kind=kind, reply_id=reply_id)
-        )
-
-
 class IdempotencyKeys:
     """Claims keys and records the replies they started, each step in its own short
     transaction (the request's session must not hold a connection meanwhile)."""
@@ -107,13 +74,13 @@ class IdempotencyKeys:
     def __init__(
         self,
         db: Database,
-        request_session: AsyncSession,
+        request: UnitOfWork,
         *,
         hours: float,
         background: set[asyncio.Task[None]],
     ) -> None:
         self.db = db
-        self.request_session = request_session
+        self.request = request
         self.lifetime = timedelta(hours=hours)
         self.background = background
 
@@ -122,7 +89,7 @@ class IdempotencyKeys:
         # What the request read so far (its user, its chat) stays loaded; its connection goes
         # back to the pool, so the claim's own transaction can commit on its own (and SQLite,
         # one connection, does not wait on itself).
-        await self.request_session.commit()
+        await self.request.commit()
         for _attempt in range(3):
             record = IdempotencyKey(
                 id=uuid.uuid4(),
@@ -132,15 +99,15 @@ class IdempotencyKeys:
                 expires_at=utcnow() + self.lifetime,
             )
             try:
-                async with self.db.transaction() as session:
-                    repository = IdempotencyRepository(session)
+                async with unit_of_work(self.db) as uow:
+                    repository = uow.get(IdempotencyRepository)
                     await repository.delete_expired()
                     await repository.add(record)
                 return Claim(record_id=record.id)
             except IntegrityError:
                 pass  # held already: by an earlier attempt, or by one running right now
-            async with self.db.transaction() as session:
-                repository = IdempotencyRepository(session)
+            async with unit_of_work(self.db) as uow:
+                repository = uow.get(IdempotencyRepository)
                 existing = await repository.find(user_id, key)
                 if existing is None:
                     continue  # expired and deleted meanwhile: claim it afresh
@@ -159,8 +126,8 @@ class IdempotencyKeys:
         """Records the reply a claimed key started, for its retries."""
         if claim.record_id is None or reply_id is None:
             return
-        async with self.db.transaction() as session:
-            await IdempotencyRepository(session).set_reply(claim.record_id, kind, reply_id)
+        async with unit_of_work(self.db) as uow:
+            await uow.get(IdempotencyRepository).set_reply(claim.record_id, kind, reply_id)
 
     def release_later(self, claim: Claim) -> None:
         """Frees the key of an attempt refused before its reply started, once the request's
@@ -171,8 +138,8 @@ class IdempotencyKeys:
 
         async def release() -> None:
             try:
-                async with self.db.transaction() as session:
-                    await IdempotencyRepository(session).delete(record_id)
+                async with unit_of_work(self.db) as uow:
+                    await uow.get(IdempotencyRepository).delete(record_id)
             except Exception:
                 logger.warning("could not free an idempotency key", exc_info=True)
 

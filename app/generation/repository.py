@@ -15,6 +15,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     bindparam,
+    delete,
     exists,
     or_,
     select,
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.chats.models import Chat, Message, MessageStatus
 from app.core.db import UTCDateTime, utcnow
 from app.core.repository import Repository
-from app.generation.models import Generation
+from app.generation.models import Generation, IdempotencyKey
 from app.generation.reply_stream import ReplyResult
 
 # The two tables a reply is saved in; they share the reply's columns.
@@ -208,3 +209,35 @@ def _finish_statement(model: Any) -> Any:
         )
         .returning(*table.c)
     )
+
+
+class IdempotencyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, record: IdempotencyKey) -> None:
+        self.session.add(record)
+        await self.session.flush()
+
+    async def find(self, user_id: uuid.UUID, key: str) -> IdempotencyKey | None:
+        found = await self.session.scalars(
+            select(IdempotencyKey).where(
+                IdempotencyKey.user_id == user_id, IdempotencyKey.key == key
+            )
+        )
+        return found.first()
+
+    async def delete_expired(self) -> None:
+        await self.session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow())
+        )
+
+    async def delete(self, record_id: uuid.UUID) -> None:
+        await self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == record_id))
+
+    async def set_reply(self, record_id: uuid.UUID, kind: str, reply_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.id == record_id)
+            .values(reply_kind=kind, reply_id=reply_id)
+        )

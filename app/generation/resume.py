@@ -16,7 +16,6 @@ from typing import Any
 
 import redis.asyncio as redis
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chats.errors import ChatNotFound, MessageNotFound
 from app.chats.models import Message, MessageStatus
@@ -24,6 +23,7 @@ from app.chats.repository import ChatRepository
 from app.chats.schemas import MessageRead
 from app.core.config import Settings
 from app.core.db import Database, utcnow
+from app.core.uow import UnitOfWork, unit_of_work
 from app.generation import reply_events
 from app.generation.errors import ReplyFailed, ReplyNotResumable
 from app.generation.models import Generation
@@ -68,12 +68,12 @@ class ReplyResumer:
         db: Database,
         settings: Settings,
         runtime: GenerationRuntime,
-        session: AsyncSession | None = None,
+        uow: UnitOfWork | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.runtime = runtime
-        self.session = session  # the request's, for looking the reply up
+        self.uow = uow  # the request's, for looking the reply up
 
     async def chat_reply(
         self, user_id: uuid.UUID, chat_id: uuid.UUID, message_id: uuid.UUID
@@ -85,10 +85,10 @@ class ReplyResumer:
         # Chat replies stream under their chat's key (GenerationService._chat_key).
         if local is not None and local.owner_id == user_id and local.key == f"chat:{chat_id}":
             return chat_reply(message_id)
-        assert self.session is not None
-        if await ReplyRepository(self.session).is_reply_in_owned_chat(user_id, chat_id, message_id):
+        assert self.uow is not None
+        if await self.uow.get(ReplyRepository).is_reply_in_owned_chat(user_id, chat_id, message_id):
             return chat_reply(message_id)
-        if await ChatRepository(self.session).get_for_user(user_id, chat_id) is None:
+        if await self.uow.get(ChatRepository).get_for_user(user_id, chat_id) is None:
             raise ChatNotFound()
         raise MessageNotFound()
 
@@ -121,8 +121,8 @@ class ReplyResumer:
 
     async def saved_state(self, reply: SavedReply, number: int) -> ReplyEvent:
         """The saved reply as the event that ends it, numbered `number`."""
-        async with self.db.transaction() as session:
-            row = await ReplyRepository(session).saved(reply.table, reply.row_id)
+        async with unit_of_work(self.db) as uow:
+            row = await uow.get(ReplyRepository).saved(reply.table, reply.row_id)
         if row is None:
             saved: dict[str, Any] = {"id": str(reply.row_id), "deleted": True}
             return reply_events.error("reply_deleted", "The reply was deleted.", saved=saved)
@@ -159,8 +159,8 @@ class ReplyResumer:
 
     async def _streaming(self, reply: SavedReply) -> bool:
         """Whether the reply still streams somewhere: saved as `streaming`, checkpointed lately."""
-        async with self.db.transaction() as session:
-            row = await ReplyRepository(session).saved(reply.table, reply.row_id)
+        async with unit_of_work(self.db) as uow:
+            row = await uow.get(ReplyRepository).saved(reply.table, reply.row_id)
         fresh_after = utcnow() - stale_after(self.settings)
         return bool(
             row is not None

@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chats.errors import ChatNotFound
 from app.chats.models import Chat, Message
@@ -27,6 +26,7 @@ from app.chats.service import ChatService, ReplyContext
 from app.core.config import Settings
 from app.core.cursor import Cursor
 from app.core.db import Database, utcnow
+from app.core.uow import UnitOfWork
 from app.files.attachments import AttachmentService, attachment_reads, attachment_records
 from app.generation.errors import ReplyInProgress
 from app.generation.idempotency import IdempotencyKeys
@@ -60,17 +60,19 @@ logger = logging.getLogger("parley.generation")
 
 @dataclass(kw_only=True)
 class GenerationService:
-    session: AsyncSession
+    uow: UnitOfWork
     db: Database
     settings: Settings
     runtime: GenerationRuntime
     chats: ChatService
     usage: UsageService
-    replies: ReplyRepository
-    generations: GenerationRepository
     summaries: SummaryService
     attachments: AttachmentService
     keys: IdempotencyKeys
+
+    def __post_init__(self) -> None:
+        self.replies = self.uow.get(ReplyRepository)
+        self.generations = self.uow.get(GenerationRepository)
 
     async def reply(
         self, user: User, request: ReplyRequest, *, idempotency_key: str | None = None
@@ -109,7 +111,7 @@ class GenerationService:
 
     def _plan(self, user: User, chat: Chat | None, **fields: Any) -> ReplyPlan:
         scope = RequestScope(
-            attachments=self.attachments, titles=self.summaries, commit=self.session.commit
+            attachments=self.attachments, titles=self.summaries, commit=self.uow.commit
         )
         return ReplyPlan(user=user, chat=chat, scope=scope, **fields)
 
@@ -252,7 +254,7 @@ class GenerationService:
         assistant.context_cuts = _cuts_json(prompt)
         plan.reply_id = assistant.id
         if plan.new_files is not None:
-            await self.session.flush()  # the message first: its attachments refer to it
+            await self.uow.flush()  # the message first: its attachments refer to it
             await self.attachments.keep(plan.new_files, chat_id=chat.id, message_id=parent.id)
         usage, quota = await self.usage.reserve(
             user,
@@ -307,7 +309,7 @@ class GenerationService:
         # Streaming is the exception to "the request commits once": the user's message must be
         # safe before the upstream hears of it, and no connection may stay checked out while
         # tokens flow. Everything after this point saves in its own short transactions.
-        await self.session.commit()
+        await self.uow.commit()
         call = UpstreamCall(
             provider=self.runtime.providers.for_model(plan.model),
             model=plan.model,

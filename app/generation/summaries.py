@@ -8,13 +8,12 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app.chats.models import Chat
 from app.chats.modes import get_mode
 from app.chats.repository import ChatRepository, MessageRepository
 from app.core.config import Settings
 from app.core.db import Database
+from app.core.uow import UnitOfWork, unit_of_work
 from app.generation.prompt import Turn, build_prompt, estimate_prompt, estimate_tokens
 from app.generation.runtime import GenerationRuntime
 from app.generation.upstream.types import ChatMessage, ModelConfig, SamplingParams, TextDelta
@@ -34,12 +33,14 @@ SUMMARY_MAX_TOKENS = 512
 
 @dataclass(kw_only=True)
 class SummaryService:
-    session: AsyncSession
+    uow: UnitOfWork
     db: Database
     settings: Settings
     runtime: GenerationRuntime
-    messages: MessageRepository
     usage: UsageService
+
+    def __post_init__(self) -> None:
+        self.messages = self.uow.get(MessageRepository)
 
     async def complete_text(
         self, config: ModelConfig, messages: list[ChatMessage], *, max_tokens: int
@@ -87,12 +88,12 @@ class SummaryService:
                 logger.warning(
                     "automatic title failed", extra={"chat_id": str(chat_id), "error": repr(exc)}
                 )
-        async with self.db.transaction() as session:
-            chat = await ChatRepository(session).get(chat_id)
+        async with unit_of_work(self.db) as uow:
+            chat = await uow.get(ChatRepository).get(chat_id)
             if chat is not None and chat.title is None:
                 chat.title = title
             if used is not None:
-                await UsageService(usage=UsageRepository(session), settings=self.settings).record(
+                await UsageService(usage=uow.get(UsageRepository), settings=self.settings).record(
                     user_id,
                     model=config.name,
                     kind="title",
@@ -131,21 +132,21 @@ class SummaryService:
             prompt_tokens=prompt_tokens,
             completion_tokens=SUMMARY_MAX_TOKENS,
         )
-        await self.session.commit()  # no connection held while the model writes
+        await self.uow.commit()  # no connection held while the model writes
         summary = ""
         try:
             summary = await self.complete_text(
                 config, prompt.messages, max_tokens=SUMMARY_MAX_TOKENS
             )
         finally:
-            async with self.db.transaction() as session:
-                await UsageRepository(session).settle(
+            async with unit_of_work(self.db) as uow:
+                await uow.get(UsageRepository).settle(
                     usage.id,
                     prompt_tokens=prompt_tokens,
                     completion_tokens=estimate_tokens(summary),
                     estimated=True,
                 )
-                stored = await ChatRepository(session).get(chat_id)
+                stored = await uow.get(ChatRepository).get(chat_id)
                 if stored is not None and summary:
                     stored.summary = summary
         return summary

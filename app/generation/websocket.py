@@ -146,7 +146,7 @@ async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
                 try:
                     async with open_services(runtime, generation, files) as services:
                         lookup = ReplyResumer(
-                            runtime.db, runtime.settings, generation, services.generation.session
+                            runtime.db, runtime.settings, generation, services.generation.uow
                         )
                         saved = await lookup.chat_reply(user.id, chat_id, frame.reply_id)
                 except AppError as exc:

@@ -5,14 +5,8 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from app.auth.dependencies import CurrentUser
-from app.core.deps import SessionDep
-from app.files.repository import FileRepository
+from app.core.deps import UnitOfWorkDep
 from app.knowledge.models import Collection
-from app.knowledge.repository import (
-    CollectionFileRepository,
-    CollectionRepository,
-    DocumentRepository,
-)
 from app.knowledge.runtime import KnowledgeRuntime
 from app.knowledge.service import KnowledgeService
 
@@ -26,16 +20,9 @@ KnowledgeRuntimeDep = Annotated[KnowledgeRuntime, Depends(get_knowledge_runtime)
 
 
 async def get_knowledge_service(
-    session: SessionDep, runtime: KnowledgeRuntimeDep
+    uow: UnitOfWorkDep, runtime: KnowledgeRuntimeDep
 ) -> KnowledgeService:
-    return KnowledgeService(
-        session=session,
-        runtime=runtime,
-        collections=CollectionRepository(session),
-        links=CollectionFileRepository(session),
-        documents=DocumentRepository(session),
-        files=FileRepository(session),
-    )
+    return KnowledgeService(uow=uow, runtime=runtime)
 
 
 KnowledgeServiceDep = Annotated[KnowledgeService, Depends(get_knowledge_service)]

@@ -20,6 +20,7 @@ import anyio.to_thread
 
 from app.core.db import utcnow
 from app.core.errors import AppError
+from app.core.uow import UnitOfWork
 from app.files import extract
 from app.files.models import FileKind
 from app.files.storage import StorageError
@@ -151,7 +152,7 @@ class IngestionWorkers:
             file = await documents.source_file(document)
             space, user_id = document.space, document.user_id
             if file is None:  # every collection let go of it meanwhile
-                await runtime.delete_documents(session, [document_id])
+                await runtime.delete_documents(UnitOfWork(session), [document_id])
                 return
         if file.kind != FileKind.DOCUMENT:
             raise IngestionFailure("unsupported_kind", "Images cannot be indexed.")

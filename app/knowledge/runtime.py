@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import Database
+from app.core.uow import UnitOfWork, unit_of_work
 from app.files.store import FileStore
 from app.knowledge.embeddings import TEXT_SPACE, EmbeddingClient
 from app.knowledge.index import KnowledgeIndex, build_index
@@ -50,25 +50,23 @@ class KnowledgeRuntime:
         """The embedding space new documents are indexed in."""
         return self.embedder.space if self.embedder is not None else TEXT_SPACE
 
-    async def delete_documents(
-        self, session: AsyncSession, document_ids: Sequence[uuid.UUID]
-    ) -> None:
-        """Deletes documents with their chunks and vectors."""
+    async def delete_documents(self, uow: UnitOfWork, document_ids: Sequence[uuid.UUID]) -> None:
+        """Deletes documents with their chunks and vectors, in the unit's transaction."""
         if not document_ids:
             return
-        documents = DocumentRepository(session)
-        await self.index.delete_vectors(session, await documents.chunk_ids(document_ids))
+        documents = uow.get(DocumentRepository)
+        await self.index.delete_vectors(uow.session, await documents.chunk_ids(document_ids))
         await documents.delete_ids(document_ids)
 
     async def remove_orphans(self) -> int:
         """Deletes the documents no collection lists any more, and stray vectors."""
         removed = 0
         while True:
-            async with self.db.transaction() as session:
-                orphans = await DocumentRepository(session).orphans(limit=100)
-                await self.delete_documents(session, orphans)
+            async with unit_of_work(self.db) as uow:
+                orphans = await uow.get(DocumentRepository).orphans(limit=100)
+                await self.delete_documents(uow, orphans)
                 if not orphans:
-                    await self.index.sweep_vectors(session)
+                    await self.index.sweep_vectors(uow.session)
             removed += len(orphans)
             if len(orphans) < 100:
                 return removed

@@ -5,9 +5,9 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import after_commit, utcnow
+from app.core.db import utcnow
+from app.core.uow import UnitOfWork
 from app.files.errors import FileNotFound
 from app.files.models import File, FileKind
 from app.files.repository import FileRepository
@@ -40,12 +40,14 @@ MAX_FILES_PER_COLLECTION = 10_000
 
 @dataclass(kw_only=True)
 class KnowledgeService:
-    session: AsyncSession
+    uow: UnitOfWork
     runtime: KnowledgeRuntime
-    collections: CollectionRepository
-    links: CollectionFileRepository
-    documents: DocumentRepository
-    files: FileRepository
+
+    def __post_init__(self) -> None:
+        self.collections = self.uow.get(CollectionRepository)
+        self.links = self.uow.get(CollectionFileRepository)
+        self.documents = self.uow.get(DocumentRepository)
+        self.files = self.uow.get(FileRepository)
 
     # --- collections -----------------------------------------------------------------------
 
@@ -102,7 +104,7 @@ class KnowledgeService:
         if "description" in sent:
             collection.description = data.description
         collection.updated_at = utcnow()
-        await self.session.flush()
+        await self.uow.flush()
         return (await self.read([collection]))[0]
 
     async def delete(self, collection: Collection) -> None:
@@ -114,7 +116,7 @@ class KnowledgeService:
 
     async def _drop_orphans(self) -> None:
         orphans = await self.documents.orphans(limit=MAX_FILES_PER_COLLECTION)
-        await self.runtime.delete_documents(self.session, orphans)
+        await self.runtime.delete_documents(self.uow, orphans)
 
     async def _document(self, user_id: uuid.UUID, sha256: str) -> KnowledgeDocument:
         """The document for these bytes in the current space: the existing one (its chunks
@@ -123,7 +125,7 @@ class KnowledgeService:
         document = await self.documents.find(user_id, sha256, space)
         if document is None:
             try:
-                async with self.session.begin_nested():
+                async with self.uow.savepoint():
                     now = utcnow()
                     document = await self.documents.add(
                         KnowledgeDocument(
@@ -147,7 +149,7 @@ class KnowledgeService:
             document.attempts = 0
             document.updated_at = utcnow()
         if document.status == DocumentStatus.QUEUED:
-            after_commit(self.session, self.runtime.workers.notify)
+            self.uow.after_commit(self.runtime.workers.notify)
         return document
 
     async def add_file(
@@ -172,7 +174,7 @@ class KnowledgeService:
                 added_at=utcnow(),
             )
             try:
-                async with self.session.begin_nested():
+                async with self.uow.savepoint():
                     await self.links.add(link)
             except IntegrityError:  # added by a concurrent request: that link stands
                 pass
@@ -181,7 +183,7 @@ class KnowledgeService:
             if linked is not None and linked.status == DocumentStatus.FAILED:
                 await self._document(user.id, file.sha256)
         collection.updated_at = utcnow()
-        await self.session.flush()
+        await self.uow.flush()
         return await self.file_read(collection, file.id)
 
     async def file_read(self, collection: Collection, file_id: uuid.UUID) -> CollectionFileRead:
@@ -213,10 +215,10 @@ class KnowledgeService:
             if document.space != self.runtime.space or document.status == DocumentStatus.FAILED:
                 fresh = await self._document(collection.user_id, file.sha256)
                 link.document_id = fresh.id
-        await self.session.flush()
+        await self.uow.flush()
         await self._drop_orphans()
         collection.updated_at = utcnow()
-        await self.session.flush()
+        await self.uow.flush()
         return (await self.read([collection]))[0]
 
     # --- search ----------------------------------------------------------------------------
@@ -228,7 +230,7 @@ class KnowledgeService:
         if not query_words(query):
             raise EmptyQuery()
         # No connection is held while the query is embedded (a network call).
-        await self.session.commit()
+        await self.uow.commit()
         retriever = self.runtime.retriever
         vector = await retriever.embed_query(query)
         hits = await retriever.search(

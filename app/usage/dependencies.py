@@ -4,13 +4,13 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from app.core.deps import SessionDep, SettingsDep
+from app.core.deps import SettingsDep, UnitOfWorkDep
 from app.usage.repository import UsageRepository
 from app.usage.service import UsageService
 
 
-async def get_usage_service(session: SessionDep, settings: SettingsDep) -> UsageService:
-    return UsageService(usage=UsageRepository(session), settings=settings)
+async def get_usage_service(uow: UnitOfWorkDep, settings: SettingsDep) -> UsageService:
+    return UsageService(usage=uow.get(UsageRepository), settings=settings)
 
 
 UsageServiceDep = Annotated[UsageService, Depends(get_usage_service)]

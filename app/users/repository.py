@@ -4,6 +4,7 @@ and the TOTP replay guard. Auth, accounts and the CLI all use it."""
 import uuid
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.core.emails import canonical_email
 from app.core.repository import Repository
@@ -18,6 +19,16 @@ def _like_pattern(text: str) -> str:
 
 class UserRepository(Repository[User]):
     model = User
+
+    async def add_if_new(self, user: User) -> bool:
+        """Adds the user unless the email is taken (a race lost on the unique email included):
+        in a nested transaction, so a lost race leaves the unit of work usable."""
+        try:
+            async with self.session.begin_nested():
+                await self.add(user)
+        except IntegrityError:
+            return False
+        return True
 
     async def get_by_email(self, email: str) -> User | None:
         return await self.session.scalar(select(User).where(User.email == email))

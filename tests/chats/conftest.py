@@ -12,21 +12,21 @@ import pytest
 from fastapi import FastAPI
 
 from app.chats.models import Chat, Message, MessageStatus
-from app.chats.repository import ChatRepository, MessageRepository
 from app.chats.service import ChatService
-from app.users.models import User
+from app.core.uow import unit_of_work
+from app.users.repository import UserRepository
 from tests.conftest import SignedInUser
 
 
 @asynccontextmanager
 async def chat_service(app: FastAPI) -> AsyncIterator[ChatService]:
     """A ChatService on a fresh session that commits when the block ends."""
-    async with app.state.runtime.db.transaction() as session:
-        yield ChatService(chats=ChatRepository(session), messages=MessageRepository(session))
+    async with unit_of_work(app.state.runtime.db) as uow:
+        yield ChatService(uow)
 
 
 async def load_chat(service: ChatService, user: SignedInUser, chat_id: str | uuid.UUID) -> Chat:
-    owner = await service.chats.session.get(User, uuid.UUID(user.user_id))
+    owner = await service.uow.get(UserRepository).get(uuid.UUID(user.user_id))
     assert owner is not None
     return await service.get_owned_chat(owner, uuid.UUID(str(chat_id)))
 

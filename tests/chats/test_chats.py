@@ -3,7 +3,6 @@ from datetime import datetime
 
 import pytest
 
-from app.chats.models import Message
 from tests.chats.conftest import add_turns, chat_service, ids, load_chat, new_chat
 from tests.conftest import assert_error, register
 
@@ -175,7 +174,7 @@ class TestDeleteChat:
         )
         assert response.status_code == 204
         async with chat_service(app) as service:
-            assert await service.chats.session.get(Message, first[3].id) is None
+            assert await service.messages.get(first[3].id) is None
 
     async def test_deleting_twice_is_404(self, client, user, chat):
         forever = {"permanent": "true"}

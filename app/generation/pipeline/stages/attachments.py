@@ -6,8 +6,9 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 
-from app.files.attachments import DocumentText, ImageSource
+from app.files.attachments import ImageSource
 from app.files.models import File, FileKind
+from app.files.repository import DocumentText
 from app.generation.errors import ImageRequired, ModelNotVisionCapable
 from app.generation.pipeline.stage import EmitEvent, ReplyPlan, Stage
 from app.generation.prompt import DocumentInput, ImageInput, PromptAttachment
