@@ -15,7 +15,7 @@ from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
 from app.chats.router import modes_router
 from app.chats.router import router as chats_router
-from app.chats.trash import trash_purge
+from app.chats.trash import start_trash_purge
 from app.core.apidocs import install_api_docs
 from app.core.clientip import ClientIPResolver
 from app.core.config import Settings, get_settings
@@ -98,18 +98,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         try:
             async with (
-                generation_runtime(settings, runtime.db, runtime.metrics) as generation,
+                generation_runtime(
+                    settings, runtime.db, runtime.metrics, runtime.supervisor
+                ) as generation,
                 files.running(),
-                trash_purge(runtime.db, settings),
                 knowledge_runtime(settings, runtime.db, files, generation.http) as knowledge,
             ):
+                await start_trash_purge(runtime.supervisor, runtime.db, settings)
                 generation.knowledge = knowledge
                 app.state.knowledge = knowledge
                 app.state.generation = generation
                 _tune_garbage_collector()
                 yield
         finally:
-            # Background jobs queue mails, so they finish first; then the mails go out.
+            # The loops end first; background jobs queue mails, so they finish next; then the
+            # mails go out.
+            await runtime.supervisor.close()
             await runtime.jobs.drain()
             await runtime.mailer.drain()
             await runtime.db.dispose()

@@ -2,13 +2,11 @@
 then every hour. Until the purge reaches them they can no longer be seen or restored (the service
 looks only TRASH_DAYS back), so its timing is not part of the contract."""
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
 from app.chats.repository import ChatRepository
+from app.core.background import Supervisor
 from app.core.config import Settings
 from app.core.db import Database, utcnow
 
@@ -35,26 +33,10 @@ async def purge_trash(db: Database, settings: Settings, *, batch: int = PURGE_BA
     return purged
 
 
-async def _purge_forever(db: Database, settings: Settings) -> None:
-    while True:
-        await asyncio.sleep(PURGE_EVERY_SECONDS)
-        try:
-            await purge_trash(db, settings)
-        except Exception:
-            logger.warning("trash purge failed", exc_info=True)
-
-
-@asynccontextmanager
-async def trash_purge(db: Database, settings: Settings) -> AsyncIterator[None]:
-    """Purges the trash at start-up and every hour while the app runs; for its lifespan."""
+async def start_trash_purge(supervisor: Supervisor, db: Database, settings: Settings) -> None:
+    """Purges the trash now, then every hour while the app runs."""
     try:
         await purge_trash(db, settings)
     except Exception:
         logger.warning("start-up trash purge failed", exc_info=True)
-    purger = asyncio.create_task(_purge_forever(db, settings), name="parley-trash-purge")
-    try:
-        yield
-    finally:
-        purger.cancel()
-        with suppress(asyncio.CancelledError):
-            await purger
+    supervisor.every("trash-purge", PURGE_EVERY_SECONDS, lambda: purge_trash(db, settings))

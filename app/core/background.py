@@ -49,3 +49,68 @@ class BackgroundJobs:
             raise
         except Exception:
             logger.exception("background job %s failed", name, extra={"job": name})
+
+
+# A crashed loop waits this long before it runs again, doubling up to the cap; a loop that ran
+# for RESET_AFTER seconds before crashing starts again from the first delay.
+FIRST_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 60.0
+RESET_AFTER_SECONDS = 60.0
+
+
+class Supervisor:
+    """The app's long-lived loops (sweeps, purges, the Redis listeners, the ingestion workers),
+    run as one group: a loop that crashes is logged and started again after a backoff; close()
+    cancels every loop and waits for each to end."""
+
+    def __init__(self, *, first_backoff: float = FIRST_BACKOFF_SECONDS) -> None:
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.first_backoff = first_backoff
+        self.restarts: dict[str, int] = {}
+
+    def start(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Runs `loop()` until close(); when it raises (or returns), it runs again."""
+        if name in self._tasks:
+            raise ValueError(f"a loop named {name!r} runs already")
+        self._tasks[name] = asyncio.create_task(self._keep(name, loop), name=f"parley-{name}")
+
+    def every(self, name: str, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Runs `job()` every `seconds` (the first time after `seconds`); a failed run is logged
+        and the next one comes on time."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await job()
+                except Exception:
+                    logger.warning("%s failed", name, exc_info=True, extra={"loop": name})
+
+        self.start(name, loop)
+
+    async def _keep(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        backoff = self.first_backoff
+        while True:
+            started = asyncio.get_running_loop().time()
+            try:
+                await loop()
+                logger.error("loop %s returned; starting it again", name, extra={"loop": name})
+            except Exception:
+                logger.exception("loop %s crashed; starting it again", name, extra={"loop": name})
+            if asyncio.get_running_loop().time() - started >= RESET_AFTER_SECONDS:
+                backoff = self.first_backoff
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    @property
+    def running(self) -> list[str]:
+        return [name for name, task in self._tasks.items() if not task.done()]
+
+    async def close(self) -> None:
+        """Cancels every loop and waits until each has ended."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

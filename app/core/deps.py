@@ -10,7 +10,7 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from app.core.background import BackgroundJobs
+from app.core.background import BackgroundJobs, Supervisor
 from app.core.clientip import ClientIPResolver
 from app.core.config import Settings
 from app.core.db import Database, utcnow
@@ -45,6 +45,8 @@ class Runtime:
     # Keys the pseudonyms of emails in the lockout table and binds CSRF tokens to sessions.
     digest_key: bytes
     jobs: BackgroundJobs = field(default_factory=BackgroundJobs)
+    # The long-lived loops (sweeps, purges), restarted when they crash.
+    supervisor: Supervisor = field(default_factory=Supervisor)
     account_deletion_hooks: list[AccountDeletionHook] = field(default_factory=list)
     # The time TOTP codes are checked against; tests swap it to control the clock.
     clock: Callable[[], datetime] = utcnow

@@ -11,13 +11,14 @@ from typing import Any
 
 import httpx
 
+from app.core.background import Supervisor
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.metrics import Metrics
 from app.generation.pipeline.composer import ReplyComposer, default_stages
 from app.generation.reply_buffer import RedisReplyBuffer
 from app.generation.reply_stream import SHUTDOWN, ActiveReplies, DisconnectPolicy
-from app.generation.stale_replies import sweep_forever, sweep_interrupted
+from app.generation.stale_replies import stale_after, sweep_interrupted
 from app.generation.stop_signals import LocalStopBus, RedisStopBus, StopBus
 from app.generation.upstream.echo import EchoProvider
 from app.generation.upstream.openai import OpenAIProvider
@@ -137,7 +138,7 @@ def _stop_replies_on_exit_signals(replies: ActiveReplies) -> Callable[[], None]:
 
 @asynccontextmanager
 async def generation_runtime(
-    settings: Settings, db: Database, metrics: Metrics
+    settings: Settings, db: Database, metrics: Metrics, supervisor: Supervisor
 ) -> AsyncIterator[GenerationRuntime]:
     registry = ModelRegistry.from_settings(settings)
     if registry.upstream_configured:
@@ -212,13 +213,16 @@ async def generation_runtime(
             await sweep_interrupted(db, settings)
         except Exception:
             logger.warning("start-up sweep of interrupted replies failed", exc_info=True)
-        sweeper = asyncio.create_task(sweep_forever(db, settings))
+        supervisor.every(
+            "stale-reply-sweep",
+            stale_after(settings).total_seconds(),
+            lambda: sweep_interrupted(db, settings),
+        )
         restore_signals = _stop_replies_on_exit_signals(replies)
         try:
             yield runtime
         finally:
             restore_signals()
-            sweeper.cancel()
             await runtime.replies.shutdown()
             await stops.close()
             if buffer is not None:
@@ -226,5 +230,5 @@ async def generation_runtime(
             for task in list(runtime.background):
                 task.cancel()
             with suppress(Exception):
-                await asyncio.gather(sweeper, *runtime.background, return_exceptions=True)
+                await asyncio.gather(*runtime.background, return_exceptions=True)
             await runtime.guardrails.recorder.drain()

@@ -1,7 +1,6 @@
 """Replies left `streaming` by a process that died: when one counts as stale, and the sweep
 that marks such replies `interrupted` (at start-up and periodically)."""
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -31,14 +30,3 @@ async def sweep_interrupted(db: Database, settings: Settings) -> int:
     if count:
         logger.warning("marked interrupted replies", extra={"count": count})
     return count
-
-
-async def sweep_forever(db: Database, settings: Settings) -> None:
-    """sweep_interrupted() every stale_after(): replies of a worker that died while the others
-    run on."""
-    while True:
-        await asyncio.sleep(stale_after(settings).total_seconds())
-        try:
-            await sweep_interrupted(db, settings)
-        except Exception:
-            logger.warning("stale reply sweep failed", exc_info=True)
