@@ -189,8 +189,11 @@ class AttachmentRepository:
 
     async def in_chat(self, chat_id: uuid.UUID) -> dict[uuid.UUID, list[File]]:
         """Every attachment in the chat, by message, each message's in order. Read for every
-        reply (one index range on message_attachment.chat_id; empty in most chats)."""
-        rows = await self.session.execute(_IN_CHAT, {"chat_id": chat_id})
+        reply (one index range on message_attachment.chat_id; empty in most chats). Messages
+        waiting to be written are not flushed for it (their links are written after them): a
+        user message and its reply then go to the database in one flush."""
+        with self.session.no_autoflush:
+            rows = await self.session.execute(_IN_CHAT, {"chat_id": chat_id})
         return _by_message((message_id, file) for message_id, file in rows)
 
     async def of_messages(self, message_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[File]]:
