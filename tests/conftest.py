@@ -164,7 +164,7 @@ def make_settings(database: TestDatabase, **overrides: Any) -> Settings:
         **RATE_LIMIT_SETTINGS,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

@@ -147,7 +147,7 @@ class TestLockoutEnumeration:
         hasher = runtime_of(app).hasher
         user = await register(client)
 
-        spent = {}
+        spent: dict[str, list[int]] = {}
         for email in (user.email, UNKNOWN, user.email, UNKNOWN):
             before = hasher.verifications
             assert_error(await login(client, email, WRONG), 401, "invalid_credentials")

@@ -33,7 +33,8 @@ class TestCreateChat:
         assert chat["pinned"] is False and chat["archived"] is False
         uuid.UUID(chat["id"])
         created = datetime.fromisoformat(chat["created_at"])
-        assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
+        offset = created.utcoffset()
+        assert offset is not None and offset.total_seconds() == 0
         assert chat["last_message_at"] == chat["created_at"]
 
     async def test_all_settings(self, client, user):

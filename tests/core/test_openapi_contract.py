@@ -10,7 +10,7 @@ from tests.conftest import assert_error, register
 
 @pytest.fixture(scope="module")
 def openapi() -> dict:
-    return create_app(Settings(_env_file=None, environment="test")).openapi()  # type: ignore[call-arg]
+    return create_app(Settings(_env_file=None, environment="test")).openapi()
 
 
 def operations(openapi: dict):

@@ -41,7 +41,7 @@ def api(database) -> Iterator[tuple[str, Settings]]:
 
 # The schema does not depend on the database, so it is read from an app built at import time.
 schema = schemathesis.openapi.from_dict(
-    create_app(Settings(_env_file=None, environment="test")).openapi()  # type: ignore[call-arg]
+    create_app(Settings(_env_file=None, environment="test")).openapi()
 )
 
 
@@ -167,7 +167,7 @@ def test_stateful_workflows_conform(api, role):
     base_url, settings = api
     failures: list[str] = []
     steps: list[str] = []
-    machine = type(
+    machine: type[Workflow] = type(
         f"Workflow_{role}",
         (Workflow,),
         {

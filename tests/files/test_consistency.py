@@ -80,7 +80,7 @@ class TestInterruptedUpload:
             )
             await eventually(lambda: len(stored.spool()) == 1)
             process.signal(signal.SIGKILL)
-            process.wait(timeout=10)
+            await process.wait(timeout=10)
             writer.transport.abort()
         # The crash left the reservation and the spool file behind.
         assert await rows(clean_db) == (0, 1)

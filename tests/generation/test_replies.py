@@ -2,6 +2,7 @@
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -196,7 +197,7 @@ class TestClientDisconnect:
                     break
         await wait_until(fake_upstream.state.disconnected.is_set)
 
-        async def settled_reply():
+        async def settled_reply() -> dict[str, Any] | None:
             reply = (await thread(parley, author, chat))[-1]
             return reply if reply["status"] != "streaming" else None
 

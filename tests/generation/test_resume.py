@@ -5,6 +5,7 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import websockets
@@ -298,7 +299,7 @@ class TestWebSocketResume:
             await socket.send(
                 json.dumps({"type": "resume", "reply_id": reply_id, "last_event_id": ids[-1]})
             )
-            rest = []
+            rest: list[dict[str, Any]] = []
             while not rest or rest[-1]["event"] not in ("done", "error"):
                 rest.append(await next_frame(socket))
         assert rest[0]["id"] > ids[-1]  # missed deltas may come joined, numbered as their last

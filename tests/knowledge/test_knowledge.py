@@ -376,7 +376,7 @@ class TestChatRetrieval:
                         ModerationEvent.check, ModerationEvent.category, ModerationEvent.action
                     ).where(ModerationEvent.point == "untrusted")
                 )
-                found = {tuple(row) for row in rows}
+                found = {(check, category, action) for check, category, action in rows}
             return found if len(found) == 2 else None
 
         assert await wait_until(recorded) == {
