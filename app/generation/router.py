@@ -61,7 +61,7 @@ from app.generation.errors import (
     UpstreamUnavailable,
 )
 from app.generation.idempotency import IdempotencyKeys, ReplyKind, fingerprint, parse_key
-from app.generation.reply_events import SSE_HEADERS, EventStream
+from app.generation.reply_events import SSE_HEADERS, EventStream, event_stream_class
 from app.generation.reply_stream import ReplyStream
 from app.generation.resume import ReplyResumer, SavedReply
 from app.generation.schemas import (
@@ -194,7 +194,7 @@ async def _answer(request: Request, reply: ReplyStream, stream: bool | None) -> 
     """The reply as SSE when the client asks for a stream, else as JSON once it is saved."""
     if _wants_stream(request, stream):
         settings: Settings = request.app.state.runtime.settings
-        return EventStream(
+        return event_stream_class(settings.sse_sender)(
             (event.sse() async for event in reply.events()),
             ping=settings.sse_ping_seconds,
             headers={**SSE_HEADERS, **reply.headers},
@@ -226,7 +226,7 @@ async def _rejoin(
     """A reply started earlier, as SSE (the events after `after`, live to its end) or JSON."""
     if _wants_stream(request, stream):
         settings: Settings = request.app.state.runtime.settings
-        return EventStream(
+        return event_stream_class(settings.sse_sender)(
             (event.sse() async for event in resumer.events(reply, after)),
             ping=settings.sse_ping_seconds,
             headers={**SSE_HEADERS, **(headers or {})},
