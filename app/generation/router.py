@@ -4,7 +4,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -61,7 +61,12 @@ from app.generation.errors import (
     UpstreamUnavailable,
 )
 from app.generation.idempotency import IdempotencyKeys, ReplyKind, fingerprint, parse_key
-from app.generation.reply_events import SSE_HEADERS, EventStream, event_stream_class
+from app.generation.reply_events import (
+    SSE_HEADERS,
+    EventName,
+    EventStream,
+    event_stream_class,
+)
 from app.generation.reply_stream import ReplyStream
 from app.generation.resume import ReplyResumer, SavedReply
 from app.generation.schemas import (
@@ -86,8 +91,11 @@ router = APIRouter(tags=["generation"])
 
 SSE_DESCRIPTION = (
     'With `Accept: text/event-stream` (or `"stream": true`) the reply streams as Server-Sent '
-    'Events: `start`, many `delta` ({"content"}), `usage`, then `done` (the saved message) or '
-    '`error` ({"code", "message"}). Otherwise one JSON answer when the reply is complete.'
+    "Events: `start`, `sources` (what retrieval put in the prompt, when the chat or message "
+    'names collections; before the first delta), many `delta` ({"content"}), `usage`, then '
+    '`done` (the saved message) or `error` ({"code", "message"}). Every event has an `id` to '
+    "rejoin from; clients ignore event names they do not know. Otherwise one JSON answer when "
+    "the reply is complete."
 )
 
 
@@ -95,7 +103,7 @@ SSE_DESCRIPTION = (
 SSE_EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "event": {"type": "string", "enum": ["start", "delta", "usage", "done", "error"]},
+        "event": {"type": "string", "enum": list(get_args(EventName))},
         "data": {"type": "string", "description": "A JSON object; see the SSE contract."},
     },
     "required": ["event", "data"],
