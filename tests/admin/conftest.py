@@ -2,7 +2,7 @@ import pytest
 
 from app.cli import create_admin
 from app.core.config import Settings
-from tests.conftest import SignedInUser, register
+from tests.support.api import SignedInUser, register
 
 
 @pytest.fixture

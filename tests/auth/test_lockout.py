@@ -6,17 +6,9 @@ from sqlalchemy import update
 
 from app.auth.models import LoginAttempt
 from app.core.db import utcnow
-from tests.conftest import (
-    PASSWORD,
-    assert_error,
-    login,
-    make_settings,
-    register,
-    runtime_of,
-    serving,
-    settle,
-    smtp_settings,
-)
+from tests.support.api import PASSWORD, assert_error, login, register
+from tests.support.app import runtime_of, serving, settle
+from tests.support.settings import make_settings, smtp_settings
 
 WRONG = "definitely not the password"
 UNKNOWN = "nobody-at-all@example.com"

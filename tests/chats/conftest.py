@@ -15,7 +15,7 @@ from app.chats.models import Chat, Message, MessageStatus
 from app.chats.repository import ChatRepository, MessageRepository
 from app.chats.service import ChatService
 from app.users.models import User
-from tests.conftest import SignedInUser
+from tests.support.api import SignedInUser
 
 
 @asynccontextmanager

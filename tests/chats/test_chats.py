@@ -5,7 +5,7 @@ import pytest
 
 from app.chats.models import Message
 from tests.chats.conftest import add_turns, chat_service, ids, load_chat, new_chat
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 
 
 async def list_all(client, user, **params):

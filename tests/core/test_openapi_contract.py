@@ -5,7 +5,7 @@ import pytest
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 
 
 @pytest.fixture(scope="module")

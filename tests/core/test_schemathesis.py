@@ -20,8 +20,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from app.cli import create_admin
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import PASSWORD, make_settings
+from tests.support.api import PASSWORD
 from tests.support.live import live_server
+from tests.support.settings import make_settings
 
 MAX_EXAMPLES = 15
 # The same examples on every run, so that CI's verdict is the code's, not the draw's. Set

@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.files.models import File, FileText, MessageAttachment
-from tests.conftest import SignedInUser, assert_error, register
 from tests.files import samples
 from tests.files.conftest import BACKENDS, uploaded
 from tests.generation.test_replies import SSE, send, stream, thread
+from tests.support.api import SignedInUser, assert_error, register
 from tests.support.fake_upstream import FakeUpstream, ReceivedPart
 from tests.support.sse import SSEEvent, collect_sse, names
 from tests.support.upstream_fixtures import Parley, new_chat, parley_settings, running_parley

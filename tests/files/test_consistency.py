@@ -12,7 +12,6 @@ import pytest
 
 from app.core.db import utcnow
 from app.files.models import BlobState, PendingBlob
-from tests.conftest import assert_error, make_settings, register, serving
 from tests.files import samples
 from tests.files.conftest import (
     BACKENDS,
@@ -26,7 +25,10 @@ from tests.files.conftest import (
     upload,
     uploaded,
 )
+from tests.support.api import assert_error, register
+from tests.support.app import serving
 from tests.support.processes import server
+from tests.support.settings import make_settings
 from tests.support.upstream_fixtures import running_parley
 
 pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)

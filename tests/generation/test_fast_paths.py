@@ -13,8 +13,8 @@ import pytest
 from app.core.sqlite import OneTripConnection
 from app.generation.reply_events import EventStream
 from app.generation.upstream.transport import AsyncioBackend
-from tests import conftest
-from tests.conftest import BACKEND, register
+from tests.support.api import register
+from tests.support.database import BACKEND, TestDatabase
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.sse import collect_sse, names, text_of
 from tests.support.upstream_fixtures import new_chat, parley_settings, running_parley
@@ -53,7 +53,7 @@ def count_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 @pytest.mark.parametrize("switches", [ALL_OFF, ALL_ON], ids=["all-off", "all-on"])
 async def test_a_reply_streams_and_is_saved(
-    database: conftest.TestDatabase,
+    database: TestDatabase,
     clean_db: object,
     fake_upstream: FakeUpstream,
     monkeypatch: pytest.MonkeyPatch,

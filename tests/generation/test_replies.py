@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 from tests.support.sse import collect_sse, iter_sse, names, text_of
 from tests.support.upstream_fixtures import new_chat, parley_settings, running_parley
 from tests.support.wait import wait_until

@@ -11,7 +11,7 @@ import pytest
 import websockets
 from sqlalchemy import text
 
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 from tests.support.sse import collect_sse, iter_sse, names, text_of
 from tests.support.upstream_fixtures import new_chat
 from tests.support.wait import wait_until

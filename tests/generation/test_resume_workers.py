@@ -8,9 +8,9 @@ import httpx
 from app.generation import reply_events
 from app.generation.reply_buffer import RedisReplyBuffer
 from app.generation.reply_events import ReplyEvent
-from tests.conftest import register
 from tests.generation.test_resume import NO_TITLES, SSE
 from tests.ops.test_processes import redis_url  # noqa: F401 - the fixture
+from tests.support.api import register
 from tests.support.processes import server
 from tests.support.sse import collect_sse, iter_sse, text_of
 from tests.support.upstream_fixtures import new_chat

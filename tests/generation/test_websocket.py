@@ -8,6 +8,7 @@ import pytest
 import websockets
 from websockets.typing import Origin
 
+from tests.support.api import register
 from tests.support.upstream_fixtures import new_chat
 from tests.support.wait import wait_until
 
@@ -79,8 +80,6 @@ class TestChatSocket:
             await asyncio.wait_for(socket.wait_closed(), timeout=5)
 
     async def test_another_users_chat_is_not_found(self, parley, author):
-        from tests.conftest import register
-
         stranger = await register(parley.http)
         chat = await new_chat(parley.http, author)
         async with websockets.connect(ws_url(parley, chat)) as socket:
