@@ -2,6 +2,7 @@
 has its folder, and every folder of tests/ is a package's, or one of the few that are not
 (CROSS_CUTTING). tests/README.md says which is which."""
 
+import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,3 +40,16 @@ def test_every_folder_has_tests_but_support() -> None:
         if not list((ROOT / "tests" / folder).glob("test_*.py"))
     )
     assert not empty, f"folders without tests: {empty}"
+
+
+def test_the_suites_conftest_holds_only_fixtures() -> None:
+    """Helpers go to tests/support, where any test imports them from."""
+    tree = ast.parse((ROOT / "tests" / "conftest.py").read_text())
+    helpers = [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        and not any("fixture" in ast.unparse(decorator) for decorator in node.decorator_list)
+        and not node.name.startswith("pytest_")
+    ]
+    assert not helpers, f"move these from tests/conftest.py to tests/support: {helpers}"
