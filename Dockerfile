@@ -2,9 +2,13 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# The locked versions (requirements/run.txt, hash-checked; `make lock` writes it), then Parley
+# itself with no further dependencies.
+COPY requirements/run.txt ./requirements/run.txt
+RUN python -m venv /venv && /venv/bin/pip install --require-hashes -r requirements/run.txt
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN python -m venv /venv && /venv/bin/pip install .
+RUN /venv/bin/pip install --no-deps .
 
 FROM python:3.11-slim
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 ENVIRONMENT=production

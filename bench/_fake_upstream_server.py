@@ -2,8 +2,9 @@
 
     python bench/_fake_upstream_server.py --port 9100 --tokens 64 --token-delay 0.02
 
-The repository root must be importable (relay.py sets PYTHONPATH). The fake keeps what it saw
-(request bodies, headers) in lists; a benchmark's few thousand requests make that a few MB.
+The repository root must be importable (bench/_relay_env.py sets PYTHONPATH). The fake keeps
+what it saw (request bodies, headers) in lists; a benchmark's few thousand requests make that a
+few MB.
 """
 
 import argparse

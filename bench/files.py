@@ -26,13 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from relay import (
+from _common import (
     BenchUser,
-    Environment,
     StallWatch,
     StreamResult,
     collector_paused,
-    cpu_use,
     create_chat,
     ms,
     parley_stream,
@@ -40,8 +38,8 @@ from relay import (
     register,
     run_async,
     sigterm_as_interrupt,
-    start_servers,
 )
+from _relay_env import Environment, cpu_use, start_servers
 from relay import parse_args as relay_args
 
 RSS_BUDGET_MB = 60.0  # peak over idle

@@ -20,20 +20,22 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import _common
 import httpx
 import relay
 from _processes import cpu_seconds, tree_pids
+from _relay_env import Environment, start_servers
 
 
-async def measure(env: relay.Environment, args: argparse.Namespace) -> list[tuple[str, float]]:
+async def measure(env: Environment, args: argparse.Namespace) -> list[tuple[str, float]]:
     http = httpx.AsyncClient(
         base_url=env.parley_url,
         limits=httpx.Limits(max_connections=args.concurrency * 2),
         timeout=120,
     )
     try:
-        user = relay.BenchUser("cost@example.com", "request-cost-bench-password-42")
-        await relay.register(http, user, 0)
+        user = _common.BenchUser("cost@example.com", "request-cost-bench-password-42")
+        await _common.register(http, user, 0)
         auth = {"Authorization": f"Bearer {user.token}"}
         # Warm-up and measured requests of each reply kind get a chat of their own.
         per_kind = args.requests + args.concurrency
@@ -46,7 +48,7 @@ async def measure(env: relay.Environment, args: argparse.Namespace) -> list[tupl
                 response.raise_for_status()
                 return str(response.json()["id"])
 
-            return await relay.gather_limited([one] * per_kind, 16)
+            return await _common.gather_limited([one] * per_kind, 16)
 
         short, full = await chats(1), await chats(args.tokens)
         expected_full = "".join(f"tok{i} " for i in range(args.tokens))
@@ -56,7 +58,7 @@ async def measure(env: relay.Environment, args: argparse.Namespace) -> list[tupl
 
         def reply(pool: list[str], expected: str) -> Callable[[int], Awaitable[None]]:
             async def send(i: int) -> None:
-                result = await relay.parley_stream(http, pool[i], user.token, "Hello", expected)
+                result = await _common.parley_stream(http, pool[i], user.token, "Hello", expected)
                 if result.error:
                     raise RuntimeError(f"reply failed: {result.error}")
 
@@ -90,7 +92,7 @@ async def measure(env: relay.Environment, args: argparse.Namespace) -> list[tupl
             await asyncio.sleep(0.5)
             used = cpu_seconds(tree_pids(pid)) - before
             costs.append((name, used / args.requests))
-            relay.log(f"{name}: {used / args.requests * 1000:.2f} ms CPU each")
+            _common.log(f"{name}: {used / args.requests * 1000:.2f} ms CPU each")
         return costs
     finally:
         await http.aclose()
@@ -127,11 +129,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     relay_args = relay.parse_args(["--tokens", str(args.tokens), "--db", args.db, "--logins", "0"])
-    with relay.sigterm_as_interrupt(), contextlib.ExitStack() as stack:
-        env = relay.start_servers(relay_args, stack)
+    with _common.sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+        env = start_servers(relay_args, stack)
         started = time.monotonic()
-        costs = relay.run_async(measure(env, args))
-        relay.log(f"measured in {time.monotonic() - started:.0f} s")
+        costs = _common.run_async(measure(env, args))
+        _common.log(f"measured in {time.monotonic() - started:.0f} s")
     print(report(args, costs))
     return 0
 
@@ -140,5 +142,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:
-        relay.log("interrupted; everything started was stopped")
+        _common.log("interrupted; everything started was stopped")
         sys.exit(130)

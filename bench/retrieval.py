@@ -52,7 +52,7 @@ from app.knowledge.models import (  # noqa: E402
 )
 from app.knowledge.retrieval import Retriever  # noqa: E402
 from app.users.models import User  # noqa: E402
-from tests.conftest import migrate  # noqa: E402
+from tests.support.database import migrate  # noqa: E402
 from tests.support.fake_upstream import run_fake_upstream  # noqa: E402
 
 DIM = 384

@@ -68,7 +68,7 @@ class Supervisor:
         self.first_backoff = first_backoff
         self.restarts: dict[str, int] = {}
 
-    def start(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+    def start(self, name: str, loop: Callable[[], Awaitable[object]]) -> None:
         """Runs `loop()` until close(); when it raises (or returns), it runs again."""
         if name in self._tasks:
             raise ValueError(f"a loop named {name!r} runs already")
@@ -88,7 +88,7 @@ class Supervisor:
 
         self.start(name, loop)
 
-    async def _keep(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+    async def _keep(self, name: str, loop: Callable[[], Awaitable[object]]) -> None:
         backoff = self.first_backoff
         while True:
             started = asyncio.get_running_loop().time()

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     # httpcore (less CPU per relayed token); `httpx`, httpx's stock transport (anyio), the way
     # back should a library upgrade ever break the fast one.
     upstream_transport: Literal["fast", "httpx"] = "fast"
+    # The other fast paths on library internals, each with the same way back: `fast`, or the
+    # library's own. SQLite connections: Parley's one-trip aiosqlite connection (app/core/sqlite.py)
+    # or `aiosqlite`'s stock one. SSE frames: Parley's sender without a cancel scope per frame
+    # (app/generation/reply_events.py) or `sse-starlette`'s own.
+    sqlite_connection: Literal["fast", "aiosqlite"] = "fast"
+    sse_sender: Literal["fast", "sse-starlette"] = "fast"
     # Seconds between the echo model's tokens.
     echo_token_delay: float = Field(default=0.02, ge=0)
     # Partial replies are saved at least this often while streaming (a crash loses no more).

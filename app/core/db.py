@@ -97,7 +97,7 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool, one_trip: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (below); pysqlite's implicit BEGIN is deferred.
@@ -118,7 +118,10 @@ def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
         # another writer got in between, ignoring busy_timeout. IMMEDIATE takes the write lock
         # up front, so concurrent writers queue on busy_timeout instead of failing.
         # Sent with the transaction's first statement, in the same trip to the database thread.
-        connection.connection.driver_connection.begin_with_next_statement("BEGIN IMMEDIATE")
+        if one_trip:
+            connection.connection.driver_connection.begin_with_next_statement("BEGIN IMMEDIATE")
+        else:  # SQLITE_CONNECTION=aiosqlite: a trip of its own
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings, *, sqlite_foreign_keys: bool = True) -> AsyncEngine:
@@ -136,13 +139,20 @@ def create_engine(settings: Settings, *, sqlite_foreign_keys: bool = True) -> As
             # One connection turns that into SQLAlchemy's FIFO pool queue.
             options.update(pool_size=1, max_overflow=0, pool_timeout=60)
         url = make_url(settings.database_url)
-        database, connect_options = url.get_dialect()().create_connect_args(url)
+        one_trip = settings.sqlite_connection == "fast"
+        if one_trip:
+            database, connect_options = url.get_dialect()().create_connect_args(url)
 
-        async def connect() -> sqlite.OneTripConnection:
-            return await sqlite.connect(*database, **connect_options, timeout=30)
+            async def connect() -> sqlite.OneTripConnection:
+                return await sqlite.connect(*database, **connect_options, timeout=30)
 
-        engine = create_async_engine(url, echo=settings.db_echo, async_creator=connect, **options)
-        _configure_sqlite(engine, foreign_keys=sqlite_foreign_keys)
+            options["async_creator"] = connect
+        else:
+            # SQLITE_CONNECTION=aiosqlite: its stock connection, the way back should an upgrade
+            # of aiosqlite or SQLAlchemy break the one-trip one.
+            options["connect_args"] = {"timeout": 30}
+        engine = create_async_engine(url, echo=settings.db_echo, **options)
+        _configure_sqlite(engine, foreign_keys=sqlite_foreign_keys, one_trip=one_trip)
         return engine
     return create_async_engine(
         settings.database_url,

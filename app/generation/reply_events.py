@@ -46,6 +46,12 @@ class EventStream(EventSourceResponse):
             await super()._send_with_timeout(send, message)
 
 
+def event_stream_class(sender: Literal["fast", "sse-starlette"]) -> type[EventSourceResponse]:
+    """The SSE response for the setting SSE_SENDER: `EventStream`, or sse-starlette's own (the
+    way back should an upgrade of sse-starlette break the override)."""
+    return EventStream if sender == "fast" else EventSourceResponse
+
+
 # json.dumps with any option builds a new encoder per call; this runs for every token.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 

@@ -3,7 +3,7 @@
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -59,7 +59,12 @@ from app.generation.errors import (
     UpstreamUnavailable,
 )
 from app.generation.idempotency import parse_key
-from app.generation.reply_events import SSE_HEADERS, EventStream
+from app.generation.reply_events import (
+    SSE_HEADERS,
+    EventName,
+    EventStream,
+    event_stream_class,
+)
 from app.generation.reply_stream import ReplyStream
 from app.generation.requests import (
     EditMessage,
@@ -94,8 +99,11 @@ router = APIRouter(tags=["generation"])
 
 SSE_DESCRIPTION = (
     'With `Accept: text/event-stream` (or `"stream": true`) the reply streams as Server-Sent '
-    'Events: `start`, many `delta` ({"content"}), `usage`, then `done` (the saved message) or '
-    '`error` ({"code", "message"}). Otherwise one JSON answer when the reply is complete.'
+    "Events: `start`, `sources` (what retrieval put in the prompt, when the chat or message "
+    'names collections; before the first delta), many `delta` ({"content"}), `usage`, then '
+    '`done` (the saved message) or `error` ({"code", "message"}). Every event has an `id` to '
+    "rejoin from; clients ignore event names they do not know. Otherwise one JSON answer when "
+    "the reply is complete."
 )
 
 
@@ -103,7 +111,7 @@ SSE_DESCRIPTION = (
 SSE_EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "event": {"type": "string", "enum": ["start", "delta", "usage", "done", "error"]},
+        "event": {"type": "string", "enum": list(get_args(EventName))},
         "data": {"type": "string", "description": "A JSON object; see the SSE contract."},
     },
     "required": ["event", "data"],
@@ -202,7 +210,7 @@ async def _answer(request: Request, reply: ReplyStream, stream: bool | None) -> 
     """The reply as SSE when the client asks for a stream, else as JSON once it is saved."""
     if _wants_stream(request, stream):
         settings: Settings = request.app.state.runtime.settings
-        return EventStream(
+        return event_stream_class(settings.sse_sender)(
             (event.sse() async for event in reply.events()),
             ping=settings.sse_ping_seconds,
             headers={**SSE_HEADERS, **reply.headers},
@@ -234,7 +242,7 @@ async def _rejoin(
     """A reply started earlier, as SSE (the events after `after`, live to its end) or JSON."""
     if _wants_stream(request, stream):
         settings: Settings = request.app.state.runtime.settings
-        return EventStream(
+        return event_stream_class(settings.sse_sender)(
             (event.sse() async for event in resumer.events(reply, after)),
             ping=settings.sse_ping_seconds,
             headers={**SSE_HEADERS, **(headers or {})},

@@ -9,7 +9,7 @@ import pytest
 from jose import jwt
 
 from app.core.security import PasswordHasher
-from tests.conftest import PASSWORD, assert_error, bearer, register
+from tests.support.api import PASSWORD, assert_error, bearer, register
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 

@@ -1,6 +1,7 @@
 """Change password: needs the current one, keeps this session, ends the others, no reuse."""
 
-from tests.conftest import PASSWORD, assert_error, bearer, login, register, settle
+from tests.support.api import PASSWORD, assert_error, bearer, login, register
+from tests.support.app import settle
 
 PASSWORDS = [f"history passphrase number {n} is long enough" for n in range(1, 7)]
 

@@ -2,7 +2,7 @@
 
 import httpx
 
-from tests.conftest import PASSWORD, assert_error, bearer, register
+from tests.support.api import PASSWORD, assert_error, bearer, register
 
 
 async def cookie_login(client: httpx.AsyncClient, email: str) -> dict:

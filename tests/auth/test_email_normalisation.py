@@ -5,7 +5,8 @@ admin search) folds it the same way."""
 import pytest
 
 from app.cli import create_admin
-from tests.conftest import PASSWORD, assert_error, login, register, settle
+from tests.support.api import PASSWORD, assert_error, login, register
+from tests.support.app import settle
 
 # "example" in full-width letters
 FULL_WIDTH_DOMAIN = "\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"

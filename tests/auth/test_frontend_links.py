@@ -5,14 +5,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from app.core.config import Settings
-from tests.conftest import (
-    PASSWORD,
-    make_settings,
-    register,
-    serving,
-    settle,
-    smtp_settings,
-)
+from tests.support.api import PASSWORD, register
+from tests.support.app import serving, settle
+from tests.support.settings import make_settings, smtp_settings
 from tests.support.smtp_server import SMTPTestServer, extract_token, extract_url
 
 FRONTEND = "https://app.example.org/parley"

@@ -6,17 +6,9 @@ from sqlalchemy import update
 
 from app.auth.models import LoginAttempt
 from app.core.db import utcnow
-from tests.conftest import (
-    PASSWORD,
-    assert_error,
-    login,
-    make_settings,
-    register,
-    runtime_of,
-    serving,
-    settle,
-    smtp_settings,
-)
+from tests.support.api import PASSWORD, assert_error, login, register
+from tests.support.app import runtime_of, serving, settle
+from tests.support.settings import make_settings, smtp_settings
 
 WRONG = "definitely not the password"
 UNKNOWN = "nobody-at-all@example.com"
@@ -147,7 +139,7 @@ class TestLockoutEnumeration:
         hasher = runtime_of(app).hasher
         user = await register(client)
 
-        spent = {}
+        spent: dict[str, list[int]] = {}
         for email in (user.email, UNKNOWN, user.email, UNKNOWN):
             before = hasher.verifications
             assert_error(await login(client, email, WRONG), 401, "invalid_credentials")

@@ -13,8 +13,10 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import PASSWORD, login, make_settings, register, runtime_of
+from tests.support.api import PASSWORD, login, register
+from tests.support.app import runtime_of
 from tests.support.live import live_server
+from tests.support.settings import make_settings
 
 WRONG = "definitely not the password"
 BURST = 40

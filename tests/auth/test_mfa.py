@@ -12,16 +12,8 @@ from sqlalchemy import select
 from app.auth.models import MfaRecoveryCode
 from app.core.security import hash_token
 from app.users.models import User
-from tests.conftest import (
-    PASSWORD,
-    SignedInUser,
-    assert_error,
-    bearer,
-    login,
-    register,
-    runtime_of,
-    settle,
-)
+from tests.support.api import PASSWORD, SignedInUser, assert_error, bearer, login, register
+from tests.support.app import runtime_of, settle
 
 STEP = timedelta(seconds=30)
 START = datetime(2031, 5, 1, 12, 0, 0, tzinfo=UTC)  # on a step boundary

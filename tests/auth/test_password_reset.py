@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.auth.models import AccountToken, TokenPurpose
 from app.core.db import utcnow
 from app.core.security import hash_token
-from tests.conftest import PASSWORD, assert_error, bearer, login, register, runtime_of, settle
+from tests.support.api import PASSWORD, assert_error, bearer, login, register
+from tests.support.app import runtime_of, settle
 from tests.support.smtp_server import SMTPTestServer, extract_token, extract_url
 
 NEW_PASSWORD = "a brand new and rather long passphrase 7"

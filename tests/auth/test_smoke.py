@@ -1,4 +1,4 @@
-from tests.conftest import register
+from tests.support.api import register
 
 
 async def test_register_then_me_returns_the_account(client):

@@ -13,14 +13,9 @@ from app.auth.models import AccountToken
 from app.core.db import utcnow
 from app.core.security import hash_token
 from app.users.models import User
-from tests.conftest import (
-    assert_error,
-    make_settings,
-    register,
-    serving,
-    settle,
-    smtp_settings,
-)
+from tests.support.api import assert_error, register
+from tests.support.app import serving, settle
+from tests.support.settings import make_settings, smtp_settings
 from tests.support.smtp_server import SMTPTestServer, extract_token, extract_url
 
 

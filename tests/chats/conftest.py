@@ -15,7 +15,7 @@ from app.chats.models import Chat, Message, MessageStatus
 from app.chats.service import ChatService
 from app.core.uow import unit_of_work
 from app.users.repository import UserRepository
-from tests.conftest import SignedInUser
+from tests.support.api import SignedInUser
 
 
 @asynccontextmanager

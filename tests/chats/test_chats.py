@@ -4,7 +4,7 @@ from datetime import datetime
 import pytest
 
 from tests.chats.conftest import add_turns, chat_service, ids, load_chat, new_chat
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 
 
 async def list_all(client, user, **params):
@@ -32,7 +32,8 @@ class TestCreateChat:
         assert chat["pinned"] is False and chat["archived"] is False
         uuid.UUID(chat["id"])
         created = datetime.fromisoformat(chat["created_at"])
-        assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
+        offset = created.utcoffset()
+        assert offset is not None and offset.total_seconds() == 0
         assert chat["last_message_at"] == chat["created_at"]
 
     async def test_all_settings(self, client, user):

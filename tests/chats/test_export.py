@@ -3,7 +3,7 @@ import uuid
 
 from app.chats.models import MessageStatus
 from tests.chats.conftest import add_turns, chat_service, load_chat, new_chat
-from tests.conftest import assert_error
+from tests.support.api import assert_error
 
 
 async def export(client, user, chat_id, **params):

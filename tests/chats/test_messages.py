@@ -10,7 +10,7 @@ from app.chats.errors import (
 )
 from app.chats.models import MessageStatus
 from tests.chats.conftest import add_turns, chat_service, ids, load_chat, new_chat
-from tests.conftest import assert_error
+from tests.support.api import assert_error
 
 
 async def get_page(client, user, chat_id, **params):

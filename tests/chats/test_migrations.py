@@ -6,7 +6,8 @@ from sqlalchemy import inspect
 
 from alembic import command
 from app.core.db import create_engine
-from tests.conftest import alembic_config, make_settings, migrate, run_in_thread
+from tests.support.database import alembic_config, migrate, run_in_thread
+from tests.support.settings import make_settings
 
 
 async def table_names(database) -> set[str]:

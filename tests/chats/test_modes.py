@@ -5,7 +5,7 @@ import pytest
 from app.chats.errors import InvalidModeParams, UnknownMode
 from app.chats.modes import MODES, Mode, ModeParams, declare, get_mode
 from tests.chats.conftest import new_chat
-from tests.conftest import assert_error
+from tests.support.api import assert_error
 
 EMAIL = {"purpose": "Ask for a week more", "tone": "formal", "length": "short"}
 

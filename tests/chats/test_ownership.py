@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from tests.chats.conftest import add_turns, new_chat
-from tests.conftest import assert_error
+from tests.support.api import assert_error
 
 CHAT_ENDPOINTS = [
     ("GET", "/api/chats/{chat}", None),

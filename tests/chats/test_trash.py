@@ -8,7 +8,7 @@ from app.chats.models import Chat
 from app.chats.trash import purge_trash
 from app.core.db import utcnow
 from tests.chats.conftest import add_turns, chat_service, ids, new_chat
-from tests.conftest import assert_error
+from tests.support.api import assert_error
 
 
 async def trash(client, user, chat_id: str) -> None:

@@ -1,5 +1,6 @@
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -25,7 +26,7 @@ class TestSettings:
 
     @pytest.mark.parametrize("secret", [None, "short-secret", "change-me-in-production"])
     def test_production_refuses_a_default_or_short_secret(self, secret):
-        values = {"environment": "production"}
+        values: dict[str, Any] = {"environment": "production"}
         if secret is not None:
             values["secret_key"] = secret
         with pytest.raises(ValidationError, match="SECRET_KEY"):

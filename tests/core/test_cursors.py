@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 
 
 def craft(payload: object) -> str:

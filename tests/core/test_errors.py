@@ -6,7 +6,8 @@ import logging
 import httpx
 import pytest
 
-from tests.conftest import assert_error, start_app
+from tests.support.api import assert_error
+from tests.support.app import start_app
 
 
 class TestErrorShape:

@@ -1,5 +1,6 @@
 """The packages of app/ import each other in one direction only: core at the bottom, the domains
-above it, main on top. Read from the source with ast, so it also holds for code no test runs.
+above it, main on top, in the order LAYERS declares. Read from the source with ast (imports inside
+functions included), so it also holds for code no test runs.
 
 Imports under `if TYPE_CHECKING:` are left out: they name a type for the checker and import
 nothing when the app runs.
@@ -11,6 +12,33 @@ from collections import defaultdict
 from pathlib import Path
 
 APP = Path(__file__).resolve().parents[2] / "app"
+
+# The packages of app/ (and its modules directly in app/), bottom to top: each may import only
+# those below it. The one place the order is declared (docs/architecture.md explains it); a new
+# package is added here where it belongs.
+LAYERS = [
+    "core",  # settings, database, errors, security: imports nothing of Parley's
+    "mail",
+    "users",  # the user table, which every domain refers to
+    "auth",
+    "accounts",
+    "usage",
+    "files",
+    "guardrails",
+    "knowledge",
+    "chats",
+    "generation",
+    "health",
+    "web",
+    "cli",  # app/cli.py
+    "models",  # app/models.py: every table, for alembic
+    "main",  # app/main.py: create_app() wires everything
+]
+
+# Imports against LAYERS known when this test was written, each removed by work in progress:
+# (importing package, imported package). Empty: keep it so, and delete an entry once its import
+# is gone (the test says so).
+KNOWN_UPWARD_IMPORTS: set[tuple[str, str]] = set()
 
 # Cycles known when this test was written, each removed by work in progress; delete an entry
 # when its cycle is gone (the test says so).
@@ -109,3 +137,42 @@ def test_the_graph_is_read() -> None:
     graph = import_graph()
     assert "core" in graph["generation"] and "chats" in graph["generation"]
     assert "generation" in graph["main"]
+
+
+def upward_imports(graph: dict[str, dict[str, str]]) -> dict[tuple[str, str], str]:
+    """(package, imported package) -> where, for every import of a package at or above it."""
+    rank = {name: index for index, name in enumerate(LAYERS)}
+    return {
+        (source, target): where
+        for source, targets in graph.items()
+        for target, where in targets.items()
+        if source in rank and target in rank and rank[target] >= rank[source]
+    }
+
+
+def test_every_package_has_a_layer() -> None:
+    packages = {package_of(path) for path in APP.rglob("*.py")} - {"__init__"}
+    missing = sorted(packages - set(LAYERS))
+    assert not missing, f"declare these packages' place in LAYERS: {missing}"
+    gone = sorted(set(LAYERS) - packages)
+    assert not gone, f"these packages are gone: delete them from LAYERS: {gone}"
+
+
+def test_no_package_imports_one_above_it() -> None:
+    upward = upward_imports(import_graph())
+    new = {edge: where for edge, where in upward.items() if edge not in KNOWN_UPWARD_IMPORTS}
+    assert not new, "imports against the layer order (LAYERS, bottom to top):\n" + "\n".join(
+        f"    {source} imports {target} ({where})"
+        for (source, target), where in sorted(new.items())
+    )
+
+
+def test_known_upward_imports_still_exist() -> None:
+    gone = sorted(KNOWN_UPWARD_IMPORTS - set(upward_imports(import_graph())))
+    assert not gone, f"these imports are gone: delete them from KNOWN_UPWARD_IMPORTS: {gone}"
+
+
+def test_an_upward_import_is_found() -> None:
+    # Guards the check itself: core importing a domain is reported with its file and line.
+    graph = {"core": {"chats": "app/core/x.py:1"}, "chats": {"core": "app/chats/y.py:2"}}
+    assert upward_imports(graph) == {("core", "chats"): "app/core/x.py:1"}

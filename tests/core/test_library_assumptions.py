@@ -90,7 +90,7 @@ class TestOneTripSQLite:
 
     async def test_sqlalchemy_drives_the_prefetching_cursor(self, tmp_path: Path) -> None:
         where = "app/core/sqlite.py (PrefetchingCursor) and app/core/db.py"
-        settings = Settings(  # type: ignore[call-arg]
+        settings = Settings(
             _env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'assumptions.db'}"
         )
         engine = create_engine(settings)

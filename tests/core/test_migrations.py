@@ -8,7 +8,8 @@ from app.core.config import Settings
 from app.core.db import create_engine
 from app.core.migrations import include_name, include_object
 from app.models import Base
-from tests.conftest import make_settings, migrate
+from tests.support.database import migrate
+from tests.support.settings import make_settings
 
 
 async def _diff(settings: Settings) -> list:

@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from app.core.text import NOT_BLANK_PATTERN, NoNul
-from tests.conftest import assert_error
+from tests.support.api import assert_error
 
 
 class TestNulCharacters:

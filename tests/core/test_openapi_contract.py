@@ -5,12 +5,12 @@ import pytest
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 
 
 @pytest.fixture(scope="module")
 def openapi() -> dict:
-    return create_app(Settings(_env_file=None, environment="test")).openapi()  # type: ignore[call-arg]
+    return create_app(Settings(_env_file=None, environment="test")).openapi()
 
 
 def operations(openapi: dict):

@@ -8,15 +8,11 @@ import redis
 from fastapi import FastAPI
 
 from app.auth.dependencies import GenerationUser
-from tests.conftest import (
-    IN_CI,
-    PASSWORD,
-    assert_error,
-    make_settings,
-    register,
-    serving,
-)
+from tests.support.api import PASSWORD, assert_error, register
+from tests.support.app import serving
+from tests.support.database import IN_CI
 from tests.support.live import free_port
+from tests.support.settings import make_settings
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

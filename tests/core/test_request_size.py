@@ -11,8 +11,9 @@ import pytest
 import websockets
 
 from app.main import create_app
-from tests.conftest import assert_error, make_settings, register
+from tests.support.api import assert_error, register
 from tests.support.live import live_server
+from tests.support.settings import make_settings
 from tests.support.upstream_fixtures import new_chat
 
 LIMIT = 64 * 1024

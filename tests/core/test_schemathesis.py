@@ -20,8 +20,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from app.cli import create_admin
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import PASSWORD, make_settings
+from tests.support.api import PASSWORD
 from tests.support.live import live_server
+from tests.support.settings import make_settings
 
 MAX_EXAMPLES = 15
 # The same examples on every run, so that CI's verdict is the code's, not the draw's. Set
@@ -41,7 +42,7 @@ def api(database) -> Iterator[tuple[str, Settings]]:
 
 # The schema does not depend on the database, so it is read from an app built at import time.
 schema = schemathesis.openapi.from_dict(
-    create_app(Settings(_env_file=None, environment="test")).openapi()  # type: ignore[call-arg]
+    create_app(Settings(_env_file=None, environment="test")).openapi()
 )
 
 
@@ -167,7 +168,7 @@ def test_stateful_workflows_conform(api, role):
     base_url, settings = api
     failures: list[str] = []
     steps: list[str] = []
-    machine = type(
+    machine: type[Workflow] = type(
         f"Workflow_{role}",
         (Workflow,),
         {

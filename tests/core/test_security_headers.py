@@ -1,6 +1,7 @@
 """Browser hardening headers on every response."""
 
-from tests.conftest import make_settings, serving
+from tests.support.app import serving
+from tests.support.settings import make_settings
 
 COMMON = {
     "x-content-type-options": "nosniff",

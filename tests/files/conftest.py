@@ -22,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.config import Settings
 from app.files.models import File, PendingBlob
 from app.files.store import FileStore
-from tests.conftest import SignedInUser, TestDatabase, make_settings
+from tests.support.api import SignedInUser
+from tests.support.database import TestDatabase
+from tests.support.settings import make_settings
 
 BACKENDS = ["local", "s3"]
 S3_CREDENTIALS = {"s3_access_key_id": "parley-test", "s3_secret_access_key": "parley-secret"}

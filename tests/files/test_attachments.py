@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.files.models import File, FileText, MessageAttachment
-from tests.conftest import SignedInUser, assert_error, register
 from tests.files import samples
 from tests.files.conftest import BACKENDS, uploaded
 from tests.generation.test_replies import SSE, send, stream, thread
+from tests.support.api import SignedInUser, assert_error, register
 from tests.support.fake_upstream import FakeUpstream, ReceivedPart
 from tests.support.sse import SSEEvent, collect_sse, names
 from tests.support.upstream_fixtures import Parley, new_chat, parley_settings, running_parley
@@ -123,7 +123,7 @@ class TestImages:
         # VISION_MAX_SIDE (2048), and no metadata left: no EXIF (GPS, camera), no XMP.
         assert sent.size == (1365, 2048)
         assert not sent.getexif() and "exif" not in sent.info
-        assert b"Parley Test Camera" not in parts[1].data
+        assert parts[1].data is not None and b"Parley Test Camera" not in parts[1].data
         assert sent.getpixel((10, 10)) != (0, 0, 0)
 
     async def test_a_chat_started_with_an_image_sends_it(self, parley, author, fake_upstream):
@@ -255,7 +255,7 @@ class TestDocuments:
         parts = user_parts(fake_upstream)
         assert [part.type for part in parts] == ["text", "text"]
         documents, question = parts[0].text, parts[1].text
-        assert question == "When?"
+        assert question == "When?" and documents is not None
         assert '<document name="memo.docx">\nMeet at noon.\n</document>' in documents
         assert '<document name="data.csv">\ncity,visits\nLisbon,3\n\n</document>' in documents
         assert documents.index("memo.docx") < documents.index("data.csv")
@@ -712,7 +712,7 @@ class TestGenerate:
         photo = await uploaded(parley.http, author, "cat.png", samples.image("PNG"))
         stranger = await register(parley.http)
         theirs = await uploaded(parley.http, stranger, "t.txt", b"theirs")
-        cases = [
+        cases: list[tuple[dict[str, Any], int, str]] = [
             ({"model": "text-only", "attachments": [photo["id"]]}, 422, "model_not_vision_capable"),
             ({"attachments": [theirs["id"]]}, 404, "file_not_found"),
             ({"attachments": [photo["id"], photo["id"]]}, 422, "duplicate_attachment"),
@@ -752,7 +752,7 @@ class TestWebSocket:
             await socket.send(
                 json.dumps({"type": "message", "content": "Hi", "attachments": [photo["id"]]})
             )
-            events = []
+            events: list[dict[str, Any]] = []
             while not events or events[-1]["event"] not in ("done", "error"):
                 events.append(json.loads(await asyncio.wait_for(socket.recv(), timeout=5)))
         assert events[0]["data"]["user_message"]["attachments"] == [read(photo)]

@@ -12,7 +12,6 @@ import pytest
 
 from app.core.db import utcnow
 from app.files.models import BlobState, PendingBlob
-from tests.conftest import assert_error, make_settings, register, serving
 from tests.files import samples
 from tests.files.conftest import (
     BACKENDS,
@@ -26,7 +25,10 @@ from tests.files.conftest import (
     upload,
     uploaded,
 )
+from tests.support.api import assert_error, register
+from tests.support.app import serving
 from tests.support.processes import server
+from tests.support.settings import make_settings
 from tests.support.upstream_fixtures import running_parley
 
 pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
@@ -80,7 +82,7 @@ class TestInterruptedUpload:
             )
             await eventually(lambda: len(stored.spool()) == 1)
             process.signal(signal.SIGKILL)
-            process.wait(timeout=10)
+            await process.wait(timeout=10)
             writer.transport.abort()
         # The crash left the reservation and the spool file behind.
         assert await rows(clean_db) == (0, 1)

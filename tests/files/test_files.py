@@ -8,7 +8,6 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import assert_error, make_settings, register, serving
 from tests.files import samples
 from tests.files.conftest import (
     BACKENDS,
@@ -21,6 +20,9 @@ from tests.files.conftest import (
     upload,
     uploaded,
 )
+from tests.support.api import assert_error, register
+from tests.support.app import serving
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.parametrize("storage_backend", BACKENDS, indirect=True)
 

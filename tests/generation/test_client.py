@@ -174,7 +174,7 @@ class TestHappyPath:
 
     def test_idle_connections_are_dropped_before_a_uvicorn_upstream_drops_them(self) -> None:
         # vLLM serves with uvicorn: a connection it is closing must never be picked for a request.
-        uvicorn_idle_timeout = uvicorn.Config(app=None).timeout_keep_alive
+        uvicorn_idle_timeout = uvicorn.Config(app="unused:app").timeout_keep_alive
         assert Settings.model_fields["llm_keepalive_seconds"].default < uvicorn_idle_timeout
 
     async def test_more_concurrent_streams_than_httpx_default_pool(

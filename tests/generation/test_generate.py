@@ -1,12 +1,14 @@
 """Stateless generation (the email writer), its history, and the model list."""
 
+from typing import Any
+
 import pytest
 
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 from tests.support.sse import collect_sse, names, text_of
 from tests.support.upstream_fixtures import parley_settings, running_parley
 
-EMAIL = {
+EMAIL: dict[str, Any] = {
     "mode": "email",
     "params": {
         "purpose": "Ask for a meeting",

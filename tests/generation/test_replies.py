@@ -2,11 +2,12 @@
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 from tests.support.sse import collect_sse, iter_sse, names, text_of
 from tests.support.upstream_fixtures import new_chat, parley_settings, running_parley
 from tests.support.wait import wait_until
@@ -196,7 +197,7 @@ class TestClientDisconnect:
                     break
         await wait_until(fake_upstream.state.disconnected.is_set)
 
-        async def settled_reply():
+        async def settled_reply() -> dict[str, Any] | None:
             reply = (await thread(parley, author, chat))[-1]
             return reply if reply["status"] != "streaming" else None
 

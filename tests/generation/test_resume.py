@@ -5,12 +5,13 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import websockets
 from sqlalchemy import text
 
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 from tests.support.sse import collect_sse, iter_sse, names, text_of
 from tests.support.upstream_fixtures import new_chat
 from tests.support.wait import wait_until
@@ -298,7 +299,7 @@ class TestWebSocketResume:
             await socket.send(
                 json.dumps({"type": "resume", "reply_id": reply_id, "last_event_id": ids[-1]})
             )
-            rest = []
+            rest: list[dict[str, Any]] = []
             while not rest or rest[-1]["event"] not in ("done", "error"):
                 rest.append(await next_frame(socket))
         assert rest[0]["id"] > ids[-1]  # missed deltas may come joined, numbered as their last

@@ -3,7 +3,7 @@ over real HTTP; a failed first send leaves no chat behind."""
 
 import pytest
 
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 from tests.support.sse import collect_sse, names, text_of
 from tests.support.upstream_fixtures import parley_settings, running_parley
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from app.generation.upstream.transport import UpstreamTransportName
-from tests import conftest
-from tests.conftest import SignedInUser, register
+from tests.support.api import SignedInUser, register
+from tests.support.database import TestDatabase
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.sse import collect_sse, iter_sse, names, text_of
 from tests.support.upstream_fixtures import Parley, new_chat, parley_settings, running_parley
@@ -20,7 +20,7 @@ SSE = {"Accept": "text/event-stream"}
 
 @pytest.fixture
 async def parley_on(
-    database: conftest.TestDatabase,
+    database: TestDatabase,
     clean_db: object,
     fake_upstream: FakeUpstream,
     upstream_transport: UpstreamTransportName,

@@ -2,10 +2,13 @@
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 import websockets
+from websockets.typing import Origin
 
+from tests.support.api import register
 from tests.support.upstream_fixtures import new_chat
 from tests.support.wait import wait_until
 
@@ -50,10 +53,9 @@ class TestChatSocket:
     async def test_cookie_from_a_foreign_origin_is_refused(self, parley, author, chat):
         headers = {"Cookie": f"parley_access={author.access_token}"}
         async with websockets.connect(
-            ws_url(parley, chat), additional_headers=headers, origin="https://evil.example"
+            ws_url(parley, chat), additional_headers=headers, origin=Origin("https://evil.example")
         ) as socket:
-            with_close = await asyncio.wait_for(socket.wait_closed(), timeout=5)
-            assert with_close is None
+            await asyncio.wait_for(socket.wait_closed(), timeout=5)
             assert socket.close_code == 1008
 
     async def test_stop_message_cancels_the_reply(self, parley, author, chat, fake_upstream):
@@ -78,8 +80,6 @@ class TestChatSocket:
             await asyncio.wait_for(socket.wait_closed(), timeout=5)
 
     async def test_another_users_chat_is_not_found(self, parley, author):
-        from tests.conftest import register
-
         stranger = await register(parley.http)
         chat = await new_chat(parley.http, author)
         async with websockets.connect(ws_url(parley, chat)) as socket:
@@ -98,7 +98,7 @@ class TestChatSocket:
                 pass
         await wait_until(fake_upstream.state.disconnected.is_set)
 
-        async def settled_reply():
+        async def settled_reply() -> dict[str, Any] | None:
             response = await parley.http.get(
                 f"/api/chats/{chat['id']}/messages", headers=author.headers
             )

@@ -1,5 +1,7 @@
 """The built-in checks on their own: true positives, and the near misses that must pass."""
 
+from typing import Any
+
 import pytest
 
 from app.guardrails.checks import (
@@ -167,14 +169,14 @@ class TestOutputHoldBack:
         assert "for" not in "".join(shown).replace("Here is the ", "")
 
     async def test_pii_is_redacted_before_release_even_when_split(self):
-        events = []
+        events: list[tuple[Any, ...]] = []
         guard = output_guard(pii=["payment_card"], holdback=2, events=events)
         tokens = ["Card: ", "4111 ", "1111 ", "1111 ", "1111", " ok", " then", " bye"]
         assert await run(guard, tokens) == "Card: [PAYMENT_CARD] ok then bye"
         assert events == [("pii", "payment_card", "redact", None, 1)]
 
     async def test_blocking_pii_keeps_the_text_for_admins_redacted(self):
-        events = []
+        events: list[tuple[Any, ...]] = []
         guard = output_guard(pii=["email"], block=["email"], events=events)
         with pytest.raises(ContentBlocked):
             await run(guard, ["write ", "to ", "ada@", "example.com", " now"])

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from app.cli import create_admin
-from tests.conftest import SignedInUser, assert_error, register
 from tests.files.conftest import uploaded
 from tests.generation.test_replies import SSE, send, stream, thread
+from tests.support.api import SignedInUser, assert_error, register
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.sse import names, text_of
 from tests.support.upstream_fixtures import Parley, new_chat, parley_settings, running_parley

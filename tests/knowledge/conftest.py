@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.config import Settings
 from app.core.db import create_engine
 from app.models import Base
-from tests.conftest import BACKEND, TestDatabase, make_settings, migrate
+from tests.support.database import BACKEND, TestDatabase, migrate
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.settings import make_settings
 from tests.support.upstream_fixtures import Parley, parley_settings, running_parley
 
 DIMENSIONS = 64

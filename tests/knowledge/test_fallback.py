@@ -6,17 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from app.core.config import Settings
-from tests import conftest as suite
-from tests.conftest import BACKEND, register
 from tests.generation.test_replies import stream
 from tests.knowledge.test_knowledge import WARRANTY, add, collection, search, settled, upload
+from tests.support.api import register
+from tests.support.database import BACKEND, TestDatabase
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.sse import names
 from tests.support.upstream_fixtures import new_chat, parley_settings, running_parley
 
 
 def settings_on_suite_database(
-    database: suite.TestDatabase, fake: FakeUpstream, tmp: Path, **overrides: Any
+    database: TestDatabase, fake: FakeUpstream, tmp: Path, **overrides: Any
 ) -> Settings:
     return parley_settings(
         database, fake, auto_title=False, file_storage_dir=str(tmp / "files"), **overrides
@@ -26,7 +26,7 @@ def settings_on_suite_database(
 class TestFullTextOnly:
     async def test_no_embedding_endpoint_means_full_text_retrieval(
         self,
-        database: suite.TestDatabase,
+        database: TestDatabase,
         clean_db: Any,
         fake_upstream: FakeUpstream,
         tmp_path: Path,
@@ -51,7 +51,7 @@ class TestFullTextOnly:
 
     async def test_postgres_without_pgvector_falls_back_to_full_text(
         self,
-        database: suite.TestDatabase,
+        database: TestDatabase,
         clean_db: Any,
         fake_upstream: FakeUpstream,
         tmp_path: Path,

@@ -16,11 +16,11 @@ from app.core.db import utcnow
 from app.guardrails.models import ModerationEvent
 from app.knowledge.models import DocumentStatus, KnowledgeDocument
 from app.knowledge.retrieval import INJECTION_WARNING
-from tests.conftest import SignedInUser, assert_error, register
 from tests.files import samples
 from tests.generation.test_replies import stream, thread
 from tests.generation.test_websocket import events_until_end, ws_url
 from tests.knowledge.conftest import knowledge_settings
+from tests.support.api import SignedInUser, assert_error, register
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.sse import names
 from tests.support.upstream_fixtures import Parley, new_chat, running_parley
@@ -376,7 +376,7 @@ class TestChatRetrieval:
                         ModerationEvent.check, ModerationEvent.category, ModerationEvent.action
                     ).where(ModerationEvent.point == "untrusted")
                 )
-                found = {tuple(row) for row in rows}
+                found = {(check, category, action) for check, category, action in rows}
             return found if len(found) == 2 else None
 
         assert await wait_until(recorded) == {

@@ -8,15 +8,15 @@ import pytest
 from sqlalchemy import text
 
 from app.core.db import create_engine
-from tests import conftest as suite
-from tests.conftest import BACKEND, make_settings, migrate
 from tests.knowledge.conftest import DIMENSIONS, PG_SERVERS
+from tests.support.database import BACKEND, TestDatabase, migrate
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.settings import make_settings
 from tests.support.upstream_fixtures import running_parley
 
 
 async def _names(url: str) -> set[str]:
-    engine = create_engine(make_settings(suite.TestDatabase(url, BACKEND)))
+    engine = create_engine(make_settings(TestDatabase(url, BACKEND)))
     try:
         async with engine.connect() as connection:
             if engine.dialect.name == "sqlite":
@@ -51,7 +51,7 @@ async def test_up_down_up_with_the_vector_index(
     else:
         # The app makes the vec0 table for its dimension at start-up.
         settings = make_settings(
-            suite.TestDatabase(fresh_url, BACKEND),
+            TestDatabase(fresh_url, BACKEND),
             embedding_base_url=fake_upstream.base_url,
             embedding_dimensions=DIMENSIONS,
             file_storage_dir=str(tmp_path / "files"),

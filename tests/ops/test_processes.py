@@ -8,7 +8,8 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import IN_CI, register
+from tests.support.api import register
+from tests.support.database import IN_CI
 from tests.support.processes import server
 from tests.support.sse import iter_sse
 from tests.support.upstream_fixtures import new_chat, parley_settings, running_parley

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import RATE_LIMIT_SETTINGS
 from tests.support.live import free_port
+from tests.support.settings import RATE_LIMIT_SETTINGS
 from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,9 +16,11 @@ from app.generation.upstream.openai import OpenAIProvider
 from app.generation.upstream.transport import build_http_client
 from app.generation.upstream.types import ModelConfig
 from app.main import create_app
-from tests.conftest import SignedInUser, TestDatabase, make_settings, register
+from tests.support.api import SignedInUser, register
+from tests.support.database import TestDatabase
 from tests.support.fake_upstream import FakeUpstream, run_fake_upstream
 from tests.support.live import live_server
+from tests.support.settings import make_settings
 
 
 @pytest.fixture

@@ -8,21 +8,44 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 T = TypeVar("T")
+
+# What a condition returns while it does not hold yet.
+NotYet = None | Literal[False]
 
 TIMEOUT = 5.0  # seconds: generous, only a failing test ever waits this long
 INTERVAL = 0.01
 
 
+@overload
 async def wait_until(
-    condition: Callable[[], T | Awaitable[T]],
+    condition: Callable[[], Awaitable[T | NotYet]],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    message: str | Callable[[], str] = ...,
+) -> T: ...
+
+
+@overload
+async def wait_until(
+    condition: Callable[[], T | NotYet],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    message: str | Callable[[], str] = ...,
+) -> T: ...
+
+
+async def wait_until(
+    condition: Callable[[], Any],
     *,
     timeout: float = TIMEOUT,
     interval: float = INTERVAL,
     message: str | Callable[[], str] = "",
-) -> T:
+) -> Any:
     """Calls `condition` (a function or a coroutine function) until it returns something true,
     and returns that; fails the test after `timeout` seconds, with `message` if given."""
     loop = asyncio.get_running_loop()
@@ -32,7 +55,7 @@ async def wait_until(
         if inspect.isawaitable(result):
             result = await result
         if result:
-            return result  # type: ignore[return-value]
+            return result
         if loop.time() >= deadline:
             raise AssertionError(_failure(condition, timeout, message))
         await asyncio.sleep(interval)

@@ -4,7 +4,7 @@ import asyncio
 
 from sqlalchemy import text
 
-from tests.conftest import assert_error, register
+from tests.support.api import assert_error, register
 from tests.support.sse import collect_sse
 from tests.support.upstream_fixtures import new_chat, parley_settings, running_parley
 

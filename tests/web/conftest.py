@@ -21,18 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import (
-    IN_CI,
-    PASSWORD,
-    SignedInUser,
-    _create_database,
-    migrate,
-    register,
-    run_in_thread,
-    smtp_settings,
-)
+from tests.support.api import PASSWORD, SignedInUser, register
+from tests.support.database import IN_CI, create_database, migrate, run_in_thread
 from tests.support.fake_upstream import FakeState, FakeUpstream, run_fake_upstream
 from tests.support.live import free_port, live_server
+from tests.support.settings import smtp_settings
 from tests.support.smtp_server import SMTPTestServer, running_smtp_server
 from tests.support.upstream_fixtures import parley_settings
 from tests.support.wait import wait_until
@@ -101,7 +94,7 @@ class Web:
 @pytest.fixture(scope="session")
 def web_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     # A database of its own: other tests in this worker empty theirs between tests.
-    db, drop = _create_database(tmp_path_factory.mktemp("web-db"))
+    db, drop = create_database(tmp_path_factory.mktemp("web-db"))
     try:
         migrate(db.url)
         yield db

@@ -4,7 +4,7 @@ guardrails stop shows as blocked without ever showing the blocked word."""
 
 import re
 
-from playwright.async_api import expect
+from playwright.async_api import FilePayload, expect
 
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.wait import wait_until
@@ -64,7 +64,7 @@ class TestKnowledge:
         card = page.get_by_role("region", name="Handbook <b>2026</b>")
         await expect(card).to_contain_text("No files yet")
         await card.get_by_label("Upload documents").set_input_files(
-            files=[{"name": "leave.md", "mimeType": "text/markdown", "buffer": HANDBOOK}]
+            files=[FilePayload(name="leave.md", mimeType="text/markdown", buffer=HANDBOOK)]
         )
         # queued → processing → ready, refreshed by the page until settled.
         files = card.get_by_role("list", name="Files in Handbook <b>2026</b>")

@@ -7,7 +7,7 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
-from tests.conftest import PASSWORD
+from tests.support.api import PASSWORD
 from tests.support.smtp_server import extract_url
 from tests.web.conftest import (
     IMAGE_LOADED,

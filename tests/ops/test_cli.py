@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from app.cli import main
-from tests.conftest import ROOT, assert_error, login, register
+from tests.support.api import assert_error, login, register
+from tests.support.database import ROOT
 
 ADMIN_PASSWORD = "an administrator passphrase that is long"
 

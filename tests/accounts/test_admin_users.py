@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import PASSWORD, assert_error, login, register
+from tests.support.api import PASSWORD, assert_error, login, register
 
 
 async def patch_user(client, admin, user_id: str, body: dict):

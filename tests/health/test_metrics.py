@@ -2,7 +2,7 @@
 
 import re
 
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 from tests.support.upstream_fixtures import parley_settings, running_parley
 
 

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models import Base
-from tests.conftest import PASSWORD, assert_error, login, register, settle
+from tests.support.api import PASSWORD, assert_error, login, register
+from tests.support.app import settle
 from tests.support.smtp_server import extract_token
 
 

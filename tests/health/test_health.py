@@ -1,6 +1,7 @@
 import httpx
 
-from tests.conftest import make_settings, start_app
+from tests.support.app import start_app
+from tests.support.settings import make_settings
 
 
 class TestHealth:

@@ -2,7 +2,13 @@ import pytest
 
 from app.cli import create_admin
 from app.core.config import Settings
-from tests.conftest import SignedInUser, register
+from tests.support.api import SignedInUser, register
+
+
+@pytest.fixture
+def settings(mail_settings: Settings) -> Settings:
+    """Account tests read their mail (email change links) from a real SMTP server."""
+    return mail_settings
 
 
 @pytest.fixture
