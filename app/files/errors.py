@@ -3,6 +3,9 @@
 from app.core.cursor import InvalidCursor
 from app.core.errors import AppError, Conflict, FieldError, NotFound, ServiceUnavailable
 
+# The longest name kept (the file table's column); longer names sent are shortened to it.
+MAX_STORED_NAME = 255
+
 ALLOWED_TYPES = (
     "PNG, JPEG, WebP and GIF images; PDF, DOCX, plain text, Markdown, CSV, JSON, HTML and "
     "source code (UTF-8)"
@@ -68,6 +71,20 @@ class InvalidFileName(AppError):
     status_code = 422
     code = "invalid_file_name"
     message = "The file name must not contain NUL characters or '..' path segments."
+
+
+class FileNameTooLong(AppError):
+    status_code = 422
+    code = "file_name_too_long"
+    message = "The file name is too long."
+
+    def __init__(self, length: int | None, limit: int) -> None:
+        what = f"is {length} characters long" if length is not None else "is too long"
+        super().__init__(
+            f"The file name {what}; names may be at most {limit} characters (longer ones "
+            f"are stored shortened to {MAX_STORED_NAME} characters, the extension kept).",
+            details=[FieldError(field="body.file", message=self.message, type="too_long")],
+        )
 
 
 class EmptyFile(AppError):
