@@ -14,6 +14,7 @@ from app.files.dependencies import FileServiceDep, OwnedFile
 from app.files.detect import IMAGE_TYPES
 from app.files.errors import (
     CorruptFile,
+    DocumentTooLarge,
     EmptyFile,
     FileInUse,
     FileMissing,
@@ -84,6 +85,7 @@ def _content_length(request: Request) -> int | None:
         FileNameTooLong,
         EmptyFile,
         CorruptFile,
+        DocumentTooLarge,
         ImageTooLarge,
         StorageUnavailable,
     ),

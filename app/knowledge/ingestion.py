@@ -22,6 +22,7 @@ from app.core.db import utcnow
 from app.core.errors import AppError
 from app.files import extract
 from app.files.models import FileKind
+from app.files.sandbox import ExtractJob
 from app.files.storage import StorageError
 from app.knowledge.chunking import chunk_pages
 from app.knowledge.embeddings import TEXT_SPACE
@@ -160,17 +161,20 @@ class IngestionWorkers:
                 "reindex_needed",
                 "The embedding model or its dimensions changed: re-index the collection.",
             )
+        job = ExtractJob(
+            kind="pages",
+            media_type=file.media_type,
+            name=file.name,
+            max_pages=settings.rag_max_pages,
+            max_chars=settings.rag_max_chars,
+        )
+        # In a worker process given at most EXTRACT_MAX_SECONDS (extraction_timeout past it).
         async with runtime.store.storage.local_file(file.storage_key) as path:
-            paged = await anyio.to_thread.run_sync(
-                lambda: extract.extract_pages(
-                    path,
-                    media_type=file.media_type,
-                    name=file.name,
-                    max_pages=settings.rag_max_pages,
-                    max_chars=settings.rag_max_chars,
-                ),
-                limiter=runtime.store.content_limiter,
-            )
+            handle = await anyio.to_thread.run_sync(path.open, "rb")
+            try:
+                paged: extract.PagedText = await runtime.store.extraction.run(handle, job)
+            finally:
+                await anyio.to_thread.run_sync(handle.close)
         chunks, truncated = await anyio.to_thread.run_sync(
             lambda: chunk_pages(
                 paged.pages,

@@ -210,12 +210,26 @@ class TestBadInput:
         assert name in error["message"]
         await assert_nothing_stored(stored, clean_db)
 
-    @pytest.mark.parametrize("side", [10_000, 20_000])
+    # 9400: 88 megapixels, under Pillow's own limit (89.5) but over IMAGE_MAX_PIXELS (40).
+    @pytest.mark.parametrize("side", [9_400, 10_000, 20_000])
     async def test_a_png_decompression_bomb(self, client, user, stored, clean_db, side):
         bomb = samples.png_bomb(side, side)
-        assert len(bomb) < 200_000  # decodes to side * side pixels: 100 or 400 megapixels
+        assert len(bomb) < 200_000  # decodes to side * side pixels: 88 to 400 megapixels
         error = assert_error(await upload(client, user, "bomb.png", bomb), 422, "image_too_large")
-        assert "bomb.png" in error["message"]
+        assert "bomb.png" in error["message"] and "40 megapixels" in error["message"]
+        await assert_nothing_stored(stored, clean_db)
+
+    @pytest.mark.parametrize(
+        ("part", "size"),
+        [("word/media/image1.png", 1000 * 2**20), ("word/styles.xml", 300 * 2**20)],
+    )
+    async def test_a_word_document_that_is_a_zip_bomb(
+        self, client, user, stored, clean_db, part, size
+    ):
+        bomb = samples.docx_bomb(part, size)  # about 1 MB
+        response = await upload(client, user, "report.docx", bomb)
+        error = assert_error(response, 422, "document_too_large")
+        assert "report.docx" in error["message"]
         await assert_nothing_stored(stored, clean_db)
 
     @pytest.mark.parametrize("length", [5_000, 1025, 100_000])
