@@ -109,6 +109,8 @@ class ExtractionPool:
         self.max_seconds = max_seconds
         self._limiter = anyio.CapacityLimiter(workers)
         self._idle: list[_Worker] = []
+        # Documents being read right now.
+        self.busy = 0
 
     async def run(self, source: BinaryIO, job: ExtractJob) -> Any:
         """The extraction's result; its AppError (encrypted, unreadable, no text, ...) raised
@@ -118,6 +120,7 @@ class ExtractionPool:
         async with self._limiter:
             worker = self._idle.pop() if self._idle else await anyio.to_thread.run_sync(_Worker)
             reusable = False
+            self.busy += 1
             try:
                 try:
                     worker.connection.send(job)
@@ -141,6 +144,7 @@ class ExtractionPool:
                     raise DocumentUnreadable(job.name) from exc
                 reusable = True
             finally:
+                self.busy -= 1
                 if reusable:
                     self._idle.append(worker)
                 else:

@@ -214,9 +214,10 @@ def slow_pdf(pages: int = 25, operators: int = 100_000) -> bytes:
     content = b"BT /F1 12 Tf " + b"() Tj " * operators + b"ET"
     stream = zlib.compress(content, 9)
     page_ids = [5 + index for index in range(pages)]
+    kids = " ".join(f"{page_id} 0 R" for page_id in page_ids)
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        f"<< /Type /Pages /Kids [{' '.join(f'{p} 0 R' for p in page_ids)}] /Count {pages} >>".encode(),
+        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode()
         + stream

@@ -9,7 +9,6 @@ import pytest
 from PIL import ExifTags, Image
 
 from app.files import extract, images
-from app.files.sandbox import ExtractionPool, ExtractJob
 from app.files.detect import (
     DOCX,
     GIF,
@@ -34,6 +33,7 @@ from app.files.errors import (
     InvalidFileName,
     UnsupportedFileType,
 )
+from app.files.sandbox import ExtractionPool, ExtractJob
 from tests.files import samples
 
 MAX_PIXELS = 40_000_000
