@@ -11,7 +11,7 @@ import xml.parsers.expat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from app.files.detect import DOCX, PDF
 from app.files.errors import (
@@ -210,13 +210,13 @@ class _WordText:
         # Open tables, innermost last: each a list of rows of cells of paragraphs.
         self._tables: list[list[list[list[str]]]] = []
 
-    def read(self, part: BinaryIO, *, name: str) -> None:
+    def read(self, part: IO[bytes], *, name: str) -> None:
         parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
         parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
         parser.buffer_text = True
         parser.StartDoctypeDeclHandler = self._refuse
         parser.EntityDeclHandler = self._refuse
-        parser.ExternalEntityRefHandler = self._refuse
+        parser.ExternalEntityRefHandler = self._refuse_external
         parser.StartElementHandler = self._start
         parser.EndElementHandler = self._end
         parser.CharacterDataHandler = self._text
@@ -238,6 +238,9 @@ class _WordText:
             raise DocumentUnreadable(name) from exc
 
     def _refuse(self, *_: object) -> None:
+        raise _RefusedMarkup()
+
+    def _refuse_external(self, *_: object) -> int:
         raise _RefusedMarkup()
 
     @staticmethod

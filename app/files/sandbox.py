@@ -36,6 +36,9 @@ EXTRACT_WORKERS = 2
 # server's own loop as little as possible.
 _WORKER_NICE = 10
 
+# How long a new worker process may take to start (Python, pypdf), outside any time budget.
+_START_SECONDS = 60.0
+
 Kind = Literal["text", "pages"]
 
 
@@ -52,7 +55,13 @@ def _serve(connection: Connection) -> None:
     """A worker process: reads jobs and the descriptor of their file, answers each."""
     with suppress(OSError):
         os.nice(_WORKER_NICE)
-    from app.files import extract  # in the worker only (see extract's _import_note)
+    # In the worker only (see extract's _import_note), and before it says it is ready: a
+    # document's time budget is for reading it, not for starting Python.
+    import pypdf  # noqa: F401
+
+    from app.files import extract
+
+    connection.send(("ready",))
 
     while True:
         try:
@@ -92,6 +101,10 @@ class _Worker:
         )
         self.process.start()
         child.close()
+        # Blocks (a worker thread) until the process has imported what it needs.
+        if not self.connection.poll(_START_SECONDS) or self.connection.recv() != ("ready",):
+            self.kill()
+            raise OSError("a document worker process did not start")
 
     def kill(self) -> None:
         """Stops the process at once, whatever it is doing, and reaps it (a worker thread)."""
@@ -128,20 +141,21 @@ class ExtractionPool:
                 except OSError as exc:  # an idle worker that died meanwhile
                     raise DocumentUnreadable(job.name) from exc
                 try:
-                    with anyio.fail_after(self.max_seconds):
-                        await anyio.wait_readable(worker.connection.fileno())
-                except TimeoutError:
-                    logger.warning(
-                        "a document took too long to read",
-                        extra={"seconds": self.max_seconds, "media_type": job.media_type},
+                    # A thread waits (two at most); cancelled, it is left to end by itself once
+                    # the process is killed below.
+                    reply = await anyio.to_thread.run_sync(
+                        _receive, worker.connection, self.max_seconds, abandon_on_cancel=True
                     )
-                    raise ExtractionTimeout(job.name, self.max_seconds) from None
-                try:
-                    reply = worker.connection.recv()
                 except (EOFError, OSError) as exc:
                     # The worker died (the kernel's OOM killer, a crash in a C library).
                     logger.warning("a document's worker process died", exc_info=True)
                     raise DocumentUnreadable(job.name) from exc
+                if reply is None:
+                    logger.warning(
+                        "a document took too long to read",
+                        extra={"seconds": self.max_seconds, "media_type": job.media_type},
+                    )
+                    raise ExtractionTimeout(job.name, self.max_seconds)
                 reusable = True
             finally:
                 self.busy -= 1
@@ -157,6 +171,14 @@ class ExtractionPool:
         idle, self._idle = self._idle, []
         for worker in idle:
             await anyio.to_thread.run_sync(worker.kill)
+
+
+def _receive(connection: Connection, seconds: float) -> tuple[Any, ...] | None:
+    """The worker's reply, or None if none began within `seconds`."""
+    if not connection.poll(seconds):
+        return None
+    reply: tuple[Any, ...] = connection.recv()
+    return reply
 
 
 def _result(reply: tuple[Any, ...], job: ExtractJob) -> Any:

@@ -422,7 +422,7 @@ class TestSlowDocuments:
         self, database, clean_db, fake_upstream, file_settings
     ):
         settings = attachment_settings(
-            database, fake_upstream, file_settings, extract_max_seconds=2
+            database, fake_upstream, file_settings, extract_max_seconds=4
         )
         async with running_parley(settings) as parley:
             user = await register(parley.http)
@@ -430,7 +430,7 @@ class TestSlowDocuments:
             slow = await uploaded(parley.http, user, "slow.pdf", samples.slow_pdf())
             response = await send(parley, user, chat, "Summarise", attachments=[slow["id"]])
             error = assert_error(response, 422, "extraction_timeout")
-            assert "slow.pdf" in error["message"] and "2 seconds" in error["message"]
+            assert "slow.pdf" in error["message"] and "4 seconds" in error["message"]
             await nothing_happened(parley, user, chat, fake_upstream)
             # The worker that was stopped is replaced: the next document is read.
             fine = await uploaded(parley.http, user, "fine.pdf", samples.pdf(["Fine print"]))
