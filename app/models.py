@@ -10,7 +10,7 @@ from app.auth.models import (
 )
 from app.chats.models import Chat, Message
 from app.core.db import Base
-from app.files.models import File, FileText, MessageAttachment, PendingBlob
+from app.files.models import File, FilePreview, FileText, MessageAttachment, PendingBlob
 from app.generation.models import Generation, IdempotencyKey
 from app.guardrails.models import ModerationEvent
 from app.knowledge.models import Collection, CollectionFile, KnowledgeChunk, KnowledgeDocument
@@ -25,6 +25,7 @@ __all__ = [
     "Collection",
     "CollectionFile",
     "File",
+    "FilePreview",
     "FileText",
     "Generation",
     "IdempotencyKey",

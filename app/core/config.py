@@ -209,6 +209,12 @@ class Settings(BaseSettings):
     # Text taken from one document: at most this many pages (PDF) and characters.
     document_max_pages: int = Field(default=100, ge=1)
     document_max_chars: int = Field(default=100_000, ge=1)
+    # Images may have at most this many pixels (refused at upload, 422 image_too_large): a
+    # PNG, GIF or WebP is decoded whole, up to 4 bytes a pixel, before it is scaled down.
+    image_max_pixels: int = Field(default=40_000_000, ge=1024, le=178_956_970)
+    # Reading one document's text (attaching it, ingesting it) may take at most this long; it
+    # runs in a worker process that is killed past it (422 / failed: extraction_timeout).
+    extract_max_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     # --- Knowledge: collections, embeddings and retrieval (see docs/knowledge.md) ---
     # An OpenAI-compatible /v1 URL that serves POST {base}/embeddings (vLLM, OpenAI, Ollama,

@@ -5,17 +5,19 @@ files. What a prompt needs of them:
 
 - documents: their text, extracted once with app/files/extract.py when the file is first
   attached and kept in `file_text`, so later replies quote it without reading the file again;
-- images: re-encoded by app/files/images.py (metadata stripped, scaled to VISION_MAX_SIDE) for
-  every reply that sends them, as a data URL.
+- images: re-encoded by app/files/images.py (metadata stripped, scaled to VISION_MAX_SIDE) the
+  first time they are sent, kept in `file_preview`, and read from there by later replies.
 
 Reading a file and decoding it can take seconds, so it never happens while a database
 connection is held (on SQLite the one connection is every request's): prepare() commits the
 session before it touches a file, and images of earlier messages are loaded by the reply itself,
-after the request's transaction has ended. All of it runs in worker threads, at most
-CONTENT_WORKERS at once per process (FileStore.content_limiter).
+after the request's transaction has ended. Images are decoded in worker threads, at most
+CONTENT_WORKERS at once per process (FileStore.content_limiter); documents are read in worker
+processes (FileStore.extraction), so that neither waits for the other.
 """
 
 import base64
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -24,7 +26,7 @@ from typing import Any, BinaryIO
 
 import anyio.to_thread
 
-from app.core.uow import UnitOfWork
+from app.core.uow import UnitOfWork, unit_of_work
 from app.files import extract, images
 from app.files.errors import (
     ContentMissing,
@@ -35,10 +37,13 @@ from app.files.errors import (
 )
 from app.files.models import File, FileKind
 from app.files.repository import AttachmentRepository, DocumentText, FileRepository
+from app.files.sandbox import ExtractJob
 from app.files.schemas import AttachmentRead
 from app.files.storage import BlobNotFound, StorageError
 from app.files.store import FileStore
 from app.users.models import User
+
+logger = logging.getLogger("parley.files")
 
 
 def attachment_reads(files: Sequence[File]) -> list[AttachmentRead]:
@@ -155,30 +160,44 @@ class AttachmentService:
         await self.attachments.add_texts(prepared.new_texts)
 
     async def extract(self, file: File) -> DocumentText:
-        """A document's text, with DOCUMENT_MAX_PAGES and DOCUMENT_MAX_CHARS, in a thread."""
+        """A document's text, with DOCUMENT_MAX_PAGES and DOCUMENT_MAX_CHARS, in a worker
+        process given at most EXTRACT_MAX_SECONDS (ExtractionTimeout past it)."""
         settings = self.store.settings
+        job = ExtractJob(
+            kind="text",
+            media_type=file.media_type,
+            name=file.name,
+            max_pages=settings.document_max_pages,
+            max_chars=settings.document_max_chars,
+        )
         async with self._content(file.storage_key) as content:
-            extracted = await extract.extract_text_in_thread(
-                content,
-                media_type=file.media_type,
-                name=file.name,
-                max_pages=settings.document_max_pages,
-                max_chars=settings.document_max_chars,
-                limiter=self.store.content_limiter,
-            )
+            extracted: extract.ExtractedText = await self.store.extraction.run(content, job)
         return DocumentText(extracted.text, extracted.truncated)
 
     async def image_url(self, image: ImageSource) -> str:
         """The image re-encoded for a vision model (no metadata, longest side at most
-        VISION_MAX_SIDE) as a data URL, encoded in a worker thread."""
-        max_side = self.store.settings.vision_max_side
+        VISION_MAX_SIDE) as a data URL: decoded in a worker thread the first time, then read
+        from its preview (file_preview), in short transactions of its own."""
+        settings = self.store.settings
+        max_side = settings.vision_max_side
+        async with unit_of_work(self.store.db) as uow:
+            prepared = await uow.get(AttachmentRepository).preview(image.file_id, max_side)
+        if prepared is not None:
+            return _data_url(prepared)
         async with self._content(image.storage_key) as content:
-            return await anyio.to_thread.run_sync(
-                lambda: _data_url(
-                    images.prepare_image(content, name=image.name, max_side=max_side)
-                ),
+            prepared = await images.prepare_image_in_thread(
+                content,
+                name=image.name,
+                max_side=max_side,
+                max_pixels=settings.image_max_pixels,
                 limiter=self.store.content_limiter,
             )
+        try:
+            async with unit_of_work(self.store.db) as uow:
+                await uow.get(AttachmentRepository).keep_preview(image.file_id, max_side, prepared)
+        except Exception:  # the file deleted meanwhile, say: the preview only saves work
+            logger.info("an image's preview was not kept", exc_info=True)
+        return _data_url(prepared)
 
     async def image_urls(
         self, sources: Sequence[ImageSource], *, ready: Mapping[uuid.UUID, str]

@@ -11,12 +11,15 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from app.files.errors import InvalidFileName
+from app.files.errors import MAX_STORED_NAME, FileNameTooLong, InvalidFileName
 from app.files.models import FileKind
 
 # Enough for every signature below.
 SNIFF_BYTES = 64
-MAX_NAME_LENGTH = 255
+MAX_NAME_LENGTH = MAX_STORED_NAME
+# The longest name a client may send (characters, before cleaning); longer ones are refused
+# with a clear error rather than shortened beyond recognition.
+MAX_SENT_NAME_LENGTH = 1024
 _MAX_SUFFIX_KEPT = 16
 
 
@@ -201,7 +204,10 @@ _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 def sanitize_name(raw: str) -> str:
     """The name a file is stored under: its last path segment, without control or format
     characters, at most 255 characters (the extension kept). A NUL or a `..` segment is a
-    refusal, not something to repair: no client sends one by accident."""
+    refusal, not something to repair: no client sends one by accident. A name longer than
+    MAX_SENT_NAME_LENGTH is refused too (FileNameTooLong)."""
+    if len(raw) > MAX_SENT_NAME_LENGTH:
+        raise FileNameTooLong(len(raw), MAX_SENT_NAME_LENGTH)
     if "\x00" in raw or any(part.strip() == ".." for part in _SEPARATORS.split(raw)):
         raise InvalidFileName()
     base = _SEPARATORS.split(raw)[-1]

@@ -3,6 +3,9 @@
 from app.core.cursor import InvalidCursor
 from app.core.errors import AppError, Conflict, FieldError, NotFound, ServiceUnavailable
 
+# The longest name kept (the file table's column); longer names sent are shortened to it.
+MAX_STORED_NAME = 255
+
 ALLOWED_TYPES = (
     "PNG, JPEG, WebP and GIF images; PDF, DOCX, plain text, Markdown, CSV, JSON, HTML and "
     "source code (UTF-8)"
@@ -70,6 +73,20 @@ class InvalidFileName(AppError):
     message = "The file name must not contain NUL characters or '..' path segments."
 
 
+class FileNameTooLong(AppError):
+    status_code = 422
+    code = "file_name_too_long"
+    message = "The file name is too long."
+
+    def __init__(self, length: int | None, limit: int) -> None:
+        what = f"is {length} characters long" if length is not None else "is too long"
+        super().__init__(
+            f"The file name {what}; names may be at most {limit} characters (longer ones "
+            f"are stored shortened to {MAX_STORED_NAME} characters, the extension kept).",
+            details=[FieldError(field="body.file", message=self.message, type="too_long")],
+        )
+
+
 class EmptyFile(AppError):
     status_code = 422
     code = "empty_file"
@@ -100,13 +117,14 @@ class CorruptFile(AppError):
 class ImageTooLarge(AppError):
     status_code = 422
     code = "image_too_large"
-    message = "The image has more pixels than allowed (a decompression bomb?)."
+    message = "The image has more pixels than allowed (IMAGE_MAX_PIXELS)."
 
     def __init__(self, name: str, size: tuple[int, int] | None, max_pixels: int) -> None:
         dimensions = f" is {size[0]}x{size[1]} pixels;" if size else " has too many pixels:"
         super().__init__(
             f"“{name}”{dimensions} images may have at most {max_pixels} pixels "
-            "(a larger one may be a decompression bomb)."
+            f"({max_pixels / 1e6:g} megapixels, IMAGE_MAX_PIXELS). Scale it down and upload it "
+            "again."
         )
 
 
@@ -126,6 +144,29 @@ class DocumentUnreadable(AppError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"“{name}” is damaged or not a valid document; its text cannot be read.")
+
+
+class DocumentTooLarge(DocumentUnreadable):
+    """A zip-based document (DOCX) that would inflate too much: a zip bomb, or near enough."""
+
+    code = "document_too_large"
+    message = "The document would inflate too much when unpacked (a zip bomb?)."
+
+    def __init__(self, name: str, reason: str) -> None:
+        AppError.__init__(self, f"“{name}” {reason}; it is refused as a possible zip bomb.")
+
+
+class ExtractionTimeout(AppError):
+    status_code = 422
+    code = "extraction_timeout"
+    message = "The document took too long to read (EXTRACT_MAX_SECONDS)."
+
+    def __init__(self, name: str, seconds: float) -> None:
+        super().__init__(
+            f"“{name}” took longer than {seconds:g} seconds to read, the most one document may "
+            "take; its text was not read. Paste its text, or save it again (e.g. print it to a "
+            "new PDF) and upload that."
+        )
 
 
 class DocumentHasNoText(AppError):

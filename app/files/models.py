@@ -2,7 +2,15 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UUIDPrimaryKey, utcnow
@@ -116,4 +124,26 @@ class FileText(Base):
     text: Mapped[str] = mapped_column(Text)
     # Pages or characters were left out by DOCUMENT_MAX_PAGES / DOCUMENT_MAX_CHARS.
     truncated: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FilePreview(Base):
+    """An image as prepared for vision models (scaled to VISION_MAX_SIDE, turned upright,
+    metadata stripped, re-encoded), made when it is first sent, so that every later reply that
+    sends it again reads these few hundred kilobytes instead of decoding the original.
+
+    In the database rather than next to the original in storage: it goes with the file's row
+    (ON DELETE CASCADE) with nothing to sweep, and a reply reads it in the short transaction it
+    opens anyway. Made again when VISION_MAX_SIDE changes (`max_side`)."""
+
+    __tablename__ = "file_preview"
+
+    file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("file.id", ondelete="CASCADE"), primary_key=True
+    )
+    max_side: Mapped[int]
+    media_type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    width: Mapped[int]
+    height: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -10,7 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import UTCDateTime, utcnow
 from app.core.repository import Repository
-from app.files.models import BlobState, File, FileText, MessageAttachment, PendingBlob
+from app.files import images
+from app.files.models import (
+    BlobState,
+    File,
+    FilePreview,
+    FileText,
+    MessageAttachment,
+    PendingBlob,
+)
 from app.users.models import User
 
 
@@ -238,6 +246,37 @@ class AttachmentRepository:
             )
         )
         return {file_id: DocumentText(text, truncated) for file_id, text, truncated in rows}
+
+    async def preview(self, file_id: uuid.UUID, max_side: int) -> images.PreparedImage | None:
+        """The image as prepared for `max_side` before, if it was."""
+        row = (
+            await self.session.execute(
+                select(
+                    FilePreview.media_type, FilePreview.data, FilePreview.width, FilePreview.height
+                ).where(FilePreview.file_id == file_id, FilePreview.max_side == max_side)
+            )
+        ).first()
+        return images.PreparedImage(*row) if row is not None else None
+
+    async def keep_preview(
+        self, file_id: uuid.UUID, max_side: int, prepared: images.PreparedImage
+    ) -> None:
+        """Keeps (or replaces, made for another max_side) an image's prepared version."""
+        dialect = self.session.get_bind().dialect.name
+        make_insert = postgres_insert if dialect == "postgresql" else sqlite_insert
+        values = {
+            "max_side": max_side,
+            "media_type": prepared.media_type,
+            "data": prepared.data,
+            "width": prepared.width,
+            "height": prepared.height,
+            "created_at": utcnow(),
+        }
+        await self.session.execute(
+            make_insert(FilePreview)
+            .values(file_id=file_id, **values)
+            .on_conflict_do_update(index_elements=["file_id"], set_=values)
+        )
 
     async def add_texts(self, texts: Mapping[uuid.UUID, DocumentText]) -> None:
         """Keeps documents' extracted text; a text another request stored first is kept."""

@@ -11,12 +11,14 @@ from app.auth.errors import CsrfFailed
 from app.core.cursor import CursorQuery
 from app.core.errors import Unauthorized, error_responses
 from app.files.dependencies import FileServiceDep, OwnedFile
-from app.files.detect import IMAGE_TYPES, is_text_media_type
+from app.files.detect import IMAGE_TYPES
 from app.files.errors import (
     CorruptFile,
+    DocumentTooLarge,
     EmptyFile,
     FileInUse,
     FileMissing,
+    FileNameTooLong,
     FileNotFound,
     FileTooLarge,
     ImageTooLarge,
@@ -39,6 +41,7 @@ router = APIRouter(prefix="/api/files", tags=["files"])
 # nothing, loads nothing, and treats it as a unique origin.
 CONTENT_CSP = "default-src 'none'; sandbox"
 _INLINE_TYPES = frozenset(file_type.media_type for file_type in IMAGE_TYPES)
+DOWNLOAD_TYPE = "application/octet-stream"
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -79,8 +82,10 @@ def _content_length(request: Request) -> int | None:
         UnsupportedFileType,
         FileMissing,
         InvalidFileName,
+        FileNameTooLong,
         EmptyFile,
         CorruptFile,
+        DocumentTooLarge,
         ImageTooLarge,
         StorageUnavailable,
     ),
@@ -126,8 +131,9 @@ async def get_file(file: OwnedFile) -> FileRead:
     response_class=Response,
     responses={
         200: {
-            "description": "The bytes, as the detected media type. Images inline, everything "
-            "else as an attachment; sandboxed by Content-Security-Policy.",
+            "description": "The bytes. Images inline as their detected media type; everything "
+            "else as an `application/octet-stream` attachment (the detected type is in the "
+            "file's metadata); sandboxed by Content-Security-Policy.",
             "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
         },
         **error_responses(Unauthorized, FileNotFound, StorageUnavailable),
@@ -167,9 +173,10 @@ class BlobResponse(StreamingResponse):
 
 
 def _content_type(file: File) -> str:
-    if is_text_media_type(file.media_type):
-        return f"{file.media_type}; charset=utf-8"
-    return file.media_type
+    # Only raster images are served as what they are. Anything else (HTML, SVG, a `.js` file,
+    # a PDF) is opaque bytes to the browser: were an HTML injection ever to point a <script> or
+    # a <link rel=stylesheet> at it, nosniff makes the browser refuse it outright.
+    return file.media_type if file.media_type in _INLINE_TYPES else DOWNLOAD_TYPE
 
 
 def content_headers(file: File) -> dict[str, str]:

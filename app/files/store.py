@@ -26,13 +26,16 @@ from app.files import extract, images
 from app.files.detect import DOCX, PDF
 from app.files.models import FileKind
 from app.files.repository import FileRepository, PendingBlobRepository
+from app.files.sandbox import EXTRACT_WORKERS, ExtractionPool
 from app.files.storage import Storage, StorageError, build_storage
 from app.files.upload import ReceivedFile
 
 logger = logging.getLogger("parley.files")
 
-# Decoding images and parsing documents: at most this many at once per process (a decoded
+# Decoding images and checking uploads: at most this many at once per process (a decoded
 # image may take tens of megabytes; more at once would only wait for the same cores).
+# Documents' text is read elsewhere (self.extraction, worker processes), so neither waits for
+# the other.
 CONTENT_WORKERS = 2
 # Rows handled per sweep batch; the sweep runs at most this often (seconds).
 _SWEEP_BATCH = 500
@@ -56,6 +59,9 @@ class FileStore:
         self.jobs = BackgroundJobs()
         self.storage = storage or build_storage(settings)
         self.content_limiter = anyio.CapacityLimiter(CONTENT_WORKERS)
+        self.extraction = ExtractionPool(
+            workers=EXTRACT_WORKERS, max_seconds=settings.extract_max_seconds
+        )
 
     # --- content ---------------------------------------------------------------------------
 
@@ -63,10 +69,13 @@ class FileStore:
         """Checks the received file's content in a worker thread: images decode (dimensions),
         PDFs have a page tree (page count), a ZIP is a Word document."""
         file_type, name = received.file_type, received.name
+        max_pixels = self.settings.image_max_pixels
 
         def check() -> Inspection:
             if file_type.kind == FileKind.IMAGE:
-                info = images.inspect_image(spool, name=name, file_type=file_type)
+                info = images.inspect_image(
+                    spool, name=name, file_type=file_type, max_pixels=max_pixels
+                )
                 return Inspection(width=info.width, height=info.height)
             if file_type == PDF:
                 return Inspection(page_count=extract.count_pdf_pages(spool, name=name))
@@ -169,5 +178,6 @@ class FileStore:
                 with suppress(asyncio.CancelledError):
                     await sweeper
                 await self.jobs.drain()
+                await self.extraction.close()
         finally:
             await self.storage.close()

@@ -20,6 +20,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.files.detect import (
+    MAX_SENT_NAME_LENGTH,
     SNIFF_BYTES,
     FileType,
     TextCheck,
@@ -31,6 +32,7 @@ from app.files.detect import (
 from app.files.errors import (
     EmptyFile,
     FileMissing,
+    FileNameTooLong,
     FileTooLarge,
     InvalidUpload,
     UnsupportedFileType,
@@ -43,6 +45,9 @@ FORM_OVERHEAD_BYTES = 16 * 1024
 # Received bytes are written to the spool file in batches of about this size.
 WRITE_BATCH_BYTES = 256 * 1024
 _MAX_PARTS = 8
+# A part's header line at most (bytes). Parley checks this itself, rather than leaving it to
+# python-multipart's own limit (4 KiB), so that a long file name gets its own clear error.
+_MAX_HEADER_BYTES = 64 * 1024
 _FORM_ESCAPES = (("%22", '"'), ("%0D", "\r"), ("%0A", "\n"))
 
 
@@ -111,6 +116,8 @@ class UploadReceiver:
         self._events: list[tuple[str, bytes]] = []
         self._parser = MultipartParser(
             boundary,
+            # Checked in _handle (the body's own limit bounds what is buffered meanwhile).
+            max_header_size=max_bytes + FORM_OVERHEAD_BYTES,
             callbacks={
                 "on_part_begin": lambda: self._events.append(("part_begin", b"")),
                 "on_header_field": lambda d, s, e: self._events.append(("field", d[s:e])),
@@ -171,6 +178,10 @@ class UploadReceiver:
             part.field_name += data
         elif event == "value":
             part.field_value += data
+            if len(part.field_value) > _MAX_HEADER_BYTES:
+                if part.field_name.strip().lower() == b"content-disposition":
+                    raise FileNameTooLong(None, MAX_SENT_NAME_LENGTH)
+                raise InvalidUpload("A part of the form has a header line over 64 KiB.")
         elif event == "header_end":
             name = part.field_name.decode("latin-1").strip().lower()
             part.headers[name] = part.field_value.decode("latin-1")

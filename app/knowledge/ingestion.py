@@ -1,10 +1,12 @@
 """The ingestion workers: background tasks of every app process that claim queued documents in
 the database, and extract, chunk, embed and index them.
 
-Off the request (a file added is only queued) and off the event loop (extraction and chunking
-run in worker threads; embedding is network I/O). A claim is a lease in the database, renewed
-while the worker works: if the process dies, the lease lapses and any worker takes the document
-over; after three such attempts it fails with the reason. A document is `ready` only once its
+Off the request (a file added is only queued) and off the event loop (extraction runs in a
+worker process given at most EXTRACT_MAX_SECONDS, chunking in a worker thread; embedding is
+network I/O). Claims are fair between users: one user's documents never take every worker.
+A claim is a lease in the database, renewed while the worker works: if the process dies, the
+lease lapses and any worker takes the document over; after three such attempts it fails with
+the reason. A document is `ready` only once its
 chunks, vectors and status are written in one transaction, so a half-indexed file never shows
 as ready.
 """
@@ -23,6 +25,7 @@ from app.core.errors import AppError
 from app.core.uow import UnitOfWork
 from app.files import extract
 from app.files.models import FileKind
+from app.files.sandbox import ExtractJob
 from app.files.storage import StorageError
 from app.knowledge.chunking import chunk_pages
 from app.knowledge.embeddings import TEXT_SPACE
@@ -51,6 +54,9 @@ class IngestionWorkers:
         self.wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.lease = timedelta(seconds=runtime.settings.ingest_lease_seconds)
+        # A user's documents ingested at once (across processes): all workers but one, so that
+        # another user's file never waits for one user's queue (at least one, of course).
+        self.per_user = max(1, count - 1)
 
     def start(self) -> None:
         self._tasks = [
@@ -90,7 +96,9 @@ class IngestionWorkers:
             failed = await documents.fail_abandoned(now)
             if failed:
                 logger.warning("documents failed after repeated interrupted ingestion: %d", failed)
-            return await documents.claim(owner, now=now, lease_until=now + self.lease)
+            return await documents.claim(
+                owner, now=now, lease_until=now + self.lease, per_user=self.per_user
+            )
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -161,17 +169,20 @@ class IngestionWorkers:
                 "reindex_needed",
                 "The embedding model or its dimensions changed: re-index the collection.",
             )
+        job = ExtractJob(
+            kind="pages",
+            media_type=file.media_type,
+            name=file.name,
+            max_pages=settings.rag_max_pages,
+            max_chars=settings.rag_max_chars,
+        )
+        # In a worker process given at most EXTRACT_MAX_SECONDS (extraction_timeout past it).
         async with runtime.store.storage.local_file(file.storage_key) as path:
-            paged = await anyio.to_thread.run_sync(
-                lambda: extract.extract_pages(
-                    path,
-                    media_type=file.media_type,
-                    name=file.name,
-                    max_pages=settings.rag_max_pages,
-                    max_chars=settings.rag_max_chars,
-                ),
-                limiter=runtime.store.content_limiter,
-            )
+            handle = await anyio.to_thread.run_sync(path.open, "rb")
+            try:
+                paged: extract.PagedText = await runtime.store.extraction.run(handle, job)
+            finally:
+                await anyio.to_thread.run_sync(handle.close)
         chunks, truncated = await anyio.to_thread.run_sync(
             lambda: chunk_pages(
                 paged.pages,

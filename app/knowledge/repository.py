@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.orm import aliased
 
 from app.core.repository import Repository
 from app.files.models import File
@@ -156,10 +157,15 @@ class DocumentRepository(Repository[KnowledgeDocument]):
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def claim(
-        self, owner: uuid.UUID, *, now: datetime, lease_until: datetime
+        self, owner: uuid.UUID, *, now: datetime, lease_until: datetime, per_user: int
     ) -> uuid.UUID | None:
         """Takes one document to ingest: a queued one, or one whose worker's lease lapsed. The
-        conditional UPDATE makes the claim atomic: of two workers, one gets it."""
+        conditional UPDATE makes the claim atomic: of two workers, one gets it.
+
+        Fair between users: the document comes from the user with the fewest documents being
+        ingested (oldest first among equals), and never from a user who has `per_user` being
+        ingested already, so one user's many (or slow) files leave workers for everyone else.
+        Two claims at the same instant may both pick the same user, once."""
         claimable = or_(
             KnowledgeDocument.status == DocumentStatus.QUEUED,
             and_(
@@ -167,10 +173,21 @@ class DocumentRepository(Repository[KnowledgeDocument]):
                 KnowledgeDocument.lease_until < now,
             ),
         )
+        busy = aliased(KnowledgeDocument)
+        in_flight = (
+            select(func.count())
+            .select_from(busy)
+            .where(
+                busy.user_id == KnowledgeDocument.user_id,
+                busy.status == DocumentStatus.PROCESSING,
+                busy.lease_until >= now,
+            )
+            .scalar_subquery()
+        )
         candidate = await self.session.scalar(
             select(KnowledgeDocument.id)
-            .where(claimable)
-            .order_by(KnowledgeDocument.updated_at)
+            .where(claimable, in_flight < per_user)
+            .order_by(in_flight, KnowledgeDocument.updated_at)
             .limit(1)
         )
         if candidate is None:

@@ -133,3 +133,111 @@ def pe_executable() -> bytes:
 
 def elf_executable() -> bytes:
     return b"\x7fELF\x02\x01\x01" + b"\x00" * 9 + struct.pack("<HHI", 2, 0x3E, 1) + b"\x00" * 200
+
+
+def _zeros_deflated(size: int) -> tuple[bytes, int]:
+    """A raw deflate stream of `size` zero bytes, and their CRC-32, without compressing `size`
+    bytes: a full-flushed block of 1 MiB of zeros stands on its own, so it can be repeated."""
+    mib = 1 << 20
+    assert size % mib == 0
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(b"\x00" * mib) + compressor.flush(zlib.Z_FULL_FLUSH)
+    end = zlib.compressobj(9, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
+    crc = 0
+    zero_mib = b"\x00" * mib
+    for _ in range(size // mib):
+        crc = zlib.crc32(zero_mib, crc)
+    return block * (size // mib) + end, crc
+
+
+def zip_of(members: dict[str, bytes | int]) -> bytes:
+    """A ZIP archive made by hand: bytes are stored deflated, an int is that many zero bytes
+    (deflated cheaply by _zeros_deflated), so bombs of any size take no time to build."""
+    out = bytearray()
+    central = bytearray()
+    for name, content in members.items():
+        if isinstance(content, int):
+            data, crc = _zeros_deflated(content)
+            size = content
+        else:
+            compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+            data = compressor.compress(content) + compressor.flush()
+            crc, size = zlib.crc32(content), len(content)
+        encoded = name.encode()
+        fields = struct.pack(
+            "<HHHHHIIIHH", 20, 0, 8, 0, 0x21, crc, len(data), size, len(encoded), 0
+        )
+        central += (
+            b"PK\x01\x02"
+            + struct.pack("<H", 20)
+            + fields
+            + struct.pack("<HHHII", 0, 0, 0, 0, len(out))
+            + encoded
+        )
+        out += b"PK\x03\x04" + fields + encoded + data
+    return bytes(
+        out
+        + central
+        + b"PK\x05\x06"
+        + struct.pack("<HHHHIIH", 0, 0, len(members), len(members), len(central), len(out), 0)
+    )
+
+
+def word_parts(document_xml: bytes | None = None) -> dict[str, bytes | int]:
+    """The parts of a real one-paragraph Word document (python-docx's), by name."""
+    with zipfile.ZipFile(io.BytesIO(word(["Quarterly figures are attached."]))) as archive:
+        parts: dict[str, bytes | int] = {name: archive.read(name) for name in archive.namelist()}
+    if document_xml is not None:
+        parts["word/document.xml"] = document_xml
+    return parts
+
+
+def docx_bomb(part: str, size: int) -> bytes:
+    """A real Word document whose `part` (a picture, the styles, ...) inflates to `size` bytes."""
+    return zip_of({**word_parts(), part: size})
+
+
+W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def document_xml(body: str, *, prolog: str = "") -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>{prolog}'
+        f'<w:document xmlns:w="{W_NS}"><w:body>{body}</w:body></w:document>'
+    ).encode()
+
+
+def slow_pdf(pages: int = 25, operators: int = 100_000) -> bytes:
+    """A few kilobytes of PDF whose pages all share one flate-compressed content stream of
+    `operators` empty text-showing operators: it takes pypdf most of a second a page to find
+    that there is no text (issue 24)."""
+    content = b"BT /F1 12 Tf " + b"() Tj " * operators + b"ET"
+    stream = zlib.compress(content, 9)
+    page_ids = [5 + index for index in range(pages)]
+    kids = " ".join(f"{page_id} 0 R" for page_id in page_ids)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode()
+        + stream
+        + b"\nendstream",
+    ]
+    for _ in page_ids:
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
+        )
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for offset in offsets:
+        out += f"{offset:010d} 00000 n \n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return bytes(out)

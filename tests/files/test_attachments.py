@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import websockets
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.files.models import File, FileText, MessageAttachment
+from app.files.models import File, FilePreview, FileText, MessageAttachment
 from tests.files import samples
 from tests.files.conftest import BACKENDS, uploaded
 from tests.generation.test_replies import SSE, send, stream, thread
@@ -23,6 +23,7 @@ from tests.support.api import SignedInUser, assert_error, register
 from tests.support.fake_upstream import FakeUpstream, ReceivedPart
 from tests.support.sse import SSEEvent, collect_sse, names
 from tests.support.upstream_fixtures import Parley, new_chat, parley_settings, running_parley
+from tests.support.wait import wait_until
 
 # The default model (fake-model) sees images; `text-only` is the same upstream without vision;
 # `tiny` sees images but has a context window of 1024 tokens (512 for the prompt).
@@ -187,16 +188,29 @@ class TestImages:
         first, again = user_parts(fake_upstream, 0)[1], user_parts(fake_upstream, 1)[1]
         assert again.data == first.data
 
+    async def test_an_earlier_image_is_not_decoded_again(
+        self, parley, author, chat, fake_upstream, clean_db, file_settings
+    ):
+        # Issue 24: every later reply decoded every earlier image again. Now the prepared image
+        # is kept: with the original's bytes gone, later replies still send it.
+        photo = await uploaded(parley.http, author, "cat.jpg", samples.jpeg_with_gps((900, 600)))
+        await stream(parley, author, chat, "Who?", attachments=[photo["id"]])
+        await _remove_bytes(clean_db, file_settings, photo)
+        for question in ("And now?", "And then?"):
+            _, events = await stream(parley, author, chat, question)
+            assert names(events)[-1] == "done", events[-1].data
+        first, second, third = (user_parts(fake_upstream, n)[1] for n in range(3))
+        assert first.data == second.data == third.data
+        assert picture(third).size == (600, 900)  # upright, as prepared the first time
+
     async def test_an_earlier_image_gone_from_storage_fails_the_reply_not_the_message(
         self, parley, author, chat, fake_upstream, clean_db, file_settings
     ):
         photo = await uploaded(parley.http, author, "cat.png", samples.image("PNG"))
         await stream(parley, author, chat, "Who?", attachments=[photo["id"]])
-        async with clean_db.connect() as connection:
-            key = await connection.scalar(
-                select(File.storage_key).where(File.id == uuid.UUID(photo["id"]))
-            )
-        (Path(file_settings["file_storage_dir"]) / key.hex[:2] / key.hex).unlink()
+        await _remove_bytes(clean_db, file_settings, photo)
+        async with clean_db.begin() as connection:  # and its prepared version (none kept yet)
+            await connection.execute(delete(FilePreview))
         _, events = await stream(parley, author, chat, "And now?")
         assert names(events) == ["start", "usage", "error"]
         assert events[-1].data["code"] == "storage_unavailable"
@@ -220,6 +234,15 @@ class TestImages:
             answer = await send(parley, user, chat, "Look", attachments=[photo["id"]])
             assert answer.json()["content"] == "Echo: Look (1 image)"
         assert fake_upstream.state.requests == []
+
+
+async def _remove_bytes(engine: AsyncEngine, file_settings: dict, file: dict) -> None:
+    async with engine.connect() as connection:
+        key = await connection.scalar(
+            select(File.storage_key).where(File.id == uuid.UUID(file["id"]))
+        )
+    assert key is not None
+    (Path(file_settings["file_storage_dir"]) / key.hex[:2] / key.hex).unlink()
 
 
 # --- documents --------------------------------------------------------------------------------
@@ -390,6 +413,56 @@ class TestRefusals:
 
 
 # --- edit and regenerate ----------------------------------------------------------------------
+
+
+class TestSlowDocuments:
+    """Issue 24: a 5 KB PDF whose 25 pages share one stream of 100,000 empty text operators
+    costs most of a second of CPU a page, and has no text."""
+
+    async def test_a_document_over_its_time_budget_is_refused(
+        self, database, clean_db, fake_upstream, file_settings
+    ):
+        settings = attachment_settings(
+            database, fake_upstream, file_settings, extract_max_seconds=4
+        )
+        async with running_parley(settings) as parley:
+            user = await register(parley.http)
+            chat = await new_chat(parley.http, user)
+            slow = await uploaded(parley.http, user, "slow.pdf", samples.slow_pdf())
+            response = await send(parley, user, chat, "Summarise", attachments=[slow["id"]])
+            error = assert_error(response, 422, "extraction_timeout")
+            assert "slow.pdf" in error["message"] and "4 seconds" in error["message"]
+            await nothing_happened(parley, user, chat, fake_upstream)
+            # The worker that was stopped is replaced: the next document is read.
+            fine = await uploaded(parley.http, user, "fine.pdf", samples.pdf(["Fine print"]))
+            answer = await send(parley, user, chat, "And this?", attachments=[fine["id"]])
+            assert answer.status_code == 200, answer.text
+
+    async def test_uploads_do_not_wait_for_documents_being_read(
+        self, database, clean_db, fake_upstream, file_settings
+    ):
+        settings = attachment_settings(
+            database, fake_upstream, file_settings, extract_max_seconds=15
+        )
+        async with running_parley(settings) as parley:
+            author, other = await register(parley.http), await register(parley.http)
+            slow = [
+                await uploaded(parley.http, author, f"slow{n}.pdf", samples.slow_pdf(25 - n))
+                for n in range(2)
+            ]
+            chats = [await new_chat(parley.http, author) for _ in slow]
+            attaching = [
+                asyncio.create_task(send(parley, author, c, "Read", attachments=[f["id"]]))
+                for c, f in zip(chats, slow, strict=True)
+            ]
+            store = parley.app.state.files
+            await wait_until(lambda: store.extraction.busy == 2, timeout=30)
+            # Another user's small image goes up while both documents are being read.
+            photo = await uploaded(parley.http, other, "small.png", samples.image("PNG"))
+            assert photo["kind"] == "image"
+            assert not any(task.done() for task in attaching)
+            for response in await asyncio.gather(*attaching):
+                assert_error(response, 422)  # extraction_timeout, or no text if it was quick
 
 
 class TestEditAndRegenerate:

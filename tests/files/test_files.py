@@ -212,13 +212,53 @@ class TestBadInput:
         assert name in error["message"]
         await assert_nothing_stored(stored, clean_db)
 
-    @pytest.mark.parametrize("side", [10_000, 20_000])
+    # 9400: 88 megapixels, under Pillow's own limit (89.5) but over IMAGE_MAX_PIXELS (40).
+    @pytest.mark.parametrize("side", [9_400, 10_000, 20_000])
     async def test_a_png_decompression_bomb(self, client, user, stored, clean_db, side):
         bomb = samples.png_bomb(side, side)
-        assert len(bomb) < 200_000  # decodes to side * side pixels: 100 or 400 megapixels
+        assert len(bomb) < 200_000  # decodes to side * side pixels: 88 to 400 megapixels
         error = assert_error(await upload(client, user, "bomb.png", bomb), 422, "image_too_large")
-        assert "bomb.png" in error["message"]
+        assert "bomb.png" in error["message"] and "40 megapixels" in error["message"]
         await assert_nothing_stored(stored, clean_db)
+
+    @pytest.mark.parametrize(
+        ("part", "size"),
+        [("word/media/image1.png", 1000 * 2**20), ("word/styles.xml", 300 * 2**20)],
+    )
+    async def test_a_word_document_that_is_a_zip_bomb(
+        self, client, user, stored, clean_db, part, size
+    ):
+        bomb = samples.docx_bomb(part, size)  # about 1 MB
+        response = await upload(client, user, "report.docx", bomb)
+        error = assert_error(response, 422, "document_too_large")
+        assert "report.docx" in error["message"]
+        await assert_nothing_stored(stored, clean_db)
+
+    @pytest.mark.parametrize("length", [5_000, 1025, 100_000])
+    async def test_a_name_too_long(self, client, user, stored, clean_db, length):
+        name = ("n" * (length - 4) + ".txt").encode()
+        response = await client.post(
+            "/api/files",
+            content=form(name, b"text"),
+            headers={**user.headers, "Content-Type": FORM_TYPE},
+        )
+        error = assert_error(response, 422, "file_name_too_long")
+        assert "1024 characters" in error["message"]
+        await assert_nothing_stored(stored, clean_db)
+
+    async def test_names_at_the_limit_still_work(self, client, user):
+        # 1024 characters, three bytes each in UTF-8, and quotes a browser sends as %22.
+        for name in ["✓" * 1017 + '"a".txt', "x" * 1020 + ".txt"]:
+            assert len(name) == 1024
+            encoded = name.encode().replace(b'"', b"%22")
+            response = await client.post(
+                "/api/files",
+                content=form(encoded, b"text"),
+                headers={**user.headers, "Content-Type": FORM_TYPE},
+            )
+            assert response.status_code == 201, response.text
+            stored_name = response.json()["name"]
+            assert len(stored_name) == 255 and stored_name.endswith(".txt")
 
     @pytest.mark.parametrize("name", [b"../../etc/passwd", b"..\\..\\boot.ini", b"evil\x00.png"])
     async def test_names_with_traversal_or_nul(self, client, user, stored, clean_db, name):
@@ -408,25 +448,29 @@ class TestDownload:
         assert response.headers["content-security-policy"] == "default-src 'none'; sandbox"
 
     @pytest.mark.parametrize(
-        ("name", "content", "content_type"),
+        ("name", "content", "media_type"),
         [
-            ("page.html", b"<script>alert(document.cookie)</script>", "text/html; charset=utf-8"),
+            ("page.html", b"<script>alert(document.cookie)</script>", "text/html"),
             (
                 "drawing.svg",
                 b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
-                "image/svg+xml; charset=utf-8",
+                "image/svg+xml",
             ),
             ("report.pdf", samples.pdf(["x"]), "application/pdf"),
-            ("data.json", b'{"a": 1}', "application/json; charset=utf-8"),
+            ("data.json", b'{"a": 1}', "application/json"),
+            ("app.js", b"fetch('/api/users/me', {method: 'DELETE'})", "text/javascript"),
+            ("style.css", b"body { background: url(/api/auth/logout) }", "text/css"),
         ],
     )
     async def test_everything_else_downloads_and_can_never_run_a_script(
-        self, client, user, name, content, content_type
+        self, client, user, name, content, media_type
     ):
         file = await uploaded(client, user, name, content)
+        assert file["media_type"] == media_type  # detected, and shown in the metadata
         response = await client.get(f"/api/files/{file['id']}/content", headers=user.headers)
         assert response.content == content
-        assert response.headers["content-type"] == content_type
+        # Served as opaque bytes: never as a script or stylesheet a page of Parley's could load.
+        assert response.headers["content-type"] == "application/octet-stream"
         assert response.headers["content-disposition"].startswith("attachment;")
         assert response.headers["x-content-type-options"] == "nosniff"
         csp = response.headers["content-security-policy"]

@@ -244,6 +244,58 @@ class TestIngestion:
         assert status["status"] == "ready"
 
 
+class TestSlowDocuments:
+    """Issue 24: a 5 KB PDF whose 25 pages share one stream of 100,000 empty text operators
+    costs most of a second of CPU a page, and has no text."""
+
+    async def test_a_document_over_its_time_budget_fails_with_the_reason(
+        self, vector_database, clean_vector_db, fake_upstream, tmp_path
+    ) -> None:
+        settings = knowledge_settings(
+            vector_database, fake_upstream, tmp_path, extract_max_seconds=4
+        )
+        async with running_parley(settings) as parley:
+            user = await register(parley.http)
+            coll = await collection(parley, user)
+            await add(
+                parley, user, coll, await upload(parley, user, "slow.pdf", samples.slow_pdf())
+            )
+            [status] = await settled(parley, user, coll)
+            assert status["status"] == "failed", status
+            assert status["error_code"] == "extraction_timeout"
+            assert "4 seconds" in status["error_message"]
+
+    async def test_one_users_slow_files_leave_a_worker_for_others(
+        self, parley: Parley, author: SignedInUser
+    ) -> None:
+        # Two workers (INGEST_WORKERS); the author's two slow files would hold both.
+        slow_coll = await collection(parley, author, "Scans")
+        for n in range(2):
+            file = await upload(parley, author, f"slow{n}.pdf", samples.slow_pdf(25 - n))
+            await add(parley, author, slow_coll, file)
+
+        async def statuses(user: SignedInUser, coll: dict) -> list[str]:
+            response = await parley.http.get(
+                f"/api/collections/{coll['id']}/files", headers=user.headers
+            )
+            return [file["status"] for file in response.json()]
+
+        async def started() -> bool:
+            return "processing" in await statuses(author, slow_coll)
+
+        await wait_until(started, timeout=10)
+        other = await register(parley.http)
+        coll = await collection(parley, other)
+        await add(parley, other, coll, await upload(parley, other, "notes.md", WARRANTY.encode()))
+
+        async def ready() -> bool:
+            return await statuses(other, coll) == ["ready"]
+
+        await wait_until(ready, timeout=60)
+        # The other user's file did not wait for either slow file to finish.
+        assert sorted(await statuses(author, slow_coll)) == ["processing", "queued"]
+
+
 class TestSearch:
     async def test_the_relevant_chunk_ranks_first(
         self, parley: Parley, author: SignedInUser
