@@ -53,6 +53,7 @@ from app.generation.prompt import (
     Turn,
     build_prompt,
 )
+from app.generation.prompt_input import prompt_texts, system_prompt_of
 from app.generation.reply_events import ReplyEvent
 from app.generation.reply_saver import ReplySaver
 from app.generation.reply_stream import ImageLoader, PromptHook, ReplyStream
@@ -64,7 +65,7 @@ from app.generation.stale_replies import stale_after
 from app.generation.summaries import SummaryService
 from app.generation.upstream.types import ModelConfig, SamplingParams
 from app.guardrails.output import OutputGuard
-from app.guardrails.pipeline import UntrustedText
+from app.guardrails.pipeline import PromptText, UntrustedText
 from app.guardrails.recorder import EventContext
 from app.usage.service import Quota, UsageService
 from app.users.models import User
@@ -88,17 +89,31 @@ class GenerationService:
     # --- guardrails (app/guardrails) ---------------------------------------------------------
 
     async def _check_input(
-        self, user: User, text: str, *, mode: str, chat_id: uuid.UUID | None = None
+        self,
+        user: User,
+        texts: Sequence[PromptText],
+        *,
+        mode: str,
+        chat_id: uuid.UUID | None = None,
     ) -> None:
-        """The input checks, before anything is written or sent upstream. A guard model call is
-        a network call: the session is committed first (nothing is written yet) so that no
-        database connection is held while it runs."""
+        """The input checks on everything the user controls in the prompt (prompt_input.py),
+        before anything is written or sent upstream. A guard model call is a network call: the
+        session is committed first (nothing is written yet) so that no database connection is
+        held while it runs."""
         guardrails = self.runtime.guardrails
-        await guardrails.check_input(
-            text,
+        await guardrails.check_prompt_input(
+            texts,
             mode=mode,
             context=EventContext(user_id=user.id, chat_id=chat_id),
             before_network=self.session.commit if guardrails.input_guarded(mode) else None,
+        )
+
+    def _chat_system_prompt(self, user: User, chat: Chat) -> tuple[str, list[PromptText]]:
+        return system_prompt_of(
+            mode=chat.mode,
+            chat_prompt=chat.system_prompt,
+            preferred_prompt=user.system_prompt,
+            mode_params=chat.mode_params,
         )
 
     def _for_upstream(self, role: str, text: str, mode: str) -> str:
@@ -218,11 +233,17 @@ class GenerationService:
     ) -> ReplyStream:
         """Saves the user's message (with its attachments), then starts the assistant's reply.
         `collection_ids` (the user's collections) replace the chat's for this message."""
-        await self._check_input(user, content, mode=chat.mode, chat_id=chat.id)
         config = self._chat_model(model, user, chat)
         if collection_ids is not None:
             await self.chats.check_collections(user.id, collection_ids)
         new = await self._prepared(user, attachments, config)
+        _system, system_texts = self._chat_system_prompt(user, chat)
+        await self._check_input(
+            user,
+            prompt_texts(system=system_texts, content=content, documents=new),
+            mode=chat.mode,
+            chat_id=chat.id,
+        )
         return await self._reserved(
             chat,
             lambda: self.chats.user_message_context(chat, content, parent_id),
@@ -243,11 +264,21 @@ class GenerationService:
         """Creates a chat and sends its first message. A refused send (input, model, files,
         quota) rolls the chat back with the request; a reply that fails before its first token
         deletes it (ReplySaver.discard_chat): either way no chat is left without its exchange."""
-        await self._check_input(user, content, mode=data.mode)
         config = self.runtime.registry.resolve(data.model, None, user.default_model)
         # Files are checked and read before the chat exists: reading them ends the transaction,
         # and a refused file must not leave an empty chat behind.
         new = await self._prepared(user, attachments, config)
+        _system, system_texts = system_prompt_of(
+            mode=data.mode,
+            chat_prompt=data.system_prompt,
+            preferred_prompt=user.system_prompt,
+            mode_params=data.mode_params,
+        )
+        await self._check_input(
+            user,
+            prompt_texts(system=system_texts, content=content, documents=new),
+            mode=data.mode,
+        )
         chat = await self.chats.create_chat(user, data)
         return await self._reserved(
             chat,
@@ -270,11 +301,17 @@ class GenerationService:
     ) -> ReplyStream:
         """Adds the edited text as a sibling of the original user message and answers it. The
         edit keeps the original's attachments unless `attachments` replaces them."""
-        await self._check_input(user, content, mode=chat.mode, chat_id=chat.id)
         config = self._chat_model(model, user, chat)
         if attachments is None:
             attachments = await self.attachments.file_ids_of(chat.id, message_id)
         new = await self._prepared(user, attachments, config)
+        _system, system_texts = self._chat_system_prompt(user, chat)
+        await self._check_input(
+            user,
+            prompt_texts(system=system_texts, content=content, documents=new),
+            mode=chat.mode,
+            chat_id=chat.id,
+        )
         return await self._reserved(
             chat,
             lambda: self.chats.edit_context(chat, message_id, content),
@@ -289,6 +326,9 @@ class GenerationService:
         """Answers the same user message again (with its attachments); the new reply is a
         sibling of the old one."""
         config = self._chat_model(model, user, chat)
+        # The message was checked when it was sent; the system prompt may have changed since.
+        _system, system_texts = self._chat_system_prompt(user, chat)
+        await self._check_input(user, system_texts, mode=chat.mode, chat_id=chat.id)
         return await self._reserved(
             chat, lambda: self.chats.regenerate_context(chat, message_id), config, user
         )
@@ -361,13 +401,7 @@ class GenerationService:
     ) -> ReplyStream:
         parent, thread = context.prompt, context.thread
         first_exchange = sum(m.role == Role.USER for m in thread) == 1 and chat.title is None
-        # The chat's own prompt wins; in plain chats the user's preferred prompt replaces the
-        # generic assistant one; other modes need their own.
-        system_prompt = (
-            chat.system_prompt
-            or (user.system_prompt if chat.mode == "chat" else None)
-            or get_mode(chat.mode).render(chat.mode_params)
-        )
+        system_prompt, _texts = self._chat_system_prompt(user, chat)
         # Every attachment of the chat in one statement (none, in most chats), then the thread's.
         in_chat = await self.attachments.in_chat(chat.id)
         if new is not None:
@@ -383,7 +417,7 @@ class GenerationService:
             else {}
         )
         prompt = build_prompt(
-            system_prompt=system_prompt,
+            system_prompt=self._for_upstream(Role.USER, system_prompt, chat.mode),
             history=[
                 Turn(
                     m.role,
@@ -545,7 +579,6 @@ class GenerationService:
     async def generate(self, user: User, body: GenerateRequest) -> ReplyStream:
         """Runs a mode over a prompt (and its attachments) and keeps the request in the user's
         history."""
-        await self._check_input(user, body.prompt, mode=body.mode)
         config = self.runtime.registry.resolve(body.model, user.default_model)
         mode = get_mode(body.mode)
         params = mode.validate_params(body.params)
@@ -553,6 +586,14 @@ class GenerationService:
         if mode.vision and not any(file.kind == FileKind.IMAGE for file in files):
             raise ImageRequired()
         new = await self.attachments.prepare(files) if files else None
+        system_prompt, system_texts = system_prompt_of(
+            mode=body.mode, chat_prompt=None, preferred_prompt=None, mode_params=params
+        )
+        await self._check_input(
+            user,
+            prompt_texts(system=system_texts, content=body.prompt, documents=new),
+            mode=body.mode,
+        )
         attached = {_GENERATION_TURN: files} if files else {}
         for_prompt = (
             await self._prompt_attachments(
@@ -562,7 +603,7 @@ class GenerationService:
             else {}
         )
         prompt = build_prompt(
-            system_prompt=mode.render(params),
+            system_prompt=self._for_upstream(Role.USER, system_prompt, body.mode),
             history=[
                 Turn(
                     "user",
