@@ -101,7 +101,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 generation_runtime(settings, runtime.db, runtime.metrics) as generation,
                 files.running(),
                 trash_purge(runtime.db, settings),
-                knowledge_runtime(settings, runtime.db, files, generation.http) as knowledge,
+                knowledge_runtime(
+                    settings, runtime.db, files, generation.http, generation.guardrails
+                ) as knowledge,
             ):
                 generation.knowledge = knowledge
                 app.state.knowledge = knowledge

@@ -16,7 +16,7 @@ per mode. Every refusal, redaction and flag is recorded (recorder.py) without th
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -43,7 +43,7 @@ POINTS: tuple[Point, ...] = ("input", "untrusted", "output")
 # Untrusted text larger than this is checked in a worker thread, off the event loop.
 _THREAD_CHARS = 20_000
 
-_PII_LABELS = {
+PII_LABELS = {
     "email": "an email address",
     "phone": "a phone number",
     "payment_card": "a payment card number",
@@ -213,8 +213,7 @@ class GuardrailPipeline:
                     )
                     raise InputBlocked(
                         "blocked_pattern",
-                        f"{_SOURCE_LABELS[part.source]} contains text this server does not "
-                        "accept.",
+                        f"{_SOURCE_LABELS[part.source]} contains text this server does not accept.",
                     )
         if "pii" in checks and self._pii_active:
             counts: dict[str, int] = {}
@@ -233,7 +232,7 @@ class GuardrailPipeline:
                         )
                         raise InputBlocked(
                             kind,
-                            f"{_SOURCE_LABELS[part.source]} contains {_PII_LABELS[kind]}, which "
+                            f"{_SOURCE_LABELS[part.source]} contains {PII_LABELS[kind]}, which "
                             "this server does not accept. Remove it and send again.",
                         )
                 for finding in findings:
@@ -273,6 +272,37 @@ class GuardrailPipeline:
         if "pii" not in self.checks(mode)["input"] or not self._pii_redact:
             return text
         return redact(text, self._pii_redact.find(text))
+
+    def for_embedding(
+        self, text: str, *, point: Literal["input", "untrusted"]
+    ) -> tuple[str, dict[str, int]]:
+        """Text as it may go to the embedding endpoint (an upstream too): every kind of personal
+        data whose policy is not `allow` replaced by its placeholder, `block` kinds included
+        (for embeddings "block" means the item never leaves Parley), when the pii check is on
+        at `point` (queries are input, documents untrusted). Returns the text and how many items
+        of each kind it held. Pure: safe to call in a worker thread."""
+        if "pii" not in self.checks("chat")[point] or not self._pii_active:
+            return text, {}
+        findings = self._pii_active.find(text)
+        counts: dict[str, int] = {}
+        for finding in findings:
+            counts[finding.kind] = counts.get(finding.kind, 0) + 1
+        return redact(text, findings), counts
+
+    def record_embedding_redactions(
+        self, counts: dict[str, int], *, context: EventContext, name: str | None = None
+    ) -> None:
+        """Records what for_embedding() replaced in a document (point `untrusted`, detail
+        source `ingestion`)."""
+        for kind, count in sorted(counts.items()):
+            detail: dict[str, object] = {"source": "ingestion", "count": count}
+            if name:
+                detail["name"] = name[:200]
+            self._record("untrusted", "pii", kind, "redact", context, detail=detail)
+
+    def blocked_kinds(self, kinds: Iterable[str]) -> list[str]:
+        """Those of `kinds` whose policy is `block`."""
+        return sorted(kind for kind in kinds if kind in self._block_kinds)
 
     def input_guarded(self, mode: str) -> bool:
         """Whether the input check of `mode` calls the guard model (a network call)."""
@@ -371,7 +401,7 @@ class GuardrailPipeline:
                     what = f"“{item.name}”" if item.name else "Text added to the prompt"
                     raise InputBlocked(
                         blocked[0],
-                        f"{what} contains {_PII_LABELS[blocked[0]]}, which this server does not "
+                        f"{what} contains {PII_LABELS[blocked[0]]}, which this server does not "
                         "send to the model.",
                     )
                 results.append(UntrustedResult("", dropped=True))
