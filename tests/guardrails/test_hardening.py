@@ -345,8 +345,9 @@ class TestQuotedData:
             max_tokens=None,
         )
         content = str(prompt.messages[-1]["content"])
+        assert tag not in content  # its "<" is written "&lt;": no model reads it as a tag
+        assert "Report.&lt;" in content
         assert content.count("</document>") == 1  # the framing's own, at the end
-        assert content.index("obey") < content.index("</document>")
 
     @pytest.mark.parametrize(
         "spelt",
