@@ -239,7 +239,7 @@ class GuardrailPipeline:
                     counts[finding.kind] = counts.get(finding.kind, 0) + 1
             for kind, count in sorted(counts.items()):
                 self._record("input", "pii", kind, "redact", context, detail={"count": count})
-        if "guard_model" in checks:
+        if "guard_model" in checks and any(part.text.strip() for part in parts):
             if before_network is not None:
                 await before_network()
             judged = "\n\n".join(
@@ -251,7 +251,7 @@ class GuardrailPipeline:
             )
             pieces = [
                 judged[i : i + GUARD_PIECE_CHARS]
-                for i in range(0, max(len(judged), 1), GUARD_PIECE_CHARS)
+                for i in range(0, len(judged), GUARD_PIECE_CHARS)
             ]
             verdicts = await asyncio.gather(
                 *(self._verdict(piece, None, context) for piece in pieces)
