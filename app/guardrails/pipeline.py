@@ -250,8 +250,7 @@ class GuardrailPipeline:
                 if part.text
             )
             pieces = [
-                judged[i : i + GUARD_PIECE_CHARS]
-                for i in range(0, len(judged), GUARD_PIECE_CHARS)
+                judged[i : i + GUARD_PIECE_CHARS] for i in range(0, len(judged), GUARD_PIECE_CHARS)
             ]
             verdicts = await asyncio.gather(
                 *(self._verdict(piece, None, context) for piece in pieces)
