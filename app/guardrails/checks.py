@@ -129,30 +129,39 @@ _CARD_GROUP = re.compile(r"\d+")
 
 def _card_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """The card numbers in a run of digit groups: for each group from the left, the longest
-    sequence of whole groups holding 13 to 19 digits that passes the Luhn check (a greedy match
-    of the whole run would fail the check and hide the card inside it)."""
-    groups = [(m.start(), m.end()) for m in _CARD_GROUP.finditer(text, start, end)]
+    sequence of whole groups holding 13 to 19 digits that is shaped like a card number and
+    passes the Luhn check (a greedy match of the whole run would fail the check and hide the
+    card inside it: "4111 1111 1111 1111 123", "5500 0000 0000 0004 12 26").
+
+    Card-shaped: one group; groups of four or more digits (4-4-4-4, 4-6-5) with a last group of
+    any size; or one digit at a time. A list of short numbers ("12 34 56 ...") is not a card."""
+    groups = [(m.start(), m.group()) for m in _CARD_GROUP.finditer(text, start, end)]
     found: list[tuple[int, int]] = []
     first = 0
     while first < len(groups):
         match = None
-        digits = 0
-        longest = first
-        while longest < len(groups) and digits + groups[longest][1] - groups[longest][0] <= 19:
-            digits += groups[longest][1] - groups[longest][0]
-            longest += 1
-        for last in range(longest - 1, first - 1, -1):
-            span = text[groups[first][0] : groups[last][1]]
-            number = "".join(_CARD_GROUP.findall(span))
-            if len(number) < 13:
+        digits = ""
+        candidates: list[tuple[int, str]] = []
+        for last in range(first, len(groups)):
+            size = len(groups[last][1])
+            digits += groups[last][1]
+            if len(digits) > 19:
                 break
+            if len(digits) >= 13:
+                candidates.append((last, digits))
+            previous = len(groups[last - 1][1]) if last > first else size
+            single = size == 1 and previous == 1
+            if size < 4 and not single:
+                break  # only the last group of a candidate may be short
+        for last, number in reversed(candidates):
             if luhn_valid(number):
                 match = last
                 break
         if match is None:
             first += 1
             continue
-        found.append((groups[first][0], groups[match][1]))
+        begin, final = groups[first][0], groups[match]
+        found.append((begin, final[0] + len(final[1])))
         first = match + 1
     return found
 
