@@ -94,15 +94,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "environment": settings.environment,
                 "rate_limit_storage": "redis" if settings.redis_url else "memory",
                 "mail": "smtp" if settings.smtp_host else "log",
+                "api_docs": settings.api_docs_served,
+                "metrics": (
+                    "off"
+                    if not settings.metrics_served
+                    else ("token" if settings.metrics_token is not None else "open")
+                ),
             },
         )
+        if settings.metrics_enabled and not settings.metrics_served:
+            logger.warning(
+                "/metrics answers 404: production without METRICS_TOKEN (set one for scrapers)"
+            )
         try:
             async with (
                 generation_runtime(
                     settings, runtime.db, runtime.metrics, runtime.supervisor
                 ) as generation,
                 files.running(),
-                knowledge_runtime(settings, runtime.db, files, generation.http) as knowledge,
+                knowledge_runtime(
+                    settings, runtime.db, files, generation.http, generation.guardrails
+                ) as knowledge,
             ):
                 await start_trash_purge(runtime.supervisor, runtime.db, settings)
                 generation.knowledge = knowledge
@@ -128,12 +140,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by install_api_docs from Parley's own files: FastAPI's pages load from a CDN.
         docs_url=None,
         redoc_url=None,
+        # DOCS_ENABLED (off in production unless set): no schema, no docs pages.
+        openapi_url="/openapi.json" if settings.api_docs_served else None,
     )
     app.state.runtime = runtime
     app.state.files = files
     install_error_handlers(app)
     install_openapi(app)
-    install_api_docs(app)
+    if settings.api_docs_served:
+        install_api_docs(app)
     # Innermost, so that its 413 still gets CORS headers and the request id.
     # Uploads stream to storage and refuse FILE_MAX_BYTES themselves (413 file_too_large).
     own_limits: dict[str, int | None] = {"/api/files": None}
@@ -150,7 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After", "X-Quota-Limit", "X-Quota-Remaining"],
         )
     app.add_middleware(
-        RequestContextMiddleware, metrics=runtime.metrics if settings.metrics_enabled else None
+        RequestContextMiddleware, metrics=runtime.metrics if settings.metrics_served else None
     )
     # Outermost, so that even the last-resort 500 carries the headers.
     app.add_middleware(

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
 
     # Serve Prometheus metrics at /metrics.
     metrics_enabled: bool = True
+    # Scrapers send `Authorization: Bearer <METRICS_TOKEN>`. Unset: /metrics is open outside
+    # production, and answers 404 in production (metrics tell who uses which model how much).
+    metrics_token: SecretStr | None = None
+    # Swagger UI (/docs), ReDoc (/redoc) and the schema (/openapi.json). Unset: served outside
+    # production, not in production.
+    docs_enabled: bool | None = None
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -377,6 +383,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"FILE_STORAGE=s3 needs {', '.join(missing)}")
         return self
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("METRICS_TOKEN must be at least 16 characters")
+        return value
+
     @model_validator(mode="after")
     def _refuse_weak_secret_in_production(self) -> "Settings":
         if self.environment == "production" and (
@@ -392,6 +405,19 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def api_docs_served(self) -> bool:
+        if self.docs_enabled is not None:
+            return self.docs_enabled
+        return self.environment != "production"
+
+    @property
+    def metrics_served(self) -> bool:
+        """Whether /metrics answers at all (with METRICS_TOKEN it also needs the token)."""
+        return self.metrics_enabled and (
+            self.metrics_token is not None or self.environment != "production"
+        )
 
     @property
     def secure_cookies(self) -> bool:

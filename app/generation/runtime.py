@@ -86,7 +86,7 @@ def build_guardrails(
 ) -> GuardrailPipeline:
     guard: GuardModel | None = None
     if settings.guard_model:
-        model = next((m for m in registry.all() if m.name == settings.guard_model), None)
+        model = registry.internal_model(settings.guard_model)
         if model is None:
             raise ValueError(
                 f"GUARD_MODEL {settings.guard_model!r} is not a configured model (LLM_MODEL or "

@@ -113,6 +113,12 @@ class GenerationService:
         scope = RequestScope(
             attachments=self.attachments, titles=self.summaries, commit=self.uow.commit
         )
+        if chat is not None:  # the system prompt's sources are the chat's
+            fields |= {
+                "chat_prompt": chat.system_prompt,
+                "preferred_prompt": user.system_prompt,
+                "mode_params": chat.mode_params,
+            }
         return ReplyPlan(user=user, chat=chat, scope=scope, **fields)
 
     # --- chat replies ------------------------------------------------------------------------
@@ -148,6 +154,9 @@ class GenerationService:
             None,
             mode=data.mode,
             model=self.runtime.registry.resolve(data.model, None, user.default_model),
+            chat_prompt=data.system_prompt,
+            preferred_prompt=user.system_prompt,
+            mode_params=data.mode_params,
             content=request.content,
             file_ids=request.attachments,
             max_tokens=data.max_tokens,

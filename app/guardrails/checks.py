@@ -11,9 +11,12 @@ that what is logged about a finding carries no personal data.
 """
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from app.guardrails.normalise import Folded, fold, spaced_letters
 
 PiiKind = Literal["email", "phone", "payment_card", "iban", "secret"]
 PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "payment_card", "iban", "secret")
@@ -39,6 +42,8 @@ class Finding:
     kind: str  # a PII kind, "blocked_pattern" or "injection"
     start: int
     end: int
+    # The match reaches the end of the text checked: more text may still make it longer.
+    open: bool = False
 
 
 # --- personal data --------------------------------------------------------------------------
@@ -53,8 +58,10 @@ _PHONE = (
     r"|\d{3}[.-]\d{3}[.-]\d{4}"
     r"|0\d{1,4}[ .-]\d{2,4}[ .-]\d{2,4}(?:[ .-]\d{2,4})?)(?![\w])"
 )
-# 13 to 19 digits, optionally in groups separated by single spaces or dashes.
-_CARD = r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])"
+# A run of at least 13 digits, optionally in groups separated by up to two spaces, dashes or
+# dots; the card number is then looked for inside it (_card_spans): a card followed by more
+# digits ("4111 1111 1111 1111 123", an expiry date) is still one.
+_CARD = r"(?<![\d-])\d(?:[ .-]{0,2}\d){12,}(?!\d)"
 # Country code, check digits, then 11 to 30 letters or digits, optionally in groups of four.
 _IBAN = r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}(?![A-Za-z0-9])"
 _SECRET = "|".join(
@@ -117,28 +124,90 @@ def iban_valid(text: str) -> bool:
     return int(number) % 97 == 1
 
 
-def _card_ok(text: str) -> bool:
-    digits = re.sub(r"[ -]", "", text)
-    # Separators, when used, are used consistently (4-4-4-4, 4-6-5): not a list of numbers.
-    return 13 <= len(digits) <= 19 and luhn_valid(digits)
+_CARD_GROUP = re.compile(r"\d+")
 
 
-def _phone_ok(text: str) -> bool:
-    digits = sum(char.isdigit() for char in text)
-    return 8 <= digits <= 15
+def _card_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The card numbers in a run of digit groups: for each group from the left, the longest
+    sequence of whole groups holding 13 to 19 digits that is shaped like a card number and
+    passes the Luhn check (a greedy match of the whole run would fail the check and hide the
+    card inside it: "4111 1111 1111 1111 123", "5500 0000 0000 0004 12 26").
+
+    Card-shaped: one group; groups of four or more digits (4-4-4-4, 4-6-5) with a last group of
+    any size; or one digit at a time. A list of short numbers ("12 34 56 ...") is not a card."""
+    groups = [(m.start(), m.group()) for m in _CARD_GROUP.finditer(text, start, end)]
+    found: list[tuple[int, int]] = []
+    first = 0
+    while first < len(groups):
+        match = None
+        digits = ""
+        candidates: list[tuple[int, str]] = []
+        for last in range(first, len(groups)):
+            size = len(groups[last][1])
+            digits += groups[last][1]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13:
+                candidates.append((last, digits))
+            previous = len(groups[last - 1][1]) if last > first else size
+            single = size == 1 and previous == 1
+            if size < 4 and not single:
+                break  # only the last group of a candidate may be short
+        for last, number in reversed(candidates):
+            if luhn_valid(number):
+                match = last
+                break
+        if match is None:
+            first += 1
+            continue
+        begin, final = groups[first][0], groups[match]
+        found.append((begin, final[0] + len(final[1])))
+        first = match + 1
+    return found
 
 
-_VALIDATORS: dict[str, Callable[[str], bool]] = {
-    "payment_card": _card_ok,
-    "iban": iban_valid,
-    "phone": _phone_ok,
+def _iban_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The IBAN in a match: as many characters as its country's IBANs have, from the first
+    group that starts like one (a greedy match may run on into the words that follow:
+    "DE89 3704 0044 0532 0130 00 EUR 500")."""
+    starts = [start, *(i for i in range(start + 1, end) if text[i - 1] == " " != text[i])]
+    for at in starts:
+        length = _IBAN_LENGTHS.get(text[at : at + 2])
+        if length is None or not text[at + 2 : at + 4].isdigit():
+            continue
+        count, index = 0, at
+        while index < len(text) and count < length:
+            char = text[index]
+            if char.isascii() and char.isalnum():
+                count += 1
+            elif char != " " or text[index - 1] == " ":
+                break
+            index += 1
+        ends_here = index == len(text) or not text[index].isalnum()
+        if count == length and ends_here and iban_valid(text[at:index]):
+            return [(at, index)]
+    return []
+
+
+def _phone_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    digits = sum(char.isdigit() for char in text[start:end])
+    return [(start, end)] if 8 <= digits <= 15 else []
+
+
+# Kinds whose matches are checked (a checksum, a digit count) and may hold the item in part.
+_REFINE: dict[str, Callable[[str, int, int], list[tuple[int, int]]]] = {
+    "payment_card": _card_spans,
+    "iban": _iban_spans,
+    "phone": _phone_spans,
 }
 
 
 class PatternSet:
     """Several kinds of pattern as one compiled alternation: one pass over the text finds them
-    all (the reply check runs this for every token). Kinds whose matches need a checksum are
-    validated after the match."""
+    all (the reply check runs this for every token). The text is read folded (normalise.py:
+    fullwidth digits, other scripts' digits, invisible characters, NBSP and dashes count as
+    what they look like); findings are in the original text's offsets. Kinds whose matches need
+    a checksum are checked after the match, every candidate in it."""
 
     def __init__(self, patterns: Sequence[tuple[str, str]], *, flags: int = 0) -> None:
         self.kinds = [kind for kind, _pattern in patterns]
@@ -150,19 +219,35 @@ class PatternSet:
         return self._regex is not None
 
     def find(self, text: str, start: int = 0) -> list[Finding]:
+        return self.find_folded(fold(text), start)
+
+    def find_folded(self, folded: Folded, start: int = 0) -> list[Finding]:
+        """Findings in `folded` from the original offset `start` on, in original offsets."""
         if self._regex is None:
             return []
+        text = folded.text
         found: list[Finding] = []
-        for match in self._regex.finditer(text, start):
+        for match in self._regex.finditer(text, _folded_offset(folded, start)):
             group = match.lastgroup
             if group is None:
                 continue
             kind = self._groups[group]
-            validate = _VALIDATORS.get(kind)
-            if validate is not None and not validate(match.group()):
-                continue
-            found.append(Finding(kind, match.start(), match.end()))
+            refine = _REFINE.get(kind)
+            spans = (
+                refine(text, match.start(), match.end())
+                if refine is not None
+                else [(match.start(), match.end())]
+            )
+            for begin, end in spans:
+                original = folded.original(begin, end)
+                found.append(Finding(kind, *original, open=end == len(text)))
         return found
+
+
+def _folded_offset(folded: Folded, original: int) -> int:
+    if folded.starts is None or original <= 0:
+        return original
+    return bisect_left(folded.starts, original, 0, len(folded.starts) - 1)
 
 
 def pii_patterns(kinds: Iterable[str]) -> list[tuple[str, str]]:
@@ -202,18 +287,19 @@ def redact(text: str, findings: Sequence[Finding]) -> str:
 # and the data is still sent, quoted and marked as data.
 _INJECTION = "|".join(
     (
-        r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier"
-        r"|preceding|all|your|system)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|rules|directions"
+        r"\b(?:ignore|disregard|forget|override)\b[^.]{0,40}?\b(?:previous|prior|above|earlier"
+        r"|preceding|all|your|system)\b[^.]{0,30}?\b(?:instructions?|prompts?|rules|directions"
         r"|guidelines|context)\b",
-        r"\byou are now\b|\bfrom now on,? you (?:are|will|must)\b",
-        r"\bact as (?:an? )?(?:unrestricted|jailbroken|dan)\b|\bdeveloper mode\b|\bDAN mode\b",
-        r"\b(?:reveal|print|show|repeat|output|leak)\b[^.\n]{0,30}?\b(?:system prompt|your "
+        r"\byou\s+are\s+now\b|\bfrom\s+now\s+on,?\s+you\s+(?:are|will|must)\b",
+        r"\bact\s+as\s+(?:an?\s+)?(?:unrestricted|jailbroken|dan)\b|\bdeveloper\s+mode\b"
+        r"|\bDAN\s+mode\b",
+        r"\b(?:reveal|print|show|repeat|output|leak)\b[^.]{0,30}?\b(?:system\s+prompt|your\s+"
         r"(?:instructions|prompt|rules))\b",
-        r"\bnew (?:instructions|system prompt)\s*:",
+        r"\bnew\s+(?:instructions|system\s+prompt)\s*:",
         r"(?:^|\n)\s*(?:system|assistant)\s*:\s",
         r"<\|(?:im_start|im_end|system|endoftext|begin_of_text|start_header_id)\|>|\[/?INST\]",
-        r"\b(?:do not|don't) (?:tell|inform|mention (?:this )?to) the user\b",
-        r"\b(?:AI|assistant|model|LLM|chatbot)s?\b[^.\n]{0,20}?\b(?:must|should|shall)\b[^.\n]{0,40}?"
+        r"\b(?:do\s+not|don't)\s+(?:tell|inform|mention\s+(?:this\s+)?to)\s+the\s+user\b",
+        r"\b(?:AI|assistant|model|LLM|chatbot)s?\b[^.]{0,20}?\b(?:must|should|shall)\b[^.]{0,40}?"
         r"\b(?:ignore|send|email|forward|exfiltrate|call|visit|execute|run)\b",
     )
 )
@@ -221,8 +307,13 @@ _INJECTION_REGEX = re.compile(_INJECTION, re.IGNORECASE)
 
 
 def find_injection(text: str) -> list[Finding]:
-    """Instructions aimed at the model inside data (documents, retrieved chunks)."""
-    return [Finding("injection", m.start(), m.end()) for m in _INJECTION_REGEX.finditer(text)]
+    """Instructions aimed at the model inside data (documents, retrieved chunks), however they
+    are spelt: fullwidth, with invisible characters or look-alike letters, split over lines."""
+    folded = fold(text, confusables=True)
+    return [
+        Finding("injection", *folded.original(m.start(), m.end()))
+        for m in _INJECTION_REGEX.finditer(folded.text)
+    ]
 
 
 # --- blocked patterns -----------------------------------------------------------------------
@@ -230,7 +321,12 @@ def find_injection(text: str) -> list[Finding]:
 
 class BlockedPatterns:
     """BLOCKED_PATTERNS, each compiled on its own, case-insensitive, as the input check always
-    did (an operator's pattern may use groups or back-references of its own)."""
+    did (an operator's pattern may use groups or back-references of its own).
+
+    Each pattern is tried on the text as written, on the text folded with look-alike letters
+    (normalise.py: fullwidth letters, zero-width characters and soft hyphens, Cyrillic or Greek
+    look-alikes, combining marks), and on that with words spelt letter by letter joined
+    (`f o r b i d d e n`)."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self._regexes = [re.compile(p, re.IGNORECASE) for p in patterns]
@@ -239,9 +335,57 @@ class BlockedPatterns:
         return bool(self._regexes)
 
     def find(self, text: str, start: int = 0) -> list[Finding]:
+        if not self._regexes:
+            return []
+        views = [Folded(text)]
+        folded = fold(text, confusables=True)
+        if folded.starts is not None:
+            views.append(folded)
+        joined = spaced_letters(folded)
+        if joined is not None:
+            views.append(joined)
         found: list[Finding] = []
         for regex in self._regexes:
-            match = regex.search(text, start)
-            if match is not None:
-                found.append(Finding("blocked_pattern", match.start(), match.end()))
+            for view in views:
+                match = regex.search(view.text, _folded_offset(view, start))
+                if match is not None:
+                    begin, end = view.original(match.start(), match.end())
+                    found.append(
+                        Finding("blocked_pattern", begin, end, open=match.end() == len(view.text))
+                    )
+                    break
         return found
+
+
+# --- closing tags of quoted data ----------------------------------------------------------
+
+
+def neutralise_closing_tags(text: str, tag: str) -> str:
+    """`text` with every closing tag `</tag` made harmless (its `<` written `&lt;`), however it
+    is spelt: `</ tag>`, `< /tag>`, with invisible characters, fullwidth or look-alike letters.
+    Quoted data (documents, retrieved chunks) can then never end its own quotation."""
+    folded = fold(text, confusables=True)
+    regex = _closing_tag_regex(tag)
+    matches = list(regex.finditer(folded.text))
+    if not matches:
+        return text
+    out: list[str] = []
+    position = 0
+    for match in matches:
+        begin, _end = folded.original(match.start(), match.start() + 1)
+        out.append(text[position:begin])
+        out.append("&lt;")
+        position = begin + 1 if text[begin : begin + 1] else begin
+    out.append(text[position:])
+    return "".join(out)
+
+
+_CLOSING_TAGS: dict[str, re.Pattern[str]] = {}
+
+
+def _closing_tag_regex(tag: str) -> re.Pattern[str]:
+    regex = _CLOSING_TAGS.get(tag)
+    if regex is None:
+        regex = re.compile(rf"<\s*/\s*{re.escape(tag)}", re.IGNORECASE)
+        _CLOSING_TAGS[tag] = regex
+    return regex

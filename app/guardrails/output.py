@@ -14,6 +14,7 @@ upstream request, and what was held back never reaches the client.
 
 import logging
 import string
+import unicodedata
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -27,8 +28,10 @@ logger = logging.getLogger("parley.guardrails")
 # judges replies.
 _SENTENCE_ENDS = (". ", "! ", "? ", "\n", ".\n", "。")
 
-# Characters that can belong to one item of personal data (an address, a key, a number).
+# Characters that can belong to one item of personal data (an address, a key, a number), and
+# the separators that may stand between its groups: spaces (NBSP too) and dashes.
 _JOINED = frozenset(string.ascii_letters + string.digits + "@.%+-_")
+_SEPARATORS = frozenset(" -\u00a0\u2007\u202f\u2009\u3000\u2010\u2011\u2012\u2013\u2014\u2212")
 
 Judge = Callable[[str], Awaitable[Verdict]]
 # Called for each thing the check did: (check, category, action, blocked_text or None, count).
@@ -96,7 +99,7 @@ class OutputGuard:
             return hold_from
         to_redact: list[Finding] = []
         for finding in findings:
-            if not final and finding.end == len(window):
+            if not final and finding.open:
                 hold_from = min(hold_from, max(0, finding.start - offset))
                 continue
             if finding.kind == "blocked_pattern" or finding.kind in self._block_kinds:
@@ -138,33 +141,56 @@ class OutputGuard:
         return released
 
 
+def _joined(char: str) -> bool:
+    return (
+        char in _JOINED
+        or char.isalnum()
+        or (not char.isascii() and unicodedata.category(char) in ("Cf", "Mn", "Po"))
+    )
+
+
+def _separated(text: str, left: int, right: int) -> bool:
+    """Whether the separators text[left + 1:right] (one or two) stand between two groups of one
+    item: a letter or digit before, a digit or capital after."""
+    return (
+        0 < right - left - 1 <= 2
+        and left >= 0
+        and right < len(text)
+        and text[left].isalnum()
+        and (text[right].isdigit() or text[right].isupper())
+    )
+
+
 def _unsplit(text: str, cut: int) -> int:
     """Moves a release point that would split a run of characters that may be one item (an
     email address, a key, a card or phone number in groups: "4111 1111 ...") back to the run's
     start, so that an item is never half shown while its end is still unseen."""
-    before, after = text[cut - 1], text[cut]
-    joined = (before in _JOINED and after in _JOINED) or (
-        before in " -"
-        and (after.isdigit() or after.isupper())
-        and cut > 1
-        and text[cut - 2].isalnum()
-    )
+    left = cut - 1
+    while left >= 0 and cut - left <= 3 and text[left] in _SEPARATORS:
+        left -= 1
+    right = cut
+    while right < len(text) and right - cut < 3 and text[right] in _SEPARATORS:
+        right += 1
+    if left == cut - 1 and right == cut:
+        joined = _joined(text[cut - 1]) and _joined(text[cut])
+    else:
+        joined = _separated(text, left, right)
     if not joined:
         return cut
     low = max(0, cut - MAX_MATCH_CHARS)
-    i = cut
+    i = left + 1
     while i > low:
-        char = text[i - 1]
-        if char in _JOINED or (
-            char in " -"
-            and i > 1
-            and text[i - 2].isalnum()
-            and (text[i].isdigit() or text[i].isupper())
-        ):
+        if _joined(text[i - 1]):
             i -= 1
+            continue
+        j = i - 1
+        while j >= low and i - j <= 3 and text[j] in _SEPARATORS:
+            j -= 1
+        if j >= low and _separated(text, j, i):
+            i = j + 1
         else:
             break
-    return cut if i == low and low > 0 else i
+    return cut if i <= low and low > 0 else i
 
 
 def _sentence_cut(text: str, cut: int, holdback: int) -> int:

@@ -1,8 +1,10 @@
 """The guardrail pipeline: which checks run where, and what happens when one fires.
 
 Three points:
-- `input`: the user's message or prompt, before the upstream is called (max_input_chars,
-  blocked_patterns, pii, guard_model);
+- `input`: everything the user wrote that reaches the model, before the upstream is called
+  (max_input_chars, blocked_patterns, pii, guard_model): the message or prompt, the chat's
+  system prompt, the user's preferred system prompt, a mode's parameters; blocked patterns and
+  the guard model also read attached documents and retrieved chunks (check_prompt_input);
 - `untrusted`: text entering the prompt from elsewhere, documents and retrieved chunks (pii,
   injection);
 - `output`: the reply while it streams (blocked_patterns, pii, guard_model), see output.py.
@@ -14,7 +16,7 @@ per mode. Every refusal, redaction and flag is recorded (recorder.py) without th
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -41,7 +43,7 @@ POINTS: tuple[Point, ...] = ("input", "untrusted", "output")
 # Untrusted text larger than this is checked in a worker thread, off the event loop.
 _THREAD_CHARS = 20_000
 
-_PII_LABELS = {
+PII_LABELS = {
     "email": "an email address",
     "phone": "a phone number",
     "payment_card": "a payment card number",
@@ -66,6 +68,31 @@ def checks_by_point(settings: Settings, mode: str) -> dict[Point, list[str]]:
         if point in checks:
             checks[point] = [c for c in checks[point] if c in allowed]
     return checks
+
+
+PromptSource = Literal["message", "system_prompt", "preferences", "mode_params", "attachment"]
+
+# What each kind of prompt text is called in a refusal ("The chat's system prompt contains ...").
+_SOURCE_LABELS: dict[str, str] = {
+    "message": "The input",
+    "system_prompt": "The chat's system prompt",
+    "preferences": "Your preferred system prompt",
+    "mode_params": "The mode's parameters",
+    "attachment": "An attached file",
+}
+# The guard model judges long text in pieces of at most this many characters, in parallel, so
+# that an attached document does not overflow a guard's context window.
+GUARD_PIECE_CHARS = 8000
+
+
+@dataclass(frozen=True)
+class PromptText:
+    """A piece of text the user controls that the prompt sends to the model."""
+
+    text: str
+    source: PromptSource = "message"
+    # What it is, for refusals and the moderation log: a file's name, a parameter's name.
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,41 +170,100 @@ class GuardrailPipeline:
         context: EventContext,
         before_network: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Refuses the user's input (413 input_too_large, 422 input_blocked with the category,
-        503 guard_unavailable) before anything is sent upstream. Redaction happens later, on the
-        text sent (redact_for_upstream), so the stored message keeps the original.
-        `before_network` runs before the guard model is called (to release a database
-        connection)."""
+        """The input checks on the user's message alone (check_prompt_input with one part)."""
+        await self.check_prompt_input(
+            [PromptText(text)], mode=mode, context=context, before_network=before_network
+        )
+
+    async def check_prompt_input(
+        self,
+        parts: Sequence[PromptText],
+        *,
+        mode: str,
+        context: EventContext,
+        before_network: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Refuses what the user controls in a prompt (413 input_too_large, 422 input_blocked
+        with the category, 503 guard_unavailable) before anything is sent upstream: the message
+        is held to MAX_INPUT_CHARS; the message, system prompts and mode parameters to the
+        blocked patterns and the PII block policies; all of them and the attached documents'
+        text (whose patterns and personal data check_untrusted reads) are judged by the guard
+        model in one verdict. Redaction happens later, on the text sent (redact_for_upstream),
+        so what is stored keeps the original. `before_network` runs before the guard model is
+        called (to release a database connection)."""
         checks = self.checks(mode)["input"]
-        if "max_input_chars" in checks and len(text) > self.settings.max_input_chars:
-            self._record("input", "max_input_chars", "too_large", "block", context)
-            raise InputTooLarge(
-                f"The input is longer than {self.settings.max_input_chars} characters."
-            )
-        if "blocked_patterns" in checks and self._blocked.find(text):
-            self._record("input", "blocked_patterns", "blocked_pattern", "block", context)
-            raise InputBlocked("blocked_pattern")
-        if "pii" in checks and self._pii_active:
-            findings = self._pii_active.find(text)
-            for kind in _kinds(findings):
-                count = sum(f.kind == kind for f in findings)
-                if self.policies[kind] == "block":
-                    self._record("input", "pii", kind, "block", context, detail={"count": count})
-                    raise InputBlocked(
-                        kind,
-                        f"The input contains {_PII_LABELS[kind]}, which this server does not "
-                        "accept. Remove it and send again.",
+        own = [part for part in parts if part.source != "attachment"]
+        if "max_input_chars" in checks:
+            for part in own:
+                if part.source == "message" and len(part.text) > self.settings.max_input_chars:
+                    self._record("input", "max_input_chars", "too_large", "block", context)
+                    raise InputTooLarge(
+                        f"The input is longer than {self.settings.max_input_chars} characters."
                     )
-            for kind in _kinds(findings):
-                count = sum(f.kind == kind for f in findings)
+        if "blocked_patterns" in checks and self._blocked:
+            for part in own:
+                if self._blocked.find(part.text):
+                    self._record(
+                        "input",
+                        "blocked_patterns",
+                        "blocked_pattern",
+                        "block",
+                        context,
+                        detail=_part_detail(part),
+                    )
+                    raise InputBlocked(
+                        "blocked_pattern",
+                        f"{_SOURCE_LABELS[part.source]} contains text this server does not accept.",
+                    )
+        if "pii" in checks and self._pii_active:
+            counts: dict[str, int] = {}
+            for part in own:
+                findings = self._pii_active.find(part.text)
+                for kind in _kinds(findings):
+                    if self.policies[kind] == "block":
+                        count = sum(f.kind == kind for f in findings)
+                        self._record(
+                            "input",
+                            "pii",
+                            kind,
+                            "block",
+                            context,
+                            detail={**_part_detail(part), "count": count},
+                        )
+                        raise InputBlocked(
+                            kind,
+                            f"{_SOURCE_LABELS[part.source]} contains {PII_LABELS[kind]}, which "
+                            "this server does not accept. Remove it and send again.",
+                        )
+                for finding in findings:
+                    counts[finding.kind] = counts.get(finding.kind, 0) + 1
+            for kind, count in sorted(counts.items()):
                 self._record("input", "pii", kind, "redact", context, detail={"count": count})
-        if "guard_model" in checks:
+        if "guard_model" in checks and any(part.text.strip() for part in parts):
             if before_network is not None:
                 await before_network()
-            verdict = await self._verdict(self.redact_for_upstream(text, mode=mode), None, context)
-            if not verdict.safe:
-                self._record("input", "guard_model", verdict.category, "block", context)
-                raise InputBlocked(verdict.category)
+            judged = "\n\n".join(
+                self.redact_for_upstream(part.text, mode=mode)
+                if part.source != "attachment"
+                else self._redact_untrusted(part.text, mode)
+                for part in parts
+                if part.text
+            )
+            pieces = [
+                judged[i : i + GUARD_PIECE_CHARS] for i in range(0, len(judged), GUARD_PIECE_CHARS)
+            ]
+            verdicts = await asyncio.gather(
+                *(self._verdict(piece, None, context) for piece in pieces)
+            )
+            for verdict in verdicts:
+                if not verdict.safe:
+                    self._record("input", "guard_model", verdict.category, "block", context)
+                    raise InputBlocked(verdict.category)
+
+    def _redact_untrusted(self, text: str, mode: str) -> str:
+        if "pii" not in self.checks(mode)["untrusted"] or not self._pii_active:
+            return text
+        return redact(text, self._pii_active.find(text))
 
     def redact_for_upstream(self, text: str, *, mode: str) -> str:
         """The user's text as it may leave Parley: PII of kinds set to `redact` replaced by typed
@@ -185,6 +271,37 @@ class GuardrailPipeline:
         if "pii" not in self.checks(mode)["input"] or not self._pii_redact:
             return text
         return redact(text, self._pii_redact.find(text))
+
+    def for_embedding(
+        self, text: str, *, point: Literal["input", "untrusted"]
+    ) -> tuple[str, dict[str, int]]:
+        """Text as it may go to the embedding endpoint (an upstream too): every kind of personal
+        data whose policy is not `allow` replaced by its placeholder, `block` kinds included
+        (for embeddings "block" means the item never leaves Parley), when the pii check is on
+        at `point` (queries are input, documents untrusted). Returns the text and how many items
+        of each kind it held. Pure: safe to call in a worker thread."""
+        if "pii" not in self.checks("chat")[point] or not self._pii_active:
+            return text, {}
+        findings = self._pii_active.find(text)
+        counts: dict[str, int] = {}
+        for finding in findings:
+            counts[finding.kind] = counts.get(finding.kind, 0) + 1
+        return redact(text, findings), counts
+
+    def record_embedding_redactions(
+        self, counts: dict[str, int], *, context: EventContext, name: str | None = None
+    ) -> None:
+        """Records what for_embedding() replaced in a document (point `untrusted`, detail
+        source `ingestion`)."""
+        for kind, count in sorted(counts.items()):
+            detail: dict[str, object] = {"source": "ingestion", "count": count}
+            if name:
+                detail["name"] = name[:200]
+            self._record("untrusted", "pii", kind, "redact", context, detail=detail)
+
+    def blocked_kinds(self, kinds: Iterable[str]) -> list[str]:
+        """Those of `kinds` whose policy is `block`."""
+        return sorted(kind for kind in kinds if kind in self._block_kinds)
 
     def input_guarded(self, mode: str) -> bool:
         """Whether the input check of `mode` calls the guard model (a network call)."""
@@ -242,8 +359,12 @@ class GuardrailPipeline:
         on_block="drop" leaves that text out) and instructions aimed at the model (flagged: the
         caller quotes the text as data with a warning). One result per text, in order.
         `record=False` checks without logging events (text already checked on an earlier turn)."""
-        checks = self.checks(mode)["untrusted"]
-        if not texts or not ({"pii", "injection"} & set(checks)):
+        checks = list(self.checks(mode)["untrusted"])
+        # Blocked patterns hold for everything the user brings into a prompt: their own files
+        # and their collections' chunks too.
+        if "blocked_patterns" in self.checks(mode)["input"] and self._blocked:
+            checks.append("blocked_patterns")
+        if not texts or not ({"pii", "injection", "blocked_patterns"} & set(checks)):
             return [UntrustedResult(t.text) for t in texts]
         if sum(len(t.text) for t in texts) > _THREAD_CHARS:
             outcomes = await asyncio.to_thread(self._untrusted, texts, checks)
@@ -254,6 +375,23 @@ class GuardrailPipeline:
             detail: dict[str, object] = {"source": item.source}
             if item.name:
                 detail["name"] = item.name[:200]
+            if "blocked_pattern" in kinds:
+                if record:
+                    self._record(
+                        "untrusted",
+                        "blocked_patterns",
+                        "blocked_pattern",
+                        "block",
+                        context,
+                        detail=detail,
+                    )
+                if on_block == "raise":
+                    what = f"“{item.name}”" if item.name else "Text added to the prompt"
+                    raise InputBlocked(
+                        "blocked_pattern", f"{what} contains text this server does not accept."
+                    )
+                results.append(UntrustedResult("", dropped=True))
+                continue
             blocked = [k for k in kinds if self.policies[k] == "block"]
             if blocked:
                 if record:
@@ -262,7 +400,7 @@ class GuardrailPipeline:
                     what = f"“{item.name}”" if item.name else "Text added to the prompt"
                     raise InputBlocked(
                         blocked[0],
-                        f"{what} contains {_PII_LABELS[blocked[0]]}, which this server does not "
+                        f"{what} contains {PII_LABELS[blocked[0]]}, which this server does not "
                         "send to the model.",
                     )
                 results.append(UntrustedResult("", dropped=True))
@@ -298,6 +436,10 @@ class GuardrailPipeline:
         for item in texts:
             text = item.text
             kinds: dict[str, int] = {}
+            if "blocked_patterns" in checks and self._blocked.find(text):
+                kinds["blocked_pattern"] = 1
+                out.append((UntrustedResult(""), kinds, 0))
+                continue
             if "pii" in checks and self._pii_active:
                 findings = self._pii_active.find(text)
                 for finding in findings:
@@ -347,6 +489,13 @@ class GuardrailPipeline:
             report=report,
             redact_all=lambda text: redact(text, self._pii_all.find(text)),
         )
+
+
+def _part_detail(part: PromptText) -> dict[str, object]:
+    detail: dict[str, object] = {"source": part.source}
+    if part.name:
+        detail["name"] = part.name[:200]
+    return detail
 
 
 def _kinds(findings: Sequence[Finding]) -> list[str]:

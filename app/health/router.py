@@ -1,8 +1,11 @@
-from fastapi import APIRouter
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, Response
 
 from app.core.deps import RuntimeDep
-from app.core.errors import NotFound, error_responses
+from app.core.errors import NotFound, Unauthorized, error_responses
 from app.health.dependencies import HealthServiceDep
 from app.health.schemas import Health, Readiness
 
@@ -28,17 +31,35 @@ async def readiness(service: HealthServiceDep) -> JSONResponse:
 
 class MetricsOff(NotFound):
     code = "metrics_off"
-    message = "Metrics are turned off (METRICS_ENABLED=false)."
+    message = "Metrics are turned off (METRICS_ENABLED=false, or production without METRICS_TOKEN)."
+
+
+class MetricsTokenRequired(Unauthorized):
+    code = "metrics_token_required"
+    message = "Metrics need `Authorization: Bearer <METRICS_TOKEN>`."
 
 
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}, **error_responses(MetricsOff)},
+    responses={
+        200: {"content": {"text/plain": {}}},
+        **error_responses(MetricsOff, MetricsTokenRequired),
+    },
 )
-async def metrics(runtime: RuntimeDep) -> Response:
-    """Requests, latency, active streams, time to first token, tokens, upstream errors."""
-    if not runtime.settings.metrics_enabled:
+async def metrics(
+    runtime: RuntimeDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """Requests, latency, active streams, time to first token, tokens, upstream errors. With
+    METRICS_TOKEN set, only for `Authorization: Bearer <METRICS_TOKEN>`."""
+    settings = runtime.settings
+    if not settings.metrics_served:
         raise MetricsOff()
+    if settings.metrics_token is not None:
+        expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
+        given = (authorization or "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise MetricsTokenRequired(headers={"WWW-Authenticate": "Bearer"})
     return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)

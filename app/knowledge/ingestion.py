@@ -27,6 +27,8 @@ from app.files import extract
 from app.files.models import FileKind
 from app.files.sandbox import ExtractJob
 from app.files.storage import StorageError
+from app.guardrails.pipeline import PII_LABELS
+from app.guardrails.recorder import EventContext
 from app.knowledge.chunking import chunk_pages
 from app.knowledge.embeddings import TEXT_SPACE
 from app.knowledge.errors import IngestionFailure
@@ -199,7 +201,15 @@ class IngestionWorkers:
         vectors: list[list[float]] | None = None
         if space != TEXT_SPACE:
             assert runtime.embedder is not None
-            vectors = await runtime.embedder.embed([chunk.text for chunk in chunks])
+            texts, withheld = await self._for_embedding(
+                [chunk.text for chunk in chunks], user_id=user_id, name=file.name
+            )
+            if withheld:
+                cuts.append(
+                    f"It holds {withheld}, which this server does not send to models: "
+                    "left out of its embeddings, and never quoted in a prompt."
+                )
+            vectors = await runtime.embedder.embed(texts)
         async with runtime.db.transaction() as session:
             documents = DocumentRepository(session)
             held = await documents.held(document_id, owner)
@@ -229,6 +239,29 @@ class IngestionWorkers:
             "document indexed",
             extra={"document_id": str(document_id), "chunks": len(ids), "space": space},
         )
+
+    async def _for_embedding(
+        self, texts: list[str], *, user_id: uuid.UUID, name: str
+    ) -> tuple[list[str], str]:
+        """The chunks as the embedding endpoint may see them: personal data replaced by
+        placeholders per PII_* (the index keeps the text as written; docs/knowledge.md), each
+        kind recorded once for the document; and the kinds of `block` data it held, to say on
+        the file."""
+        guardrails = self.runtime.guardrails
+        if guardrails is None:
+            return texts, ""
+        results = await anyio.to_thread.run_sync(
+            lambda: [guardrails.for_embedding(text, point="untrusted") for text in texts]
+        )
+        counts: dict[str, int] = {}
+        for _text, found in results:
+            for kind, count in found.items():
+                counts[kind] = counts.get(kind, 0) + count
+        guardrails.record_embedding_redactions(
+            counts, context=EventContext(user_id=user_id), name=name
+        )
+        withheld = guardrails.blocked_kinds(counts)
+        return [text for text, _found in results], ", ".join(PII_LABELS[k] for k in withheld)
 
     async def _fail(
         self, document_id: uuid.UUID, owner: uuid.UUID, code: str, message: str

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -20,6 +21,9 @@ from app.knowledge.repository import DocumentRepository
 from app.knowledge.retrieval import Retriever
 from app.knowledge.schemas import Retrieval
 
+if TYPE_CHECKING:
+    from app.guardrails.pipeline import GuardrailPipeline
+
 logger = logging.getLogger("parley.knowledge")
 
 
@@ -30,6 +34,8 @@ class KnowledgeRuntime:
     store: FileStore
     index: KnowledgeIndex
     embedder: EmbeddingClient | None
+    # The PII policies for what goes to the embedding endpoint (docs/knowledge.md).
+    guardrails: "GuardrailPipeline | None" = None
     retriever: Retriever = field(init=False)
     workers: IngestionWorkers = field(init=False)
 
@@ -74,7 +80,11 @@ class KnowledgeRuntime:
 
 @asynccontextmanager
 async def knowledge_runtime(
-    settings: Settings, db: Database, store: FileStore, http: httpx.AsyncClient
+    settings: Settings,
+    db: Database,
+    store: FileStore,
+    http: httpx.AsyncClient,
+    guardrails: "GuardrailPipeline | None" = None,
 ) -> AsyncIterator[KnowledgeRuntime]:
     """Prepares the index, starts the ingestion workers; stops them at the end."""
     index = build_index(db.engine.dialect.name, settings.embedding_dimensions)
@@ -85,7 +95,12 @@ async def knowledge_runtime(
         except Exception:
             logger.warning("the vector index could not be prepared: full text only", exc_info=True)
     runtime = KnowledgeRuntime(
-        settings=settings, db=db, store=store, index=index, embedder=embedder
+        settings=settings,
+        db=db,
+        store=store,
+        index=index,
+        embedder=embedder,
+        guardrails=guardrails,
     )
     if embedder is None:
         logger.info("no embedding endpoint (EMBEDDING_BASE_URL): knowledge retrieval is full text")

@@ -232,7 +232,12 @@ class KnowledgeService:
         # No connection is held while the query is embedded (a network call).
         await self.uow.commit()
         retriever = self.runtime.retriever
-        vector = await retriever.embed_query(query)
+        # The embedding endpoint sees the query with personal data replaced per PII_*; the
+        # full-text search, which never leaves the server, reads it as written.
+        sent = query
+        if self.runtime.guardrails is not None:
+            sent, _found = self.runtime.guardrails.for_embedding(query, point="input")
+        vector = await retriever.embed_query(sent)
         hits = await retriever.search(
             user_id=user.id, collection_ids=[collection.id], query=query, top_k=limit, vector=vector
         )

@@ -37,6 +37,23 @@ class TestPaymentCards:
     def test_random_sixteen_digit_numbers_are_not_cards(self, number):
         assert "payment_card" not in kinds(f"order {number} shipped")
 
+    @pytest.mark.parametrize(
+        ("text", "card"),
+        [
+            ("my card is 4111 1111 1111 1111 123", VISA),
+            ("card 5500 0000 0000 0004 12 26", "5500 0000 0000 0004"),
+            ("12 4111 1111 1111 1111", VISA),
+            ("4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1"),
+        ],
+    )
+    def test_a_card_inside_a_longer_run_of_digits_is_found(self, text, card):
+        [finding] = find_pii(text)
+        assert (finding.kind, text[finding.start : finding.end]) == ("payment_card", card)
+
+    def test_a_list_of_short_numbers_is_not_a_card(self):
+        scores = " ".join(str(10 + (n * 37) % 90) for n in range(400))
+        assert "payment_card" not in kinds(scores)
+
     def test_luhn(self):
         assert luhn_valid("79927398713") and not luhn_valid("79927398710")
 

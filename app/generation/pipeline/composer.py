@@ -37,10 +37,10 @@ def default_stages(
 ) -> list[Stage]:
     """Every stage, in order. Each hook runs in this order within its phase."""
     return [
-        InputChecks(guardrails),
         Attachments(),
+        InputChecks(guardrails),
         Documents(guardrails),
-        SystemPrompt(),
+        SystemPrompt(guardrails),
         History(guardrails),
         Retrieval(knowledge=knowledge, db=db, settings=settings, guardrails=guardrails),
         OutputGuard(guardrails),

@@ -28,8 +28,10 @@ from app.chats.repository import ThreadRow
 from app.files.attachments import AttachmentService, PreparedFiles
 from app.files.models import File
 from app.generation.prompt import Prompt, PromptAttachment, Turn
+from app.generation.prompt_input import system_prompt_of
 from app.generation.reply_events import ReplyEvent
 from app.generation.upstream.types import ModelConfig, UpstreamCall, UpstreamEvent
+from app.guardrails.pipeline import PromptText
 from app.guardrails.recorder import EventContext
 from app.users.models import User
 
@@ -66,7 +68,10 @@ class ReplyPlan:
     content: str
     scope: RequestScope
     chat: Chat | None = None
-    # The mode's parameters, validated (stateless generations; a chat keeps its own).
+    # The system prompt's sources (prompt_input.py): the chat's own prompt, the user's preferred
+    # one (chats only) and the mode's parameters (the chat's, or a stateless request's).
+    chat_prompt: str | None = None
+    preferred_prompt: str | None = None
     mode_params: Any = None
     # Files named by the request for its new user message; read by the attachments stage.
     file_ids: Sequence[uuid.UUID] = ()
@@ -104,6 +109,18 @@ class ReplyPlan:
     @property
     def answered(self) -> ThreadRow:
         return self.history[-1]
+
+    def system_prompt(self) -> tuple[str, list[PromptText]]:
+        """The system prompt the reply sends, and the parts of it the user wrote."""
+        if "system_prompt" not in self.notes:
+            self.notes["system_prompt"] = system_prompt_of(
+                mode=self.mode,
+                chat_prompt=self.chat_prompt,
+                preferred_prompt=self.preferred_prompt,
+                mode_params=self.mode_params,
+            )
+        found: tuple[str, list[PromptText]] = self.notes["system_prompt"]
+        return found
 
     def events_context(self, **ids: uuid.UUID | None) -> EventContext:
         """Where a guardrail event of this reply happened."""

@@ -20,14 +20,25 @@ ECHO = ModelConfig(
 
 
 class ModelRegistry:
-    """Named models from settings. Echo is always there, and the default only without upstreams."""
+    """Named models from settings. Echo is always there, and the default only without upstreams.
 
-    def __init__(self, models: list[ModelConfig], *, default: str) -> None:
+    Internal models (the guard model, GUARD_MODEL) serve Parley itself: they are not listed and
+    cannot be asked for by name, as if they did not exist."""
+
+    def __init__(
+        self, models: list[ModelConfig], *, default: str, internal: frozenset[str] = frozenset()
+    ) -> None:
         self._models = {model.name: model for model in models}
         self._models.setdefault(ECHO.name, ECHO)
         if default not in self._models:
             raise ValueError(f"DEFAULT_MODEL {default!r} is not a configured model")
+        if default in internal:
+            raise ValueError(
+                f"the default model {default!r} is GUARD_MODEL: a guard model is internal; set "
+                "DEFAULT_MODEL (or LLM_MODEL) to a chat model"
+            )
         self.default = default
+        self.internal = internal
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ModelRegistry":
@@ -66,22 +77,29 @@ class ModelRegistry:
         missing = [m.name for m in models if not m.base_url]
         if missing:
             raise ValueError(f"models without a base_url (and no LLM_BASE_URL): {missing}")
-        default = settings.default_model or (models[0].name if models else ECHO.name)
-        return cls(models, default=default)
+        internal = frozenset({settings.guard_model} if settings.guard_model else ())
+        chat_models = [m for m in models if m.name not in internal]
+        default = settings.default_model or (chat_models[0].name if chat_models else ECHO.name)
+        return cls(models, default=default, internal=internal)
 
     @property
     def upstream_configured(self) -> bool:
         return any(model.provider != "echo" for model in self._models.values())
 
-    def all(self) -> list[ModelConfig]:
-        return list(self._models.values())
+    def all(self, *, internal: bool = False) -> list[ModelConfig]:
+        """The models users may pick; `internal=True` adds the guard model."""
+        return [m for m in self._models.values() if internal or m.name not in self.internal]
+
+    def internal_model(self, name: str) -> ModelConfig | None:
+        """A model by name, internal ones included (the guardrails' guard model)."""
+        return self._models.get(name)
 
     def resolve(self, *preferred: str | None) -> ModelConfig:
         """The first of `preferred` that is given (a request's model, then its chat's, then the
         user's default), or the default model; UnknownModel when the one chosen does not exist."""
         name = next((name for name in preferred if name), None)
         model = self._models.get(name or self.default)
-        if model is None:
+        if model is None or model.name in self.internal:
             raise UnknownModel(f"Unknown model {name!r}. GET /api/models lists the available ones.")
         return model
 

@@ -1,6 +1,10 @@
-"""The guardrails' input checks on the user's new words, before anything is stored or sent."""
+"""The guardrails' input checks on everything the user controls in the prompt (prompt_input.py):
+the new message, the new documents, the system prompt's parts the user wrote, before anything is
+stored or sent. A regenerated message was checked when it was sent; its system prompt is checked
+again (it may have changed since)."""
 
 from app.generation.pipeline.stage import ReplyPlan, Stage
+from app.generation.prompt_input import prompt_texts
 from app.guardrails.pipeline import GuardrailPipeline
 
 
@@ -11,13 +15,17 @@ class InputChecks(Stage):
         self.guardrails = guardrails
 
     async def check(self, plan: ReplyPlan) -> None:
-        if not plan.new_content:
-            return
+        _system, written = plan.system_prompt()
+        texts = (
+            prompt_texts(system=written, content=plan.content, documents=plan.new_files)
+            if plan.new_content
+            else written
+        )
         # A guard model call is a network call: the request's transaction (nothing written yet)
         # ends first, so that no database connection is held while it runs.
         guarded = self.guardrails.input_guarded(plan.mode)
-        await self.guardrails.check_input(
-            plan.content,
+        await self.guardrails.check_prompt_input(
+            texts,
             mode=plan.mode,
             context=plan.events_context(),
             before_network=plan.scope.commit if guarded else None,

@@ -1,20 +1,17 @@
 """The system prompt: the chat's own, else (plain chats) the user's preferred one, else the
-mode's; a stateless generation gets its mode's, rendered with the request's parameters."""
+mode's, rendered from its parameters (prompt_input.py); sent with personal data redacted, as the
+user's messages are."""
 
-from app.chats.modes import get_mode
 from app.generation.pipeline.stage import ReplyPlan, Stage
+from app.guardrails.pipeline import GuardrailPipeline
 
 
 class SystemPrompt(Stage):
     name = "system_prompt"
 
+    def __init__(self, guardrails: GuardrailPipeline) -> None:
+        self.guardrails = guardrails
+
     async def compose(self, plan: ReplyPlan) -> None:
-        chat = plan.chat
-        if chat is None:
-            plan.system_parts.append(get_mode(plan.mode).render(plan.mode_params))
-            return
-        plan.system_parts.append(
-            chat.system_prompt
-            or (plan.user.system_prompt if chat.mode == "chat" else None)
-            or get_mode(chat.mode).render(chat.mode_params)
-        )
+        text, _written = plan.system_prompt()
+        plan.system_parts.append(self.guardrails.redact_for_upstream(text, mode=plan.mode))
