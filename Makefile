@@ -11,7 +11,7 @@ PYTEST_WORKERS ?= 2
 # The browser tests (tests/web) drive Debian's Chromium; installed here when running as root.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run test lint typecheck test-sqlite test-postgres browser bench clean
+.PHONY: install run test lint typecheck test-sqlite test-postgres browser vendor bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 	@[ -x "$(CHROMIUM)" ] || echo "!!! No Chromium at $(CHROMIUM): the browser tests (tests/web) will not run"
+
+# The web client's libraries (markdown-it, DOMPurify, highlight.js) and axe-core for the browser
+# tests, from the npm registry with `npm pack`; versions and sha256 in each vendor/MANIFEST.json.
+vendor: install
+	$(BIN)/python scripts/vendor.py
 
 # --dist loadgroup: the browser tests share one worker (one browser, one server); the others
 # spread as with the default.
