@@ -241,8 +241,8 @@ class GenerationService:
         attachments: Sequence[uuid.UUID] = (),
     ) -> ReplyStream:
         """Creates a chat and sends its first message. A refused send (input, model, files,
-        quota) rolls the chat back with the request; a reply that fails before its first token
-        deletes it (ReplySaver.discard_chat): either way no chat is left without its exchange."""
+        quota) rolls the chat back with the request; once the message is sent the chat stays,
+        whatever becomes of the reply: a failed reply is saved `failed`, to retry (regenerate)."""
         await self._check_input(user, content, mode=data.mode)
         config = self.runtime.registry.resolve(data.model, None, user.default_model)
         # Files are checked and read before the chat exists: reading them ends the transaction,
@@ -255,7 +255,6 @@ class GenerationService:
             config,
             user,
             new=new,
-            new_chat=True,
         )
 
     async def edit_message(
@@ -312,7 +311,6 @@ class GenerationService:
         user: User,
         *,
         new: PreparedFiles | None = None,
-        new_chat: bool = False,
         collection_ids: Sequence[uuid.UUID] | None = None,
     ) -> ReplyStream:
         """Starts a reply to `make_context()`'s user message, one reply per chat at a time.
@@ -340,7 +338,6 @@ class GenerationService:
                 await make_context(),
                 config,
                 new,
-                new_chat=new_chat,
                 collection_ids=collection_ids,
             )
         except BaseException:
@@ -356,7 +353,6 @@ class GenerationService:
         config: ModelConfig,
         new: PreparedFiles | None,
         *,
-        new_chat: bool = False,
         collection_ids: Sequence[uuid.UUID] | None = None,
     ) -> ReplyStream:
         parent, thread = context.prompt, context.thread
@@ -449,7 +445,6 @@ class GenerationService:
                 assistant.id,
                 usage_id=usage.id,
                 serialize=_message_json,
-                discard_chat=chat.id if new_chat else None,
             ),
             quota=quota,
             start=start,
@@ -460,11 +455,11 @@ class GenerationService:
         reply.reply_id, reply.owner_id = assistant.id, user.id  # for clients rejoining it
         if first_exchange and self.settings.auto_title:
             user_text = parent.content
+            # Every first exchange gets a title: asked of the model after a complete reply, the
+            # message's first words after a stopped or failed one.
             reply.on_saved.append(
-                lambda result: (
-                    self.summaries.title_later(user.id, chat.id, user_text, config)
-                    if result.status == "complete"
-                    else None
+                lambda result: self.summaries.title_later(
+                    user.id, chat.id, user_text, config, generate=result.status == "complete"
                 )
             )
         return reply
