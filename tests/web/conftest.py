@@ -266,3 +266,9 @@ async def signed_in_cookies(page: "Page") -> None:
         return {"parley_access", "parley_refresh", "parley_csrf"} <= names
 
     await wait_until(stored, timeout=5)
+
+
+async def chat_action(page: "Page", title: str, action: str) -> None:
+    """Picks `action` from the "⋯" menu of the chat titled `title` in the sidebar."""
+    await page.get_by_role("button", name=f"Actions for {title}", exact=True).click()
+    await page.get_by_role("menuitem", name=action, exact=True).click()

@@ -8,7 +8,7 @@ import pyotp
 from playwright.async_api import expect
 
 from tests.support.smtp_server import extract_url
-from tests.web.conftest import IMAGE_LOADED, Browsing, Web, screenshot, sign_in
+from tests.web.conftest import IMAGE_LOADED, Browsing, Web, chat_action, screenshot, sign_in
 
 
 class TestTwoStepSignIn:
@@ -112,39 +112,66 @@ class TestChatList:
             assert response.status_code == 201
         page = await browsing.page()
         await sign_in(page, user.email)
-        chats = page.get_by_role("list", name="Chats").get_by_role("listitem")
+        chats = page.locator("#chat-sidebar .chat-list > li")
         await expect(chats).to_have_count(3)
+        await expect(page.get_by_role("heading", name="Today")).to_be_visible()
 
-        await page.get_by_role("button", name="Pin: Budget 2027").click()
+        await chat_action(page, "Budget 2027", "Pin")
+        await expect(page.get_by_role("heading", name="Pinned")).to_be_visible()
         await expect(chats.first).to_contain_text("Budget 2027")
         await page.get_by_label("Search chats").fill("lisb")
         await expect(chats).to_have_count(1)
         await expect(chats.first).to_contain_text("Trip to Lisbon")
+        await page.get_by_label("Search chats").fill("nothing like it")
+        await expect(page.locator("#chat-sidebar .empty")).to_have_text(
+            "No chats match “nothing like it”."
+        )
         await page.get_by_label("Search chats").fill("")
         await expect(chats).to_have_count(3)
 
-        await page.get_by_role("button", name="Archive: Garden plans").click()
+        # Rename inline: Esc cancels, Enter saves.
+        await chat_action(page, "Garden plans", "Rename")
+        await page.get_by_label("Chat title").fill("Not this")
+        await page.keyboard.press("Escape")
+        await expect(chats.filter(has_text="Garden plans")).to_have_count(1)
+        await chat_action(page, "Garden plans", "Rename")
+        await page.get_by_label("Chat title").fill("Garden plans 2027")
+        await page.keyboard.press("Enter")
+        await expect(chats.filter(has_text="Garden plans 2027")).to_have_count(1)
+
+        await chat_action(page, "Garden plans 2027", "Archive")
         await expect(chats).to_have_count(2)
         await page.get_by_label("Show").select_option("archived")
         await expect(chats).to_have_count(1)
-        await expect(chats.first).to_contain_text("Garden plans")
+        await expect(chats.first).to_contain_text("Garden plans 2027")
 
+        # Trash the open chat: the page leaves it, and Undo brings it back.
         await page.get_by_label("Show").select_option("active")
-        await page.get_by_role("button", name="Move to trash: Trip to Lisbon").click()
-        await expect(chats).to_have_count(1)
+        await page.get_by_role("link", name="Trip to Lisbon").click()
+        await expect(page).to_have_url(re.compile(r"/chats/"))
+        await chat_action(page, "Trip to Lisbon", "Move to trash")
+        await expect(page).to_have_url(re.compile(r"/$"))
+        toast = page.locator("#toasts .toast", has_text="Moved “Trip to Lisbon” to the trash.")
+        await expect(toast).to_be_visible()
+        await toast.get_by_role("button", name="Undo").click()
+        await expect(page).to_have_url(re.compile(r"/chats/"))
+        await expect(page.get_by_role("heading", name="Trip to Lisbon", level=1)).to_be_visible()
+
+        await chat_action(page, "Budget 2027", "Move to trash")
         await page.get_by_label("Show").select_option("trashed")
         await expect(chats).to_have_count(1)
         await screenshot(page, "trash")
-        await page.get_by_role("button", name="Restore: Trip to Lisbon").click()
-        await expect(page.locator("#notice")).to_contain_text("Restored")
-        await expect(chats).to_have_text("The trash is empty.")
-
-        await page.get_by_label("Show").select_option("active")
-        await page.get_by_role("button", name="Move to trash: Budget 2027").click()
-        await page.get_by_label("Show").select_option("trashed")
-        page.once("dialog", lambda dialog: dialog.accept())
-        await page.get_by_role("button", name="Delete forever: Budget 2027").click()
-        await expect(page.locator("#notice")).to_contain_text("forever")
+        # Delete forever asks in a modal dialog: Cancel keeps the chat.
+        await chat_action(page, "Budget 2027", "Delete forever")
+        dialog = page.get_by_role("dialog", name="Delete forever?")
+        await expect(dialog).to_be_visible()
+        await dialog.get_by_role("button", name="Cancel").click()
+        await expect(dialog).to_have_count(0)
+        await expect(chats).to_have_count(1)
+        await chat_action(page, "Budget 2027", "Delete forever")
+        await page.get_by_role("dialog").get_by_role("button", name="Delete forever").click()
+        await expect(page.locator("#toasts")).to_contain_text("forever")
+        await expect(page.locator("#chat-sidebar .empty")).to_have_text("The trash is empty.")
         listed = await web.http.get("/api/chats?trashed=true", headers=user.headers)
         assert listed.json()["items"] == []
         remaining = await web.http.get("/api/chats", headers=user.headers)
