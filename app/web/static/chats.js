@@ -456,7 +456,7 @@ class ChatView {
     showParams();
   }
 
-  async loadChat(leafId) {
+  async loadChat(leafId, { toEnd = true } = {}) {
     try {
       this.chat = await api.get(`/api/chats/${this.chatId}`);
       const page = await api.get(`/api/chats/${this.chatId}/messages${api.query({ limit: 100, leaf_id: leafId })}`);
@@ -472,8 +472,10 @@ class ChatView {
     if (this.gone) return;
     this.setTitle(this.chat.title);
     this.renderTools();
+    const top = this.scroller.scrollTop;
     this.renderThread();
-    this.toBottom(true);
+    if (toEnd) this.toBottom(true);
+    else this.scroller.scrollTop = top; // where the reader was (they scrolled up)
     const last = this.messages[this.messages.length - 1];
     if (last?.role === "assistant" && last.status === "streaming" && !this.streaming) this.rejoin(last);
   }
@@ -844,7 +846,7 @@ class ChatView {
     if (this.chatId) {
       this.sidebar.reload();
       const streamed = bubble.li;
-      await this.loadChat(outcome && !outcome.ok ? undefined : assistantId || undefined);
+      await this.loadChat(outcome && !outcome.ok ? undefined : assistantId || undefined, { toEnd: following });
       if (this.gone) return;
       const stored = assistantId && this.thread.querySelector(`[data-message-id="${assistantId}"]`);
       if (!stored) {
