@@ -12,7 +12,8 @@ async (source) => {
   const { renderMarkdown } = await import("/static/markdown.js");
   const box = document.createElement("div");
   box.append(renderMarkdown(source));
-  const links = [...box.querySelectorAll("a")].map((a) => [a.textContent, a.getAttribute("href"), a.rel]);
+  const links = [...box.querySelectorAll("a")]
+    .map((a) => [a.textContent, a.getAttribute("href"), a.rel]);
   // The renderer's own wrappers (code block bars, copy buttons, highlight spans) left out.
   const tags = [...box.querySelectorAll("*")].map((el) => el.tagName.toLowerCase())
     .filter((t) => !["div", "span", "button"].includes(t));

@@ -119,9 +119,11 @@ class TestKnowledge:
         renamed = page.get_by_role("region", name="Policies")
         await expect(renamed).to_be_visible()
         await renamed.get_by_role("button", name="Delete Policies").click()
-        await page.get_by_role("dialog", name="Delete the collection?").get_by_role(
-            "button", name="Delete"
-        ).click()
+        await (
+            page.get_by_role("dialog", name="Delete the collection?")
+            .get_by_role("button", name="Delete")
+            .click()
+        )
         await expect(page.get_by_text("No collections yet.")).to_be_visible()
 
 

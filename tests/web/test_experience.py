@@ -1,4 +1,4 @@
-"""Parley as a new user meets it, at a laptop's size (1280×800) and a phone's (390×844): the
+"""Parley as a new user meets it, at a laptop's size (1280 by 800) and a phone's (390 by 844): the
 thread follows a long streaming reply (and stops following when the user scrolls up), the phone
 layout leaves the thread most of the screen, a failed first reply stays with Retry, the composer
 clears on send, Esc stops a reply, files dropped or pasted are attached, copy buttons, shortcuts,
@@ -30,7 +30,10 @@ AXE_RUN = """async () => {
   const result = await axe.run(document, { resultTypes: ["violations"] });
   return result.violations
     .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+    .map((v) => {
+      const where = v.nodes.map((n) => n.target.join(" ")).join(", ");
+      return `${v.id} (${v.impact}): ${v.help} at ${where}`;
+    });
 }"""
 
 
@@ -233,13 +236,15 @@ class TestComposer:
         # Dropped on the composer, and pasted into it: both attach.
         await composer(page).evaluate(
             """(text) => {
-              const file = (name) => new File(["# Notes\\n\\nSome notes."], name, { type: "text/markdown" });
+              const type = { type: "text/markdown" };
+              const file = (name) => new File(["# Notes\\n\\nSome notes."], name, type);
+              const how = { bubbles: true, cancelable: true };
               const dropped = new DataTransfer();
               dropped.items.add(file("dropped.md"));
-              text.form.dispatchEvent(new DragEvent("drop", { dataTransfer: dropped, bubbles: true, cancelable: true }));
+              text.form.dispatchEvent(new DragEvent("drop", { dataTransfer: dropped, ...how }));
               const pasted = new DataTransfer();
               pasted.items.add(file("pasted.md"));
-              text.dispatchEvent(new ClipboardEvent("paste", { clipboardData: pasted, bubbles: true, cancelable: true }));
+              text.dispatchEvent(new ClipboardEvent("paste", { clipboardData: pasted, ...how }));
             }"""
         )
         chips = page.get_by_role("list", name="Attached files")
