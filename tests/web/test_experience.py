@@ -87,6 +87,11 @@ class TestEveryPage:
             await check_page(page, f"page{path.replace('/', '-')}-{size}")
 
         user = await web.user()
+        web.fake.state.tokens = [
+            "## Plan\n\n| Day | Task |\n|---|---|\n| Mon | **Write** |\n| Tue | Test |\n\n",
+            "- [x] outline\n- [ ] draft\n\n",
+            '```python\ndef greet(name: str) -> str:\n    return f"Hello, {name}"\n```\n',
+        ]
         chat = await web.http.post(
             "/api/chats/start",
             json={"content": "Show me a table and some code"},
@@ -98,8 +103,13 @@ class TestEveryPage:
         await expect(composer(page)).to_be_enabled()
         await check_page(page, f"page-new-chat-{size}")
         await page.goto(f"/chats/{chat_id}")
-        await expect(page.locator(".message.assistant .content")).to_have_text("Hello, world!")
+        reply = page.locator(".message.assistant .content")
+        await expect(reply.locator("table th")).to_have_count(2)
+        await expect(reply.locator("pre .hljs-keyword").first).to_have_text("def")
         await check_page(page, f"page-chat-{size}")
+        await reply.get_by_role("button", name="Copy code").click()
+        copied = await page.evaluate("() => navigator.clipboard.readText()")
+        assert copied.startswith("def greet(name: str)")
         for path, heading in (
             ("/email", "Email writer"),
             ("/knowledge", "Knowledge"),

@@ -89,7 +89,7 @@ export function deviceName(ua) {
   const browser = [
     [/Edg(e|A|iOS)?\//, "Edge"], [/OPR\/|Opera/, "Opera"], [/Firefox\/|FxiOS/, "Firefox"],
     [/Chrome\/|CriOS|Chromium/, "Chrome"], [/Safari\//, "Safari"], [/curl\//, "curl"],
-    [/python-httpx|python-requests|aiohttp/, "a Python script"], [/HeadlessChrome/, "Chrome"],
+    [/python-httpx|python-requests|aiohttp/, "Python script"], [/HeadlessChrome/, "Chrome"],
   ].find(([re]) => re.test(ua))?.[1];
   const system = [
     [/Android/, "Android"], [/iPhone|iPad|iOS/, "iOS"], [/Windows/, "Windows"],
