@@ -3,6 +3,7 @@ a session revoked from another browser, the chat list's pin, archive, trash and 
 
 import re
 import time
+from pathlib import Path
 
 import pyotp
 from playwright.async_api import expect
@@ -35,6 +36,17 @@ class TestTwoStepSignIn:
         codes = page.get_by_role("list", name="Recovery codes").get_by_role("listitem")
         await expect(codes).to_have_count(10)
         recovery_code = (await codes.first.inner_text()).strip()
+        # The codes can be copied and downloaded (a text file made in the page).
+        await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        await page.get_by_role("button", name="Copy recovery codes").click()
+        copied = await page.evaluate("() => navigator.clipboard.readText()")
+        assert recovery_code in copied and copied.count("\n") >= 10
+        async with page.expect_download() as download_info:
+            await page.get_by_role("link", name="Download").click()
+        download = await download_info.value
+        assert download.suggested_filename == "parley-recovery-codes.txt"
+        saved = Path(await download.path()).read_text()
+        assert recovery_code in saved
         # Turning it on signed the other session (the API's) out.
         devices = page.get_by_role("list", name="Signed-in devices").get_by_role("listitem")
         await expect(devices).to_have_count(1)
@@ -83,6 +95,10 @@ class TestSessions:
         await phone.get_by_role("link", name="Account").click()
         sessions = phone.get_by_role("list", name="Signed-in devices").get_by_role("listitem")
         await expect(sessions).to_have_count(3)  # the API's, the laptop's, the phone's
+        # Named as people name them, not as raw User-Agent strings.
+        await expect(sessions.filter(has_text="this device")).to_contain_text("Chrome on Linux")
+        await expect(sessions.filter(has_text="Python script")).to_have_count(1)
+        assert "Mozilla/5.0" not in await sessions.first.inner_text()
         await screenshot(phone, "account-phone")
         revoke = phone.get_by_role("button", name=re.compile("^Revoke session"))
         while left := await sessions.count() - 1:
@@ -182,7 +198,8 @@ class TestProfile:
     async def test_preferences_password_usage_and_deleting_the_account(
         self, browsing: Browsing, web: Web
     ) -> None:
-        browsing.watch.allow(r"status of 422")  # the weak new password, refused on purpose
+        # The wrong current password and the weak new one, refused on purpose.
+        browsing.watch.allow(r"status of 4(03|22)")
         user = await web.user()
         chat = await web.http.post("/api/chats/start", json={"content": "Hi"}, headers=user.headers)
         assert chat.status_code == 200
@@ -206,6 +223,10 @@ class TestProfile:
         assert me["preferences"]["system_prompt"] == "Answer in French."
 
         password = page.locator("section", has_text="Change password")
+        await password.get_by_label("Current password").fill("not my password at all")
+        await password.get_by_label("New password").fill("a violet kettle hums at dawn 7")
+        await password.get_by_role("button", name="Change password").click()
+        await expect(password.locator(".form-error")).to_be_visible()
         await password.get_by_label("Current password").fill(user.password)
         await password.get_by_label("New password").fill("password1234")
         await password.get_by_role("button", name="Change password").click()
@@ -214,6 +235,8 @@ class TestProfile:
         await password.get_by_label("New password").fill(new_password)
         await password.get_by_role("button", name="Change password").click()
         await expect(page.locator("#notice")).to_contain_text("password is changed")
+        # The earlier errors go with the success.
+        await expect(password.locator(".form-error, .field-error")).to_have_count(0)
 
         removal = page.locator("section", has_text="Delete account")
         await removal.get_by_label("Password").fill(new_password)

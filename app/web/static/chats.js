@@ -367,6 +367,7 @@ class ChatView {
       const gap = this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight;
       this.follow = gap < NEAR_BOTTOM;
       this.jump.hidden = this.follow;
+      if (this.follow) this.autoTop = this.scroller.scrollTop;
     }, { passive: true });
     this.onKey = (e) => this.keydown(e);
     document.addEventListener("keydown", this.onKey);
@@ -419,8 +420,15 @@ class ChatView {
   /** Scrolls the thread to its end (when following the reply, or `force`). */
   toBottom(force = false) {
     if (force) this.follow = true;
-    if (!this.follow) return;
+    // Moved up since the last scroll made here (read now: the scroll event may not have come
+    // yet when the next token arrives): the reader wants to stay there.
+    else if (this.scroller.scrollTop < (this.autoTop ?? 0) - 4) this.follow = false;
+    if (!this.follow) {
+      this.jump.hidden = false;
+      return;
+    }
     this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.autoTop = this.scroller.scrollTop;
     this.jump.hidden = true;
   }
 
@@ -475,7 +483,7 @@ class ChatView {
     const top = this.scroller.scrollTop;
     this.renderThread();
     if (toEnd) this.toBottom(true);
-    else this.scroller.scrollTop = top; // where the reader was (they scrolled up)
+    else this.scroller.scrollTop = this.autoTop = top; // where the reader was (scrolled up)
     const last = this.messages[this.messages.length - 1];
     if (last?.role === "assistant" && last.status === "streaming" && !this.streaming) this.rejoin(last);
   }
