@@ -245,7 +245,7 @@ async def screenshot(page: "Page", name: str) -> None:
     if ARTIFACTS:
         path = Path(ARTIFACTS) / "web" / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(path), full_page=True)
+        await page.screenshot(path=str(path), full_page=True, animations="disabled")
 
 
 async def sign_in(page: "Page", email: str, password: str = PASSWORD) -> None:

@@ -74,7 +74,9 @@ function chatList(view) {
     return groups.get(name);
   }
 
+  let loads = 0;
   async function load(append = false) {
+    const ticket = ++loads;
     const params = { limit: 30, q: state.q, cursor: append ? state.cursor : null };
     if (state.filter === "pinned") params.pinned = "true";
     if (state.filter === "archived") params.archived = "true";
@@ -86,6 +88,7 @@ function chatList(view) {
       notify(error.message, "error");
       return;
     }
+    if (ticket !== loads) return; // a later load (a newer search, a refresh) wins
     if (!append) { clear(list); groups = new Map(); }
     if (state.filter === "archived") page.items = page.items.filter((c) => c.archived);
     for (const chat of page.items) {
@@ -868,7 +871,8 @@ class ChatView {
         for (const extra of streamed.querySelectorAll(kept)) stored.querySelector(".message-actions")?.before(extra) ?? stored.append(extra);
       }
       if (following) this.toBottom(true);
-      if (untitled) this.awaitTitle();
+      if (untitled && this.chat?.title) this.sidebar.reload(); // titled meanwhile
+      else if (untitled) this.awaitTitle();
     }
   }
 
