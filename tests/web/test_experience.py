@@ -45,6 +45,8 @@ async def check_page(page: Page, name: str) -> None:
     # CSP would have to allow, and never served to users.
     if not await page.evaluate("() => typeof axe !== 'undefined'"):
         await page.evaluate(AXE)
+    # Nothing wider than the window: the page never scrolls sideways.
+    assert await page.evaluate("() => document.documentElement.scrollWidth <= innerWidth"), name
     violations = await page.evaluate(AXE_RUN)
     assert violations == [], f"{name}: " + "\n".join(violations)
     await screenshot(page, name)

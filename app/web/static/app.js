@@ -59,7 +59,7 @@ function renderNav() {
   if (user) {
     nav.append(
       link("/", "Chats"),
-      link("/email", "Email writer"),
+      link("/email", ["Email", h("span", { class: "wide-only" }, " writer")]),
       link("/knowledge", "Knowledge"),
       link("/usage", "Usage"),
       link("/account", "Account"),

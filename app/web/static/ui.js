@@ -3,6 +3,12 @@
 
 import { h, clear } from "./dom.js";
 
+/** Focus back to what opened a dialog, unless something else took it meanwhile. */
+function restoreFocus(opener) {
+  const now = document.activeElement;
+  if (!now || now === document.body || !now.isConnected) opener?.focus?.();
+}
+
 /** A modal dialog asking to confirm; resolves true when confirmed. Esc or Cancel: false. */
 export function confirmDialog({ title, body, confirm = "OK", danger = false }) {
   return new Promise((resolve) => {
@@ -17,7 +23,7 @@ export function confirmDialog({ title, body, confirm = "OK", danger = false }) {
     const opener = document.activeElement;
     dialog.addEventListener("close", () => {
       dialog.remove();
-      opener?.focus?.();
+      restoreFocus(opener);
       resolve(dialog.returnValue === "ok");
     });
     document.body.append(dialog);
@@ -33,7 +39,7 @@ export function infoDialog(title, ...content) {
     h("form", { method: "dialog" }, h("h2", { id: titleId }, title), ...content,
       h("div", { class: "dialog-actions" }, h("button", { type: "submit", class: "primary" }, "Close"))));
   const opener = document.activeElement;
-  dialog.addEventListener("close", () => { dialog.remove(); opener?.focus?.(); });
+  dialog.addEventListener("close", () => { dialog.remove(); restoreFocus(opener); });
   document.body.append(dialog);
   dialog.showModal();
   return dialog;
@@ -118,7 +124,7 @@ export function textDialog({ title, label, value = "", confirm = "Save" }) {
     dialog.addEventListener("close", () => {
       const text = input.value.trim();
       dialog.remove();
-      opener?.focus?.();
+      restoreFocus(opener);
       resolve(dialog.returnValue === "ok" && text ? text : null);
     });
     document.body.append(dialog);
