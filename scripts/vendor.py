@@ -59,6 +59,20 @@ PACKAGES = (
             "LICENSE": "LICENSE.markdown-it",
         },
     ),
+    # Bundled inside markdown-it's browser build: their licences only (the versions its
+    # package.json asked for when it was built).
+    *(
+        Package(
+            name, version, WEB_VENDOR, {licence: f"LICENSE.markdown-it.{name.removesuffix('.js')}"}
+        )
+        for name, version, licence in (
+            ("entities", "8.1.0", "LICENSE"),
+            ("linkify-it", "6.1.0", "LICENSE"),
+            ("mdurl", "2.1.0", "LICENSE"),
+            ("punycode.js", "2.3.1", "LICENSE-MIT.txt"),
+            ("uc.micro", "3.0.0", "LICENSE.txt"),
+        )
+    ),
     Package(
         "dompurify",
         "3.5.0",
@@ -75,7 +89,7 @@ PACKAGES = (
                 f"es/languages/{name}.min.js": f"highlight/languages/{name}.js"
                 for name in HIGHLIGHT_LANGUAGES
             },
-            "LICENSE": "LICENSE.highlight.js",
+            "LICENSE": "LICENSE.highlightjs",
         },
     ),
     Package(

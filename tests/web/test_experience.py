@@ -122,8 +122,12 @@ class TestEveryPage:
             await expect(page.get_by_role("heading", level=1)).to_have_text(heading)
             await check_page(page, f"page{path.replace('/', '-')}-{size}")
 
+        # Ctrl+Shift+O: a new chat, from any page.
+        await page.locator("body").press("Control+Shift+O")
+        await expect(page).to_have_url(re.compile(r"/$"))
+        await expect(page.get_by_role("heading", level=1)).to_have_text("New chat")
+
         # The shortcuts overlay, opened with "?" and closed with Esc.
-        await page.goto("/")
         await expect(composer(page)).to_be_enabled()
         await page.locator("body").press("?")
         help_dialog = page.get_by_role("dialog", name="Keyboard shortcuts")

@@ -72,6 +72,16 @@ function renderNav() {
 }
 
 async function signOut() {
+  // The page stops first: nothing of it (a title being awaited, a list refresh) may call the
+  // API with the session being closed.
+  if (cleanup) {
+    try {
+      cleanup();
+    } catch {
+      /* ignored, as in render() */
+    }
+    cleanup = null;
+  }
   try {
     await api.post("/api/auth/logout");
   } catch {

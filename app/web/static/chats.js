@@ -514,7 +514,14 @@ class ChatView {
       ["Rename", () => this.rename()],
       ["Summarize", () => this.summarize()],
       ["Export as Markdown", () => { location.href = `/api/chats/${chat.id}/export?format=markdown`; }],
-      [this.chat.pinned ? "Unpin" : "Pin", async () => { this.chat = await api.patch(`/api/chats/${chat.id}`, { pinned: !this.chat.pinned }); this.sidebar.reload(); }],
+      [this.chat.pinned ? "Unpin" : "Pin", async () => {
+        try {
+          this.chat = await api.patch(`/api/chats/${chat.id}`, { pinned: !this.chat.pinned });
+          this.sidebar.reload();
+        } catch (error) {
+          notify(error.message, "error");
+        }
+      }],
       ["Move to trash", () => this.sidebar.trash(this.chat), true],
     ]);
     clear(this.tools);
