@@ -851,7 +851,9 @@ class ChatView {
         this.chatId = e.chat_id;
         history.replaceState(null, "", `/chats/${e.chat_id}`);
       }
-      this.failure = { id: assistantId, requestId: e.request_id };
+      // Announced once: a blocked reply by its notice below (kept on the saved reply), any other
+      // failure by the saved reply's status line (with the reference).
+      this.failure = e.code === "content_blocked" ? null : { id: assistantId, requestId: e.request_id };
       if (e.code === "content_blocked") {
         bubble.li.append(h("p", { class: "blocked", role: "alert" }, `This reply was blocked by the content policy: ${e.message || "it broke a rule."}`));
       } else {
