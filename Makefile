@@ -23,7 +23,7 @@ LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 # The browser tests (tests/web) drive Debian's Chromium; installed here when running as root.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install install-run lock run test lint typecheck test-sqlite test-postgres browser bench clean
+.PHONY: install install-run lock run test lint typecheck test-sqlite test-postgres browser vendor bench clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 	@[ -x "$(CHROMIUM)" ] || echo "!!! No Chromium at $(CHROMIUM): the browser tests (tests/web) will not run"
+
+# The web client's libraries (markdown-it, DOMPurify, highlight.js) and axe-core for the browser
+# tests, from the npm registry with `npm pack`; versions and sha256 in each vendor/MANIFEST.json.
+vendor: install
+	$(BIN)/python scripts/vendor.py
 
 # --dist loadgroup: the browser tests share one worker (one browser, one server); the others
 # spread as with the default.

@@ -5,7 +5,8 @@ Parley itself serves them uncompressed). The budget is 150 KB compressed.
     .venv/bin/python bench/web_size.py
 
 Follows the shell's <script type="module">, <link rel="stylesheet"> and <link rel="modulepreload">
-and, through them, every static `import ... from "./x.js"` (the client has no dynamic imports).
+and, through them, every static `import ... from "./x.js"` (the client has no dynamic imports),
+the vendored libraries under vendor/ included.
 Prints a markdown table.
 """
 
@@ -31,7 +32,7 @@ def first_load() -> list[Path]:
             continue
         seen.append(path)
         if path.suffix == ".js":
-            queue += [static / name for name in IMPORT.findall(path.read_text())]
+            queue += [path.parent / name for name in IMPORT.findall(path.read_text())]
     return seen
 
 
@@ -40,7 +41,8 @@ def sizes() -> list[tuple[str, int, int]]:
     rows = []
     for path in first_load():
         data = path.read_bytes()
-        rows.append((path.name, len(data), len(gzip.compress(data, compresslevel=6))))
+        name = path.relative_to(WEB / "static").as_posix()
+        rows.append((name, len(data), len(gzip.compress(data, compresslevel=6))))
     return rows
 
 

@@ -113,3 +113,16 @@ class InvalidMfaCode(Unauthorized):
 class InvalidMfaChallenge(Unauthorized):
     code = "invalid_mfa_challenge"
     message = "The sign-in challenge is invalid or has expired; sign in again."
+
+
+class MfaNeedsTwoSteps(AppError):
+    """The OAuth2 form (Swagger's Authorize) has no second step: refused, rather than answered
+    with a challenge that Swagger would take for a sign-in."""
+
+    status_code = 400
+    code = "mfa_two_steps_required"
+    message = (
+        "This account has two-step sign-in: Swagger's Authorize cannot finish it. Sign in with "
+        "POST /api/auth/login, then POST /api/auth/mfa/verify with the code, and use the "
+        "access_token from that answer as a Bearer token."
+    )

@@ -1,8 +1,10 @@
 """The security mails of the account flows, queued to go out once the transaction commits."""
 
 from html import escape
+from urllib.parse import urlsplit
 
 from app.core.config import Settings
+from app.core.logging import request_origin_var
 from app.core.uow import UnitOfWork
 from app.mail import EmailMessage, Mailer
 from app.mail.templates import (
@@ -45,10 +47,23 @@ class Notifier:
     def _queue(self, message: EmailMessage) -> None:
         self.uow.after_commit(lambda: self.mailer.send_later(message))
 
+    def _base_url(self) -> str:
+        """Where Parley's own pages are for this request: the address the user is on when its
+        host is one of ALLOWED_HOSTS (a forged Host header is not), else PUBLIC_BASE_URL."""
+        origin = request_origin_var.get()
+        if origin:
+            try:
+                host = urlsplit(origin).hostname
+            except ValueError:
+                host = None
+            if host and host in self.settings.allowed_hosts:
+                return origin
+        return self.settings.public_base_url
+
     def verification(self, user: User, *, email: str, token: str) -> None:
         link = verify_link(
             token,
-            public_base_url=self.settings.public_base_url,
+            public_base_url=self._base_url(),
             frontend_url=self.settings.frontend_url,
         )
         self._queue(verification_email(email, user.display_name, link))
@@ -56,7 +71,7 @@ class Notifier:
     def password_reset(self, user: User, *, token: str) -> None:
         link = reset_link(
             token,
-            public_base_url=self.settings.public_base_url,
+            public_base_url=self._base_url(),
             frontend_url=self.settings.frontend_url,
         )
         minutes = self.settings.password_reset_minutes

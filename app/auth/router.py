@@ -24,6 +24,7 @@ from app.auth.errors import (
     InvalidPassword,
     InvalidToken,
     MfaAlreadyEnabled,
+    MfaNeedsTwoSteps,
     MfaNotEnabled,
     MfaSetupRequired,
     PasswordReused,
@@ -119,7 +120,7 @@ async def login(
 @router.post(
     "/token",
     summary="Sign in with the OAuth2 password form (Swagger's Authorize button)",
-    responses=_LOGIN_ERRORS,
+    responses={**_LOGIN_ERRORS, **error_responses(MfaNeedsTwoSteps)},
     dependencies=[limit_by_ip("login")],
 )
 async def login_for_token(
@@ -128,11 +129,14 @@ async def login_for_token(
     service: AuthServiceDep,
     client: ClientInfoDep,
     settings: SettingsDep,
-) -> TokenPair | MfaChallenge:
-    """OAuth2 password flow: `username` is the email. MFA accounts get a challenge instead of
-    tokens (Swagger cannot do the second step: use /login and /mfa/verify for those)."""
+) -> TokenPair:
+    """OAuth2 password flow: `username` is the email. MFA accounts are refused with
+    `mfa_two_steps_required` (Swagger cannot do the second step: use /login and /mfa/verify)."""
     result = await service.login(email=form.username, password=form.password, client=client)
-    return _signed_in(response, result, secure=settings.secure_cookies)
+    if isinstance(result, MfaChallenge):
+        raise MfaNeedsTwoSteps()
+    set_auth_cookies(response, result, secure=settings.secure_cookies)
+    return result
 
 
 @router.post(

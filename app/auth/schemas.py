@@ -18,6 +18,19 @@ AnyPassword = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class RegisterRequest(BaseModel):
+    # Swagger's "Try it out" sends this as written: it must pass the password checker.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "display_name": "Ada",
+                    "password": "Blue-kettle-sings-at-dawn-42",
+                }
+            ]
+        }
+    )
+
     email: Email
     display_name: DisplayName
     password: NewPassword

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # `{FRONTEND_URL}/verify-email?token=...` and `{FRONTEND_URL}/reset-password?token=...`.
     # Unset: Parley's own pages under PUBLIC_BASE_URL (app/mail/templates.py).
     frontend_url: str | None = None
+    # Hosts (comma-separated, no port) whose address may be used for mailed links when
+    # FRONTEND_URL is unset: a user who signs up at http://127.0.0.1:8000 gets links to it. A
+    # request from any other Host gets PUBLIC_BASE_URL (a forged Host cannot poison a link).
+    allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "::1"]
 
     # --- Generation: the upstream model servers ---
     # The default upstream (any OpenAI-compatible /v1 endpoint). Unset: the built-in echo model.
@@ -282,7 +286,7 @@ class Settings(BaseSettings):
     def _async_driver(cls, value: str) -> str:
         return normalise_database_url(value)
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", "allowed_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

@@ -9,8 +9,12 @@ from typing import Any
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 user_id_var: ContextVar[str | None] = ContextVar("user_id", default=None)
+# The scheme and Host header of the request being served ("http://127.0.0.1:8000"), as the
+# client sent it: only trusted for mailed links when the host is in ALLOWED_HOSTS.
+request_origin_var: ContextVar[str | None] = ContextVar("request_origin", default=None)
 
-_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# uvicorn adds `color_message` (the message with ANSI colour codes) to its records: never logged.
+_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 def current_request_id() -> str | None:

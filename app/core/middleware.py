@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import error_response
-from app.core.logging import request_id_var, user_id_var
+from app.core.logging import request_id_var, request_origin_var, user_id_var
 from app.core.metrics import Metrics
 
 access_logger = logging.getLogger("parley.access")
@@ -38,6 +38,9 @@ class RequestContextMiddleware:
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request_id_token = request_id_var.set(request_id)
         user_id_token = user_id_var.set(None)
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+        origin_token = request_origin_var.set(f"{scheme}://{host}" if host else None)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -80,6 +83,7 @@ class RequestContextMiddleware:
                     "user_id": scope["state"].get("user_id"),
                 },
             )
+            request_origin_var.reset(origin_token)
             user_id_var.reset(user_id_token)
             request_id_var.reset(request_id_token)
 

@@ -4,7 +4,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from app.chats.repository import ChatRepository
 from app.core.db import Database
 from app.generation.reply_stream import ReplyResult
 from app.generation.repository import ReplyRepository, ReplyTable
@@ -25,16 +24,12 @@ class ReplySaver:
         *,
         usage_id: uuid.UUID | None = None,
         serialize: Callable[[Any], dict[str, Any]],
-        discard_chat: uuid.UUID | None = None,
     ) -> None:
         self.db = db
         self.table = table
         self.row_id = row_id
         self.usage_id = usage_id
         self.serialize = serialize
-        # The chat this reply's request created (POST /api/chats/start): deleted if the reply
-        # fails before its first token, so that a failed first send leaves no chat behind.
-        self.discard_chat = discard_chat
 
     async def checkpoint(self, text: str) -> None:
         """Saves the text so far; also tells the stale-reply sweep that the reply is alive."""
@@ -54,14 +49,6 @@ class ReplySaver:
                     completion_tokens=result.completion_tokens if charged else 0,
                     estimated=result.usage_estimated,
                 )
-            if (
-                self.discard_chat is not None
-                and result.status == "failed"
-                and result.time_to_first_token_ms is None
-            ):
-                # Its messages go by ON DELETE CASCADE; the usage record stays, unlinked.
-                await ChatRepository(session).delete_by_id(self.discard_chat)
-                return {"id": str(self.row_id), "status": result.status, "deleted": True}
             row = await ReplyRepository(session).finish(self.table, self.row_id, result)
             if row is None:  # deleted while streaming (the chat or the account went away)
                 return {"id": str(self.row_id), "status": result.status, "deleted": True}

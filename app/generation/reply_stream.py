@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from app.core.errors import AppError
+from app.core.logging import current_request_id
 from app.core.metrics import Metrics
 from app.generation import reply_events
 from app.generation.errors import ReplyCrashed, ReplyFailed, ReplyInProgress
@@ -403,7 +404,13 @@ class ReplyStream:
         else:
             code = result.error_code or "internal_error"
             message = result.error_message or "The reply could not be saved."
-            extra = {"category": result.error_category} if result.error_category else {}
+            extra: dict[str, Any] = {}
+            if result.error_category:
+                extra["category"] = result.error_category
+            if "chat_id" in self.start.data:
+                extra["chat_id"] = self.start.data["chat_id"]  # the chat stays, with the message
+            if (request_id := current_request_id()) is not None:
+                extra["request_id"] = request_id  # where the log has the details
             self._emit(reply_events.error(code, message, saved=self.saved, **extra))
         self._finished = True
         self._wake_readers()

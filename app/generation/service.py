@@ -146,8 +146,8 @@ class GenerationService:
 
     async def _start_chat(self, user: User, request: StartChat) -> ReplyStream:
         """Creates a chat and sends its first message. A refused send (input, model, files,
-        quota) rolls the chat back with the request; a reply that fails before its first token
-        deletes it (ReplySaver.discard_chat): either way no chat is left without its exchange."""
+        quota) rolls the chat back with the request; once the message is sent the chat stays,
+        whatever becomes of the reply: a failed reply is saved `failed`, to retry (regenerate)."""
         data = request.data
         plan = self._plan(
             user,
@@ -166,7 +166,7 @@ class GenerationService:
         await self.runtime.composer.check(plan)
         chat = plan.chat = await self.chats.create_chat(user, data)
         return await self._chat_reply(
-            plan, lambda: self.chats.user_message_context(chat, request.content), new_chat=True
+            plan, lambda: self.chats.user_message_context(chat, request.content)
         )
 
     async def _edit(self, user: User, request: EditMessage) -> ReplyStream:
@@ -222,8 +222,6 @@ class GenerationService:
         self,
         plan: ReplyPlan,
         make_context: Callable[[], Awaitable[ReplyContext]],
-        *,
-        new_chat: bool = False,
     ) -> ReplyStream:
         """Starts a reply to `make_context()`'s user message, one reply per chat at a time."""
         chat, user, new = plan.chat, plan.user, plan.new_files
@@ -248,13 +246,13 @@ class GenerationService:
             context = await make_context()
             plan.parent, plan.history = context.prompt, context.thread
             plan.content = context.prompt.content
-            reply = await self._compose_chat_reply(plan, new_chat=new_chat)
+            reply = await self._compose_chat_reply(plan)
         except BaseException:
             self.runtime.replies.release(key)
             raise
         return self.runtime.replies.add(reply)
 
-    async def _compose_chat_reply(self, plan: ReplyPlan, *, new_chat: bool) -> ReplyStream:
+    async def _compose_chat_reply(self, plan: ReplyPlan) -> ReplyStream:
         chat, user, parent, config = plan.chat, plan.user, plan.parent, plan.model
         assert chat is not None and parent is not None
         prompt = await self.runtime.composer.compose(plan)
@@ -297,7 +295,6 @@ class GenerationService:
             assistant.id,
             usage_id=usage.id,
             serialize=_message_json,
-            discard_chat=chat.id if new_chat else None,
         )
         return await self._reply_stream(
             _chat_key(chat.id), plan, prompt, sampling, saver=saver, quota=quota, start=start

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Coroutine
 from contextlib import aclosing
@@ -58,10 +59,17 @@ class SummaryService:
     # --- titles ------------------------------------------------------------------------------
 
     def title_later(
-        self, user_id: uuid.UUID, chat_id: uuid.UUID, first_message: str, config: ModelConfig
+        self,
+        user_id: uuid.UUID,
+        chat_id: uuid.UUID,
+        first_message: str,
+        config: ModelConfig,
+        *,
+        generate: bool = True,
     ) -> None:
-        """Names a new chat after its first exchange, in the background."""
-        self._spawn(self._title_chat(user_id, chat_id, first_message, config))
+        """Names a new chat after its first exchange, in the background; without `generate`
+        (a stopped or failed reply) from the message's first words, with no model call."""
+        self._spawn(self._title_chat(user_id, chat_id, first_message, config, generate=generate))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coroutine)
@@ -69,12 +77,18 @@ class SummaryService:
         task.add_done_callback(self.runtime.background.discard)
 
     async def _title_chat(
-        self, user_id: uuid.UUID, chat_id: uuid.UUID, first_message: str, config: ModelConfig
+        self,
+        user_id: uuid.UUID,
+        chat_id: uuid.UUID,
+        first_message: str,
+        config: ModelConfig,
+        *,
+        generate: bool = True,
     ) -> None:
         """Asks the model for a title; falls back to the message's first words."""
         title = _fallback_title(first_message)
         used: tuple[int, int] | None = None
-        if config.provider != "echo":
+        if generate and config.provider != "echo":
             try:
                 # What leaves Parley is redacted as chat messages are (PII_*).
                 sent = self.runtime.guardrails.redact_for_upstream(first_message, mode="chat")
@@ -152,12 +166,21 @@ class SummaryService:
         return summary
 
 
+# Markdown marks that a title must not carry: titles are plain text wherever they show.
+_MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MARKDOWN_MARKS = re.compile(r"(^|\s)#{1,6}\s+|[*_`~]+|^>\s*")
+
+
+def _plain(text: str) -> str:
+    return _MARKDOWN_MARKS.sub(r"\1", _MARKDOWN_LINK.sub(r"\1", text))
+
+
 def _fallback_title(text: str) -> str:
-    words = text.split()
+    words = _plain(text).split()
     title = " ".join(words[:8])
     return (title[:TITLE_MAX_CHARS] + ("…" if len(words) > 8 else "")) or "New chat"
 
 
 def _clean_title(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = _plain(text.strip().splitlines()[0]) if text.strip() else ""
     return line.strip(" \"'`*#.").strip()[:TITLE_MAX_CHARS]

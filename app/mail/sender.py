@@ -4,6 +4,7 @@ import logging
 import secrets
 import smtplib
 import ssl
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage as MIMEMessage
@@ -29,6 +30,9 @@ class EmailMessage:
     subject: str
     text: str
     html: str | None = None
+    # The one link a person must open (verification, reset): printed plainly on the console by
+    # the development sender, so nobody has to dig it out of a JSON log line.
+    link: str | None = None
 
 
 class MailSender(Protocol):
@@ -62,16 +66,32 @@ class LogMailSender:
         sender: str,
         outbox_dir: str | Path | None = None,
         log_body: bool = True,
+        print_links: bool = False,
     ) -> None:
         self.sender = sender
         self.outbox_dir = Path(outbox_dir) if outbox_dir is not None else None
         self.log_body = log_body
+        self.print_links = print_links
 
     async def send(self, message: EmailMessage) -> None:
         mime = build_mime(message, sender=self.sender)
         extra = {"mail_to": message.to, "mail_subject": message.subject}
+        printed = self.print_links and self.log_body and message.link is not None
+        if printed:
+            # Once, plainly, where the person running `make run` looks: not as a JSON string
+            # with escaped newlines in the log (whose line then leaves the body out).
+            sys.stderr.write(
+                f"\n  Mail to {message.to}: {message.subject}\n  Open: {message.link}\n\n"
+            )
+            sys.stderr.flush()
         # In development this log line is the inbox: the body carries the verify/reset link.
-        body = message.text if self.log_body else "(body not logged)"
+        body = (
+            "(link printed above)"
+            if printed
+            else message.text
+            if self.log_body
+            else "(body not logged)"
+        )
         logger.info("Mail to %s: %s\n\n%s", message.to, message.subject, body, extra=extra)
         if self.outbox_dir is not None:
             path = await anyio.to_thread.run_sync(self._write, mime)
@@ -150,5 +170,8 @@ def build_mail_sender(settings: Settings) -> MailSender:
             "(they carry verification and reset tokens)"
         )
     return LogMailSender(
-        sender=settings.smtp_from, outbox_dir=settings.mail_outbox_dir, log_body=not production
+        sender=settings.smtp_from,
+        outbox_dir=settings.mail_outbox_dir,
+        log_body=not production,
+        print_links=settings.environment == "development",
     )

@@ -1,11 +1,12 @@
 """The mails Parley sends, as plain text with a simple HTML alternative.
 
-Links come from settings, never from the request's Host header. Every link opens a page of the
-frontend, which POSTs the token to the API (a GET must not change an account):
+Links come from settings, or from the request's Host header only when that host is one of
+ALLOWED_HOSTS (app/auth/notifications.py), so a forged Host cannot poison a link. Every link
+opens a page of the frontend, which POSTs the token to the API (a GET must not change an account):
 - verification: `{frontend}/verify-email?token=...`;
 - password reset: `{frontend}/reset-password?token=...`.
 The frontend is `frontend_url` when set (a frontend on its own origin), else Parley's own web
-client under `public_base_url` (app/web).
+client at the address the user signed up from (an allowed host) or under `public_base_url`.
 """
 
 from html import escape
@@ -44,6 +45,7 @@ def verification_email(to: str, display_name: str, link: str) -> EmailMessage:
         subject="Verify your email address",
         text=f"Hi {display_name},\n\n{intro}\n\n{link}\n\n{ignore}\n\n— Parley\n",
         html=_html(display_name, [intro, ignore], link=link),
+        link=link,
     )
 
 
@@ -60,6 +62,7 @@ def password_reset_email(
         subject="Reset your Parley password",
         text=f"Hi {display_name},\n\n{intro}\n\n{link}\n\n{expiry}\n\n— Parley\n",
         html=_html(display_name, [intro, expiry], link=link),
+        link=link,
     )
 
 

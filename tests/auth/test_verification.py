@@ -13,7 +13,7 @@ from app.auth.models import AccountToken
 from app.core.db import utcnow
 from app.core.security import hash_token
 from app.users.models import User
-from tests.support.api import assert_error, register
+from tests.support.api import PASSWORD, assert_error, register
 from tests.support.app import serving, settle
 from tests.support.settings import make_settings, smtp_settings
 from tests.support.smtp_server import SMTPTestServer, extract_token, extract_url
@@ -42,6 +42,29 @@ class TestRegisterMailsVerification:
         url = extract_url(mail.text)
         assert url.startswith("https://parley.test/verify-email?token=")
         assert "testserver" not in mail.text
+
+    @pytest.mark.parametrize(
+        ("host", "link"),
+        [
+            ("127.0.0.1:8000", "http://127.0.0.1:8000/verify-email?token="),
+            ("localhost:8123", "http://localhost:8123/verify-email?token="),
+            # Not in ALLOWED_HOSTS: a forged Host never makes the link.
+            ("evil.example", "https://parley.test/verify-email?token="),
+            ("127.0.0.1.evil.example:8000", "https://parley.test/verify-email?token="),
+        ],
+    )
+    async def test_an_allowed_host_the_user_signed_up_on_makes_the_link(
+        self, client, smtp_server, host, link
+    ):
+        email = f"host-{abs(hash(host))}@example.com"
+        response = await client.post(
+            "/api/auth/register",
+            json={"email": email, "display_name": "Ada", "password": PASSWORD},
+            headers={"Host": host},
+        )
+        assert response.status_code == 201, response.text
+        mail = await smtp_server.wait_for(is_verification, to=email)
+        assert extract_url(mail.text).startswith(link)
 
     async def test_token_has_at_least_128_bits_and_is_stored_hashed(
         self, client, smtp_server, admin_engine: AsyncEngine

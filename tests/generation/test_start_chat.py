@@ -1,5 +1,6 @@
 """POST /api/chats/start: a new chat and its first message in one call, against the fake upstream
-over real HTTP; a failed first send leaves no chat behind."""
+over real HTTP; a refused send leaves no chat behind, a failed first reply keeps the chat and the
+message (to retry)."""
 
 import pytest
 
@@ -134,14 +135,22 @@ class TestRefusedFirstSendLeavesNoChat:
         assert fake_upstream.state.requests == []
 
 
-class TestFailedFirstReplyLeavesNoChat:
-    async def test_unreachable_upstream(self, database, clean_db, fake_upstream):
+class TestFailedFirstReplyKeepsTheChat:
+    async def test_unreachable_upstream(self, database, clean_db, fake_upstream, caplog):
         settings = parley_settings(database, fake_upstream, llm_base_url="http://127.0.0.1:9/v1")
         async with running_parley(settings) as parley:
             user = await register(parley.http)
             response = await start(parley, user, content="Anyone there?")
             assert_error(response, 502, "upstream_unavailable")
-            assert await chats_of(parley, user) == []
+            # Plain words for the person; the socket's own ("[Errno 111] ...") only in the log.
+            message = response.json()["error"]["message"]
+            assert message.startswith("The model server cannot be reached")
+            assert "Errno" not in message and "refused" not in message.lower()
+            [chat] = await chats_of(parley, user)
+            assert await thread(parley, user, chat["id"]) == [
+                ("user", "Anyone there?", "complete"),
+                ("assistant", "", "failed"),
+            ]
 
     async def test_upstream_error_before_the_first_token_as_sse(
         self, parley, author, fake_upstream
@@ -150,13 +159,33 @@ class TestFailedFirstReplyLeavesNoChat:
         _, events = await start_streaming(parley, author, content="Hi there")
 
         assert names(events) == ["start", "usage", "error"]
-        assert events[-1].data["saved"]["deleted"] is True
         chat_id = events[0].data["chat_id"]
-        gone = await parley.http.get(f"/api/chats/{chat_id}", headers=author.headers)
-        assert_error(gone, 404, "chat_not_found")
-        assert await chats_of(parley, author) == []
+        error = events[-1].data
+        assert error["chat_id"] == chat_id
+        assert error["request_id"]
+        assert error["saved"]["status"] == "failed"
+        assert await thread(parley, author, chat_id) == [
+            ("user", "Hi there", "complete"),
+            ("assistant", "", "failed"),
+        ]
         usage = (await parley.http.get("/api/usage", headers=author.headers)).json()
         assert usage["totals"]["prompt_tokens"] == 0
+
+        # Retry: regenerating the failed reply answers the same message in the same chat.
+        fake_upstream.state.error_status = None
+        reply_id = events[0].data["assistant_message_id"]
+        async with parley.http.stream(
+            "POST",
+            f"/api/chats/{chat_id}/messages/{reply_id}/regenerate",
+            json={},
+            headers={**author.headers, **SSE},
+        ) as response:
+            retried = await collect_sse(response)
+        assert names(retried)[-1] == "done"
+        assert await thread(parley, author, chat_id) == [
+            ("user", "Hi there", "complete"),
+            ("assistant", "Hello, world!", "complete"),
+        ]
 
     async def test_a_reply_cut_short_after_its_first_token_keeps_the_chat(
         self, parley, author, fake_upstream

@@ -138,6 +138,19 @@ class TestLogMailSender:
         assert "Verify" in caplog.text
         assert SECRET_BODY in caplog.text
 
+    async def test_development_prints_the_link_once_plainly(
+        self, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="parley.mail")
+        link = "http://127.0.0.1:8000/verify-email?token=abc"
+        mail = EmailMessage(to="ada@example.com", subject="Verify", text=f"Open {link}", link=link)
+
+        await LogMailSender(sender=FROM, print_links=True).send(mail)
+
+        printed = capsys.readouterr().err
+        assert f"Open: {link}\n" in printed and "ada@example.com" in printed
+        assert link not in caplog.text  # not a second time, JSON-escaped, in the log
+
     async def test_can_leave_the_body_out(self, caplog: pytest.LogCaptureFixture) -> None:
         caplog.set_level(logging.INFO, logger="parley.mail")
 
@@ -190,6 +203,7 @@ class TestBuildMailSender:
         assert isinstance(sender, LogMailSender)
         assert sender.outbox_dir == tmp_path
         assert sender.log_body
+        assert sender.print_links  # development
 
     def test_production_without_smtp_warns_and_keeps_tokens_out_of_logs(
         self, caplog: pytest.LogCaptureFixture

@@ -238,7 +238,7 @@ async def screenshot(page: "Page", name: str) -> None:
     if ARTIFACTS:
         path = Path(ARTIFACTS) / "web" / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(path), full_page=True)
+        await page.screenshot(path=str(path), full_page=True, animations="disabled")
 
 
 async def sign_in(page: "Page", email: str, password: str = PASSWORD) -> None:
@@ -259,3 +259,9 @@ async def signed_in_cookies(page: "Page") -> None:
         return {"parley_access", "parley_refresh", "parley_csrf"} <= names
 
     await wait_until(stored, timeout=5)
+
+
+async def chat_action(page: "Page", title: str, action: str) -> None:
+    """Picks `action` from the "⋯" menu of the chat titled `title` in the sidebar."""
+    await page.get_by_role("button", name=f"Actions for {title}", exact=True).click()
+    await page.get_by_role("menuitem", name=action, exact=True).click()

@@ -3,12 +3,13 @@ a session revoked from another browser, the chat list's pin, archive, trash and 
 
 import re
 import time
+from pathlib import Path
 
 import pyotp
 from playwright.async_api import expect
 
 from tests.support.smtp_server import extract_url
-from tests.web.conftest import IMAGE_LOADED, Browsing, Web, screenshot, sign_in
+from tests.web.conftest import IMAGE_LOADED, Browsing, Web, chat_action, screenshot, sign_in
 
 
 class TestTwoStepSignIn:
@@ -35,6 +36,17 @@ class TestTwoStepSignIn:
         codes = page.get_by_role("list", name="Recovery codes").get_by_role("listitem")
         await expect(codes).to_have_count(10)
         recovery_code = (await codes.first.inner_text()).strip()
+        # The codes can be copied and downloaded (a text file made in the page).
+        await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        await page.get_by_role("button", name="Copy recovery codes").click()
+        copied = await page.evaluate("() => navigator.clipboard.readText()")
+        assert recovery_code in copied and copied.count("\n") >= 10
+        async with page.expect_download() as download_info:
+            await page.get_by_role("link", name="Download").click()
+        download = await download_info.value
+        assert download.suggested_filename == "parley-recovery-codes.txt"
+        saved = Path(await download.path()).read_text()
+        assert recovery_code in saved
         # Turning it on signed the other session (the API's) out.
         devices = page.get_by_role("list", name="Signed-in devices").get_by_role("listitem")
         await expect(devices).to_have_count(1)
@@ -83,6 +95,10 @@ class TestSessions:
         await phone.get_by_role("link", name="Account").click()
         sessions = phone.get_by_role("list", name="Signed-in devices").get_by_role("listitem")
         await expect(sessions).to_have_count(3)  # the API's, the laptop's, the phone's
+        # Named as people name them, not as raw User-Agent strings.
+        await expect(sessions.filter(has_text="this device")).to_contain_text("Chrome on Linux")
+        await expect(sessions.filter(has_text="Python script")).to_have_count(1)
+        assert "Mozilla/5.0" not in await sessions.first.inner_text()
         await screenshot(phone, "account-phone")
         revoke = phone.get_by_role("button", name=re.compile("^Revoke session"))
         while left := await sessions.count() - 1:
@@ -112,39 +128,66 @@ class TestChatList:
             assert response.status_code == 201
         page = await browsing.page()
         await sign_in(page, user.email)
-        chats = page.get_by_role("list", name="Chats").get_by_role("listitem")
+        chats = page.locator("#chat-sidebar .chat-list > li")
         await expect(chats).to_have_count(3)
+        await expect(page.get_by_role("heading", name="Today")).to_be_visible()
 
-        await page.get_by_role("button", name="Pin: Budget 2027").click()
+        await chat_action(page, "Budget 2027", "Pin")
+        await expect(page.get_by_role("heading", name="Pinned")).to_be_visible()
         await expect(chats.first).to_contain_text("Budget 2027")
         await page.get_by_label("Search chats").fill("lisb")
         await expect(chats).to_have_count(1)
         await expect(chats.first).to_contain_text("Trip to Lisbon")
+        await page.get_by_label("Search chats").fill("nothing like it")
+        await expect(page.locator("#chat-sidebar .empty")).to_have_text(
+            "No chats match “nothing like it”."
+        )
         await page.get_by_label("Search chats").fill("")
         await expect(chats).to_have_count(3)
 
-        await page.get_by_role("button", name="Archive: Garden plans").click()
+        # Rename inline: Esc cancels, Enter saves.
+        await chat_action(page, "Garden plans", "Rename")
+        await page.get_by_label("Chat title").fill("Not this")
+        await page.keyboard.press("Escape")
+        await expect(chats.filter(has_text="Garden plans")).to_have_count(1)
+        await chat_action(page, "Garden plans", "Rename")
+        await page.get_by_label("Chat title").fill("Garden plans 2027")
+        await page.keyboard.press("Enter")
+        await expect(chats.filter(has_text="Garden plans 2027")).to_have_count(1)
+
+        await chat_action(page, "Garden plans 2027", "Archive")
         await expect(chats).to_have_count(2)
         await page.get_by_label("Show").select_option("archived")
         await expect(chats).to_have_count(1)
-        await expect(chats.first).to_contain_text("Garden plans")
+        await expect(chats.first).to_contain_text("Garden plans 2027")
 
+        # Trash the open chat: the page leaves it, and Undo brings it back.
         await page.get_by_label("Show").select_option("active")
-        await page.get_by_role("button", name="Move to trash: Trip to Lisbon").click()
-        await expect(chats).to_have_count(1)
+        await page.get_by_role("link", name="Trip to Lisbon").click()
+        await expect(page).to_have_url(re.compile(r"/chats/"))
+        await chat_action(page, "Trip to Lisbon", "Move to trash")
+        await expect(page).to_have_url(re.compile(r"/$"))
+        toast = page.locator("#toasts .toast", has_text="Moved “Trip to Lisbon” to the trash.")
+        await expect(toast).to_be_visible()
+        await toast.get_by_role("button", name="Undo").click()
+        await expect(page).to_have_url(re.compile(r"/chats/"))
+        await expect(page.get_by_role("heading", name="Trip to Lisbon", level=1)).to_be_visible()
+
+        await chat_action(page, "Budget 2027", "Move to trash")
         await page.get_by_label("Show").select_option("trashed")
         await expect(chats).to_have_count(1)
         await screenshot(page, "trash")
-        await page.get_by_role("button", name="Restore: Trip to Lisbon").click()
-        await expect(page.locator("#notice")).to_contain_text("Restored")
-        await expect(chats).to_have_text("The trash is empty.")
-
-        await page.get_by_label("Show").select_option("active")
-        await page.get_by_role("button", name="Move to trash: Budget 2027").click()
-        await page.get_by_label("Show").select_option("trashed")
-        page.once("dialog", lambda dialog: dialog.accept())
-        await page.get_by_role("button", name="Delete forever: Budget 2027").click()
-        await expect(page.locator("#notice")).to_contain_text("forever")
+        # Delete forever asks in a modal dialog: Cancel keeps the chat.
+        await chat_action(page, "Budget 2027", "Delete forever")
+        dialog = page.get_by_role("dialog", name="Delete forever?")
+        await expect(dialog).to_be_visible()
+        await dialog.get_by_role("button", name="Cancel").click()
+        await expect(dialog).to_have_count(0)
+        await expect(chats).to_have_count(1)
+        await chat_action(page, "Budget 2027", "Delete forever")
+        await page.get_by_role("dialog").get_by_role("button", name="Delete forever").click()
+        await expect(page.locator("#toasts")).to_contain_text("forever")
+        await expect(page.locator("#chat-sidebar .empty")).to_have_text("The trash is empty.")
         listed = await web.http.get("/api/chats?trashed=true", headers=user.headers)
         assert listed.json()["items"] == []
         remaining = await web.http.get("/api/chats", headers=user.headers)
@@ -155,7 +198,8 @@ class TestProfile:
     async def test_preferences_password_usage_and_deleting_the_account(
         self, browsing: Browsing, web: Web
     ) -> None:
-        browsing.watch.allow(r"status of 422")  # the weak new password, refused on purpose
+        # The wrong current password and the weak new one, refused on purpose.
+        browsing.watch.allow(r"status of 4(03|22)")
         user = await web.user()
         chat = await web.http.post("/api/chats/start", json={"content": "Hi"}, headers=user.headers)
         assert chat.status_code == 200
@@ -179,6 +223,10 @@ class TestProfile:
         assert me["preferences"]["system_prompt"] == "Answer in French."
 
         password = page.locator("section", has_text="Change password")
+        await password.get_by_label("Current password").fill("not my password at all")
+        await password.get_by_label("New password").fill("a violet kettle hums at dawn 7")
+        await password.get_by_role("button", name="Change password").click()
+        await expect(password.locator(".form-error")).to_be_visible()
         await password.get_by_label("Current password").fill(user.password)
         await password.get_by_label("New password").fill("password1234")
         await password.get_by_role("button", name="Change password").click()
@@ -187,6 +235,8 @@ class TestProfile:
         await password.get_by_label("New password").fill(new_password)
         await password.get_by_role("button", name="Change password").click()
         await expect(page.locator("#notice")).to_contain_text("password is changed")
+        # The earlier errors go with the success.
+        await expect(password.locator(".form-error, .field-error")).to_have_count(0)
 
         removal = page.locator("section", has_text="Delete account")
         await removal.get_by_label("Password").fill(new_password)

@@ -1,5 +1,6 @@
-"""The client's own Markdown renderer and SSE parser, run in Chromium on inputs that matter:
-markup and unsafe links from a model, and event streams cut at awkward places."""
+"""The client's Markdown rendering (markdown-it, highlight.js, DOMPurify) and its SSE parser, run in
+Chromium on inputs that matter: markup and unsafe links from a model, and event streams cut at
+awkward places."""
 
 import json
 from typing import Any
@@ -11,9 +12,16 @@ async (source) => {
   const { renderMarkdown } = await import("/static/markdown.js");
   const box = document.createElement("div");
   box.append(renderMarkdown(source));
-  const links = [...box.querySelectorAll("a")].map((a) => [a.textContent, a.getAttribute("href")]);
-  return { html: box.innerHTML, text: box.textContent, links,
-           tags: [...box.querySelectorAll("*")].map((el) => el.tagName.toLowerCase()) };
+  const links = [...box.querySelectorAll("a")]
+    .map((a) => [a.textContent, a.getAttribute("href"), a.rel]);
+  // The renderer's own wrappers (code block bars, copy buttons, highlight spans) left out.
+  const tags = [...box.querySelectorAll("*")].map((el) => el.tagName.toLowerCase())
+    .filter((t) => !["div", "span", "button"].includes(t));
+  const code = box.querySelector("pre")?.cloneNode(true);
+  return { html: box.innerHTML, text: box.textContent, links, tags, code: code?.textContent || null,
+           highlighted: box.querySelectorAll("pre [class^=hljs-]").length,
+           copy: [...box.querySelectorAll("button")].map((b) => b.getAttribute("aria-label")),
+           boxes: [...box.querySelectorAll("input")].map((i) => [i.type, i.checked, i.disabled]) };
 }
 """
 
@@ -48,8 +56,10 @@ class TestMarkdown:
 
         code = await render(page, "Run:\n\n```python\nprint('<b>hi</b>')\n```\nand `x < 1`.")
         assert code["tags"] == ["p", "pre", "code", "p", "code"]
-        assert "print('<b>hi</b>')" in code["text"]
+        assert code["code"] == "print('<b>hi</b>')\n"
         assert "&lt;b&gt;" in code["html"]  # text, escaped by the DOM, not an element
+        assert code["highlighted"] > 0  # highlight.js coloured it
+        assert code["copy"] == ["Copy code"]
 
         blocks = await render(
             page,
@@ -60,16 +70,23 @@ class TestMarkdown:
             "blockquote", "p",
         ]  # fmt: skip
 
+        gfm = await render(page, "| a | b |\n|---|---|\n| 1 | 2 |\n\n- [ ] todo\n- [x] done")
+        assert gfm["tags"][:9] == ["table", "thead", "tr", "th", "th", "tbody", "tr", "td", "td"]
+        assert gfm["boxes"] == [["checkbox", False, True], ["checkbox", True, True]]
+        assert "[ ]" not in gfm["text"] and "todo" in gfm["text"]
+
         hostile = await render(
             page,
             '<img src=x onerror="alert(1)"> <script>alert(2)</script> '
             "[ok](https://example.org/a?b=1) [js](javascript:alert(3)) "
-            "[data](data:text/html,hi) [rel](/api/auth/logout) [mail](mailto:a@example.org)",
+            "[data](data:text/html,hi) [rel](/api/auth/logout) [mail](mailto:a@example.org) "
+            "![pic](https://example.org/x.png)",
         )
         assert set(hostile["tags"]) == {"p", "a"}
         assert hostile["links"] == [
-            ["ok", "https://example.org/a?b=1"],
-            ["mail", "mailto:a@example.org"],
+            ["ok", "https://example.org/a?b=1", "noopener noreferrer"],
+            ["mail", "mailto:a@example.org", "noopener noreferrer"],
+            ["pic", "https://example.org/x.png", "noopener noreferrer"],  # a link, never loaded
         ]
         assert "<img src=x" in hostile["text"] and "<script>" in hostile["text"]
 

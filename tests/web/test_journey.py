@@ -144,7 +144,8 @@ class TestReplies:
         await screenshot(page, "branches")
 
         fake.state.tokens = ["A story ", "was **told**."]
-        await page.get_by_role("button", name="Summarize").click()
+        await page.get_by_role("button", name="Chat actions").click()
+        await page.get_by_role("menuitem", name="Summarize").click()
         summary = page.get_by_role("region", name="Summary")
         await expect(summary.locator("strong")).to_have_text("told")
         await expect(summary).to_contain_text("A story was told.")

@@ -78,5 +78,30 @@ class TestPolicy:
         web_size = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(web_size)
         rows = web_size.sizes()
-        assert {"app.js", "style.css", "chats.js", "markdown.js"} <= {name for name, *_ in rows}
+        assert {
+            "app.js",
+            "style.css",
+            "chats.js",
+            "markdown.js",
+            "vendor/markdown-it.js",
+            "vendor/purify.js",
+            "vendor/highlight/core.js",
+        } <= {name for name, *_ in rows}
         assert sum(compressed for *_, compressed in rows) <= web_size.BUDGET
+
+
+class TestVendoredLibraries:
+    def test_the_files_match_their_manifest_and_keep_their_licences(self) -> None:
+        # The same check as `scripts/vendor.py --check` (no network): what is served is what
+        # `make vendor` fetched from npm, byte for byte.
+        script = Path(__file__).resolve().parents[2] / "scripts" / "vendor.py"
+        spec = importlib.util.spec_from_file_location("vendor", script)
+        assert spec and spec.loader
+        vendor = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(vendor)
+        assert vendor.check() == 0
+        for package in vendor.PACKAGES:
+            assert any(name.startswith("LICENSE") for name in package.files.values())
+
+    def test_axe_core_is_for_the_tests_only(self) -> None:
+        assert not list(STATIC_DIRECTORY.rglob("axe*"))

@@ -43,7 +43,13 @@ class Titles(Protocol):
     """Names a chat in the background (summaries.py)."""
 
     def title_later(
-        self, user_id: uuid.UUID, chat_id: uuid.UUID, first_message: str, config: ModelConfig
+        self,
+        user_id: uuid.UUID,
+        chat_id: uuid.UUID,
+        first_message: str,
+        config: ModelConfig,
+        *,
+        generate: bool = True,
     ) -> None: ...
 
 

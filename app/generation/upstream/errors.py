@@ -5,12 +5,15 @@ pages) and may carry stack traces and file paths, which never reach a user.
 """
 
 import json
+import logging
 import re
 from typing import Any
 
 import httpx
 
 from app.generation.errors import UpstreamHTTPError, UpstreamUnavailable
+
+logger = logging.getLogger("parley.upstream")
 
 _MAX_MESSAGE = 500
 _MAX_ERROR_BODY = 64 * 1024
@@ -96,9 +99,13 @@ async def read_error_body(response: httpx.Response) -> str:
 
 
 def unavailable(exc: httpx.TransportError) -> UpstreamUnavailable:
-    # httpx's messages name the failure (refused, name resolution, timeout) without secrets.
+    # The socket's own words ("[Errno 111] Connection refused") mean nothing to the person
+    # chatting: they go to the log, under the request id the error carries, not to the client.
     detail = sanitise_upstream_message(str(exc)) or type(exc).__name__
-    return UpstreamUnavailable(f"The model server cannot be reached: {detail}")
+    logger.warning(
+        "the model server cannot be reached", extra={"detail": detail, "kind": type(exc).__name__}
+    )
+    return UpstreamUnavailable("The model server cannot be reached. Try again in a moment.")
 
 
 def http_error(status: int, body: str) -> UpstreamHTTPError:

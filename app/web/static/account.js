@@ -2,7 +2,8 @@
 // (QR code, recovery codes), change password, delete the account; and the usage page.
 
 import * as api from "./api.js";
-import { h, field, clear, formatTime } from "./dom.js";
+import { h, field, clear, formatTime, copyButton, deviceName } from "./dom.js";
+import { confirmDialog } from "./ui.js";
 import { navigate, notify } from "./app.js";
 import { submitting } from "./auth.js";
 import { models, modelPicker } from "./chats.js";
@@ -84,9 +85,9 @@ function sessionsSection() {
     const sessions = await api.get("/api/auth/sessions");
     clear(list);
     for (const s of sessions) {
-      const device = s.user_agent || "Unknown device";
+      const device = deviceName(s.user_agent);
       list.append(h("li", { dataset: { sessionId: s.id } },
-        h("div", {}, h("strong", {}, device.length > 80 ? `${device.slice(0, 80)}…` : device), s.current ? h("span", { class: "badge" }, "this device") : null),
+        h("div", {}, h("strong", { title: s.user_agent || "" }, device), s.current ? h("span", { class: "badge" }, "this device") : null),
         h("div", { class: "hint" }, `${s.ip_address || "unknown IP"} · last used ${formatTime(s.last_used_at)}`),
         s.current ? null : h("button", { type: "button", class: "small danger", "aria-label": `Revoke session on ${device}`, on: { click: async () => {
           try {
@@ -101,7 +102,8 @@ function sessionsSection() {
   }
   load().catch((error) => notify(error.message, "error"));
   const everywhere = h("button", { type: "button", class: "danger", on: { click: async () => {
-    if (!confirm("Sign out of every device, this one included?")) return;
+    const sure = await confirmDialog({ title: "Sign out everywhere?", body: "Every device signed in to your account is signed out, this one included.", confirm: "Sign out everywhere", danger: true });
+    if (!sure) return;
     try {
       await api.post("/api/auth/logout-all");
     } catch {
@@ -169,6 +171,7 @@ function mfaSection(profile) {
         clear(body).append(
           h("p", { role: "status" }, "Two-step sign-in is on. Keep these recovery codes somewhere safe: each works once, and they are shown only now."),
           h("ol", { class: "recovery-codes", "aria-label": "Recovery codes" }, result.recovery_codes.map((c) => h("li", {}, h("code", {}, c)))),
+          recoveryActions(result.recovery_codes),
           h("button", { type: "button", on: { click: () => render(true) } }, "I have saved them"));
       });
     });
@@ -177,6 +180,15 @@ function mfaSection(profile) {
   }
   render(profile.mfa_enabled);
   return box;
+}
+
+/** Copy and download (a text file) for the recovery codes, shown once. */
+function recoveryActions(codes) {
+  const text = `Parley recovery codes for ${api.currentUser()?.email || "your account"}\nEach works once.\n\n${codes.join("\n")}\n`;
+  const url = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+  return h("div", { class: "recovery-actions" },
+    copyButton(() => text, "Copy recovery codes", "Copy codes"),
+    h("a", { class: "button small", href: url, download: "parley-recovery-codes.txt" }, "Download"));
 }
 
 function passwordSection() {

@@ -8,6 +8,7 @@ import { chatPage, homePage } from "./chats.js";
 import { emailPage } from "./email.js";
 import { accountPage, usagePage } from "./account.js";
 import { knowledgePage } from "./knowledge.js";
+import { infoDialog } from "./ui.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -58,11 +59,12 @@ function renderNav() {
   if (user) {
     nav.append(
       link("/", "Chats"),
-      link("/email", "Email writer"),
+      link("/email", ["Email", h("span", { class: "wide-only" }, " writer")]),
       link("/knowledge", "Knowledge"),
       link("/usage", "Usage"),
       link("/account", "Account"),
       h("button", { type: "button", class: "link", on: { click: signOut } }, "Sign out"),
+      h("button", { type: "button", class: "link help-button", "aria-label": "Keyboard shortcuts", "aria-keyshortcuts": "?", on: { click: showShortcuts } }, "?"),
     );
   } else {
     nav.append(link("/signin", "Sign in"), link("/signup", "Sign up"));
@@ -70,6 +72,16 @@ function renderNav() {
 }
 
 async function signOut() {
+  // The page stops first: nothing of it (a title being awaited, a list refresh) may call the
+  // API with the session being closed.
+  if (cleanup) {
+    try {
+      cleanup();
+    } catch {
+      /* ignored, as in render() */
+    }
+    cleanup = null;
+  }
   try {
     await api.post("/api/auth/logout");
   } catch {
@@ -122,6 +134,42 @@ export async function render() {
     heading.focus({ preventScroll: true });
   }
 }
+
+const SHORTCUTS = [
+  ["Ctrl + Shift + O", "New chat"],
+  ["/", "Focus the message box"],
+  ["Enter", "Send the message"],
+  ["Shift + Enter", "New line in the message"],
+  ["Esc", "Stop the reply, cancel an edit, close a menu or dialog"],
+  ["?", "Show these shortcuts"],
+];
+
+function showShortcuts() {
+  if (document.querySelector("dialog[open]")) return;
+  infoDialog("Keyboard shortcuts",
+    h("dl", { class: "shortcuts" }, SHORTCUTS.map(([keys, what]) => [h("dt", {}, h("kbd", {}, keys)), h("dd", {}, what)])));
+}
+
+function typing(target) {
+  return target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+}
+
+document.addEventListener("keydown", (event) => {
+  if (!api.currentUser() || event.defaultPrevented || document.querySelector("dialog[open]")) return;
+  if ((event.ctrlKey || event.metaKey) && event.shiftKey && event.key.toLowerCase() === "o") {
+    event.preventDefault();
+    navigate("/");
+  } else if (event.key === "?" && !typing(event.target)) {
+    event.preventDefault();
+    showShortcuts();
+  } else if (event.key === "/" && !typing(event.target) && !event.ctrlKey && !event.metaKey) {
+    const composer = document.getElementById("composer-input");
+    if (composer) {
+      event.preventDefault();
+      composer.focus();
+    }
+  }
+});
 
 document.addEventListener("click", (event) => {
   const a = event.target.closest?.("a[href]");

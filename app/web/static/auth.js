@@ -59,6 +59,14 @@ export async function submitting(form, action) {
     return;
   }
   busy(form, false);
+  clearErrors(form);
+}
+
+/** Takes an earlier error off a form (after a success, a stale one would mislead). */
+export function clearErrors(form) {
+  form.querySelectorAll(".field-error").forEach((el) => el.remove());
+  form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+  form.querySelector(".form-error")?.remove();
 }
 
 function nextPath() {

@@ -3,12 +3,13 @@
 // picker and attachments. A reply still running after a reload is rejoined or polled.
 
 import * as api from "./api.js";
-import { h, clear, field, uid } from "./dom.js";
+import { h, append, clear, field, uid, copyButton, dayGroup } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { readEvents } from "./sse.js";
 import { navigate, notify } from "./app.js";
 import { showError } from "./auth.js";
 import { collections, collectionPicker, citation } from "./knowledge.js";
+import { confirmDialog, menuButton, toast, infoDialog } from "./ui.js";
 
 let modelsCache = null;
 let modesCache = null;
@@ -33,9 +34,12 @@ export function modelPicker(list, selected, { label = "Model", name = "model", a
 
 // ---------------------------------------------------------------------------------- chat list
 
-function chatList(activeId) {
+/** The left sidebar: New chat, search, Chats / Pinned / Archived / Trash, chats grouped by day,
+ * a "…" menu per chat (rename inline, pin, archive, trash with Undo; restore, delete forever). On
+ * a narrow screen it is a drawer opened by the chat's "Chats" button. */
+function chatList(view) {
   const state = { filter: "active", q: "", cursor: null };
-  const list = h("ul", { class: "chat-list", "aria-label": "Chats" });
+  const list = h("div", { class: "chat-groups" });
   const more = h("button", { type: "button", class: "link", hidden: true }, "Load more");
   const search = h("input", { type: "search", name: "q", id: "chat-search", placeholder: "Search chats", autocomplete: "off" });
   const filter = h(
@@ -46,18 +50,33 @@ function chatList(activeId) {
     h("option", { value: "archived" }, "Archived"),
     h("option", { value: "trashed" }, "Trash"),
   );
+  const close = h("button", { type: "button", class: "small drawer-close", "aria-label": "Close the chat list", on: { click: () => view.toggleDrawer(false) } }, "×");
   const aside = h(
-    "aside",
-    { class: "sidebar", "aria-label": "Your chats" },
-    h("a", { href: "/", class: "button primary new-chat" }, "New chat"),
+    "nav",
+    { class: "sidebar", id: "chat-sidebar", "aria-label": "Your chats" },
+    h("div", { class: "sidebar-head" }, h("a", { href: "/", class: "button primary new-chat" }, "New chat"), close),
     h("div", { class: "list-tools" },
       h("label", { for: search.id, class: "visually-hidden" }, "Search chats"), search,
       h("label", { for: filter.id, class: "visually-hidden" }, "Show"), filter),
     list,
     more,
+    h("p", { class: "hint shortcuts-hint" }, "Press ? for keyboard shortcuts."),
   );
+  let groups = new Map();
 
+  function groupFor(name) {
+    if (!groups.has(name)) {
+      const id = uid("group");
+      const ul = h("ul", { class: "chat-list", "aria-labelledby": id });
+      list.append(h("section", { class: "chat-group" }, h("h2", { id }, name), ul));
+      groups.set(name, ul);
+    }
+    return groups.get(name);
+  }
+
+  let loads = 0;
   async function load(append = false) {
+    const ticket = ++loads;
     const params = { limit: 30, q: state.q, cursor: append ? state.cursor : null };
     if (state.filter === "pinned") params.pinned = "true";
     if (state.filter === "archived") params.archived = "true";
@@ -69,10 +88,19 @@ function chatList(activeId) {
       notify(error.message, "error");
       return;
     }
-    if (!append) clear(list);
+    if (ticket !== loads) return; // a later load (a newer search, a refresh) wins
+    if (!append) { clear(list); groups = new Map(); }
     if (state.filter === "archived") page.items = page.items.filter((c) => c.archived);
-    for (const chat of page.items) list.append(item(chat));
-    if (!list.children.length) list.append(h("li", { class: "empty" }, state.filter === "trashed" ? "The trash is empty." : "No chats yet."));
+    for (const chat of page.items) {
+      const group = chat.deleted_at ? "In the trash" : chat.pinned && state.filter !== "pinned" ? "Pinned" : dayGroup(chat.last_message_at);
+      groupFor(group).append(item(chat));
+    }
+    if (!list.children.length) {
+      const empty = state.q ? `No chats match “${state.q}”.`
+        : { trashed: "The trash is empty.", pinned: "No pinned chats.", archived: "No archived chats." }[state.filter]
+        || "No chats yet. Write a message to start one.";
+      list.append(h("p", { class: "empty" }, empty));
+    }
     state.cursor = page.next_cursor;
     more.hidden = !page.next_cursor;
   }
@@ -80,43 +108,86 @@ function chatList(activeId) {
   async function act(fn, message) {
     try {
       await fn();
-      if (message) notify(message);
+      if (message) toast(message);
     } catch (error) {
       notify(error.message, "error");
     }
     await load();
   }
 
+  async function trash(chat, title) {
+    try {
+      await api.del(`/api/chats/${chat.id}`);
+    } catch (error) {
+      notify(error.message, "error");
+      return;
+    }
+    if (chat.id === view.chatId) await navigate("/");
+    else await load();
+    toast(`Moved “${title}” to the trash.`, {
+      action: async () => {
+        try {
+          await api.post(`/api/chats/${chat.id}/restore`);
+          await navigate(`/chats/${chat.id}`);
+          toast(`Restored “${title}”.`);
+        } catch (error) {
+          notify(error.message, "error");
+        }
+      },
+    });
+  }
+
+  function renameInline(li, chat) {
+    const input = h("input", { type: "text", value: chat.title || "", "aria-label": "Chat title", maxlength: 200, class: "rename" });
+    const label = li.querySelector(".chat-title");
+    label.replaceWith(input);
+    input.focus();
+    input.select();
+    let done = false;
+    const finish = async (save) => {
+      if (done) return;
+      done = true;
+      const title = input.value.trim();
+      if (save && title && title !== chat.title) {
+        await act(() => api.patch(`/api/chats/${chat.id}`, { title }));
+        if (chat.id === view.chatId) view.setTitle(title);
+      } else {
+        input.replaceWith(label);
+        label.focus?.();
+      }
+    };
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") { e.preventDefault(); finish(true); }
+      if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); finish(false); }
+    });
+    input.addEventListener("blur", () => finish(true));
+  }
+
   function item(chat) {
     const title = chat.title || "Untitled chat";
-    const actions = h("div", { class: "item-actions" });
-    const button = (text, label, fn) => h("button", { type: "button", class: "small", "aria-label": `${label}: ${title}`, on: { click: fn } }, text);
+    const li = h("li", { class: chat.pinned ? "pinned" : null, dataset: { chatId: chat.id } });
+    let menu;
     if (chat.deleted_at) {
-      actions.append(
-        button("Restore", "Restore", () => act(() => api.post(`/api/chats/${chat.id}/restore`), `Restored “${title}”.`)),
-        button("Delete forever", "Delete forever", () => {
-          if (confirm(`Delete “${title}” forever? This cannot be undone.`)) {
-            act(() => api.del(`/api/chats/${chat.id}?permanent=true`), `Deleted “${title}” forever.`);
-          }
-        }),
-      );
+      menu = menuButton(`Actions for ${title}`, [
+        ["Restore", () => act(() => api.post(`/api/chats/${chat.id}/restore`), `Restored “${title}”.`)],
+        ["Delete forever", async () => {
+          const sure = await confirmDialog({ title: "Delete forever?", body: `“${title}” and its messages will be deleted. This cannot be undone.`, confirm: "Delete forever", danger: true });
+          if (sure) await act(() => api.del(`/api/chats/${chat.id}?permanent=true`), `Deleted “${title}” forever.`);
+        }, true],
+      ]);
     } else {
-      actions.append(
-        button(chat.pinned ? "Unpin" : "Pin", chat.pinned ? "Unpin" : "Pin", () => act(() => api.patch(`/api/chats/${chat.id}`, { pinned: !chat.pinned }))),
-        button(chat.archived ? "Unarchive" : "Archive", chat.archived ? "Unarchive" : "Archive", () => act(() => api.patch(`/api/chats/${chat.id}`, { archived: !chat.archived }))),
-        button("Trash", "Move to trash", async () => {
-          await act(() => api.del(`/api/chats/${chat.id}`), `Moved “${title}” to the trash.`);
-          if (chat.id === activeId) navigate("/", { keepNotice: true });
-        }),
-      );
+      menu = menuButton(`Actions for ${title}`, [
+        ["Rename", () => renameInline(li, chat)],
+        [chat.pinned ? "Unpin" : "Pin", () => act(() => api.patch(`/api/chats/${chat.id}`, { pinned: !chat.pinned }), chat.pinned ? `Unpinned “${title}”.` : `Pinned “${title}”.`)],
+        [chat.archived ? "Unarchive" : "Archive", () => act(() => api.patch(`/api/chats/${chat.id}`, { archived: !chat.archived }), chat.archived ? `Unarchived “${title}”.` : `Archived “${title}”.`)],
+        ["Move to trash", () => trash(chat, title), true],
+      ]);
     }
     const label = chat.deleted_at
       ? h("span", { class: "chat-title" }, title)
-      : h("a", { href: `/chats/${chat.id}`, class: "chat-title", "aria-current": chat.id === activeId ? "page" : null }, title);
-    return h("li", { class: chat.pinned ? "pinned" : null, dataset: { chatId: chat.id } },
-      chat.pinned ? h("span", { class: "pin", title: "Pinned", "aria-label": "Pinned" }, "📌") : null,
-      label,
-      actions);
+      : h("a", { href: `/chats/${chat.id}`, class: "chat-title", "aria-current": chat.id === view.chatId ? "page" : null, on: { click: () => view.toggleDrawer(false) } }, title);
+    append(li, [label, chat.pinned ? h("span", { class: "pin", title: "Pinned" }, h("span", { class: "visually-hidden" }, "Pinned")) : null, menu]);
+    return li;
   }
 
   let timer = null;
@@ -127,7 +198,12 @@ function chatList(activeId) {
   filter.addEventListener("change", () => { state.filter = filter.value; load(); });
   more.addEventListener("click", () => load(true));
   load();
-  return { element: aside, reload: () => load() };
+  return {
+    element: aside,
+    reload: () => load(),
+    trash: (chat) => trash(chat, chat.title || "Untitled chat"),
+    titleOf: (id) => list.querySelector(`[data-chat-id="${id}"] .chat-title`)?.textContent,
+  };
 }
 
 // ------------------------------------------------------------------------------- mode params
@@ -176,37 +252,49 @@ function readModeParams(box) {
 
 // ------------------------------------------------------------------------------- attachments
 
-/** A file input that uploads at once; `onBusy(true)` while uploads run (sending waits for them). */
+/** A file input that uploads at once; `onBusy(true)` while uploads run (sending waits for them).
+ * `add(files)` takes dropped or pasted files the same way. */
 export function attachmentPicker(onBusy = () => {}, label = "Attach") {
   const files = [];
   const chips = h("ul", { class: "chips", "aria-label": "Attached files" });
   const inputEl = h("input", { type: "file", id: uid("file"), multiple: true, class: "visually-hidden" });
   const button = h("label", { for: inputEl.id, class: "button small" }, label);
-  inputEl.addEventListener("change", async () => {
+  let running = 0;
+  async function add(list) {
+    const picked = [...list];
+    if (!picked.length) return;
+    running += 1;
     onBusy(true);
-    for (const file of inputEl.files) {
-      const chip = h("li", { class: "chip" }, `Uploading ${file.name}…`);
+    for (const file of picked) {
+      const name = file.name || "pasted image";
+      const chip = h("li", { class: "chip" }, `Uploading ${name}…`);
       chips.append(chip);
       const body = new FormData();
-      body.append("file", file);
+      body.append("file", file, name);
       try {
         const saved = await api.post("/api/files", body);
         files.push(saved);
-        clear(chip).append(
+        clear(chip);
+        append(chip, [
           saved.kind === "image" ? h("img", { src: URL.createObjectURL(file), alt: "", class: "thumb" }) : null,
           saved.name,
           h("button", { type: "button", class: "link", "aria-label": `Remove ${saved.name}`, on: { click: () => { files.splice(files.indexOf(saved), 1); chip.remove(); } } }, "×"),
-        );
+        ]);
       } catch (error) {
         chip.remove();
-        notify(`${file.name}: ${error.message}`, "error");
+        notify(`${name}: ${error.message}`, "error");
       }
     }
+    running -= 1;
+    if (!running) onBusy(false);
+  }
+  inputEl.addEventListener("change", async () => {
+    await add(inputEl.files);
     inputEl.value = "";
-    onBusy(false);
   });
   return {
     elements: [inputEl, button, chips],
+    add,
     ids: () => files.map((f) => f.id),
     reset: () => { files.length = 0; clear(chips); },
   };
@@ -228,6 +316,24 @@ export async function chatPage(main, [chatId]) {
 
 const REJOIN_KEY = "parley:reply"; // sessionStorage: the reply being streamed in this tab
 
+// Plain words for a failed reply, by its error code; never the upstream's or the socket's text.
+const FAILURES = {
+  upstream_unavailable: "The model server could not be reached.",
+  upstream_timeout: "The model server took too long to answer.",
+  upstream_error: "The model server answered with an error.",
+  upstream_http_error: "The model server answered with an error.",
+  context_length_exceeded: "This conversation is too long for the model.",
+  quota_exceeded: "You have used today's token quota.",
+  rate_limited: "Too many requests: wait a moment.",
+  network: "The connection was lost.",
+  interrupted: "The server stopped while writing this reply.",
+};
+export function failureText(code) {
+  return FAILURES[code] || "The reply did not finish.";
+}
+
+const NEAR_BOTTOM = 48; // px: "at the end" for following a streaming reply
+
 class ChatView {
   constructor(main, chatId) {
     this.main = main;
@@ -237,20 +343,37 @@ class ChatView {
     this.streaming = false;
     this.controllers = new Set();
     this.gone = false;
+    this.follow = true; // keep the thread at its end while a reply streams
+    this.failure = null; // { id, requestId } of the reply that just failed
   }
 
   async mount() {
-    this.sidebar = chatList(this.chatId);
+    this.sidebar = chatList(this);
     this.thread = h("ol", { class: "thread", "aria-label": "Messages" });
-    this.heading = h("h1", {}, this.chatId ? "Chat" : "New chat");
+    this.scroller = h("div", { class: "thread-scroll", tabindex: "-1" }, this.thread);
+    this.jump = h("button", { type: "button", class: "jump", hidden: true, on: { click: () => this.toBottom(true) } }, "↓ Jump to latest");
+    this.heading = h("h1", { class: "chat-title-heading" }, this.chatId ? "Chat" : "New chat");
     this.tools = h("div", { class: "chat-tools" });
     this.settings = h("div", { class: "new-chat-settings" });
     this.composer = this.buildComposer();
+    this.drawerButton = h("button", { type: "button", class: "small drawer-open", "aria-controls": "chat-sidebar", "aria-expanded": "false", on: { click: () => this.toggleDrawer() } }, "☰ Chats");
     this.pane = h("section", { class: "chat-pane", "aria-labelledby": uid() },
-      h("div", { class: "chat-head" }, this.heading, this.tools),
-      this.settings, this.thread, this.composer);
+      h("div", { class: "chat-head" }, this.drawerButton, this.heading, this.tools),
+      h("div", { class: "thread-box" }, this.scroller, this.jump),
+      this.settings, this.composer);
     this.heading.id = this.pane.getAttribute("aria-labelledby");
-    this.main.append(h("div", { class: "chat-layout" }, this.sidebar.element, this.pane));
+    this.scrim = h("div", { class: "scrim", on: { click: () => this.toggleDrawer(false) } });
+    this.layout = h("div", { class: "chat-layout" }, this.sidebar.element, this.scrim, this.pane);
+    this.main.append(this.layout);
+    document.body.classList.add("chat-mode");
+    this.scroller.addEventListener("scroll", () => {
+      const gap = this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight;
+      this.follow = gap < NEAR_BOTTOM;
+      this.jump.hidden = this.follow;
+      if (this.follow) this.autoTop = this.scroller.scrollTop;
+    }, { passive: true });
+    this.onKey = (e) => this.keydown(e);
+    document.addEventListener("keydown", this.onKey);
     // Usable once the models, modes and thread are known.
     this.input.disabled = true;
     const [modelList, modeList, collectionList] = await Promise.all([
@@ -269,6 +392,52 @@ class ChatView {
     this.gone = true;
     for (const c of this.controllers) c.abort();
     clearTimeout(this.pollTimer);
+    clearTimeout(this.titleTimer);
+    document.removeEventListener("keydown", this.onKey);
+    document.body.classList.remove("chat-mode");
+  }
+
+  toggleDrawer(open = !this.layout.classList.contains("drawer-open")) {
+    this.layout.classList.toggle("drawer-open", open);
+    this.drawerButton.setAttribute("aria-expanded", String(open));
+    if (open) this.sidebar.element.querySelector("a, button, input")?.focus();
+    else if (document.activeElement && this.sidebar.element.contains(document.activeElement)) this.drawerButton.focus();
+  }
+
+  keydown(e) {
+    if (e.key !== "Escape" || e.defaultPrevented) return;
+    if (document.querySelector("dialog[open]")) return;
+    if (this.layout.classList.contains("drawer-open")) {
+      this.toggleDrawer(false);
+    } else if (this.editing) {
+      this.renderThread();
+      this.input.focus();
+    } else if (this.streaming) {
+      this.stop();
+    } else {
+      return;
+    }
+    e.preventDefault();
+  }
+
+  /** Scrolls the thread to its end (when following the reply, or `force`). */
+  toBottom(force = false) {
+    if (force) this.follow = true;
+    // Moved up since the last scroll made here (read now: the scroll event may not have come
+    // yet when the next token arrives): the reader wants to stay there.
+    else if (this.scroller.scrollTop < (this.autoTop ?? 0) - 4) this.follow = false;
+    if (!this.follow) {
+      this.jump.hidden = false;
+      return;
+    }
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.autoTop = this.scroller.scrollTop;
+    this.jump.hidden = true;
+  }
+
+  setTitle(title) {
+    this.heading.textContent = title || "Untitled chat";
+    document.title = `${this.heading.textContent} · Parley`;
   }
 
   buildNewChatSettings() {
@@ -277,37 +446,47 @@ class ChatView {
     const params = h("div");
     const showParams = () => {
       const mode = this.modeList.find((m) => m.name === modeSelect.value);
-      clear(params).append(mode ? h("p", { class: "hint" }, mode.description) : null, modeFields(mode));
+      clear(params);
+      append(params, [mode && mode.name !== "chat" ? h("p", { class: "hint" }, mode.description) : null, modeFields(mode)]);
     };
     modeSelect.addEventListener("change", showParams);
     this.modePicker = { select: modeSelect, params };
     this.modelSelect = modelPicker(this.modelList, api.currentUser()?.preferences?.default_model);
     this.collectionBox = collectionPicker(this.collectionList);
-    clear(this.settings).append(
-      h("div", { class: "row" }, field("Mode", modeSelect), this.modelSelect),
-      this.collectionBox,
-      params,
-    );
+    clear(this.settings);
+    append(this.settings, [
+      // Open on a wide screen; folded on a phone, where the thread needs the height.
+      h("details", { class: "options", open: matchMedia("(min-width: 48.01rem)").matches }, h("summary", {}, "Mode, model and knowledge"),
+        h("div", { class: "row" }, field("Mode", modeSelect), this.modelSelect),
+        this.collectionBox,
+        params),
+    ]);
+    clear(this.thread).append(h("li", { class: "welcome" },
+      h("p", {}, `Hello${api.currentUser()?.display_name ? `, ${api.currentUser().display_name}` : ""}. What shall we talk about?`),
+      h("p", { class: "hint" }, "Enter sends, Shift+Enter adds a line. Drop or paste files to attach them.")));
     showParams();
   }
 
-  async loadChat(leafId) {
+  async loadChat(leafId, { toEnd = true } = {}) {
     try {
       this.chat = await api.get(`/api/chats/${this.chatId}`);
       const page = await api.get(`/api/chats/${this.chatId}/messages${api.query({ limit: 100, leaf_id: leafId })}`);
       this.messages = page.items;
     } catch (error) {
       if (error.status === 404) {
-        clear(this.pane).append(h("h1", {}, "Chat not found"), h("p", {}, h("a", { href: "/" }, "Back to your chats")));
+        clear(this.pane).append(h("h1", {}, "Chat not found"), h("p", {}, "It may have been deleted. ", h("a", { href: "/" }, "Start a new chat")));
         return;
       }
       notify(error.message, "error");
       return;
     }
     if (this.gone) return;
-    this.heading.textContent = this.chat.title || "Untitled chat";
+    this.setTitle(this.chat.title);
     this.renderTools();
+    const top = this.scroller.scrollTop;
     this.renderThread();
+    if (toEnd) this.toBottom(true);
+    else this.scroller.scrollTop = this.autoTop = top; // where the reader was (scrolled up)
     const last = this.messages[this.messages.length - 1];
     if (last?.role === "assistant" && last.status === "streaming" && !this.streaming) this.rejoin(last);
   }
@@ -315,6 +494,7 @@ class ChatView {
   renderTools() {
     const chat = this.chat;
     this.modelSelect = modelPicker(this.modelList, chat.model);
+    this.modelSelect.classList.add("inline-field");
     this.modelSelect.querySelector("select").addEventListener("change", async (e) => {
       try {
         this.chat = await api.patch(`/api/chats/${chat.id}`, { model: e.target.value || null });
@@ -330,36 +510,64 @@ class ChatView {
         notify(error.message, "error");
       }
     });
-    clear(this.tools).append(
-      h("span", { class: "badge" }, mode ? mode.title : chat.mode),
-      this.modelSelect,
-      picker,
-      h("button", { type: "button", class: "small", on: { click: () => this.rename() } }, "Rename"),
-      h("button", { type: "button", class: "small", on: { click: () => this.summarize() } }, "Summarize"),
-      h("a", { class: "button small", href: `/api/chats/${chat.id}/export?format=markdown`, download: "" }, "Export"),
-    );
+    const menu = menuButton("Chat actions", () => [
+      ["Rename", () => this.rename()],
+      ["Summarize", () => this.summarize()],
+      ["Export as Markdown", () => { location.href = `/api/chats/${chat.id}/export?format=markdown`; }],
+      [this.chat.pinned ? "Unpin" : "Pin", async () => {
+        try {
+          this.chat = await api.patch(`/api/chats/${chat.id}`, { pinned: !this.chat.pinned });
+          this.sidebar.reload();
+        } catch (error) {
+          notify(error.message, "error");
+        }
+      }],
+      ["Move to trash", () => this.sidebar.trash(this.chat), true],
+    ]);
+    clear(this.tools);
+    append(this.tools, [mode && mode.name !== "chat" ? h("span", { class: "badge" }, mode.title) : null, this.modelSelect, picker, menu]);
   }
 
-  async rename() {
-    const title = prompt("New title", this.chat.title || "");
-    if (title === null || !title.trim()) return;
-    try {
-      this.chat = await api.patch(`/api/chats/${this.chatId}`, { title: title.trim() });
-      this.heading.textContent = this.chat.title;
-      this.sidebar.reload();
-    } catch (error) {
-      notify(error.message, "error");
-    }
+  /** Inline rename of the heading: Enter saves, Esc cancels. */
+  rename() {
+    const input = h("input", { type: "text", value: this.chat.title || "", "aria-label": "Chat title", maxlength: 200, class: "rename heading-rename" });
+    this.heading.replaceWith(input);
+    input.focus();
+    input.select();
+    let done = false;
+    const finish = async (save) => {
+      if (done) return;
+      done = true;
+      const title = input.value.trim();
+      input.replaceWith(this.heading);
+      if (save && title && title !== this.chat.title) {
+        try {
+          this.chat = await api.patch(`/api/chats/${this.chatId}`, { title });
+          this.setTitle(this.chat.title);
+          this.sidebar.reload();
+        } catch (error) {
+          notify(error.message, "error");
+        }
+      }
+      this.heading.focus();
+    };
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") { e.preventDefault(); finish(true); }
+      if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); finish(false); }
+    });
+    input.addEventListener("blur", () => finish(true));
   }
 
   async summarize() {
     this.pane.querySelector(".summary")?.remove();
     const heading = h("h2", { id: uid("summary") }, "Summary");
     const box = h("section", { class: "summary", "aria-live": "polite", "aria-labelledby": heading.id }, heading, h("p", {}, "Summarizing…"));
-    this.thread.after(box);
+    this.thread.append(h("li", { class: "summary-item" }, box));
+    this.toBottom(true);
     try {
       const result = await api.post(`/api/chats/${this.chatId}/summarize`, {});
       clear(box).append(heading, renderMarkdown(result.summary));
+      this.toBottom(true);
     } catch (error) {
       box.remove();
       notify(error.message, "error");
@@ -367,6 +575,7 @@ class ChatView {
   }
 
   renderThread() {
+    this.editing = false;
     clear(this.thread);
     this.messages.forEach((m, i) => this.thread.append(this.renderMessage(m, i === this.messages.length - 1)));
   }
@@ -384,21 +593,31 @@ class ChatView {
         a.kind === "image" ? h("img", { src: `/api/files/${a.id}/content`, alt: a.name, class: "thumb" }) : null,
         h("a", { href: `/api/files/${a.id}/content`, download: a.name }, a.name)))));
     }
+    const failed = message.status === "failed" || message.status === "interrupted";
     const status = {
       cancelled: "Stopped.",
       failed: message.error_code === "content_blocked"
         ? "This reply was blocked by the content policy."
-        : `Failed: ${message.error_message || message.error_code || "the reply did not finish"}.`,
-      interrupted: "Interrupted: the server stopped while writing this reply.",
+        : `This reply failed: ${failureText(message.error_code)}`,
+      interrupted: `This reply failed: ${failureText("interrupted")}`,
       streaming: "Writing…",
     }[message.status];
-    if (status) li.append(h("p", { class: "status" }, status));
+    if (status) {
+      const just = this.failure?.id === message.id;
+      const note = h("p", { class: failed ? "status error" : "status", role: just ? "alert" : null }, status);
+      if (just && this.failure.requestId) note.append(h("span", { class: "reference" }, ` (reference ${this.failure.requestId})`));
+      li.append(note);
+    }
     const actions = h("div", { class: "message-actions" });
+    if (message.content && message.status !== "streaming") {
+      actions.append(copyButton(() => message.content, message.role === "user" ? "Copy message" : "Copy reply"));
+    }
     if (message.role === "user" && !this.streaming) {
       actions.append(h("button", { type: "button", class: "small", on: { click: () => this.edit(li, message) } }, "Edit"));
     }
     if (message.role === "assistant" && isLast && message.status !== "streaming" && !this.streaming) {
-      actions.append(h("button", { type: "button", class: "small", on: { click: () => this.regenerate(message) } }, "Regenerate"));
+      const retry = failed && message.error_code !== "content_blocked";
+      actions.append(h("button", { type: "button", class: retry ? "small primary" : "small", on: { click: () => this.regenerate(message) } }, retry ? "Retry" : "Regenerate"));
     }
     if (actions.children.length) li.append(actions);
     return li;
@@ -416,10 +635,10 @@ class ChatView {
   }
 
   buildComposer() {
-    const text = h("textarea", { name: "content", id: "composer-input", rows: 3, required: true, placeholder: "Write a message… (Enter sends, Shift+Enter for a new line)" });
+    const text = h("textarea", { name: "content", id: "composer-input", rows: 2, required: true, placeholder: "Write a message…", "aria-keyshortcuts": "/" });
     this.sendButton = h("button", { type: "submit", class: "primary" }, "Send");
     this.attachments = attachmentPicker((busy) => { this.sendButton.disabled = busy; });
-    this.stopButton = h("button", { type: "button", class: "danger", hidden: true, on: { click: () => this.stop() } }, "Stop");
+    this.stopButton = h("button", { type: "button", class: "danger", hidden: true, "aria-keyshortcuts": "Escape", on: { click: () => this.stop() } }, "Stop");
     const form = h("form", { class: "composer" },
       h("label", { for: text.id, class: "visually-hidden" }, "Message"),
       text,
@@ -430,11 +649,34 @@ class ChatView {
         form.requestSubmit();
       }
     });
-    form.addEventListener("submit", (e) => {
+    text.addEventListener("input", () => {
+      text.style.height = "auto";
+      text.style.height = `${Math.min(text.scrollHeight + 2, 200)}px`;
+    });
+    // Files dropped on the composer, or pasted into it (a screenshot), are attached.
+    form.addEventListener("dragover", (e) => {
+      if ([...(e.dataTransfer?.types || [])].includes("Files")) { e.preventDefault(); form.classList.add("dropping"); }
+    });
+    form.addEventListener("dragleave", () => form.classList.remove("dropping"));
+    form.addEventListener("drop", (e) => {
+      form.classList.remove("dropping");
+      if (e.dataTransfer?.files?.length) { e.preventDefault(); this.attachments.add(e.dataTransfer.files); }
+    });
+    text.addEventListener("paste", (e) => {
+      const files = e.clipboardData?.files;
+      if (files?.length) { e.preventDefault(); this.attachments.add(files); }
+    });
+    form.addEventListener("submit", async (e) => {
       e.preventDefault();
       const content = text.value.trim();
       if (!content || this.streaming || this.sendButton.disabled) return;
-      this.send(content, form).then((ok) => { if (ok) { text.value = ""; this.attachments.reset(); } });
+      // Cleared at once; the text comes back only if the send itself is refused.
+      const draft = text.value;
+      text.value = "";
+      text.style.height = "";
+      const ok = await this.send(content, form);
+      if (ok) this.attachments.reset();
+      else if (!text.value) text.value = draft;
     });
     this.input = text;
     return form;
@@ -445,7 +687,7 @@ class ChatView {
     this.sendButton.hidden = on;
     this.stopButton.hidden = !on;
     this.pane.setAttribute("aria-busy", on ? "true" : "false");
-    if (!on) this.input.focus();
+    if (!on && !this.gone && !document.querySelector("dialog[open]")) this.input.focus({ preventScroll: true });
   }
 
   async send(content, form) {
@@ -459,24 +701,30 @@ class ChatView {
       body = { content, attachments, model, mode, mode_params: readModeParams(this.modePicker.params) };
       const picked = this.collectionBox?.picked() || [];
       if (picked.length) body.collection_ids = picked;
+      this.thread.querySelector(".welcome")?.remove();
     }
     this.thread.append(this.renderMessage({ id: "pending", role: "user", content, status: "complete", attachments: [] }, false));
+    this.toBottom(true);
     return this.stream(path, body, form);
   }
 
   async regenerate(message) {
     const at = this.messages.indexOf(message);
     this.messages = this.messages.slice(0, at);
+    this.failure = null;
     this.renderThread();
     return this.stream(`/api/chats/${this.chatId}/messages/${message.id}/regenerate`, {});
   }
 
   edit(li, message) {
+    this.renderThread();
+    li = this.thread.querySelector(`[data-message-id="${message.id}"]`) || li;
+    this.editing = true;
     const text = h("textarea", { name: "content", rows: 3, id: uid("edit"), value: message.content });
     const form = h("form", { class: "edit" },
       h("label", { for: text.id, class: "visually-hidden" }, "Edited message"), text,
       h("div", { class: "composer-actions" },
-        h("button", { type: "button", on: { click: () => this.renderThread() } }, "Cancel"),
+        h("button", { type: "button", "aria-keyshortcuts": "Escape", on: { click: () => this.renderThread() } }, "Cancel"),
         h("button", { type: "submit", class: "primary" }, "Save and send")));
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -486,6 +734,7 @@ class ChatView {
       this.messages = this.messages.slice(0, at);
       this.renderThread();
       this.thread.append(this.renderMessage({ id: "pending", role: "user", content, status: "complete", attachments: [] }, false));
+      this.toBottom(true);
       this.stream(`/api/chats/${this.chatId}/messages/${message.id}`, { content }, form, "PATCH");
     });
     li.querySelector(".content").replaceWith(form);
@@ -500,7 +749,7 @@ class ChatView {
       h("div", { class: "meta" }, h("span", { class: "who" }, "Assistant")), live,
       h("p", { class: "status" }, "Writing…"));
     this.thread.append(li);
-    li.scrollIntoView({ block: "end" });
+    this.toBottom();
     return { li, live };
   }
 
@@ -515,7 +764,8 @@ class ChatView {
       this.controllers.delete(controller);
       this.setStreaming(false);
       this.thread.querySelector('[data-message-id="pending"]')?.remove();
-      if (form) showError(form, error);
+      if (form && form.classList.contains("composer")) notify(error.message, "error");
+      else if (form) showError(form, error);
       else notify(error.message, "error");
       return false;
     }
@@ -529,6 +779,7 @@ class ChatView {
     let outcome = null;
     let assistantId = progress.id || null;
     let savedAt = 0;
+    const untitled = !this.chat?.title;
     const save = (eventId) => {
       // The text with the id of its last event, for a rejoin after a reload; a few times a
       // second at most, so a long reply is not copied on every token.
@@ -564,6 +815,7 @@ class ChatView {
             if (typeof data.content === "string") {
               progress.text += data.content;
               bubble.live.append(document.createTextNode(data.content));
+              this.toBottom();
               save(event.id);
             }
             break;
@@ -572,6 +824,9 @@ class ChatView {
             break;
           case "usage":
             bubble.usage = data;
+            break;
+          case "title":
+            if (typeof data.title === "string") { this.setTitle(data.title); this.sidebar.reload(); }
             break;
           case "done":
             outcome = { ok: true, message: data };
@@ -592,16 +847,26 @@ class ChatView {
     if (this.gone) return;
     if (outcome && !outcome.ok) {
       const e = outcome.error;
-      const blocked = e.code === "content_blocked";
-      bubble.li.append(h("p", { class: blocked ? "blocked" : "status error", role: "alert" },
-        blocked ? `This reply was blocked by the content policy: ${e.message || "it broke a rule."}` : `The reply failed: ${e.message || e.code}`));
+      if (!this.chatId && e.chat_id) {
+        this.chatId = e.chat_id;
+        history.replaceState(null, "", `/chats/${e.chat_id}`);
+      }
+      // Announced once: a blocked reply by its notice below (kept on the saved reply), any other
+      // failure by the saved reply's status line (with the reference).
+      this.failure = e.code === "content_blocked" ? null : { id: assistantId, requestId: e.request_id };
+      if (e.code === "content_blocked") {
+        bubble.li.append(h("p", { class: "blocked", role: "alert" }, `This reply was blocked by the content policy: ${e.message || "it broke a rule."}`));
+      } else {
+        bubble.li.querySelector(".status")?.remove();
+        bubble.li.append(h("p", { class: "status error", role: "alert" }, `This reply failed: ${failureText(e.code)}`));
+      }
     }
+    const following = this.follow;
     this.setStreaming(false);
     if (this.chatId) {
       this.sidebar.reload();
       const streamed = bubble.li;
-      // After a failure the reply may be gone (a failed first send deletes it): show the thread.
-      await this.loadChat(outcome && !outcome.ok ? undefined : assistantId || undefined);
+      await this.loadChat(outcome && !outcome.ok ? undefined : assistantId || undefined, { toEnd: following });
       if (this.gone) return;
       const stored = assistantId && this.thread.querySelector(`[data-message-id="${assistantId}"]`);
       if (!stored) {
@@ -611,10 +876,36 @@ class ChatView {
         this.thread.append(streamed);
       } else {
         // Keep what the stream showed that the stored thread does not carry.
-        const kept = stored.querySelector(".sources") ? "[role=alert]" : ".sources, [role=alert]";
-        for (const extra of streamed.querySelectorAll(kept)) stored.append(extra);
+        const kept = stored.querySelector(".sources") ? ".blocked" : ".sources, .blocked";
+        for (const extra of streamed.querySelectorAll(kept)) stored.querySelector(".message-actions")?.before(extra) ?? stored.append(extra);
       }
+      if (following) this.toBottom(true);
+      if (untitled && this.chat?.title) this.sidebar.reload(); // titled meanwhile
+      else if (untitled) this.awaitTitle();
     }
+  }
+
+  /** A new chat's title is written in the background after its first reply: the list and the
+   * heading are refreshed when it arrives (a few looks, then the page stops asking). */
+  awaitTitle(tries = 0) {
+    clearTimeout(this.titleTimer);
+    if (this.gone || this.chat?.title || tries > 5) return;
+    this.titleTimer = setTimeout(async () => {
+      if (this.gone || !this.chatId) return;
+      try {
+        const chat = await api.get(`/api/chats/${this.chatId}`);
+        if (this.gone) return;
+        if (chat.title) {
+          this.chat = { ...this.chat, title: chat.title };
+          this.setTitle(chat.title);
+          this.sidebar.reload();
+          return;
+        }
+      } catch {
+        return;
+      }
+      this.awaitTitle(tries + 1);
+    }, 400 * 2 ** tries);
   }
 
   async stop() {

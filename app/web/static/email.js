@@ -2,10 +2,10 @@
 // length), the text streamed into an aria-live region, kept in GET /api/generations.
 
 import * as api from "./api.js";
-import { h, field, clear, formatTime } from "./dom.js";
+import { h, field, clear, formatTime, copyButton } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { readEvents } from "./sse.js";
-import { models, modelPicker, attachmentPicker } from "./chats.js";
+import { models, modelPicker, attachmentPicker, failureText } from "./chats.js";
 import { showError } from "./auth.js";
 
 const TONES = ["neutral", "formal", "friendly", "persuasive", "apologetic"];
@@ -45,7 +45,7 @@ export async function emailPage(main) {
       for (const g of page.items.filter((g) => g.mode === "email")) {
         history.append(h("li", {}, h("details", {},
           h("summary", {}, `${g.params.purpose || "Email"} · ${g.params.tone || ""} · ${formatTime(g.created_at)}`),
-          renderMarkdown(g.output))));
+          renderMarkdown(g.output), g.output ? copyButton(() => g.output, "Copy this email", "Copy") : null)));
       }
     } catch {
       /* the list is a convenience */
@@ -91,7 +91,7 @@ export async function emailPage(main) {
           failed = payload;
         }
       }
-      status.textContent = failed ? `The email could not be finished: ${failed.message || failed.code}` : "Done.";
+      status.textContent = failed ? `The email could not be finished: ${failureText(failed.code)}` : "Done.";
     } catch (error) {
       if (controller.signal.aborted) status.textContent = "Stopped.";
       else if (error instanceof api.ApiError) {
@@ -100,6 +100,7 @@ export async function emailPage(main) {
       } else status.textContent = "The connection was lost.";
     }
     clear(output).append(renderMarkdown(text));
+    if (text) output.append(h("div", { class: "message-actions" }, copyButton(() => text, "Copy the email", "Copy email")));
     write.hidden = false;
     stop.hidden = true;
     controller = null;

@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import { h, clear, field, uid } from "./dom.js";
 import { notify } from "./app.js";
 import { attachmentPicker } from "./chats.js";
+import { confirmDialog, textDialog } from "./ui.js";
 
 const SETTLED = new Set(["ready", "failed"]);
 
@@ -121,8 +122,8 @@ export async function knowledgePage(main) {
     }
 
     async function rename() {
-      const title = prompt("New name", c.name);
-      if (title === null || !title.trim()) return;
+      const title = await textDialog({ title: "Rename the collection", label: "Name", value: c.name, confirm: "Rename" });
+      if (!title) return;
       try {
         await api.patch(`/api/collections/${c.id}`, { name: title.trim() });
         await load();
@@ -132,7 +133,8 @@ export async function knowledgePage(main) {
     }
 
     async function remove() {
-      if (!confirm(`Delete the collection “${c.name}”? Its files stay in your files.`)) return;
+      const sure = await confirmDialog({ title: "Delete the collection?", body: `“${c.name}” is deleted; its files stay in your files.`, confirm: "Delete", danger: true });
+      if (!sure) return;
       try {
         await api.del(`/api/collections/${c.id}`);
         notify(`Deleted “${c.name}”.`);
@@ -171,13 +173,13 @@ export async function knowledgePage(main) {
   };
 }
 
-/** One source or search hit: file, page or section, score, snippet (all as text). */
+/** One source or search hit: file, page or section, snippet (all as text). */
 export function citation(s) {
   const where = [s.page != null ? `page ${s.page}` : null, s.section || null].filter(Boolean).join(", ");
   const name = s.name || s.file_name || s.filename || "Source";
   return h("li", {},
     h("span", { class: "source-name" }, String(name)),
     where ? ` (${where})` : "",
-    typeof s.score === "number" ? h("span", { class: "score" }, ` · score ${s.score.toFixed(3)}`) : "",
+    // The fused rank score (about 0.016 for every hit) means nothing to a person: not shown.
     s.snippet ? h("blockquote", {}, String(s.snippet)) : null);
 }

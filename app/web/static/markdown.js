@@ -1,191 +1,117 @@
-// A small Markdown renderer that builds DOM nodes, never HTML strings: every piece of text enters
-// the page as a text node, so nothing a model or user writes can become markup. Covers fenced and
-// indented code blocks, inline code, headings, emphasis, lists, block quotes, rules and links
-// (http, https and mailto only; others stay plain text).
+// Replies as Markdown, with maintained libraries (vendored from npm by `make vendor`, see
+// vendor/MANIFEST.json): markdown-it parses (CommonMark + GFM tables and strikethrough; task
+// lists by a small rule below), highlight.js colours fenced code in a few languages, and DOMPurify
+// turns the HTML into DOM nodes with anything unsafe removed. Raw HTML in a reply stays text
+// (markdown-it's `html: false`), links work only for http:, https: and mailto:, images are not
+// loaded (no request to another host), and headings start at level 3 under the page's own.
 
-const SAFE_SCHEMES = new Set(["http:", "https:", "mailto:"]);
+import MarkdownIt from "./vendor/markdown-it.js";
+import DOMPurify from "./vendor/purify.js";
+import hljs from "./vendor/highlight/core.js";
+import bash from "./vendor/highlight/languages/bash.js";
+import css from "./vendor/highlight/languages/css.js";
+import diff from "./vendor/highlight/languages/diff.js";
+import javascript from "./vendor/highlight/languages/javascript.js";
+import json from "./vendor/highlight/languages/json.js";
+import python from "./vendor/highlight/languages/python.js";
+import sql from "./vendor/highlight/languages/sql.js";
+import typescript from "./vendor/highlight/languages/typescript.js";
+import xml from "./vendor/highlight/languages/xml.js";
+import yaml from "./vendor/highlight/languages/yaml.js";
+import { h, copyButton } from "./dom.js";
+
+const LANGUAGES = { bash, css, diff, javascript, json, python, sql, typescript, xml, yaml };
+for (const [name, grammar] of Object.entries(LANGUAGES)) hljs.registerLanguage(name, grammar);
+hljs.registerAliases(["sh", "shell", "zsh", "console"], { languageName: "bash" });
+hljs.registerAliases(["html", "svg"], { languageName: "xml" });
+
+const SAFE_LINK = /^(https?:|mailto:)/i;
 
 export function safeHref(raw) {
-  try {
-    const url = new URL(raw, window.location.origin);
-    if (!SAFE_SCHEMES.has(url.protocol)) return null;
-    // Relative links would point into Parley itself: only absolute ones are kept.
-    return /^(https?:|mailto:)/i.test(raw.trim()) ? url.href : null;
-  } catch {
-    return null;
-  }
+  const href = String(raw || "").trim();
+  return SAFE_LINK.test(href) ? href : null;
 }
 
-function el(tag, ...children) {
-  const node = document.createElement(tag);
-  for (const child of children) node.append(child);
-  return node;
-}
+const md = new MarkdownIt({
+  html: false,
+  linkify: true,
+  breaks: false,
+  highlight(code, lang) {
+    const language = (lang || "").trim().toLowerCase();
+    if (!language || !hljs.getLanguage(language)) return "";
+    try {
+      return hljs.highlight(code, { language, ignoreIllegals: true }).value;
+    } catch {
+      return "";
+    }
+  },
+});
+md.disable("image");
+md.validateLink = (url) => SAFE_LINK.test(url.trim());
 
-// Inline: `code`, **strong**, __strong__, *em*, _em_, [text](url).
-export function renderInline(text) {
-  const out = [];
-  let plain = "";
-  const flush = () => {
-    if (plain) out.push(document.createTextNode(plain));
-    plain = "";
-  };
-  let i = 0;
-  while (i < text.length) {
-    const rest = text.slice(i);
-    let m;
-    if ((m = /^(`+)([\s\S]*?[^`])\1(?!`)/.exec(rest))) {
-      flush();
-      out.push(el("code", m[2].replace(/^ (.*) $/, "$1")));
-      i += m[0].length;
-    } else if ((m = /^\[([^\]\n]+)\]\(\s*<?([^()\s<>]+)>?(?:\s+"[^"]*")?\s*\)/.exec(rest))) {
-      flush();
-      const href = safeHref(m[2]);
-      if (href) {
-        const a = el("a", ...renderInline(m[1]));
-        a.href = href;
-        a.rel = "noopener noreferrer nofollow";
-        a.target = "_blank";
-        out.push(a);
-      } else {
-        out.push(...renderInline(m[1]));
-      }
-      i += m[0].length;
-    } else if ((m = /^(\*\*|__)(?=\S)([\s\S]*?\S)\1/.exec(rest))) {
-      flush();
-      out.push(el("strong", ...renderInline(m[2])));
-      i += m[0].length;
-    } else if ((m = /^(\*|_)(?=[^\s*_])([\s\S]*?[^\s\\])\1(?![*_\w])/.exec(rest)) &&
-               !(m[1] === "_" && /\w/.test(text[i - 1] || ""))) {
-      flush();
-      out.push(el("em", ...renderInline(m[2])));
-      i += m[0].length;
-    } else if (rest[0] === "\\" && /^[\\`*_[\]()#+\-.!>]/.test(rest.slice(1))) {
-      plain += rest[1];
-      i += 2;
-    } else {
-      plain += rest[0];
-      i += 1;
+// Headings shift down two levels (# → h3): the page has its h1 and the chat its h2s.
+md.core.ruler.push("shift_headings", (state) => {
+  for (const token of state.tokens) {
+    if (token.type === "heading_open" || token.type === "heading_close") {
+      token.tag = `h${Math.min(6, Number(token.tag.slice(1)) + 2)}`;
     }
   }
-  flush();
-  return out;
-}
+});
 
-function paragraph(lines) {
-  const p = document.createElement("p");
-  lines.forEach((line, n) => {
-    if (n) p.append(document.createElement("br"));
-    p.append(...renderInline(line));
-  });
-  return p;
-}
+// GFM task lists: "- [ ] todo" / "- [x] done" as a disabled checkbox.
+md.core.ruler.push("task_lists", (state) => {
+  const tokens = state.tokens;
+  for (let i = 2; i < tokens.length; i++) {
+    const inline = tokens[i];
+    if (inline.type !== "inline" || tokens[i - 1].type !== "paragraph_open" || tokens[i - 2].type !== "list_item_open") continue;
+    const first = inline.children?.[0];
+    const match = first?.type === "text" && /^\[([ xX])\]\s+/.exec(first.content);
+    if (!match) continue;
+    first.content = first.content.slice(match[0].length);
+    const box = new state.Token("html_inline", "", 0);
+    box.content = `<input type="checkbox" disabled${match[1] === " " ? "" : " checked"} aria-label="${match[1] === " " ? "To do" : "Done"}"> `;
+    inline.children.unshift(box);
+    tokens[i - 2].attrJoin("class", "task");
+  }
+});
 
-const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)/;
-const HEADING = /^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
-const RULE = /^ {0,3}([-*_])(\s*\1){2,}\s*$/;
-const QUOTE = /^ {0,3}> ?(.*)$/;
-const ITEM = /^( {0,3})([-*+]|\d{1,9}[.)])\s+(.*)$/;
+const PURIFY = {
+  RETURN_DOM_FRAGMENT: true,
+  FORBID_TAGS: ["style", "img", "form", "iframe"],
+  FORBID_ATTR: ["style"],
+  // DOMPurify's own pattern with only http(s) and mailto as schemes: it also judges plain
+  // attribute values (type="checkbox"); links were already limited by markdown-it above.
+  ALLOWED_URI_REGEXP: /^(?:(?:https?|mailto):|[^a-z]|[a-z+.-]+(?:[^a-z+.\-:]|$))/i,
+};
 
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A") {
+    if (!node.getAttribute("href")) {
+      node.removeAttribute("href");
+      return;
+    }
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer");
+  }
+});
+
+/** A reply's Markdown as DOM nodes (a <div class="md">), with a copy button on each code block. */
 export function renderMarkdown(source) {
-  const fragment = document.createDocumentFragment();
-  renderBlocks(String(source ?? "").replace(/\r\n?/g, "\n").split("\n"), fragment, 0);
-  return fragment;
-}
-
-function renderBlocks(lines, parent, depth) {
-  let i = 0;
-  let para = [];
-  const endPara = () => {
-    if (para.length) parent.append(paragraph(para));
-    para = [];
-  };
-  while (i < lines.length) {
-    const line = lines[i];
-    let m;
-    if ((m = FENCE.exec(line))) {
-      endPara();
-      const fence = m[1];
-      const body = [];
-      i += 1;
-      while (i < lines.length && !lines[i].trimStart().startsWith(fence)) body.push(lines[i++]);
-      i += 1; // the closing fence (or the end: an unclosed block runs to the end, as it streams)
-      const code = el("code", body.join("\n"));
-      if (m[2]) code.className = `language-${m[2]}`;
-      const pre = el("pre", code);
-      if (m[2]) pre.dataset.lang = m[2];
-      parent.append(pre);
-    } else if (!line.trim()) {
-      endPara();
-      i += 1;
-    } else if (!para.length && /^( {4}|\t)/.test(line)) {
-      const body = [];
-      while (i < lines.length && (/^( {4}|\t)/.test(lines[i]) || !lines[i].trim())) {
-        body.push(lines[i++].replace(/^( {4}|\t)/, ""));
-      }
-      while (body.length && !body[body.length - 1].trim()) body.pop();
-      parent.append(el("pre", el("code", body.join("\n"))));
-    } else if ((m = HEADING.exec(line))) {
-      endPara();
-      parent.append(el(`h${Math.min(6, m[1].length + 2)}`, ...renderInline(m[2])));
-      i += 1;
-    } else if (RULE.test(line)) {
-      endPara();
-      parent.append(document.createElement("hr"));
-      i += 1;
-    } else if (QUOTE.test(line)) {
-      endPara();
-      const body = [];
-      while (i < lines.length && (m = QUOTE.exec(lines[i]))) {
-        body.push(m[1]);
-        i += 1;
-      }
-      const quote = document.createElement("blockquote");
-      if (depth < 8) renderBlocks(body, quote, depth + 1);
-      else quote.append(body.join("\n"));
-      parent.append(quote);
-    } else if ((m = ITEM.exec(line))) {
-      endPara();
-      const ordered = /\d/.test(m[2]);
-      const list = document.createElement(ordered ? "ol" : "ul");
-      if (ordered && parseInt(m[2], 10) !== 1) list.start = parseInt(m[2], 10);
-      while (i < lines.length) {
-        const item = ITEM.exec(lines[i]);
-        if (!item || /\d/.test(item[2]) !== ordered) break;
-        const indent = item[1].length + item[2].length + 1;
-        const body = [item[3]];
-        i += 1;
-        // Continuation: indented lines (nested lists, code), or lazy text right after.
-        while (i < lines.length) {
-          const next = lines[i];
-          if (!next.trim()) {
-            if (i + 1 < lines.length && /^\s{2,}\S/.test(lines[i + 1])) {
-              body.push("");
-              i += 1;
-              continue;
-            }
-            break;
-          }
-          if (/^\s{2,}/.test(next)) body.push(next.slice(Math.min(indent, next.search(/\S/))));
-          else if (ITEM.exec(next) || FENCE.test(next) || HEADING.test(next)) break;
-          else body.push(next);
-          i += 1;
-        }
-        const li = document.createElement("li");
-        if (depth < 8) {
-          renderBlocks(body, li, depth + 1);
-          // A single paragraph item renders without its <p>, as a tight list.
-          if (li.childNodes.length && li.firstChild.nodeName === "P") li.firstChild.replaceWith(...li.firstChild.childNodes);
-        } else {
-          li.append(body.join("\n"));
-        }
-        list.append(li);
-      }
-      parent.append(list);
-    } else {
-      para.push(line);
-      i += 1;
-    }
+  const box = h("div", { class: "md" });
+  box.append(DOMPurify.sanitize(md.render(String(source || "")), PURIFY));
+  for (const pre of box.querySelectorAll("pre")) {
+    const code = pre.querySelector("code");
+    const lang = /language-(\S+)/.exec(code?.className || "")?.[1];
+    const bar = h("div", { class: "code-bar" }, h("span", {}, lang || "code"),
+      copyButton(() => code?.textContent || pre.textContent, "Copy code", "Copy"));
+    const wrap = h("div", { class: "code-block" });
+    pre.replaceWith(wrap);
+    wrap.append(bar, pre);
   }
-  endPara();
+  for (const table of box.querySelectorAll("table")) {
+    const wrap = h("div", { class: "table-wrap" });
+    table.replaceWith(wrap);
+    wrap.append(table);
+  }
+  return box;
 }

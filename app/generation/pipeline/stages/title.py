@@ -1,4 +1,5 @@
-"""A new chat's title, asked of its model once the first reply is saved complete."""
+"""A new chat's title once its first reply is saved: asked of the model after a complete reply,
+the message's first words after a stopped or failed one (summaries.py)."""
 
 from app.core.config import Settings
 from app.generation.pipeline.stage import ReplyPlan, Stage
@@ -18,5 +19,11 @@ class Title(Stage):
             plan.notes[self.name] = first_exchange
 
     def saved(self, plan: ReplyPlan, result: ReplyResult) -> None:
-        if plan.notes.get(self.name) and result.status == "complete" and plan.chat is not None:
-            plan.scope.titles.title_later(plan.user.id, plan.chat.id, plan.content, plan.model)
+        if plan.notes.get(self.name) and plan.chat is not None:
+            plan.scope.titles.title_later(
+                plan.user.id,
+                plan.chat.id,
+                plan.content,
+                plan.model,
+                generate=result.status == "complete",
+            )
