@@ -24,10 +24,9 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True
-    )
+class ServerSettings(BaseSettings):
+    """The server itself: environment, secrets, database, CORS, metrics and API docs, logs,
+    request size, HSTS."""
 
     environment: Literal["development", "test", "production"] = "development"
     secret_key: str = DEFAULT_SECRET_KEY
@@ -48,6 +47,16 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    # The largest request body (and WebSocket message) accepted, in bytes: larger ones are 413
+    # from their Content-Length before anything is read, or cut off once a chunked body passes
+    # it. File uploads have their own limit.
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1024 * 1024)
+    hsts_seconds: int = Field(default=63_072_000, ge=0)  # sent in production only
+
+
+class AuthSettings(BaseSettings):
+    """Accounts and sign-in: tokens, password hashing and rules, verification, reset, lockout,
+    MFA (app/auth)."""
 
     access_token_minutes: int = Field(default=15, ge=1)
     refresh_token_days: int = Field(default=30, ge=1)
@@ -56,6 +65,23 @@ class Settings(BaseSettings):
     password_hash_nice: int = Field(default=10, ge=0, le=19)
     cookie_secure: bool | None = None  # None: Secure everywhere except development
     password_min_score: int = Field(default=3, ge=0, le=4)
+    # Account security (see notes/README-security.md for the reasoning behind each default).
+    email_verification_hours: int = Field(default=24, ge=1)
+    password_reset_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    # Whether users must verify their email before they may chat (ChatAllowedUser).
+    require_verified_email_to_chat: bool = False
+    # The new password may equal none of the last N (the current one included); 0 turns it off.
+    password_history: int = Field(default=5, ge=0, le=24)
+    lockout_max_attempts: int = Field(default=5, ge=1)
+    lockout_minutes: int = Field(default=15, ge=1)
+    mfa_issuer: str = "Parley"
+    mfa_challenge_minutes: int = Field(default=5, ge=1, le=30)
+    # The key that encrypts TOTP secrets at rest; derived from SECRET_KEY when unset.
+    mfa_encryption_key: SecretStr | None = None
+
+
+class MailSettings(BaseSettings):
+    """Mail and the links it carries (app/mail)."""
 
     # Mail: without SMTP_HOST mails go to the log (and to MAIL_OUTBOX_DIR as .eml files, if set).
     smtp_host: str | None = None
@@ -78,7 +104,11 @@ class Settings(BaseSettings):
     # request from any other Host gets PUBLIC_BASE_URL (a forged Host cannot poison a link).
     allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "::1"]
 
-    # --- Generation: the upstream model servers ---
+
+class GenerationSettings(BaseSettings):
+    """Replies: the upstream model servers, streaming, rejoining, idempotent sends
+    (app/generation, docs/upstreams.md)."""
+
     # The default upstream (any OpenAI-compatible /v1 endpoint). Unset: the built-in echo model.
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
@@ -128,14 +158,14 @@ class Settings(BaseSettings):
     reply_buffer_max_entries: int = Field(default=10_000, ge=100)
     # A send with an Idempotency-Key is answered with the same reply when retried within this.
     idempotency_key_hours: float = Field(default=24.0, gt=0, le=24 * 30)
-    # The largest request body (and WebSocket message) accepted, in bytes: larger ones are 413
-    # from their Content-Length before anything is read, or cut off once a chunked body passes
-    # it. File uploads have their own limit.
-    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1024 * 1024)
+
+
+class GuardrailSettings(BaseSettings):
+    """The guardrails (app/guardrails, docs/guardrails.md)."""
+
     # Guardrails: the longest message or prompt accepted, and regexes refused in input.
     max_input_chars: int = Field(default=32_000, ge=1)
     blocked_patterns: list[str] = []
-    # --- Guardrails (see docs/guardrails.md) ---
     # Which checks run where (comma-separated): on the user's input, on untrusted text entering
     # the prompt (attachments, retrieved chunks), and on replies as they stream. Checks:
     # max_input_chars, blocked_patterns (input and output), pii, injection (untrusted).
@@ -169,30 +199,29 @@ class Settings(BaseSettings):
     # Reply text is released to the client only once checked; this many of the newest tokens
     # (about a sentence) are held back meanwhile.
     guard_holdback_tokens: int = Field(default=24, ge=1, le=1000)
+
+
+class UsageSettings(BaseSettings):
+    """Usage and quotas (app/usage)."""
+
     # Tokens (prompt + completion) each user may use per UTC day; unset: no limit. Admins can
     # set a per-user quota that overrides it.
     daily_token_quota: int | None = Field(default=None, ge=0)
+
+
+class ChatSettings(BaseSettings):
+    """Chats (app/chats)."""
+
     # Give chats a generated title after their first exchange.
     auto_title: bool = True
     # A deleted chat stays this many days in the trash, where it can be restored, then it is
     # purged (app/chats/trash.py). DELETE ...?permanent=true skips the trash.
     trash_days: int = Field(default=30, ge=1, le=3650)
-    # Account security (see notes/README-security.md for the reasoning behind each default).
-    email_verification_hours: int = Field(default=24, ge=1)
-    password_reset_minutes: int = Field(default=60, ge=5, le=24 * 60)
-    # Whether users must verify their email before they may chat (ChatAllowedUser).
-    require_verified_email_to_chat: bool = False
-    # The new password may equal none of the last N (the current one included); 0 turns it off.
-    password_history: int = Field(default=5, ge=0, le=24)
-    lockout_max_attempts: int = Field(default=5, ge=1)
-    lockout_minutes: int = Field(default=15, ge=1)
-    mfa_issuer: str = "Parley"
-    mfa_challenge_minutes: int = Field(default=5, ge=1, le=30)
-    # The key that encrypts TOTP secrets at rest; derived from SECRET_KEY when unset.
-    mfa_encryption_key: SecretStr | None = None
-    hsts_seconds: int = Field(default=63_072_000, ge=0)  # sent in production only
 
-    # --- Files (see docs/files.md) ---
+
+class FileSettings(BaseSettings):
+    """Files: storage, limits, attachments and document text (app/files, docs/files.md)."""
+
     # Where the bytes of uploaded files live: a local directory, or S3-compatible object storage.
     file_storage: Literal["local", "s3"] = "local"
     # The local backend's directory; with S3, uploads are spooled here before they are sent.
@@ -226,7 +255,10 @@ class Settings(BaseSettings):
     # runs in a worker process that is killed past it (422 / failed: extraction_timeout).
     extract_max_seconds: float = Field(default=60.0, gt=0, le=3600)
 
-    # --- Knowledge: collections, embeddings and retrieval (see docs/knowledge.md) ---
+
+class KnowledgeSettings(BaseSettings):
+    """Knowledge: embeddings, retrieval, chunking, ingestion (app/knowledge, docs/knowledge.md)."""
+
     # An OpenAI-compatible /v1 URL that serves POST {base}/embeddings (vLLM, OpenAI, Ollama,
     # llama.cpp's server). Unset: retrieval is full text only.
     embedding_base_url: str | None = None
@@ -257,6 +289,10 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(default=2, ge=1, le=32)
     ingest_lease_seconds: float = Field(default=60.0, gt=0)
 
+
+class LimitSettings(BaseSettings):
+    """Rate limits and the state several workers share (Redis), proxies."""
+
     # Rate limits (slowapi / limits syntax: "10/minute", "5 per 15 minutes", several with ";").
     # Shared state for several workers: rate-limit counters, stop signals for replies, and
     # replies' events for clients rejoining elsewhere. Unset: kept in memory, per worker.
@@ -280,6 +316,26 @@ class Settings(BaseSettings):
     rate_limit_mail_per_address: str = "5/hour"
     # Per user, for the generation endpoints (chat messages, /api/generate).
     rate_limit_generation: str = "30/minute"
+
+
+class Settings(
+    ServerSettings,
+    AuthSettings,
+    MailSettings,
+    GenerationSettings,
+    GuardrailSettings,
+    UsageSettings,
+    ChatSettings,
+    FileSettings,
+    KnowledgeSettings,
+    LimitSettings,
+):
+    """Every setting, grouped by domain in the classes above; the environment variable of each
+    is its name in capitals (one flat namespace: grouping changes no name)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     @field_validator("database_url")
     @classmethod
