@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from app.auth.live_sessions import LiveSessions
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.metrics import Metrics
@@ -47,6 +48,8 @@ class GenerationRuntime:
     http: httpx.AsyncClient
     background: set[asyncio.Task[None]]
     guardrails: GuardrailPipeline
+    # The sessions of this worker's open WebSockets, watched for revocation and expiry.
+    sessions: LiveSessions
     # Replies' events in Redis for clients rejoining on another worker; None without REDIS_URL.
     buffer: RedisReplyBuffer | None = None
     # Retrieval for chats that name collections; set by the app's lifespan (app/main.py).
@@ -194,6 +197,7 @@ async def generation_runtime(
             http=http,
             background=set(),
             guardrails=build_guardrails(settings, db, metrics, registry, openai),
+            sessions=LiveSessions(db),
             buffer=buffer,
         )
         try:
@@ -208,6 +212,7 @@ async def generation_runtime(
             restore_signals()
             sweeper.cancel()
             await runtime.replies.shutdown()
+            await runtime.sessions.close()
             await stops.close()
             if buffer is not None:
                 await buffer.close()
