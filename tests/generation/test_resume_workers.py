@@ -1,6 +1,7 @@
 """Rejoining replies across workers: two real server processes sharing Redis and the database."""
 
 import asyncio
+import json
 import uuid
 
 import httpx
@@ -147,6 +148,76 @@ class TestRejoinOnAnotherWorker:
             await wait_until(fake_upstream.state.disconnected.is_set, timeout=10)
             saved = await _saved(one, user, chat)
         assert saved["status"] == "cancelled" and saved["error_code"] == "client_disconnected"
+
+
+def _events_in(body: bytes) -> list[tuple[str, dict]]:
+    """A whole SSE body read at once, as (event, data) pairs: lighter than a reader per line
+    for hundreds of clients in one test process."""
+    events = []
+    for frame in body.decode().replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in frame.split("\n") if ": " in line)
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+class TestACrowdRejoiningOnAnotherWorker:
+    async def test_all_get_the_whole_text_and_the_reply_is_not_cancelled(
+        self,
+        database,
+        clean_db,
+        fake_upstream,
+        redis_url,  # noqa: F811
+    ):
+        # 500 clients follow through the second worker a reply the first streams, then the
+        # client that started it leaves. One Redis connection per follower exhausted redis-py's
+        # pool of 100: rejoiners got `reply_not_resumable`, viewer renewals failed, and the
+        # first worker cancelled the reply as `client_disconnected` while they still followed.
+        crowd_size, tokens = 500, 150
+        fake_upstream.state.tokens = tokens
+        fake_upstream.state.token_delay = 0.05  # few events, each one sent 500 times
+        settings = _settings(database, fake_upstream, redis_url, reply_resume_grace_seconds=1)
+        limits = httpx.Limits(max_connections=crowd_size + 10, max_keepalive_connections=0)
+        async with (
+            server(settings) as first,
+            server(settings) as second,
+            httpx.AsyncClient(base_url=first.base_url, timeout=60) as one,
+            httpx.AsyncClient(base_url=second.base_url, timeout=60, limits=limits) as two,
+        ):
+            user = await register(one)
+            chat = await new_chat(one, user)
+            following = 0
+
+            async def rejoin(message_id: str) -> list[tuple[str, dict]]:
+                nonlocal following
+                url = f"/api/chats/{chat['id']}/messages/{message_id}/stream"
+                body = b""
+                async with two.stream("GET", url, headers=user.headers) as response:
+                    assert response.status_code == 200
+                    async for chunk in response.aiter_bytes():
+                        following += not body  # its first events came: it follows the reply
+                        body += chunk
+                return _events_in(body)
+
+            async with one.stream(
+                "POST",
+                f"/api/chats/{chat['id']}/messages",
+                json={"content": "Long one"},
+                headers={**user.headers, **SSE},
+            ) as response:
+                start = await anext(iter_sse(response))
+                message_id = start.data["assistant_message_id"]
+                crowd = [asyncio.create_task(rejoin(message_id)) for _ in range(crowd_size)]
+                await wait_until(lambda: following == crowd_size, timeout=60)
+            # The client that started the reply has left; the crowd still follows it.
+            followed = await asyncio.gather(*crowd)
+            saved = await _saved(one, user, chat)
+        whole = "".join(f"tok{i} " for i in range(tokens))
+        for events in followed:
+            assert events[-1][0] == "done", events[-1]
+            assert "".join(data["content"] for name, data in events if name == "delta") == whole
+        assert saved["status"] == "complete" and saved["content"] == whole
+        assert fake_upstream.state.disconnects == 0
 
 
 class TestRedisReplyBuffer:
