@@ -57,14 +57,15 @@ class FollowedReply:
         *,
         commands: redis.Redis,
         reads: redis.Redis,
-        viewer: str,
         keep_ms: int,
         alive: Alive,
     ) -> None:
         self.key = key
         self.commands = commands  # short commands; never blocks for long
         self.reads = reads  # the blocking XREADs, on their own pool
-        self.viewer = viewer  # this worker's member in the viewers set
+        # This worker's member in the reply's viewers set, its own so that a reader ending as
+        # another starts (a client leaving as one arrives) never removes the newer one's.
+        self.viewer = secrets.token_hex(8)
         self.keep_ms = keep_ms
         self.alive = alive
         self.log: list[ReplyEvent] = []
@@ -197,8 +198,6 @@ class ReplyFollowers:
         self.commands = commands
         self.reads = reads
         self.keep_ms = keep_ms
-        # This worker's member in every viewers set it joins.
-        self.viewer = secrets.token_hex(8)
         self._followed: dict[str, FollowedReply] = {}
 
     async def follow(self, key: str, after: int, alive: Alive) -> AsyncIterator[ReplyEvent]:
@@ -211,7 +210,6 @@ class ReplyFollowers:
                 key,
                 commands=self.commands,
                 reads=self.reads,
-                viewer=self.viewer,
                 keep_ms=self.keep_ms,
                 alive=alive,
             )
