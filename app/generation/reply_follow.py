@@ -26,9 +26,11 @@ from app.generation.reply_events import ReplyEvent
 
 logger = logging.getLogger("parley.generation")
 
-# This worker's place in a followed reply's viewers set is renewed this often, and lapses after
-# twice it.
+# This worker's place in a followed reply's viewers set is renewed this often, and lapses when
+# not renewed for VIEWER_LAPSE_SECONDS: long enough that a worker busy serving a crowd (whose
+# renewals run late) is not taken for gone. A worker that stops following removes itself at once.
 VIEWER_RENEW_SECONDS = 2.0
+VIEWER_LAPSE_SECONDS = 10.0
 # A reader blocked this long on a silent stream asks whether the reply is still alive.
 FOLLOW_BLOCK_MS = 2000
 
@@ -177,7 +179,7 @@ class FollowedReply:
     async def _add_viewer(self) -> None:
         try:
             async with self.commands.pipeline(transaction=False) as pipe:
-                pipe.zadd(self._viewers_key, {self.viewer: time.time() + 2 * VIEWER_RENEW_SECONDS})
+                pipe.zadd(self._viewers_key, {self.viewer: time.time() + VIEWER_LAPSE_SECONDS})
                 pipe.pexpire(self._viewers_key, self.keep_ms)
                 await pipe.execute()
         except redis.RedisError:
