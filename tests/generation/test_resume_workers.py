@@ -257,6 +257,39 @@ class TestRedisReplyBuffer:
         finally:
             await buffer.close()
 
+    async def test_followers_of_a_reply_share_one_reader_and_one_viewer_place(
+        self,
+        redis_url,  # noqa: F811
+    ):
+        name = f"parley-test-{uuid.uuid4().hex[:12]}"
+        buffer = RedisReplyBuffer(redis_url, keep_seconds=60, max_entries=1000, name=name)
+        reply_id = str(uuid.uuid4())
+        received: dict[int, list[ReplyEvent]] = {number: [] for number in range(50)}
+
+        async def follow(number):
+            async for event in buffer.follow(reply_id, 0, alive=_alive):
+                received[number].append(event)
+
+        try:
+            buffer.publish(reply_id, reply_events.delta("first ").numbered(1))
+            await buffer.flush()
+            followers = [asyncio.create_task(follow(number)) for number in received]
+            await wait_until(lambda: all(received.values()))
+
+            async def blocked_readers():
+                clients = await buffer.client.client_list()
+                return sum(c.get("name") == name and c.get("cmd") == "xread" for c in clients)
+
+            readers = await wait_until(blocked_readers)
+            viewers = await buffer.client.zcard(f"parley:reply:{reply_id}:viewers")
+            buffer.publish(reply_id, ReplyEvent("done", {"content": "first"}).numbered(2))
+            await buffer.flush()
+            await asyncio.wait_for(asyncio.gather(*followers), timeout=10)
+        finally:
+            await buffer.close()
+        assert readers == 1 and viewers == 1
+        assert all([e.id for e in events] == [1, 2] for events in received.values())
+
 
 async def _alive():
     return True
