@@ -1,6 +1,7 @@
 import uuid
+from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Uuid, and_, bindparam, case, delete, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,6 +16,13 @@ from app.auth.models import (
 )
 from app.core.repository import Repository
 from app.users.models import User
+
+
+class SessionStanding(NamedTuple):
+    session_id: uuid.UUID
+    revoked_at: datetime | None
+    expires_at: datetime
+    user_active: bool
 
 
 class AuthSessionRepository(Repository[AuthSession]):
@@ -36,6 +44,15 @@ class AuthSessionRepository(Repository[AuthSession]):
             .order_by(AuthSession.last_used_at.desc())
         )
         return list(result)
+
+    async def standing(self, session_ids: Collection[uuid.UUID]) -> list[SessionStanding]:
+        """Where each of these sessions stands, in one query (sessions gone have no row)."""
+        rows = await self.session.execute(
+            select(AuthSession.id, AuthSession.revoked_at, AuthSession.expires_at, User.is_active)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.id.in_(session_ids))
+        )
+        return [SessionStanding(*row) for row in rows]
 
     async def revoke(self, session_id: uuid.UUID, *, now: datetime, reason: str) -> None:
         await self.session.execute(

@@ -58,7 +58,8 @@ class AuthSettings(BaseSettings):
     """Accounts and sign-in: tokens, password hashing and rules, verification, reset, lockout,
     MFA (app/auth)."""
 
-    access_token_minutes: int = Field(default=15, ge=1)
+    # Fractions allowed (0.5: 30 s), for tests and short-lived deployments.
+    access_token_minutes: float = Field(default=15, gt=0)
     refresh_token_days: int = Field(default=30, ge=1)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     # Linux: how much lower the hashing threads' priority is than the event loop's (0: same).

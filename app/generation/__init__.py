@@ -15,6 +15,7 @@ summaries.
 - stop_signals.py   stopping a reply on whichever worker streams it
 - resume.py         rejoining a reply after a dropped connection (Last-Event-ID), on any worker
 - reply_buffer.py   replies' events in Redis streams, for rejoins on other workers
+- reply_follow.py   following a reply through Redis: one reader per reply per worker, shared
 - idempotency.py    Idempotency-Key: a retried send gets the reply the first attempt started
 - stale_replies.py  replies left `streaming` by a process that died
 - dependencies.py, schemas.py, models.py  as in every domain package

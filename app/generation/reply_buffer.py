@@ -7,45 +7,36 @@ its id is `<number of the last event>-0` and it holds the events in order, so a 
 event n asks for the entries from `<n + 1>-0` on and skips what it saw. The stream is capped
 (XADD MAXLEN ~) and expires REPLY_BUFFER_SECONDS after its last entry.
 
-A client following a reply through another worker is counted in the sorted set
-`parley:reply:<id>:viewers` (member: a random token, score: when it lapses), which the streaming
-worker reads before it stops a reply whose own clients went away.
+A worker following a reply for its clients (one reader per reply, shared: reply_follow.py) is
+counted in the sorted set `parley:reply:<id>:viewers` (member: a random token per worker, score:
+when it lapses), which the streaming worker reads before it stops a reply whose own clients went
+away.
 """
 
 import asyncio
 import json
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
-from typing import Any
 
 import redis.asyncio as redis
 
 from app.generation.reply_events import ReplyEvent
+from app.generation.reply_follow import ReplyFollowers, ReplyGap
+
+__all__ = ["RedisReplyBuffer", "ReplyGap"]
 
 logger = logging.getLogger("parley.generation")
 
 KEY_PREFIX = "parley:reply:"
-# A following client's place in the viewers set is renewed this often, and lapses after twice it.
-VIEWER_RENEW_SECONDS = 2.0
-# A follower blocked this long on a silent stream asks whether the reply is still alive.
-FOLLOW_BLOCK_MS = 2000
+# Blocked XREADs at once: one per reply followed from this worker (not one per client).
+FOLLOW_MAX_CONNECTIONS = 1000
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
-
-
-class ReplyGap(Exception):
-    """The shared buffer lacks events the client missed (trimmed, or lost while Redis was down):
-    the reply cannot be replayed exactly from there."""
 
 
 def _stream_key(reply_id: str) -> str:
     return f"{KEY_PREFIX}{reply_id}"
-
-
-def _decode(entry_fields: dict[bytes, bytes]) -> list[ReplyEvent]:
-    return [ReplyEvent(name, data, number) for number, name, data in json.loads(entry_fields[b"e"])]
 
 
 class RedisReplyBuffer:
@@ -54,11 +45,23 @@ class RedisReplyBuffer:
     def __init__(
         self, url: str, *, keep_seconds: float, max_entries: int, name: str = "parley-replies"
     ) -> None:
-        # Named, so that CLIENT LIST tells these connections (some blocked in XREAD) apart.
+        # Named, so that CLIENT LIST tells these connections apart. Short commands (publishing,
+        # viewers) and the followers' blocking XREADs have a pool each: a crowd of followers
+        # must never leave the writes and the viewer renewals without a connection.
         self.client = redis.from_url(
             url, socket_timeout=10, socket_connect_timeout=5, client_name=name
         )
+        self.reads = redis.from_url(
+            url,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            client_name=name,
+            max_connections=FOLLOW_MAX_CONNECTIONS,
+        )
         self.keep_ms = max(1000, int(keep_seconds * 1000))
+        self.followers = ReplyFollowers(
+            commands=self.client, reads=self.reads, keep_ms=self.keep_ms
+        )
         self.max_entries = max_entries
         self._pending: dict[str, list[ReplyEvent]] = {}
         self._ready = asyncio.Event()
@@ -121,65 +124,14 @@ class RedisReplyBuffer:
     async def known(self, reply_id: str) -> bool:
         return bool(await self.client.exists(_stream_key(reply_id)))
 
-    async def follow(
+    def follow(
         self, reply_id: str, after: int, alive: Callable[[], Awaitable[bool]]
     ) -> AsyncIterator[ReplyEvent]:
         """The reply's events after number `after`, live until its last (`done` or `error`).
         Ends early when the stream is gone or `alive()` says the reply no longer runs anywhere;
-        raises ReplyGap when events after `after` are missing. The caller counts as a viewer."""
-        key = _stream_key(reply_id)
-        expected = after + 1
-        # Entry ids are `<last event in it>-0`: the entries still wanted are those from
-        # `<after + 1>-0` on (XRANGE is inclusive), which XREAD, exclusive, gets after `<after>-0`.
-        cursor = f"{after}-0"
-        viewers, member = f"{key}:viewers", secrets.token_hex(8)
-        await self._add_viewer(viewers, member)  # before anything else: the reply must not stop
-        viewer = asyncio.create_task(self._view(viewers, member))
-        try:
-            found: Any = await self.client.xrange(key, min=f"{after + 1}-0", max="+")
-            entries: list[Any] = list(found or [])
-            if not entries and not await self.client.exists(key):
-                return
-            while True:
-                for entry_id, fields in entries:
-                    cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                    for event in _decode(fields):
-                        if event.id < expected:
-                            continue
-                        if event.id != expected:
-                            raise ReplyGap()
-                        expected += 1
-                        yield event
-                        if event.final:
-                            return
-                # RESP2 (redis-py's default): [[key, [(entry id, fields), ...]]], or None.
-                answer: Any = await self.client.xread({key: cursor}, block=FOLLOW_BLOCK_MS)
-                entries = list(answer[0][1]) if answer else []
-                if not entries and (not await self.client.exists(key) or not await alive()):
-                    return
-        finally:
-            viewer.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await viewer
-
-    async def _add_viewer(self, key: str, member: str) -> None:
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zadd(key, {member: time.time() + 2 * VIEWER_RENEW_SECONDS})
-                pipe.pexpire(key, self.keep_ms)
-                await pipe.execute()
-        except redis.RedisError:
-            logger.warning("could not register a viewer", exc_info=True)
-
-    async def _view(self, key: str, member: str) -> None:
-        """Keeps a follower counted in the viewers set while it follows."""
-        try:
-            while True:
-                await asyncio.sleep(VIEWER_RENEW_SECONDS)
-                await self._add_viewer(key, member)
-        finally:
-            with suppress(Exception):
-                await asyncio.shield(self.client.zrem(key, member))
+        raises ReplyGap when events after `after` are missing. Every client following a reply
+        here shares one reader, and this worker counts as one viewer (reply_follow.py)."""
+        return self.followers.follow(_stream_key(reply_id), after, alive)
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -188,4 +140,6 @@ class RedisReplyBuffer:
                 await self._flusher
         with suppress(Exception):
             await self.flush()  # the last events of replies stopped at shutdown
+        self.followers.close()
         await self.client.aclose()
+        await self.reads.aclose()

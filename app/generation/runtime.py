@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from app.auth.live_sessions import LiveSessions
 from app.core.background import Supervisor
 from app.core.config import Settings
 from app.core.db import Database
@@ -49,6 +50,8 @@ class GenerationRuntime:
     http: httpx.AsyncClient
     background: set[asyncio.Task[None]]
     guardrails: GuardrailPipeline
+    # The sessions of this worker's open WebSockets, watched for revocation and expiry.
+    sessions: LiveSessions
     # Replies' events in Redis for clients rejoining on another worker; None without REDIS_URL.
     buffer: RedisReplyBuffer | None = None
     # Retrieval for chats that name collections; set by the app's lifespan (app/main.py).
@@ -198,6 +201,7 @@ async def generation_runtime(
             http=http,
             background=set(),
             guardrails=build_guardrails(settings, db, metrics, registry, openai),
+            sessions=LiveSessions(db),
             buffer=buffer,
         )
         runtime.composer = ReplyComposer(
@@ -224,6 +228,7 @@ async def generation_runtime(
         finally:
             restore_signals()
             await runtime.replies.shutdown()
+            await runtime.sessions.close()
             await stops.close()
             if buffer is not None:
                 await buffer.close()
