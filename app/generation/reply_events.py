@@ -16,7 +16,7 @@ a client that lost its connection rejoins with `Last-Event-ID` and gets exactly 
 """
 
 import json
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -89,6 +89,22 @@ class ReplyEvent:
 
 def delta(text: str) -> ReplyEvent:
     return ReplyEvent("delta", {"content": text})
+
+
+def next_event(log: Sequence[ReplyEvent], cursor: int) -> tuple[ReplyEvent, int]:
+    """The event at `cursor` in a reply's log and where the next one is. A reader that fell
+    behind gets the waiting deltas as one, numbered as its last part: one write instead of many,
+    which is what lets a busy server catch up, and a rejoin from that number misses nothing."""
+    event = log[cursor]
+    cursor += 1
+    if event.name != "delta" or cursor >= len(log) or log[cursor].name != "delta":
+        return event, cursor
+    parts = [event.data["content"]]
+    while cursor < len(log) and log[cursor].name == "delta":
+        event = log[cursor]
+        parts.append(event.data["content"])
+        cursor += 1
+    return ReplyEvent("delta", {"content": "".join(parts)}, event.id), cursor
 
 
 def error(code: str, message: str, **extra: Any) -> ReplyEvent:

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from app.generation.reply_events import ReplyEvent
+from app.generation.reply_events import ReplyEvent, next_event
 
 logger = logging.getLogger("parley.generation")
 
@@ -103,15 +103,7 @@ class FollowedReply:
                     return
                 await self._wait()
                 continue
-            event = log[cursor]
-            cursor += 1
-            if event.name == "delta" and cursor < len(log) and log[cursor].name == "delta":
-                parts = [event.data["content"]]
-                while cursor < len(log) and log[cursor].name == "delta":
-                    event = log[cursor]
-                    parts.append(event.data["content"])
-                    cursor += 1
-                event = ReplyEvent("delta", {"content": "".join(parts)}, event.id)
+            event, cursor = next_event(log, cursor)
             yield event
             if event.final:
                 return

@@ -240,18 +240,7 @@ class ReplyStream:
                         self._wake = asyncio.Event()
                     await self._wake.wait()
                     continue
-                event = log[cursor]
-                cursor += 1
-                if event.name == "delta" and cursor < len(log) and log[cursor].name == "delta":
-                    # A reader that fell behind gets the waiting text as one delta, numbered as
-                    # its last part: one write instead of many, which is what lets a busy server
-                    # catch up, and a rejoin from that number misses nothing.
-                    parts = [event.data["content"]]
-                    while cursor < len(log) and log[cursor].name == "delta":
-                        event = log[cursor]
-                        parts.append(event.data["content"])
-                        cursor += 1
-                    event = ReplyEvent("delta", {"content": "".join(parts)}, event.id)
+                event, cursor = reply_events.next_event(log, cursor)
                 yield event
                 if event.final:
                     return
