@@ -2,6 +2,7 @@
 
 import gc
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -22,6 +23,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.deps import Runtime
 from app.core.errors import install_error_handlers
+from app.core.invalidation import Invalidations
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.middleware import (
@@ -32,6 +34,7 @@ from app.core.middleware import (
 from app.core.openapi import install_openapi
 from app.core.ratelimit import RateLimiter
 from app.core.security import JWTCodec, PasswordHasher, SecretBox, derive_key
+from app.core.uow import UnitOfWork
 from app.files.router import router as files_router
 from app.files.store import FileStore
 from app.generation.router import router as generation_router
@@ -39,6 +42,10 @@ from app.generation.runtime import generation_runtime
 from app.generation.websocket import router as ws_router
 from app.guardrails.router import router as moderation_router
 from app.health.router import router as health_router
+from app.keys.dependencies import keys_allowed
+from app.keys.hashing import KeyHasher
+from app.keys.router import router as keys_router
+from app.keys.service import KeyChecker, revoke_keys_of_user
 from app.knowledge.router import router as knowledge_router
 from app.knowledge.runtime import knowledge_runtime
 from app.mail import Mailer, build_mail_sender
@@ -85,6 +92,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     files = FileStore(settings, runtime.db)
     runtime.account_deletion_hooks.append(files.forget_user)
+    invalidations = runtime.invalidations = Invalidations(settings.redis_url)
+    runtime.key_authenticator = KeyChecker(
+        hasher=KeyHasher(settings.secret_key),
+        limiter=runtime.limiter,
+        invalidations=invalidations,
+    )
+
+    async def revoke_api_keys(uow: UnitOfWork, user_id: uuid.UUID) -> None:
+        await revoke_keys_of_user(uow, user_id, invalidations=invalidations)
+
+    runtime.credential_revocation_hooks.append(revoke_api_keys)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -106,6 +124,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.warning(
                 "/metrics answers 404: production without METRICS_TOKEN (set one for scrapers)"
             )
+        if invalidations.shared:
+            # Every worker drops cached API-key grants when a key changes (core/invalidation.py).
+            runtime.supervisor.start("invalidations", invalidations.run)
+            await invalidations.wait_live()
         try:
             async with (
                 generation_runtime(
@@ -126,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # The loops end first; background jobs queue mails, so they finish next; then the
             # mails go out.
             await runtime.supervisor.close()
+            await invalidations.close()
             await runtime.jobs.drain()
             await runtime.mailer.drain()
             await runtime.db.dispose()
@@ -177,14 +200,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(mfa_router)
     app.include_router(users_router)
     app.include_router(admin_router)
-    app.include_router(chats_router)
-    app.include_router(modes_router)
-    app.include_router(generation_router)
+    # API keys may call only the routes opened to their scopes (docs/api.md#api-keys).
+    chats_scope = [keys_allowed("chats")]
+    knowledge_scope = [keys_allowed("knowledge")]
+    app.include_router(keys_router)
+    app.include_router(chats_router, dependencies=chats_scope)
+    app.include_router(modes_router, dependencies=chats_scope)
+    app.include_router(generation_router, dependencies=chats_scope)
     app.include_router(ws_router)
     app.include_router(usage_router)
-    app.include_router(files_router)
+    app.include_router(files_router, dependencies=knowledge_scope)
     app.include_router(moderation_router)
-    app.include_router(knowledge_router)
+    app.include_router(knowledge_router, dependencies=knowledge_scope)
     # Last: the web client's pages and /static (docs/web.md).
     install_web_client(app)
     return app

@@ -13,12 +13,14 @@ from app.core.db import Base
 from app.files.models import File, FilePreview, FileText, MessageAttachment, PendingBlob
 from app.generation.models import Generation, IdempotencyKey
 from app.guardrails.models import ModerationEvent
+from app.keys.models import ApiKey
 from app.knowledge.models import Collection, CollectionFile, KnowledgeChunk, KnowledgeDocument
 from app.usage.models import UsageRecord
 from app.users.models import User
 
 __all__ = [
     "AccountToken",
+    "ApiKey",
     "AuthSession",
     "Base",
     "Chat",

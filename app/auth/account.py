@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from app.auth.repository import AuthSessionRepository, PasswordHistoryRepository
 from app.auth.tokens import AccountTokens
 from app.core.config import Settings
 from app.core.db import utcnow
+from app.core.deps import AccountDeletionHook
 from app.core.ratelimit import RateLimiter
 from app.core.security import PasswordHasher, keyed_digest
 from app.core.uow import UnitOfWork
@@ -40,8 +42,11 @@ class AccountService:
         limiter: RateLimiter,
         settings: Settings,
         digest_key: bytes,
+        revocation_hooks: Sequence[AccountDeletionHook] = (),
     ) -> None:
         self.uow = uow
+        # Other credentials of the user (API keys) that a password reset revokes.
+        self.revocation_hooks = revocation_hooks
         self.users = users
         self.sessions = sessions
         self.history = history
@@ -144,6 +149,8 @@ class AccountService:
         if user.email_verified_at is None:
             user.email_verified_at = now
         await self.sessions.revoke_all(user.id, now=now, reason="password_reset")
+        for revoke in self.revocation_hooks:
+            await revoke(self.uow, user.id)
         await self.guard.lift_lock(user.email)
         self.notifier.password_changed(user)
         security_log.info("password reset", extra={"event": "password_reset"})

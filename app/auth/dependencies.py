@@ -4,6 +4,15 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.auth.account import AccountService
+from app.auth.callers import (
+    KEY_HEADER,
+    KEY_PREFIX,
+    KEY_SCOPE_STATE,
+    Caller,
+    KeyNotAllowed,
+    KeysUnavailable,
+    set_current_key,
+)
 from app.auth.cookies import ACCESS_COOKIE
 from app.auth.csrf import CSRF_COOKIE, CSRF_HEADER, SAFE_METHODS
 from app.auth.errors import EmailNotVerified, InvalidToken
@@ -94,6 +103,7 @@ def build_account_service(uow: UnitOfWork, runtime: Runtime) -> AccountService:
         limiter=runtime.limiter,
         settings=runtime.settings,
         digest_key=runtime.digest_key,
+        revocation_hooks=runtime.credential_revocation_hooks,
     )
 
 
@@ -135,10 +145,30 @@ async def client_info(request: Request, runtime: RuntimeDep) -> ClientInfo:
 ClientInfoDep = Annotated[ClientInfo, Depends(client_info)]
 
 
+def presented_key(request: Request, bearer: str | None) -> str | None:
+    """The API key the request carries (`Authorization: Bearer pk-...` or `api-key:`), if any."""
+    header = request.headers.get(KEY_HEADER)
+    if header is not None:
+        return header.strip()
+    if bearer and bearer.strip().startswith(KEY_PREFIX):
+        return bearer.strip()
+    return None
+
+
 async def get_principal(
     request: Request,
     service: AuthServiceDep,
     bearer: Annotated[str | None, Depends(bearer_scheme)],
+) -> Principal:
+    """The session behind the request's access token (bearer or cookie). API keys have no
+    session: a route that needs one (sessions, logout, MFA) refuses them with 403."""
+    if presented_key(request, bearer) is not None:
+        raise KeyNotAllowed()
+    return await _resolve_principal(request, service, bearer)
+
+
+async def _resolve_principal(
+    request: Request, service: AuthService, bearer: str | None
 ) -> Principal:
     # `Authorization: Bearer` with nothing after it is no bearer token: the request is then
     # authenticated by its cookie, and must pass the CSRF check like any other.
@@ -165,8 +195,37 @@ async def get_principal(
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-async def get_current_user(principal: CurrentPrincipal) -> User:
-    return principal.user
+async def get_caller(
+    request: Request,
+    runtime: RuntimeDep,
+    uow: UnitOfWorkDep,
+    service: AuthServiceDep,
+    bearer: Annotated[str | None, Depends(bearer_scheme)],
+) -> Caller:
+    """Who calls: a user with an access token (every route), or with an API key on the routes
+    that a `keys_allowed(scope)` marker opens to keys with that scope (403 elsewhere)."""
+    key = presented_key(request, bearer)
+    if key is None:
+        principal = await _resolve_principal(request, service, bearer)
+        return Caller(user=principal.user)
+    scope = getattr(request.state, KEY_SCOPE_STATE, None)
+    if scope is None:
+        raise KeyNotAllowed()
+    if runtime.key_authenticator is None:
+        raise KeysUnavailable()
+    user, grant = await runtime.key_authenticator.authenticate(key, scope=scope, uow=uow)
+    request.state.user_id = str(user.id)
+    user_id_var.set(str(user.id))
+    set_current_key(grant)
+    return Caller(user=user, key=grant)
+
+
+# `caller: CurrentCaller` where a route needs to know whether a key was used (caller.key).
+CurrentCaller = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_current_user(caller: CurrentCaller) -> User:
+    return caller.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

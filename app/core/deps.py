@@ -14,6 +14,7 @@ from app.core.background import BackgroundJobs, Supervisor
 from app.core.clientip import ClientIPResolver
 from app.core.config import Settings
 from app.core.db import Database, utcnow
+from app.core.invalidation import Invalidations
 from app.core.metrics import Metrics
 from app.core.ratelimit import RateLimiter
 from app.core.security import JWTCodec, PasswordHasher, SecretBox
@@ -21,6 +22,7 @@ from app.core.uow import UnitOfWork
 
 if TYPE_CHECKING:
     # Named for the type checker only: core imports no package above it (main builds the mailer).
+    from app.auth.callers import KeyAuthenticator
     from app.mail import Mailer
 
 # Called in the unit of work that deletes an account, before the user's row goes: domains whose
@@ -48,6 +50,13 @@ class Runtime:
     # The long-lived loops (sweeps, purges), restarted when they crash.
     supervisor: Supervisor = field(default_factory=Supervisor)
     account_deletion_hooks: list[AccountDeletionHook] = field(default_factory=list)
+    # Called in the unit of work of a password reset (which signs the user out everywhere):
+    # domains holding other credentials of the user (API keys) revoke them.
+    credential_revocation_hooks: list[AccountDeletionHook] = field(default_factory=list)
+    # Drops what workers cached when it changes (app/core/invalidation.py).
+    invalidations: Invalidations = field(default_factory=lambda: Invalidations(None))
+    # Checks API keys (app/keys), set by create_app(); None: keys are refused.
+    key_authenticator: "KeyAuthenticator | None" = None
     # The time TOTP codes are checked against; tests swap it to control the clock.
     clock: Callable[[], datetime] = utcnow
 

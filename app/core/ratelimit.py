@@ -91,19 +91,21 @@ class RateLimiter:
             self._items[name] = parse_many(getattr(self.settings, f"rate_limit_{name}"))
         return self._items[name]
 
-    async def hit(self, name: str, key: str) -> int | None:
+    async def hit(
+        self, name: str, key: str, *, items: list[RateLimitItem] | None = None
+    ) -> int | None:
         """Counts one request against limit `name` for `key`: None if allowed, else the seconds
-        until it would be."""
+        until it would be. `items`: limits of this key's own (an API key's rpm) instead of the
+        setting's."""
         if not self.enabled:
             return None
         identifiers = (self._prefix, name, key)
+        items = items if items is not None else self.items(name)
         if self._shared is not None and time.monotonic() >= self._storage_down_until:
             try:
                 # The Redis client is synchronous: keep its round trips off the event loop.
                 strategy: LimitsStrategy = self._shared.limiter
-                return await to_thread.run_sync(
-                    _shared_hit, strategy, self.items(name), identifiers
-                )
+                return await to_thread.run_sync(_shared_hit, strategy, items, identifiers)
             except Exception as exc:
                 self._storage_down_until = time.monotonic() + _STORAGE_RETRY_INTERVAL
                 logger.error(
@@ -111,7 +113,7 @@ class RateLimiter:
                     _STORAGE_RETRY_INTERVAL,
                     exc,
                 )
-        for item in self.items(name):
+        for item in items:
             if not await self._local.hit(item, *identifiers):
                 stats = await self._local.get_window_stats(item, *identifiers)
                 return _retry_after(stats.reset_time)

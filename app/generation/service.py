@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime
 from sqlalchemy import Row
 
+from app.auth.callers import current_key
 from app.chats.errors import ChatNotFound
 from app.chats.models import Chat, Message
 from app.chats.modes import get_mode
@@ -229,7 +230,7 @@ class GenerationService:
         key = _chat_key(chat.id)
         self.runtime.replies.reserve(key)
         try:
-            await self.usage.lock(user)
+            await self.usage.lock(user, api_key=current_key())
             if new is not None:
                 # The session was committed while the files were read: meanwhile the chat may
                 # have got messages (the new one must be newer) or gone, and the files may have
@@ -270,6 +271,7 @@ class GenerationService:
             prompt_tokens=prompt.tokens,
             completion_tokens=chat.max_tokens or DEFAULT_REPLY_RESERVE,
             message_id=assistant.id,
+            api_key=current_key(),
         )
         user_message = MessageRead.model_validate(parent).model_copy(
             update={"attachments": attachment_reads(plan.attached_files.get(parent.id, []))}
@@ -365,7 +367,7 @@ class GenerationService:
             top_p=body.top_p,
             max_tokens=body.max_tokens,
         )
-        await self.usage.lock(user)
+        await self.usage.lock(user, api_key=current_key())
         if new is not None:
             await self.attachments.keep(new, chat_id=None, message_id=None)
         files = plan.attached_files.get(_GENERATION_TURN, [])
@@ -390,6 +392,7 @@ class GenerationService:
             prompt_tokens=prompt.tokens,
             completion_tokens=body.max_tokens or DEFAULT_REPLY_RESERVE,
             generation_id=generation.id,
+            api_key=current_key(),
         )
         start = {
             "generation_id": str(generation.id),

@@ -18,6 +18,8 @@ class UsageRecord(UUIDPrimaryKey, Base):
     __table_args__ = (
         Index("ix_usage_record_user_day", "user_id", "day", "model"),
         Index("ix_usage_record_day", "day"),
+        # A key's tokens today (its daily limit, the key list) without a scan.
+        Index("ix_usage_record_api_key_day", "api_key_id", "day"),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
@@ -35,4 +37,8 @@ class UsageRecord(UUIDPrimaryKey, Base):
     )
     generation_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("generation.id", ondelete="SET NULL"), index=True
+    )
+    # The API key the request came with (app/keys); NULL for access tokens and deleted keys.
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_key.id", ondelete="SET NULL")
     )

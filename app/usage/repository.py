@@ -6,12 +6,15 @@ from sqlalchemy import (
     Boolean,
     Integer,
     Select,
+    String,
     Table,
     Uuid,
     bindparam,
     case,
+    column,
     func,
     select,
+    table,
     update,
 )
 
@@ -20,6 +23,9 @@ from app.usage.models import UsageRecord
 from app.users.models import User
 
 _TOTAL = UsageRecord.prompt_tokens + UsageRecord.completion_tokens
+# The API keys' names for reports grouped by key: the table belongs to app/keys, above this
+# package, so it is named here by its columns rather than imported.
+_API_KEY = table("api_key", column("id", Uuid), column("name", String))
 
 
 class UsageRepository(Repository[UsageRecord]):
@@ -40,6 +46,37 @@ class UsageRepository(Repository[UsageRecord]):
         )
         return int(used or 0)
 
+    async def used_by_key_on(self, api_key_id: uuid.UUID, day: date) -> int:
+        """Tokens used or reserved through the key on that day."""
+        used = await self.session.scalar(
+            select(func.coalesce(func.sum(_TOTAL), 0)).where(
+                UsageRecord.api_key_id == api_key_id, UsageRecord.day == day
+            )
+        )
+        return int(used or 0)
+
+    async def used_by_keys_on(
+        self, api_key_ids: list[uuid.UUID], day: date
+    ) -> dict[uuid.UUID, int]:
+        """Tokens used or reserved through each of the keys on that day."""
+        if not api_key_ids:
+            return {}
+        rows = await self.session.execute(
+            select(UsageRecord.api_key_id, func.coalesce(func.sum(_TOTAL), 0))
+            .where(UsageRecord.api_key_id.in_(api_key_ids), UsageRecord.day == day)
+            .group_by(UsageRecord.api_key_id)
+        )
+        return {row[0]: int(row[1]) for row in rows if row[0] is not None}
+
+    async def key_names(self, api_key_ids: list[Any]) -> dict[Any, str]:
+        ids = [key for key in api_key_ids if key is not None]
+        if not ids:
+            return {}
+        rows = await self.session.execute(
+            select(_API_KEY.c.id, _API_KEY.c.name).where(_API_KEY.c.id.in_(ids))
+        )
+        return {row[0]: row[1] for row in rows}
+
     async def report(
         self,
         *,
@@ -54,6 +91,7 @@ class UsageRepository(Repository[UsageRecord]):
             "day": UsageRecord.day,
             "model": UsageRecord.model,
             "user": UsageRecord.user_id,
+            "key": UsageRecord.api_key_id,
         }[group_by]
         statement: Select[Any] = select(
             key.label("key"),

@@ -44,8 +44,8 @@ async def read_my_usage(
     end: ToDate = None,
     group_by: GroupBy = "day",
 ) -> MyUsage:
-    """Prompt and completion tokens and requests per day or model (default: the last 30 days),
-    split into upstream-reported and estimated, with today's remaining quota."""
+    """Prompt and completion tokens and requests per day, model or API key (default: the last
+    30 days), split into upstream-reported and estimated, with today's remaining quota."""
     return await service.my_usage(user, start=start, end=end, group_by=group_by)
 
 
@@ -64,7 +64,7 @@ async def read_all_usage(
     user_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Top users (group_by=user).")] = 20,
 ) -> UsageReport:
-    """Usage per day, model or user (top users first), optionally for one user."""
+    """Usage per day, model, user (top users first) or API key, optionally for one user."""
     return await service.report(
         start=start, end=end, group_by=group_by, user_id=user_id, limit=limit
     )

@@ -3,13 +3,17 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-GroupBy = Literal["day", "model"]
-AdminGroupBy = Literal["day", "model", "user"]
+GroupBy = Literal["day", "model", "key"]
+AdminGroupBy = Literal["day", "model", "user", "key"]
 
 
 class UsageRow(BaseModel):
-    key: str = Field(description="The day (YYYY-MM-DD), the model, or the user id.")
+    key: str = Field(
+        description="The day (YYYY-MM-DD), the model, the user id, or the API key id "
+        '("none": requests with an access token).'
+    )
     email: str | None = Field(default=None, description="With group_by=user.")
+    name: str | None = Field(default=None, description="With group_by=key: the key's name.")
     requests: int
     prompt_tokens: int
     completion_tokens: int

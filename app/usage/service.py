@@ -3,6 +3,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from app.auth.callers import KeyGrant
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import AppError
@@ -18,6 +19,18 @@ class QuotaExceeded(AppError):
     status_code = 429
     code = "quota_exceeded"
     message = "You have used today's token quota; it resets at midnight UTC."
+
+
+class ApiKeyQuotaExceeded(AppError):
+    status_code = 429
+    code = "api_key_quota_exceeded"
+    message = "This API key has used its daily token limit; it resets at midnight UTC."
+
+
+class ApiKeyModelNotAllowed(AppError):
+    status_code = 403
+    code = "api_key_model_not_allowed"
+    message = "This API key may not use this model."
 
 
 class InvalidRange(AppError):
@@ -68,11 +81,13 @@ class UsageService:
         used = await self.usage.used_on(user.id, now.date())
         return Quota(limit=self.limit_for(user), used=used, resets_at=_next_midnight(now))
 
-    async def lock(self, user: User) -> None:
+    async def lock(self, user: User, *, api_key: KeyGrant | None = None) -> None:
         """Takes the user's quota lock. Call it first in the transaction, before any insert
         that references the user: Postgres would otherwise hold key-share locks that deadlock
         two concurrent requests upgrading to this lock."""
-        if self.limit_for(user) is not None:
+        if self.limit_for(user) is not None or (
+            api_key is not None and api_key.daily_token_limit is not None
+        ):
             await self.usage.lock_user(user.id)
 
     async def reserve(
@@ -85,15 +100,20 @@ class UsageService:
         completion_tokens: int,
         message_id: uuid.UUID | None = None,
         generation_id: uuid.UUID | None = None,
+        api_key: KeyGrant | None = None,
     ) -> tuple[UsageRecord, Quota]:
         """Checks the daily quota and holds the reply's likely tokens against it.
 
         The check and the reservation happen under a per-user lock, so concurrent requests see
         each other's reservations and cannot overspend by more than one reply's overrun.
-        Refused before the upstream is called.
+        Refused before the upstream is called. With the request's API key (`current_key()`),
+        the key's model list and daily token limit apply too, on top of the user's quota, and
+        the usage is recorded against the key.
         """
         limit = self.limit_for(user)
         now = utcnow()
+        if api_key is not None:
+            await self._check_key(user, api_key, model=model, prompt_tokens=prompt_tokens, now=now)
         if limit is not None:
             await self.usage.lock_user(user.id)  # already held when lock() came first
             used = await self.usage.used_on(user.id, now.date())
@@ -113,6 +133,7 @@ class UsageService:
             pending=True,
             message_id=message_id,
             generation_id=generation_id,
+            api_key_id=api_key.id if api_key is not None else None,
         )
         await self.usage.add(record)
         quota = Quota(
@@ -121,6 +142,19 @@ class UsageService:
             resets_at=_next_midnight(now),
         )
         return record, quota
+
+    async def _check_key(
+        self, user: User, api_key: KeyGrant, *, model: str, prompt_tokens: int, now: datetime
+    ) -> None:
+        if not api_key.may_use(model):
+            raise ApiKeyModelNotAllowed(f"This API key may not use the model {model!r}.")
+        if api_key.daily_token_limit is None:
+            return
+        await self.usage.lock_user(user.id)  # the key's tokens are the user's: one lock
+        used = await self.usage.used_by_key_on(api_key.id, now.date())
+        if used + prompt_tokens > api_key.daily_token_limit:
+            retry = int((_next_midnight(now) - now).total_seconds()) + 1
+            raise ApiKeyQuotaExceeded(headers={"Retry-After": str(retry)})
 
     async def record(
         self,
@@ -164,7 +198,8 @@ class UsageService:
             start=start, end=end, group_by=group_by, user_id=user_id, limit=limit
         )
         emails = await self.usage.emails([r["key"] for r in rows]) if group_by == "user" else {}
-        items = [_row(r, email=emails.get(r["key"])) for r in rows]
+        names = await self.usage.key_names([r["key"] for r in rows]) if group_by == "key" else {}
+        items = [_row(r, email=emails.get(r["key"]), name=names.get(r["key"])) for r in rows]
         totals = _row(
             {
                 "key": "total",
@@ -189,12 +224,14 @@ class UsageService:
         return MyUsage(**report.model_dump(), quota=quota.read())
 
 
-def _row(row: dict[str, Any], *, email: str | None = None) -> UsageRow:
+def _row(row: dict[str, Any], *, email: str | None = None, name: str | None = None) -> UsageRow:
     total = int(row["prompt_tokens"]) + int(row["completion_tokens"])
     estimated = int(row["estimated_tokens"])
     return UsageRow(
-        key=str(row["key"]),
+        # group_by=key: usage without a key (access tokens) is the row "none".
+        key=str(row["key"]) if row["key"] is not None else "none",
         email=email,
+        name=name,
         requests=int(row["requests"]),
         prompt_tokens=int(row["prompt_tokens"]),
         completion_tokens=int(row["completion_tokens"]),

@@ -23,6 +23,7 @@ LAYERS = [
     "auth",
     "accounts",
     "usage",
+    "keys",  # API keys: their table, the key check, the keys endpoints
     "files",
     "guardrails",
     "knowledge",
