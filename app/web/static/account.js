@@ -1,5 +1,6 @@
-// The account: profile and preferences, sessions (revoke, sign out everywhere), two-step sign-in
-// (QR code, recovery codes), change password, delete the account; and the usage page.
+// The account: profile and preferences, sessions (revoke, sign out everywhere), API keys (create,
+// shown once with copy, list, revoke), two-step sign-in (QR code, recovery codes), change
+// password, delete the account; and the usage page.
 
 import * as api from "./api.js";
 import { h, field, clear, formatTime, copyButton, deviceName } from "./dom.js";
@@ -28,6 +29,7 @@ export async function accountPage(main) {
   main.append(
     profileSection(profile, modelList),
     sessionsSection(),
+    apiKeysSection(),
     mfaSection(profile),
     passwordSection(),
     deleteSection(),
@@ -113,6 +115,70 @@ function sessionsSection() {
     navigate("/signin");
   } } }, "Sign out everywhere");
   return section("Sessions", list, everywhere);
+}
+
+function apiKeysSection() {
+  const list = h("ul", { class: "sessions api-keys", "aria-label": "API keys" });
+  const shown = h("div", { class: "api-key-created" });
+  const load = async () => {
+    const keys = await api.get("/api/keys");
+    clear(list);
+    if (!keys.length) list.append(h("li", { class: "hint" }, "No API keys yet."));
+    for (const k of keys) {
+      const facts = [
+        `created ${formatTime(k.created_at)}`,
+        k.last_used_at ? `last used ${formatTime(k.last_used_at)}` : "never used",
+        `${k.tokens_today.toLocaleString()} tokens today`,
+        k.rpm ? `${k.rpm} requests a minute` : null,
+        k.daily_token_limit ? `${k.daily_token_limit.toLocaleString()} tokens a day` : null,
+        k.expires_at ? `expires ${formatTime(k.expires_at)}` : null,
+      ].filter(Boolean);
+      list.append(h("li", { dataset: { keyId: k.id } },
+        h("div", {}, h("strong", {}, k.name), " ", h("code", {}, `pk-…${k.hint}`),
+          ...k.scopes.map((scope) => h("span", { class: "badge" }, scope))),
+        h("div", { class: "hint" }, facts.join(" · ")),
+        h("button", { type: "button", class: "small danger", "aria-label": `Revoke API key ${k.name}`, on: { click: async () => {
+          const sure = await confirmDialog({ title: `Revoke “${k.name}”?`, body: "Programs using this key stop working at once.", confirm: "Revoke key", danger: true });
+          if (!sure) return;
+          try {
+            await api.del(`/api/keys/${k.id}`);
+            notify("The key is revoked.");
+          } catch (error) {
+            notify(error.message, "error");
+          }
+          load().catch((error) => notify(error.message, "error"));
+        } } }, "Revoke")));
+    }
+  };
+  const scope = (value, label) => h("div", { class: "check" },
+    input("scope", "checkbox", { value, idSuffix: value }), h("label", { for: `acct-scope-${value}` }, label));
+  const form = h("form", {},
+    field("Name", input("name", "text", { required: true, maxlength: 100, idSuffix: "key" }), "What will use it, e.g. “editor on my laptop”."),
+    h("fieldset", {}, h("legend", {}, "Besides the OpenAI-compatible /v1 API, the key may use"),
+      scope("chats", "My chats"), scope("knowledge", "My files and collections")),
+    field("Requests per minute", input("rpm", "number", { min: 1, max: 100000, idSuffix: "key" }), "Empty: no limit of its own."),
+    field("Tokens per day", input("daily_token_limit", "number", { min: 1, max: 2000000000, idSuffix: "key" }), "On top of your own quota. Empty: no limit of its own."),
+    h("button", { type: "submit", class: "primary" }, "Create key"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const scopes = [...form.querySelectorAll('input[name="scope"]:checked')].map((box) => box.value);
+    submitting(form, async (data) => {
+      const body = { name: data.name, scopes };
+      if (data.rpm) body.rpm = Number(data.rpm);
+      if (data.daily_token_limit) body.daily_token_limit = Number(data.daily_token_limit);
+      const created = await api.post("/api/keys", body);
+      form.reset();
+      // The key exists only here and now: Parley keeps a hash of it.
+      clear(shown).append(
+        h("p", { role: "status" }, `Copy the key “${created.name}” now: it is shown only this once.`),
+        h("p", {}, h("code", { class: "secret", id: "new-api-key" }, created.key), " ",
+          copyButton(() => created.key, "Copy API key", "Copy")),
+        h("button", { type: "button", class: "small", on: { click: () => clear(shown) } }, "Done"));
+      load().catch((error) => notify(error.message, "error"));
+    });
+  });
+  load().catch((error) => notify(error.message, "error"));
+  return section("API keys", h("p", { class: "hint" }, "Keys let programs (the openai SDKs, editors, scripts) use Parley as you. They cannot change your account."), shown, list, form);
 }
 
 function mfaSection(profile) {
