@@ -1,6 +1,8 @@
 """API keys in the browser: created on the Account page, shown once with a copy button, used
 by a program, listed, and revoked."""
 
+import re
+
 from playwright.async_api import expect
 
 from tests.web.conftest import Browsing, Web, screenshot, sign_in
@@ -21,7 +23,7 @@ class TestApiKeys:
         await section.get_by_role("button", name="Create key").click()
 
         shown = page.locator("#new-api-key")
-        await expect(shown).to_have_text(r"^pk-")
+        await expect(shown).to_have_text(re.compile(r"^pk-[A-Za-z0-9_-]{43}$"))
         key = (await shown.inner_text()).strip()
         await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
         await page.get_by_role("button", name="Copy API key").click()
