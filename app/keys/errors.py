@@ -42,9 +42,11 @@ class TooManyApiKeys(Conflict):
 
 
 class InvalidApiKeyField(AppError):
+    """A field the schema allows that a key cannot take: a past expiry, a null name."""
+
     status_code = 422
-    code = "validation_error"
-    message = "The request is invalid."
+    code = "invalid_api_key_field"
+    message = "An expiry must be in the future, and a key keeps a name."
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(
