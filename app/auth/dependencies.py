@@ -207,6 +207,7 @@ async def get_caller(
     key = presented_key(request, bearer)
     if key is None:
         principal = await _resolve_principal(request, service, bearer)
+        set_current_key(None)
         return Caller(user=principal.user)
     scope = getattr(request.state, KEY_SCOPE_STATE, None)
     if scope is None:

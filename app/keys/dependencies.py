@@ -12,6 +12,7 @@ The interface other packages use (the /v1 surface included):
   `current_key()`, the request's key).
 """
 
+from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -48,9 +49,14 @@ def keys_allowed(scope: str) -> Any:
     return Depends(allow_api_keys)
 
 
+@lru_cache(maxsize=4)
+def _hasher(secret_key: str) -> KeyHasher:
+    # The key derivation (HKDF) once per secret, not once per request.
+    return KeyHasher(secret_key)
+
+
 async def get_key_service(uow: UnitOfWorkDep, runtime: RuntimeDep) -> KeyService:
-    checker = runtime.key_authenticator
-    hasher = getattr(checker, "hasher", None) or KeyHasher(runtime.settings.secret_key)
+    hasher = _hasher(runtime.settings.secret_key)
     return KeyService(
         uow=uow,
         keys=uow.get(ApiKeyRepository),

@@ -1,5 +1,6 @@
 """API keys: created once and shown once, stored as keyed hashes, scoped, revoked at once."""
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +31,15 @@ class TestCreateKey:
             rows = (await connection.execute(text("SELECT * FROM api_key"))).mappings().all()
         stored = " ".join(str(value) for value in rows[0].values())
         assert key not in stored and key[3:] not in stored
+
+    async def test_the_key_is_never_logged(self, client, user, caplog):
+        with caplog.at_level(logging.DEBUG):
+            key = (await create_key(client, user, scopes=["chats"]))["key"]
+            await client.get("/api/chats", headers=with_key(key))
+            await client.get("/api/users/me", headers=with_key(key))
+            await client.get("/api/chats", headers=with_key(key[:-1] + "x"))
+        assert caplog.records  # the requests were logged...
+        assert key[3:] not in caplog.text and key[3:-1] not in caplog.text  # ...not the key
 
     async def test_every_key_is_different(self, client, user):
         first = await create_key(client, user)
