@@ -42,6 +42,7 @@ from app.health.router import router as health_router
 from app.knowledge.router import router as knowledge_router
 from app.knowledge.runtime import knowledge_runtime
 from app.mail import Mailer, build_mail_sender
+from app.openai_api.router import router as openai_router
 from app.usage.router import router as usage_router
 from app.web.router import install_web_client
 
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files_router)
     app.include_router(moderation_router)
     app.include_router(knowledge_router)
+    app.include_router(openai_router)
     # Last: the web client's pages and /static (docs/web.md).
     install_web_client(app)
     return app

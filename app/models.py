@@ -14,6 +14,7 @@ from app.files.models import File, FilePreview, FileText, MessageAttachment, Pen
 from app.generation.models import Generation, IdempotencyKey
 from app.guardrails.models import ModerationEvent
 from app.knowledge.models import Collection, CollectionFile, KnowledgeChunk, KnowledgeDocument
+from app.openai_api.models import StoredResponse
 from app.usage.models import UsageRecord
 from app.users.models import User
 
@@ -39,6 +40,7 @@ __all__ = [
     "PasswordHistory",
     "PendingBlob",
     "RefreshToken",
+    "StoredResponse",
     "UsageRecord",
     "User",
 ]

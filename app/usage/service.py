@@ -85,8 +85,12 @@ class UsageService:
         completion_tokens: int,
         message_id: uuid.UUID | None = None,
         generation_id: uuid.UUID | None = None,
+        api_key: object | None = None,
     ) -> tuple[UsageRecord, Quota]:
         """Checks the daily quota and holds the reply's likely tokens against it.
+
+        `api_key` is the key a /v1 request authenticated with (None: a session's token); the
+        API keys work records usage per key and applies the key's own limits here.
 
         The check and the reservation happen under a per-user lock, so concurrent requests see
         each other's reservations and cannot overspend by more than one reply's overrun.
