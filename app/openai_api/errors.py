@@ -42,9 +42,3 @@ class PreviousResponseNotFound(NotFound):
     code = "previous_response_not_found"
     message = "No such previous response: previous_response_id names no response of yours."
     param = "previous_response_id"
-
-
-class EmbeddingsUnavailable(AppError):
-    status_code = 503
-    code = "embeddings_unavailable"
-    message = "No embedding endpoint is configured (EMBEDDING_BASE_URL)."

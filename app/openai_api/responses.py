@@ -14,9 +14,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.generation.reply_events import ReplyEvent
 from app.openai_api.chunks import ReplyParts
-from app.openai_api.errors import UnsupportedParameter
+from app.openai_api.errors import InvalidParameter, UnsupportedParameter
 from app.openai_api.schemas import ChatMessageIn, ResponsesRequest
 
 _ROLES = ("user", "system", "developer", "assistant")
@@ -103,7 +105,12 @@ def input_messages(body: ResponsesRequest) -> list[dict[str, Any]]:
                 "supported.",
             )
     # The same checks as chat messages: roles, parts, tool calls.
-    return [ChatMessageIn.model_validate(m).upstream() for m in messages]
+    try:
+        return [ChatMessageIn.model_validate(m).upstream() for m in messages]
+    except ValidationError as exc:
+        raise InvalidParameter(
+            "input", f"The input items do not fit: {exc.errors()[0]['msg']}"
+        ) from exc
 
 
 def chat_tools(body: ResponsesRequest) -> dict[str, Any]:

@@ -8,9 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.chats.dependencies import ChatServiceDep
+from app.chats.errors import ChatNotFound
 from app.core.config import Settings
 from app.core.deps import RuntimeDep, UnitOfWorkDep
-from app.core.errors import OpenAIErrorResponse
+from app.core.errors import AppError, OpenAIErrorResponse, Unauthorized
+from app.core.ratelimit import RateLimited
 from app.generation.dependencies import (
     GenerationRuntimeDep,
     GenerationServiceDep,
@@ -20,9 +22,17 @@ from app.generation.errors import ReplyFailed
 from app.generation.idempotency import parse_key
 from app.generation.reply_events import SSE_HEADERS, ReplyEvent, event_stream_class
 from app.generation.reply_stream import ReplyStream
-from app.generation.router import IdempotencyKeyHeader
+from app.generation.router import ATTACHMENT_ERRORS, REPLY_ERRORS, IdempotencyKeyHeader
+from app.knowledge.errors import CollectionNotFound
 from app.openai_api.chunks import ChatCompletionStream, ReplyParts, chat_completion
 from app.openai_api.dependencies import CallerDep, GenerationCallerDep
+from app.openai_api.errors import (
+    InvalidParameter,
+    ModelNotFound,
+    PreviousResponseNotFound,
+    ResponseNotFound,
+    UnsupportedParameter,
+)
 from app.openai_api.responses import ResponseBuilder
 from app.openai_api.schemas import (
     ChatCompletionRequest,
@@ -30,22 +40,37 @@ from app.openai_api.schemas import (
     ModelList,
     ResponsesRequest,
 )
-from app.openai_api.service import OpenAIService, new_response_id
+from app.openai_api.service import EmbeddingsFailed, OpenAIService, new_response_id
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": OpenAIErrorResponse, "description": description}
-    for status, description in {
-        400: "A field Parley cannot honour (`param` names it), or malformed JSON.",
-        401: "Not authenticated.",
-        403: "Not allowed.",
-        404: "An unknown model (or one the caller may not use), chat or response.",
-        422: "A field of the wrong type or out of range (`param` names it).",
-        429: "Rate limit or daily token quota; `Retry-After` says when to retry.",
-        502: "The upstream failed.",
-    }.items()
-}
 
-router = APIRouter(prefix="/v1", tags=["openai"], responses=ERRORS)
+def documented(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a /v1 route: the codes each status can carry, in OpenAI's
+    error shape."""
+    by_status: dict[int, list[type[AppError]]] = {}
+    for error in errors:
+        by_status.setdefault(error.status_code, []).append(error)
+    return {
+        status: {
+            "model": OpenAIErrorResponse,
+            "description": "; ".join(f"`{e.code}`: {e.message}" for e in group),
+        }
+        for status, group in sorted(by_status.items())
+    }
+
+
+# What every /v1 reply can be refused or fail with, besides the route's own.
+COMPLETION_ERRORS = (
+    *REPLY_ERRORS,
+    *ATTACHMENT_ERRORS,
+    ModelNotFound,
+    UnsupportedParameter,
+    InvalidParameter,
+    ChatNotFound,
+    CollectionNotFound,
+    ReplyFailed,
+)
+
+router = APIRouter(prefix="/v1", tags=["openai"])
 
 
 async def get_openai_service(
@@ -110,13 +135,17 @@ def _raise_failure(parts: ReplyParts, reply: ReplyStream | None) -> None:
     )
 
 
-@router.get("/models", summary="List the models you may use")
+@router.get("/models", summary="List the models you may use", responses=documented(Unauthorized))
 async def list_models(caller: CallerDep, service: OpenAIServiceDep) -> ModelList:
     """The models the caller may use, in OpenAI's list shape."""
     return service.list_models(caller)
 
 
-@router.post("/chat/completions", summary="Create a chat completion (JSON or streamed)")
+@router.post(
+    "/chat/completions",
+    summary="Create a chat completion (JSON or streamed)",
+    responses=documented(*COMPLETION_ERRORS),
+)
 async def create_chat_completion(
     request: Request,
     body: ChatCompletionRequest,
@@ -143,7 +172,11 @@ async def create_chat_completion(
     return JSONResponse(answer, headers=headers)
 
 
-@router.post("/embeddings", summary="Create embeddings")
+@router.post(
+    "/embeddings",
+    summary="Create embeddings",
+    responses=documented(Unauthorized, RateLimited, ModelNotFound, EmbeddingsFailed),
+)
 async def create_embeddings(
     body: EmbeddingRequest, caller: GenerationCallerDep, service: OpenAIServiceDep
 ) -> dict[str, Any]:
@@ -151,7 +184,11 @@ async def create_embeddings(
     return await service.embeddings(caller, body)
 
 
-@router.post("/responses", summary="Create a response (the Responses API)")
+@router.post(
+    "/responses",
+    summary="Create a response (the Responses API)",
+    responses=documented(*COMPLETION_ERRORS, PreviousResponseNotFound),
+)
 async def create_response(
     request: Request,
     body: ResponsesRequest,
@@ -181,7 +218,11 @@ async def create_response(
     return JSONResponse(builder.response(), headers=headers)
 
 
-@router.get("/responses/{response_id}", summary="Get a stored response")
+@router.get(
+    "/responses/{response_id}",
+    summary="Get a stored response",
+    responses=documented(Unauthorized, ResponseNotFound),
+)
 async def get_response(
     response_id: str, caller: CallerDep, service: OpenAIServiceDep
 ) -> dict[str, Any]:

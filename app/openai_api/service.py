@@ -12,6 +12,7 @@ from typing import Any
 from app.chats.service import ChatService
 from app.core.config import Settings
 from app.core.db import Database
+from app.core.errors import AppError
 from app.core.uow import UnitOfWork, unit_of_work
 from app.generation.reply_events import ReplyEvent
 from app.generation.reply_stream import ReplyStream
@@ -24,7 +25,6 @@ from app.knowledge.embeddings import EmbeddingClient
 from app.knowledge.errors import EmbeddingFailed
 from app.openai_api.dependencies import Caller
 from app.openai_api.errors import (
-    EmbeddingsUnavailable,
     InvalidParameter,
     ModelNotFound,
     PreviousResponseNotFound,
@@ -55,9 +55,10 @@ _OWN_FIELDS = frozenset(
 _PASSED_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "response_format")
 
 
-class EmbeddingsFailed(EmbeddingsUnavailable):
+class EmbeddingsFailed(AppError):
     status_code = 502
     code = "embeddings_failed"
+    message = "The embedding endpoint failed."
 
 
 @dataclass(kw_only=True)
@@ -216,9 +217,8 @@ class OpenAIService:
     async def embeddings(self, caller: Caller, body: EmbeddingRequest) -> dict[str, Any]:
         """The configured embedding endpoint's answer for the client's input."""
         client = EmbeddingClient.from_settings(self.settings, self.runtime.http)
-        if client is None:
-            raise EmbeddingsUnavailable()
-        if body.model != client.model or not caller.may_use(body.model):
+        # Without an embedding endpoint no embedding model exists (GET /v1/models lists none).
+        if client is None or body.model != client.model or not caller.may_use(body.model):
             raise ModelNotFound(body.model)
         try:
             answer = await client.create(body.model_dump(exclude_none=True))

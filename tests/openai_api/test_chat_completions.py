@@ -13,7 +13,7 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.upstream_fixtures import Parley
 
 HELLO: list[Any] = [{"role": "user", "content": "Say hello"}]
-WEATHER_TOOL: dict[str, Any] = {
+WEATHER_TOOL: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -89,9 +89,7 @@ class TestStreaming:
         assert [c.choices[0].finish_reason for c in chunks[:-1]][-1] == "stop"
         assert len({c.id for c in chunks}) == 1
 
-    async def test_raw_stream_ends_with_done(
-        self, parley: Parley, author: SignedInUser
-    ) -> None:
+    async def test_raw_stream_ends_with_done(self, parley: Parley, author: SignedInUser) -> None:
         body = {"model": "fake-model", "messages": HELLO, "stream": True}
         async with parley.http.stream(
             "POST", "/v1/chat/completions", json=body, headers=author.headers
@@ -148,7 +146,7 @@ class TestToolCalls:
         fake_upstream.state.tool_calls = self.CALLS
         stream = await client.chat.completions.create(
             model="fake-model",
-            messages=[{"role": "user", "content": "Weather in Paris and Oslo?"}],
+            messages=HELLO,
             tools=[WEATHER_TOOL],
             tool_choice="auto",
             parallel_tool_calls=True,
@@ -221,7 +219,7 @@ class TestPassThrough:
     async def test_other_upstream_fields_pass_through(
         self, client: openai.AsyncOpenAI, fake_upstream: FakeUpstream
     ) -> None:
-        schema = {
+        schema: Any = {
             "type": "json_schema",
             "json_schema": {"name": "answer", "schema": {"type": "object"}},
         }
@@ -230,7 +228,7 @@ class TestPassThrough:
             messages=HELLO,
             seed=7,
             logprobs=True,
-            response_format=schema,  # type: ignore[arg-type]
+            response_format=schema,
             extra_body={"top_k": 20},
         )
         sent = fake_upstream.state.requests[-1]
@@ -279,9 +277,7 @@ class TestVision:
 
 
 class TestGuardrails:
-    @pytest.mark.parametrize(
-        "parley_overrides", [{"blocked_patterns": ["forbidden"]}]
-    )
+    @pytest.mark.parametrize("parley_overrides", [{"blocked_patterns": ["forbidden"]}])
     async def test_blocked_input_is_400(
         self, client: openai.AsyncOpenAI, fake_upstream: FakeUpstream
     ) -> None:

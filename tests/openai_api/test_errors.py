@@ -52,9 +52,7 @@ class TestErrorShape:
         self, client: openai.AsyncOpenAI
     ) -> None:
         with pytest.raises(openai.UnprocessableEntityError) as caught:
-            await client.chat.completions.create(
-                model="fake-model", messages=HELLO, temperature=5
-            )
+            await client.chat.completions.create(model="fake-model", messages=HELLO, temperature=5)
         assert caught.value.param == "temperature"
 
     @pytest.mark.parametrize(
@@ -69,9 +67,7 @@ class TestErrorShape:
     async def test_malformed_bodies_are_4xx_never_500(
         self, parley: Parley, author: SignedInUser, body: dict[str, Any], param: str | None
     ) -> None:
-        response = await parley.http.post(
-            "/v1/chat/completions", json=body, headers=author.headers
-        )
+        response = await parley.http.post("/v1/chat/completions", json=body, headers=author.headers)
         error = assert_openai_error(response, 422, "validation_error")
         assert error["type"] == "invalid_request_error"
         if param is not None:
@@ -89,9 +85,7 @@ class TestErrorShape:
         self, parley: Parley, author: SignedInUser
     ) -> None:
         body = {"model": "fake-model", "messages": [{"role": "tool", "content": "42"}]}
-        response = await parley.http.post(
-            "/v1/chat/completions", json=body, headers=author.headers
-        )
+        response = await parley.http.post("/v1/chat/completions", json=body, headers=author.headers)
         error = assert_openai_error(response, 400, "invalid_value")
         assert error["param"] == "messages[0].tool_call_id"
 

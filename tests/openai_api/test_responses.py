@@ -92,9 +92,9 @@ class TestStreamedResponse:
     ) -> None:
         fake_upstream.state.error_chunk_after = 1
         stream = await client.responses.create(model="fake-model", input="hi", stream=True)
-        events = [event async for event in stream]
+        events: list[Any] = [event async for event in stream]
         assert events[-1].type == "response.failed"
-        assert events[-1].response.error is not None  # type: ignore[union-attr]
+        assert events[-1].response.error is not None
 
     async def test_function_call_items(
         self, client: openai.AsyncOpenAI, fake_upstream: FakeUpstream
@@ -112,7 +112,8 @@ class TestStreamedResponse:
         done = next(e for e in events if e.type == "response.function_call_arguments.done")
         assert done.arguments == '{"city": "Paris"}'
         final = events[-1].response  # type: ignore[union-attr]
-        [call] = final.output
+        outputs: list[Any] = list(final.output)
+        [call] = outputs
         assert call.type == "function_call" and call.call_id == "call_1"
         assert call.name == "get_weather"
         sent = fake_upstream.state.requests[-1]
