@@ -131,6 +131,18 @@ class ChatCompletionStream:
         self.parts = ReplyParts()
         self.id = "chatcmpl-"
         self.first_sent = False
+        # A text chunk's bytes around its content, made once per reply: only the text is
+        # encoded per token (this runs for every token of every stream).
+        self._text_frame: tuple[bytes, bytes] | None = None
+
+    def _text(self, text: str) -> bytes:
+        if self._text_frame is None:
+            marker = "\x00text\x00"
+            frame = sse_data(self.chunk({"content": marker}))
+            head, _, tail = frame.partition(_COMPACT_JSON.encode(marker).encode())
+            self._text_frame = (head, tail)
+        head, tail = self._text_frame
+        return head + _COMPACT_JSON.encode(text).encode() + tail
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -159,7 +171,10 @@ class ChatCompletionStream:
                 case "start":
                     self.id = f"chatcmpl-{reply_id_of(event.data).replace('-', '')}"
                 case "delta":
-                    yield sse_data(self.chunk({"content": event.data["content"]}))
+                    if not self.first_sent:  # the role, and the `parley` object
+                        yield sse_data(self.chunk({"content": event.data["content"]}))
+                    else:
+                        yield self._text(event.data["content"])
                 case "tool_call_delta":
                     yield sse_data(self.chunk({"tool_calls": [event.data]}))
                 case "done":
