@@ -67,7 +67,7 @@ def start_litellm(
     port = free_port()
     proxy = Child(
         "litellm",
-        [str(command), "--config", str(config), "--host", "127.0.0.1", f"--port={port}"],
+        [str(command.absolute()), "--config", str(config), "--host", "127.0.0.1", f"--port={port}"],
         env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"},
         cwd=workdir,
         log_path=workdir / "litellm.log",
