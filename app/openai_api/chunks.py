@@ -192,6 +192,10 @@ class ChatCompletionStream:
                         yield sse_data(error_payload(event.data))
                     yield DONE
                     return
+        # The events ended without an end (a rejoined reply no longer readable): say so.
+        ended = {"code": "reply_incomplete", "message": "The reply ended before its end."}
+        yield sse_data(error_payload(ended))
+        yield DONE
 
     def _finish(self) -> bytes:
         reason = self.parts.finish_reason(self.upstream_finish())
