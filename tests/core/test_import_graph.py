@@ -30,6 +30,7 @@ LAYERS = [
     "generation",
     "health",
     "web",
+    "runtime",  # app/runtime.py: the long-lived objects, built on every domain's parts
     "cli",  # app/cli.py
     "models",  # app/models.py: every table, for alembic
     "main",  # app/main.py: create_app() wires everything
