@@ -1,6 +1,6 @@
 """Replies' events in Redis streams, so a client can rejoin a reply on any worker.
 
-The worker streaming a reply publishes its events (ReplyStream._emit -> publish, which never
+The worker streaming a reply publishes its events (ReplyLog.emit -> publish, which never
 waits): one background task flushes whatever accumulated, for every reply of the process, in one
 pipelined round trip. Each flush appends one entry per reply to the stream `parley:reply:<id>`:
 its id is `<number of the last event>-0` and it holds the events in order, so a reader after
