@@ -1,6 +1,8 @@
 """Migration 0009 where the vector index lives: up, down and up again with pgvector (Postgres)
 or sqlite-vec (SQLite), leaving nothing behind on the way down."""
 
+import random
+import struct
 import uuid
 from pathlib import Path
 
@@ -8,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from app.core.db import create_engine
+from app.knowledge.codes import quantize
 from tests.knowledge.conftest import DIMENSIONS, PG_SERVERS
 from tests.support.database import BACKEND, TestDatabase, migrate
 from tests.support.fake_upstream import FakeUpstream
