@@ -42,13 +42,14 @@ from app.generation.runtime import generation_runtime
 from app.generation.websocket import router as ws_router
 from app.guardrails.router import router as moderation_router
 from app.health.router import router as health_router
-from app.keys.dependencies import keys_allowed
+from app.keys.dependencies import ANY_KEY, keys_allowed
 from app.keys.hashing import KeyHasher
 from app.keys.router import router as keys_router
 from app.keys.service import KeyChecker, revoke_keys_of_user
 from app.knowledge.router import router as knowledge_router
 from app.knowledge.runtime import knowledge_runtime
 from app.mail import Mailer, build_mail_sender
+from app.openai_api.router import router as openai_router
 from app.usage.router import router as usage_router
 from app.web.router import install_web_client
 
@@ -212,6 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files_router, dependencies=knowledge_scope)
     app.include_router(moderation_router)
     app.include_router(knowledge_router, dependencies=knowledge_scope)
+    app.include_router(openai_router, dependencies=[keys_allowed(ANY_KEY)])
     # Last: the web client's pages and /static (docs/web.md).
     install_web_client(app)
     return app

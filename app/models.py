@@ -15,6 +15,7 @@ from app.generation.models import Generation, IdempotencyKey
 from app.guardrails.models import ModerationEvent
 from app.keys.models import ApiKey
 from app.knowledge.models import Collection, CollectionFile, KnowledgeChunk, KnowledgeDocument
+from app.openai_api.models import StoredResponse
 from app.usage.models import UsageRecord
 from app.users.models import User
 
@@ -41,6 +42,7 @@ __all__ = [
     "PasswordHistory",
     "PendingBlob",
     "RefreshToken",
+    "StoredResponse",
     "UsageRecord",
     "User",
 ]

@@ -71,6 +71,10 @@ class Caller:
     user: User
     key: KeyGrant | None = None
 
+    def may_use(self, model: str) -> bool:
+        """Whether the caller may use `model`: the key's allow-list, or every model."""
+        return self.key is None or self.key.may_use(model)
+
 
 class KeyNotAllowed(AppError):
     status_code = 403

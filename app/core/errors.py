@@ -45,6 +45,8 @@ class AppError(Exception):
     commit_changes = False
     # Set by errors about refused content: which check refused it (never the content itself).
     category: str | None = None
+    # The request field the error is about, when one is (the OpenAI shape's `param`).
+    param: str | None = None
 
     def __init__(
         self,
@@ -93,6 +95,49 @@ class ServiceUnavailable(AppError):
     message = "A dependency is unavailable."
 
 
+OPENAI_PREFIX = "/v1"
+
+
+def is_openai_path(path: str) -> bool:
+    """Whether a path is under the OpenAI-compatible surface, whose errors take OpenAI's shape."""
+    return path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/")
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorResponse(BaseModel):
+    """Every 4xx and 5xx answer under /v1: OpenAI's error shape, which its SDKs read."""
+
+    error: OpenAIErrorDetail
+
+
+def openai_error_type(status_code: int) -> str:
+    """OpenAI's `type` for a status, as its SDKs and clients expect it."""
+    if status_code == 401:
+        return "authentication_error"
+    if status_code == 403:
+        return "permission_error"
+    if status_code == 429:
+        return "rate_limit_error"
+    if status_code >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def openai_error_body(
+    status_code: int, code: str, message: str, *, param: str | None = None
+) -> dict[str, Any]:
+    detail = OpenAIErrorDetail(
+        message=message, type=openai_error_type(status_code), param=param, code=code
+    )
+    return {"error": detail.model_dump()}
+
+
 def error_response(
     status_code: int,
     code: str,
@@ -101,7 +146,18 @@ def error_response(
     details: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
     category: str | None = None,
+    path: str | None = None,
+    param: str | None = None,
 ) -> JSONResponse:
+    """The error answer; under /v1 (`path`) in OpenAI's shape, everywhere else in Parley's."""
+    if path is not None and is_openai_path(path):
+        if param is None and details:
+            param = details[0].field.removeprefix("body.")
+        return JSONResponse(
+            openai_error_body(status_code, code, message, param=param),
+            status_code=status_code,
+            headers=headers,
+        )
     body = ErrorResponse(
         error=ErrorDetail(
             code=code,
@@ -169,41 +225,47 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
         details=exc.details,
         headers=exc.headers,
         category=exc.category,
+        path=request.url.path,
+        param=exc.param,
     )
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    path = request.url.path
     details = [
         FieldError(field=_field_path(err["loc"]), message=err["msg"], type=err["type"])
         for err in exc.errors()
     ]
     if any(d.type == "json_invalid" for d in details):
-        return error_response(400, "malformed_json", MALFORMED_JSON_MESSAGE)
+        return error_response(400, "malformed_json", MALFORMED_JSON_MESSAGE, path=path)
     if details and all(d.field == "query.cursor" for d in details):
         # A cursor is opaque to clients: whatever is wrong with it, the answer is the one code
         # that tells a frontend to start again from the first page.
-        return error_response(400, "invalid_cursor", CURSOR_MESSAGE)
+        return error_response(400, "invalid_cursor", CURSOR_MESSAGE, path=path)
     summary = "; ".join(f"{d.field}: {d.message}" for d in details[:3])
     kinds = {d.type for d in details}
     if len(kinds) == 1 and (code := next(iter(kinds))) in DOMAIN_VALIDATION_CODES:
         # One domain rule broken (and nothing else): its own documented code, which tells a
         # client more than validation_error.
-        return error_response(422, code, summary, details=details)
-    return error_response(422, "validation_error", f"Invalid input: {summary}", details=details)
+        return error_response(422, code, summary, details=details, path=path)
+    return error_response(
+        422, "validation_error", f"Invalid input: {summary}", details=details, path=path
+    )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    path = request.url.path
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
     if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
         # FastAPI could not decode the body (not UTF-8): the same answer as for broken JSON.
-        return error_response(400, "malformed_json", MALFORMED_JSON_MESSAGE)
+        return error_response(400, "malformed_json", MALFORMED_JSON_MESSAGE, path=path)
     if exc.status_code == 404 and message == "Not Found":
         message = "No such endpoint."
     headers = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, code, message, headers=headers)
+    return error_response(exc.status_code, code, message, headers=headers, path=path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

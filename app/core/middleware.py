@@ -62,7 +62,7 @@ class RequestContextMiddleware:
             error_logger.exception("unhandled error")
             if scope["type"] == "http" and not response_started:
                 response = error_response(
-                    500, "internal_error", "Something went wrong on our side."
+                    500, "internal_error", "Something went wrong on our side.", path=scope["path"]
                 )
                 await response(scope, receive, send_with_id)
         finally:
@@ -187,7 +187,7 @@ class BodySizeLimitMiddleware:
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             exc = BodyTooLarge(limit)
-            response = error_response(413, "payload_too_large", str(exc.detail))
+            response = error_response(413, "payload_too_large", str(exc.detail), path=scope["path"])
             await response(scope, receive, send)
             return
         received = 0

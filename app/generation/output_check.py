@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from app.core.errors import AppError
-from app.generation.upstream.types import TextDelta, UpstreamEvent
+from app.generation.upstream.types import Finish, TextDelta, UpstreamEvent, Usage
 from app.guardrails.output import OutputGuard
 
 
@@ -25,6 +25,9 @@ async def checked(
                     released = await guard.feed(event.text)
                     if released:
                         yield TextDelta(released)
+                    continue
+                if not isinstance(event, (Usage, Finish)):  # a tool call: not text to check
+                    yield event
                     continue
                 if not ended:  # Usage or Finish: the text is complete
                     ended = True

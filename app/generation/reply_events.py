@@ -5,6 +5,8 @@ SSE frames are `event: <name>` with a JSON `data:` line:
 - `sources` {sources, query, retrieval}: what retrieval put in the prompt (chats that name
   collections), before the first delta
 - `delta`  {content}: the next piece of text
+- `tool_call_delta` {index, id, type, function: {name, arguments}}: a piece of a tool call the
+  model makes, relayed as the upstream sent it (only requests that offer tools: /v1)
 - `usage`  {prompt_tokens, completion_tokens, estimated}
 - `done`   the saved assistant message (or generation), status `complete` or `cancelled`
 - `error`  {code, message}: the reply failed or was cut short; what came is saved
@@ -23,7 +25,7 @@ from typing import Any, Literal
 from sse_starlette import EventSourceResponse
 from starlette.types import Send
 
-EventName = Literal["start", "sources", "delta", "usage", "done", "error"]
+EventName = Literal["start", "sources", "delta", "tool_call_delta", "usage", "done", "error"]
 
 SSE_HEADERS = {
     # Proxies (nginx, Cloudflare) must pass every event on at once instead of buffering.

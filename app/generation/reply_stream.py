@@ -29,7 +29,14 @@ from app.generation import reply_events
 from app.generation.errors import ReplyCrashed, ReplyFailed, ReplyInProgress
 from app.generation.prompt import estimate_tokens
 from app.generation.reply_events import ReplyEvent
-from app.generation.upstream.types import Finish, TextDelta, UpstreamCall, UpstreamEvent, Usage
+from app.generation.upstream.types import (
+    Finish,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamCall,
+    UpstreamEvent,
+    Usage,
+)
 
 logger = logging.getLogger("parley.generation")
 
@@ -326,6 +333,10 @@ class ReplyStream:
                             first_token_at = time.perf_counter()
                         parts.append(event.text)
                         self._emit(reply_events.delta(event.text))
+                    elif isinstance(event, ToolCallDelta):
+                        if first_token_at is None:
+                            first_token_at = time.perf_counter()
+                        self._emit(ReplyEvent("tool_call_delta", event.as_json()))
                     elif isinstance(event, Usage):
                         usage = event
                     elif isinstance(event, Finish):

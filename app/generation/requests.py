@@ -9,7 +9,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from app.chats.models import Chat
@@ -114,7 +114,43 @@ class Generate:
         return {"generate": self.body.model_dump(mode="json", exclude={"stream"})}
 
 
-ReplyRequest = SendMessage | StartChat | EditMessage | Regenerate | Generate
+@dataclass(frozen=True, kw_only=True)
+class Completion:
+    """A reply to a conversation the client sends whole (the OpenAI-compatible /v1 surface):
+    the client's messages go upstream as they are, with its sampling fields and tools. Kept in
+    the user's generation history, or, given a chat (the `parley.chat_id` extension), saved into
+    that chat as its last user message and the reply."""
+
+    model: str | None
+    # OpenAI chat messages, checked by the caller (roles, content parts, tool calls).
+    messages: Sequence[dict[str, Any]]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    # Further fields for the upstream (tools, tool_choice, response_format, seed, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
+    chat: Chat | None = None
+    collection_ids: Sequence[uuid.UUID] | None = None
+    # Which /v1 endpoint asked ("chat.completions", "responses"), kept in the history.
+    api: str = "chat.completions"
+
+    @property
+    def kind(self) -> ReplyKind:
+        return "message" if self.chat is not None else "generation"
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "complete": self.api,
+            "model": self.model,
+            "messages": list(self.messages),
+            "sampling": [self.temperature, self.top_p, self.max_tokens],
+            "extra": self.extra,
+            "chat": str(self.chat.id) if self.chat is not None else None,
+            "collection_ids": _ids(self.collection_ids),
+        }
+
+
+ReplyRequest = SendMessage | StartChat | EditMessage | Regenerate | Generate | Completion
 
 
 def fingerprint(request: ReplyRequest) -> str:

@@ -33,12 +33,14 @@ from app.generation.errors import ReplyInProgress
 from app.generation.idempotency import IdempotencyKeys
 from app.generation.models import Generation
 from app.generation.pipeline.stage import ReplyPlan, RequestScope
+from app.generation.pipeline.stages.client_messages import text_of
 from app.generation.prompt import DEFAULT_REPLY_RESERVE, Prompt
 from app.generation.reply_events import ReplyEvent
 from app.generation.reply_saver import ReplySaver
 from app.generation.reply_stream import ReplyStream
 from app.generation.repository import GenerationRepository, ReplyRepository
 from app.generation.requests import (
+    Completion,
     EditMessage,
     Generate,
     Regenerate,
@@ -109,6 +111,8 @@ class GenerationService:
                 return await self._regenerate(user, request)
             case Generate():
                 return await self._generate(user, request)
+            case Completion():
+                return await self._complete(user, request)
 
     def _plan(self, user: User, chat: Chat | None, **fields: Any) -> ReplyPlan:
         scope = RequestScope(
@@ -269,7 +273,7 @@ class GenerationService:
             model=config.name,
             kind="chat",
             prompt_tokens=prompt.tokens,
-            completion_tokens=chat.max_tokens or DEFAULT_REPLY_RESERVE,
+            completion_tokens=plan.max_tokens or DEFAULT_REPLY_RESERVE,
             message_id=assistant.id,
             api_key=current_key(),
         )
@@ -286,7 +290,7 @@ class GenerationService:
                 "context_cuts": assistant.context_cuts or [],
             },
         )
-        sampling = SamplingParams(
+        sampling = plan.params or SamplingParams(
             temperature=chat.temperature if chat.temperature is not None else user.temperature,
             top_p=chat.top_p,
             max_tokens=chat.max_tokens,
@@ -414,6 +418,84 @@ class GenerationService:
         self.runtime.replies.reserve(reply.key)
         return self.runtime.replies.add(reply)
 
+    # --- client conversations (/v1) ----------------------------------------------------------
+
+    async def _complete(self, user: User, request: Completion) -> ReplyStream:
+        """Answers a conversation the client sent whole (the /v1 surface): the client's messages
+        go upstream (the `client_messages` stage), through the same checks, quota, guardrails
+        and saving as any reply. Kept in the generation history, or saved into `request.chat`."""
+        chat = request.chat
+        plan = self._plan(
+            user,
+            chat,
+            mode="chat",
+            model=self.runtime.registry.resolve(request.model),
+            content=_last_user_text(request.messages),
+            collection_ids=request.collection_ids,
+            max_tokens=request.max_tokens,
+        )
+        # The client's system messages are the system prompt: the input checks see them, and
+        # neither the chat's nor the user's preferred prompt is added.
+        system = [text_of(m) for m in request.messages if m.get("role") in ("system", "developer")]
+        plan.chat_prompt = "\n\n".join(part for part in system if part) or None
+        plan.preferred_prompt, plan.mode_params = None, None
+        plan.notes["client_messages"] = list(request.messages)
+        plan.params = SamplingParams(
+            temperature=request.temperature,
+            top_p=request.top_p,
+            max_tokens=request.max_tokens,
+            extra=dict(request.extra),
+        )
+        if request.collection_ids:
+            await self.chats.check_collections(user.id, request.collection_ids)
+        await self.runtime.composer.check(plan)
+        if chat is not None:
+            return await self._chat_reply(
+                plan, lambda: self.chats.user_message_context(chat, plan.content)
+            )
+        plan.history = [ThreadRow(_GENERATION_TURN, None, 0, "user", plan.content)]
+        prompt = await self.runtime.composer.compose(plan)
+        config = plan.model
+        own = SamplingParams(request.temperature, request.top_p, request.max_tokens)
+        await self.usage.lock(user, api_key=current_key())
+        generation = await self.generations.add(
+            Generation(
+                user_id=user.id,
+                mode="chat",
+                params={"api": request.api},
+                prompt=plan.content,
+                settings=own.as_body(),
+                model=config.name,
+                status="streaming",
+                context_cuts=_cuts_json(prompt),
+            )
+        )
+        plan.reply_id = generation.id
+        usage, quota = await self.usage.reserve(
+            user,
+            model=config.name,
+            kind="generate",
+            prompt_tokens=prompt.tokens,
+            completion_tokens=request.max_tokens or DEFAULT_REPLY_RESERVE,
+            generation_id=generation.id,
+            api_key=current_key(),
+        )
+        start = {"generation_id": str(generation.id), "model": config.name, "context_cuts": []}
+        saver = ReplySaver(
+            self.db, Generation, generation.id, usage_id=usage.id, serialize=_generation_json
+        )
+        reply = await self._reply_stream(
+            f"generation:{generation.id}",
+            plan,
+            prompt,
+            plan.params,
+            saver=saver,
+            quota=quota,
+            start=ReplyEvent("start", start),
+        )
+        self.runtime.replies.reserve(reply.key)
+        return self.runtime.replies.add(reply)
+
     async def list_generations(
         self, user: User, *, limit: int, cursor: str | None
     ) -> GenerationPage:
@@ -452,6 +534,14 @@ class GenerationCursor(Cursor):
 
 # The one turn of a stateless generation, where its attachments go.
 _GENERATION_TURN = uuid.UUID(int=0)
+
+
+def _last_user_text(messages: Any) -> str:
+    """The text of the last user (or tool) message: what the reply answers."""
+    for message in reversed(list(messages)):
+        if message.get("role") in ("user", "tool"):
+            return text_of(message)
+    return ""
 
 
 def _cuts_json(prompt: Prompt) -> list[dict[str, Any]] | None:

@@ -7,6 +7,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -64,6 +65,36 @@ class EmbeddingClient:
 
     async def embed_one(self, text: str) -> list[float]:
         return (await self._batch([text]))[0]
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /embeddings with a client's own body (the /v1 surface), the model replaced by the
+        configured one: the endpoint's JSON answer, as it is. EmbeddingFailed when it fails."""
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        try:
+            response = await self.http.post(
+                f"{self.base_url}/embeddings",
+                json={**body, "model": self.model},
+                headers=headers,
+                timeout=self.timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise EmbeddingFailed(
+                "embedding_unavailable", "The embedding endpoint could not be reached."
+            ) from exc
+        if response.status_code != 200:
+            raise EmbeddingFailed(
+                "embedding_unavailable",
+                f"The embedding endpoint answered HTTP {response.status_code}.",
+            )
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
+            raise EmbeddingFailed(
+                "embedding_invalid", "The embedding endpoint's answer holds no embeddings."
+            )
+        return answer
 
     async def _batch(self, texts: list[str]) -> list[list[float]]:
         attempt = 0

@@ -29,6 +29,7 @@ LAYERS = [
     "knowledge",
     "chats",
     "generation",
+    "openai_api",  # the OpenAI-compatible /v1 surface, on top of generation
     "health",
     "web",
     "cli",  # app/cli.py

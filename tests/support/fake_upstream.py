@@ -51,6 +51,10 @@ class FakeState:
     # --- The reply
     tokens: list[str] | int = field(default_factory=lambda: ["Hello", ",", " world", "!"])
     reasoning: list[str] = field(default_factory=list)  # sent as delta.reasoning_content first
+    # Tool calls made after the tokens, as OpenAI streams them: per call a chunk with its index,
+    # id and name, then one chunk per argument fragment; the reply then finishes "tool_calls".
+    # Each: {"id": "call_1", "name": "get_weather", "arguments": ['{"city":', ' "Paris"}']}.
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
     first_token_delay: float = 0.0  # after the headers, before the role chunk
     token_delay: float = 0.0  # between content chunks
     models: list[str] = field(default_factory=lambda: ["fake-model"])
@@ -376,6 +380,21 @@ class FakeUpstream:
             await frame(chunk.choice({"content": text}), number)
         if faulty:
             await self._fault_at(len(tokens), frame, hang)
+        for index, call in enumerate(state.tool_calls):
+            number += 1
+            opening = {
+                "index": index,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": ""},
+            }
+            await frame(chunk.choice({"tool_calls": [opening]}), number)
+            for fragment in call["arguments"]:
+                number += 1
+                piece = {"index": index, "function": {"arguments": fragment}}
+                await frame(chunk.choice({"tool_calls": [piece]}), number)
+        if state.tool_calls and finish_reason == "stop":
+            finish_reason = "tool_calls"
 
         with_usage = include_usage and state.send_usage
         if state.send_finish:

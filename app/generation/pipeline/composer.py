@@ -15,6 +15,7 @@ from app.generation.pipeline.stage import (
     UpstreamEvents,
 )
 from app.generation.pipeline.stages.attachments import Attachments
+from app.generation.pipeline.stages.client_messages import ClientMessages
 from app.generation.pipeline.stages.documents import Documents
 from app.generation.pipeline.stages.history import History
 from app.generation.pipeline.stages.input_checks import InputChecks
@@ -42,6 +43,9 @@ def default_stages(
         Documents(guardrails),
         SystemPrompt(guardrails),
         History(guardrails),
+        # After the history (whose place it takes for /v1 requests), before retrieval (which
+        # adds to the messages it sends).
+        ClientMessages(guardrails),
         Retrieval(knowledge=knowledge, db=db, settings=settings, guardrails=guardrails),
         OutputGuard(guardrails),
         Title(settings),

@@ -30,7 +30,7 @@ from app.files.models import File
 from app.generation.prompt import Prompt, PromptAttachment, Turn
 from app.generation.prompt_input import system_prompt_of
 from app.generation.reply_events import ReplyEvent
-from app.generation.upstream.types import ModelConfig, UpstreamCall, UpstreamEvent
+from app.generation.upstream.types import ModelConfig, SamplingParams, UpstreamCall, UpstreamEvent
 from app.guardrails.pipeline import PromptText
 from app.guardrails.recorder import EventContext
 from app.users.models import User
@@ -90,6 +90,8 @@ class ReplyPlan:
     new_content: bool = True
     # A mode that reads an image (the image mode) refuses a request without one.
     needs_image: bool = False
+    # The request's own sampling options (a /v1 request's), instead of its chat's.
+    params: SamplingParams | None = None
 
     # --- set once the user's message is stored --------------------------------------------
     parent: Message | None = None

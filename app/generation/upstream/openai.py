@@ -25,6 +25,7 @@ from app.generation.upstream.sse import (
     parse_chunk,
     raise_if_error_frame,
     sse_lines,
+    tool_calls_of,
     usage_of,
 )
 from app.generation.upstream.types import (
@@ -141,6 +142,8 @@ class OpenAIProvider:
             "stream_options": {"include_usage": True},
             **params.as_body(),
         }
+        if "stream_options" in params.extra:  # the caller's, with usage always asked for
+            body["stream_options"] = {**params.extra["stream_options"], "include_usage": True}
         url = f"{_base_url(model)}/chat/completions"
         headers = {"Accept": "text/event-stream", **_auth_headers(model)}
         for attempt in (1, 2):
@@ -240,6 +243,9 @@ class OpenAIProvider:
                     if text:
                         progress.hold()
                         yield TextDelta(text)
+                    for call in tool_calls_of(chunk):
+                        progress.hold()
+                        yield call
                     # Deliberate: only data frames count as progress. Keep-alive comments
                     # (": ping") prove the connection is up, not that the model is generating,
                     # so they reset nothing; a reasoning-only chunk does count, as the model is

@@ -13,7 +13,7 @@ import httpx
 
 from app.generation.errors import UpstreamProtocolError, UpstreamStreamError
 from app.generation.upstream.errors import message_from_json, sanitise_upstream_message
-from app.generation.upstream.types import Usage
+from app.generation.upstream.types import ToolCallDelta, Usage
 
 
 async def sse_lines(response: httpx.Response) -> AsyncGenerator[str, None]:
@@ -82,3 +82,37 @@ def choice_of(chunk: dict[str, Any]) -> tuple[str, str | None]:
         raise UpstreamProtocolError("The model server sent non-text content.")
     reason = choice.get("finish_reason")
     return content or "", str(reason) if reason is not None else None
+
+
+def tool_calls_of(chunk: dict[str, Any]) -> list[ToolCallDelta]:
+    """The tool-call pieces in the first choice's delta, relayed as they came."""
+    choices = chunk.get("choices")
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+        return []
+    delta = choices[0].get("delta")
+    calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+    if not calls:
+        return []
+    if not isinstance(calls, list):
+        raise UpstreamProtocolError("The model server sent malformed tool calls.")
+    found: list[ToolCallDelta] = []
+    for position, call in enumerate(calls):
+        if not isinstance(call, dict):
+            raise UpstreamProtocolError("The model server sent a malformed tool call.")
+        function = call.get("function") or {}
+        if not isinstance(function, dict):
+            raise UpstreamProtocolError("The model server sent a malformed tool call.")
+        index = call.get("index", position)
+        arguments = function.get("arguments") or ""
+        name, call_id = function.get("name"), call.get("id")
+        if not isinstance(index, int) or not isinstance(arguments, str):
+            raise UpstreamProtocolError("The model server sent a malformed tool call.")
+        found.append(
+            ToolCallDelta(
+                index=index,
+                id=str(call_id) if call_id is not None else None,
+                name=str(name) if name is not None else None,
+                arguments=arguments,
+            )
+        )
+    return found

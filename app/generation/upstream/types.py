@@ -1,6 +1,7 @@
 """What a provider is given (a model, sampling options) and what it yields while it streams.
 
-Every provider yields the same small events: `TextDelta`s as text arrives, then `Usage` when the
+Every provider yields the same small events: `TextDelta`s as text arrives (and `ToolCallDelta`s
+when the request offered tools and the model calls one), then `Usage` when the
 upstream reported it, then `Finish` as the very last event. Anything else ends the stream with an
 `UpstreamError` (app/generation/errors.py), even after text has been yielded: the caller keeps
 the text it already received and decides how to save it.
@@ -37,9 +38,14 @@ class SamplingParams:
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
+    # Further request fields passed to the upstream as they are (the /v1 surface's `tools`,
+    # `tool_choice`, `response_format`, `seed`, `top_k`, ...); they never override the ones above.
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def as_body(self) -> dict[str, float | int]:
-        return {key: value for key, value in asdict(self).items() if value is not None}
+    def as_body(self) -> dict[str, Any]:
+        own = {key: value for key, value in asdict(self).items() if value is not None}
+        extra = own.pop("extra")
+        return {**extra, **own} if extra else own
 
 
 @dataclass(frozen=True)
@@ -54,11 +60,34 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call the model makes, as the upstream streamed it: the call's `index`,
+    and on its first piece its `id` and function `name`, then fragments of its JSON `arguments`."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The OpenAI `tool_calls` entry of a chunk's delta."""
+        function: dict[str, Any] = {"arguments": self.arguments}
+        if self.name is not None:
+            function["name"] = self.name
+        entry: dict[str, Any] = {"index": self.index}
+        if self.id is not None:
+            entry["id"] = self.id
+            entry["type"] = "function"
+        entry["function"] = function
+        return entry
+
+
+@dataclass(frozen=True)
 class Finish:
     reason: str | None  # "stop", "length", ... as the upstream said
 
 
-UpstreamEvent = TextDelta | Usage | Finish
+UpstreamEvent = TextDelta | ToolCallDelta | Usage | Finish
 
 
 class Provider(Protocol):
