@@ -220,7 +220,9 @@ async def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str
             embedder = EmbeddingClient(
                 http=http, base_url=fake.base_url, model=MODEL, dimensions=DIM
             )
-            retriever = Retriever(db, index, embedder, min_similarity=-1.0)
+            # With the settings, as the app builds it: the read connections (SQLite) and the
+            # full-text cap (Postgres), RAG_READ_CONNECTIONS and RAG_TEXT_CANDIDATES.
+            retriever = Retriever(db, index, embedder, min_similarity=-1.0, settings=settings)
             queries = [(data.vector(), data.words(4)) for _ in range(args.queries)]
 
             async def one(q: tuple[list[float], str]) -> float:
@@ -272,6 +274,7 @@ async def run_backend(name: str, url: str, args: argparse.Namespace) -> dict[str
                 )
                 added.append((time.perf_counter() - started) * 1000 - embed_ms)
             per_message = (len(fake.state.embedding_requests) - before - 20) / 20
+            await retriever.close()
     async with db.transaction() as session:
         if db.engine.dialect.name == "sqlite":
             size = _sqlite_size(url.split("///", 1)[1])

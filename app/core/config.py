@@ -274,6 +274,12 @@ class KnowledgeSettings(BaseSettings):
     # Chunks put in the prompt per message, and the cosine similarity a vector match needs.
     rag_top_k: int = Field(default=5, ge=1, le=50)
     rag_min_similarity: float = Field(default=0.2, ge=-1, le=1)
+    # SQLite: read-only connections retrieval searches on, beside the one writer connection,
+    # so searches run in parallel with each other and with writes (WAL). 0: on the writer's.
+    rag_read_connections: int = Field(default=4, ge=0, le=64)
+    # Postgres: full-text matches ranked per search at most (ranking reads each match's
+    # tsvector; a query of common words matches thousands).
+    rag_text_candidates: int = Field(default=1000, ge=10, le=100_000)
     # Follow-up questions are rewritten into a standalone query by the chat's model first.
     rag_query_rewrite: bool = True
     # Chunking: target tokens per chunk (about four characters a token) and their overlap.

@@ -1,7 +1,9 @@
 """The index, in the app's own database: full text and vectors, per dialect.
 
 - SQLite: FTS5 (knowledge_chunk_search, migration 0009) and sqlite-vec's vec0 table
-  knowledge_vec_<dimensions>, partitioned by user, cosine distance (exact: vec0 scans).
+  knowledge_vec_<dimensions>, partitioned by user, cosine distance (exact: vec0 scans), with
+  knowledge_vec_<dimensions>_code beside it: each vector's 7-bit-per-dimension code (codes.py),
+  searched by Hamming distance for candidates that the float vectors then rank exactly.
 - Postgres: knowledge_chunk.text_search, a stored to_tsvector('english', text) with a GIN
   index (0009), and pgvector's
   knowledge_embedding with one HNSW index (cosine) per dimension, a partial expression index.
@@ -22,6 +24,7 @@ from sqlalchemy import Uuid, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core import sqlite as sqlite_support
+from app.knowledge.codes import code_bits, quantize
 
 logger = logging.getLogger("parley.knowledge")
 
@@ -103,7 +106,10 @@ class KnowledgeIndex:
         collection_ids: Sequence[uuid.UUID],
         words: Sequence[str],
         limit: int,
+        candidates: int | None = None,
     ) -> list[Candidate]:
+        """The best `limit` chunks matching any of the words; `candidates` caps how many
+        matching chunks are ranked for that, where the ranking costs (Postgres)."""
         raise NotImplementedError
 
 
@@ -111,12 +117,23 @@ def _f32(vector: Sequence[float]) -> bytes:
     return struct.pack(f"{len(vector)}f", *vector)
 
 
+def _unpack(blob: bytes) -> tuple[float, ...]:
+    return struct.unpack(f"{len(blob) // 4}f", blob)
+
+
 class SqliteIndex(KnowledgeIndex):
     dialect = "sqlite"
+
+    # Candidates the codes' Hamming search hands to the exact ranking, at least.
+    CODE_CANDIDATES = 150
 
     @property
     def table(self) -> str:
         return f"knowledge_vec_{self.dimensions}"
+
+    @property
+    def code_table(self) -> str:
+        return f"knowledge_vec_{self.dimensions}_code"
 
     async def prepare(self, engine: AsyncEngine) -> None:
         if not sqlite_support.load_vector_extension():
@@ -130,37 +147,59 @@ class SqliteIndex(KnowledgeIndex):
                     "user_id TEXT PARTITION KEY)"
                 )
             )
+            # Vectors indexed before this table existed got their codes from migration 0014.
+            await connection.execute(
+                text(
+                    f"CREATE VIRTUAL TABLE IF NOT EXISTS {self.code_table} USING vec0("
+                    "chunk_id INTEGER PRIMARY KEY, "
+                    f"embedding bit[{code_bits(self.dimensions)}], "
+                    "user_id TEXT PARTITION KEY)"
+                )
+            )
         self.vectors = True
 
     async def add_vectors(
         self, session: AsyncSession, user_id: uuid.UUID, rows: Sequence[tuple[int, list[float]]]
     ) -> None:
-        if rows:
-            await session.execute(
-                text(
-                    f"INSERT INTO {self.table} (chunk_id, embedding, user_id) VALUES (:c, :e, :u)"
-                ),
-                [{"c": chunk_id, "e": _f32(vector), "u": user_id.hex} for chunk_id, vector in rows],
-            )
+        if not rows:
+            return
+        stored = [(chunk_id, _f32(vector)) for chunk_id, vector in rows]
+        await session.execute(
+            text(f"INSERT INTO {self.table} (chunk_id, embedding, user_id) VALUES (:c, :e, :u)"),
+            [{"c": chunk_id, "e": blob, "u": user_id.hex} for chunk_id, blob in stored],
+        )
+        # Coded as stored (float32), so a code never depends on who wrote it (migration 0014).
+        await session.execute(
+            text(
+                f"INSERT INTO {self.code_table} (chunk_id, embedding, user_id)"
+                " VALUES (:c, vec_bit(:e), :u)"
+            ),
+            [
+                {"c": chunk_id, "e": quantize(_unpack(blob)), "u": user_id.hex}
+                for chunk_id, blob in stored
+            ],
+        )
 
     async def delete_vectors(self, session: AsyncSession, chunk_ids: Sequence[int]) -> None:
         if not self.vectors or not chunk_ids:
             return
         for start in range(0, len(chunk_ids), 500):
-            await session.execute(
-                text(f"DELETE FROM {self.table} WHERE chunk_id IN :ids").bindparams(
-                    bindparam("ids", list(chunk_ids[start : start + 500]), expanding=True)
+            for table in (self.table, self.code_table):
+                await session.execute(
+                    text(f"DELETE FROM {table} WHERE chunk_id IN :ids").bindparams(
+                        bindparam("ids", list(chunk_ids[start : start + 500]), expanding=True)
+                    )
                 )
-            )
 
     async def sweep_vectors(self, session: AsyncSession) -> None:
         if self.vectors:
-            await session.execute(
-                text(
-                    f"DELETE FROM {self.table}"
-                    " WHERE chunk_id NOT IN (SELECT id FROM knowledge_chunk)"
+            for table in (self.table, self.code_table):
+                await session.execute(
+                    text(
+                        f"DELETE FROM {table}"
+                        " WHERE chunk_id NOT IN (SELECT id FROM knowledge_chunk)"
+                    )
                 )
-            )
 
     async def vector_search(
         self,
@@ -174,20 +213,26 @@ class SqliteIndex(KnowledgeIndex):
     ) -> list[Candidate]:
         if not self.vectors:
             return []
-        # The nearest of the user's vectors first (vec0 allows k up to 4096), then the ones in
-        # the collections asked for.
+        # The user's nearest codes first (Hamming distance; vec0 allows k up to 4096), ranked
+        # again by the exact cosine distance of their float vectors (looked up by chunk id),
+        # then the ones in the collections asked for.
         statement = text(
-            f"WITH knn AS MATERIALIZED (SELECT chunk_id, distance FROM {self.table}"
-            " WHERE embedding MATCH :vector AND k = :k AND user_id = :user_hex)"
+            f"WITH near AS MATERIALIZED (SELECT chunk_id FROM {self.code_table}"
+            " WHERE embedding MATCH vec_bit(:code) AND k = :k AND user_id = :user_hex),"
+            " knn AS MATERIALIZED (SELECT near.chunk_id,"
+            " vec_distance_cosine(v.embedding, :vector) AS distance"
+            f" FROM near JOIN {self.table} v ON v.chunk_id = near.chunk_id)"
             " SELECT knn.chunk_id, knn.distance FROM knn"
             " JOIN knowledge_chunk c ON c.id = knn.chunk_id"
             f" WHERE {_member(space=True)} ORDER BY knn.distance LIMIT :limit"
         ).bindparams(*_params(user_id, collection_ids))  # type: ignore[arg-type]
+        stored = _f32(vector)
         rows = await session.execute(
             statement,
             {
-                "vector": _f32(vector),
-                "k": min(4096, max(limit * 4, 100)),
+                "code": quantize(_unpack(stored)),
+                "vector": stored,
+                "k": min(4096, max(limit * 4, self.CODE_CANDIDATES)),
                 "user_hex": user_id.hex,
                 "space": space,
                 "limit": limit,
@@ -203,7 +248,9 @@ class SqliteIndex(KnowledgeIndex):
         collection_ids: Sequence[uuid.UUID],
         words: Sequence[str],
         limit: int,
+        candidates: int | None = None,
     ) -> list[Candidate]:
+        # FTS5 ranks inside its own index (bm25 while it walks the matches): no cap needed.
         match = " OR ".join(f'"{word}"' for word in words)
         statement = text(
             "SELECT c.id, -bm25(knowledge_chunk_search) AS score FROM knowledge_chunk_search s"
@@ -302,14 +349,26 @@ class PostgresIndex(KnowledgeIndex):
         collection_ids: Sequence[uuid.UUID],
         words: Sequence[str],
         limit: int,
+        candidates: int | None = None,
     ) -> list[Candidate]:
+        # ts_rank_cd reads each matching chunk's tsvector: a query of common words matches
+        # thousands. At most `candidates` of them (as the GIN index yields them) are ranked.
         statement = text(
-            "SELECT c.id, ts_rank_cd(c.text_search, q) AS score"
-            " FROM knowledge_chunk c, to_tsquery('english', :match) q"
-            f" WHERE c.text_search @@ q AND {_member(space=False)}"
+            "SELECT m.id, ts_rank_cd(m.text_search, q) AS score"
+            " FROM (SELECT c.id, c.text_search FROM knowledge_chunk c"
+            " WHERE c.text_search @@ to_tsquery('english', :match)"
+            f" AND {_member(space=False)} LIMIT :candidates) m,"
+            " to_tsquery('english', :match) q"
             " ORDER BY score DESC LIMIT :limit"
         ).bindparams(*_params(user_id, collection_ids))  # type: ignore[arg-type]
-        rows = await session.execute(statement, {"match": " | ".join(words), "limit": limit})
+        rows = await session.execute(
+            statement,
+            {
+                "match": " | ".join(words),
+                "candidates": max(limit, candidates) if candidates is not None else None,
+                "limit": limit,
+            },
+        )
         return [Candidate(int(row[0]), float(row[1])) for row in rows]
 
 

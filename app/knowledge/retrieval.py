@@ -1,17 +1,26 @@
 """Retrieval: the question embedded once, one search per index (vectors, full text) over all the
-collections asked for, fused by reciprocal rank, and the chunks quoted for the prompt."""
+collections asked for, fused by reciprocal rank, and the chunks quoted for the prompt.
 
+The searches read on their own connections (read_pool.py): the full-text search runs while the
+question is being embedded, and the vector search as soon as the vector is back."""
+
+import asyncio
 import html
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
 from app.core.db import Database
 from app.guardrails.checks import neutralise_closing_tags
 from app.knowledge.embeddings import EmbeddingClient
 from app.knowledge.errors import EmbeddingFailed
 from app.knowledge.index import Candidate, KnowledgeIndex, query_words
+from app.knowledge.read_pool import ReadPool
 from app.knowledge.repository import DocumentRepository
 from app.knowledge.schemas import Retrieval, SearchHit, SourceRead
 
@@ -62,11 +71,30 @@ class Retriever:
         embedder: EmbeddingClient | None,
         *,
         min_similarity: float,
+        settings: Settings | None = None,
     ) -> None:
+        """With `settings`, searches read on their own connections (RAG_READ_CONNECTIONS) and
+        Postgres ranks at most RAG_TEXT_CANDIDATES full-text matches; without, the app's pool
+        and no cap (close() in either case)."""
         self.db = db
         self.index = index
         self.embedder = embedder if index.vectors else None
         self.min_similarity = min_similarity
+        self.reads: ReadPool | None = ReadPool(db, settings) if settings is not None else None
+        self.text_candidates = settings.rag_text_candidates if settings is not None else None
+
+    async def close(self) -> None:
+        if self.reads is not None:
+            await self.reads.close()
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        if self.reads is None:
+            async with self.db.transaction() as session:
+                yield session
+        else:
+            async with self.reads.session() as session:
+                yield session
 
     @property
     def retrieval(self) -> Retrieval:
@@ -92,35 +120,65 @@ class Retriever:
         top_k: int,
         vector: list[float] | None,
     ) -> list[SearchHit]:
-        """The best `top_k` chunks of the user's collections for the query, in one short
-        database session (no network call inside it)."""
+        """The best `top_k` chunks of the user's collections for the query: both searches at
+        once, each in its own short read (no network call inside one)."""
         words = query_words(query)
         if not collection_ids or (not words and vector is None):
             return []
-        wanted = top_k * CANDIDATES_PER_RESULT
-        async with self.db.transaction() as session:
-            near: list[Candidate] = []
-            if vector is not None and self.embedder is not None:
-                near = await self.index.vector_search(
-                    session,
-                    user_id=user_id,
-                    collection_ids=collection_ids,
-                    space=self.embedder.space,
-                    vector=vector,
-                    limit=wanted,
-                )
-                # The relevance floor: a vector is always somebody's nearest.
-                near = [c for c in near if 1 - c.value >= self.min_similarity]
-            matched: list[Candidate] = []
-            if words:
-                matched = await self.index.text_search(
-                    session,
-                    user_id=user_id,
-                    collection_ids=collection_ids,
-                    words=words,
-                    limit=wanted,
-                )
-            ranked = fuse(near, matched, limit=top_k)
+        near, matched = await asyncio.gather(
+            self._near(user_id, collection_ids, vector, top_k),
+            self._matched(user_id, collection_ids, words, top_k),
+        )
+        return await self._hits(user_id, collection_ids, near, matched, top_k)
+
+    async def _near(
+        self,
+        user_id: uuid.UUID,
+        collection_ids: Sequence[uuid.UUID],
+        vector: list[float] | None,
+        top_k: int,
+    ) -> list[Candidate]:
+        if vector is None or self.embedder is None:
+            return []
+        async with self._session() as session:
+            near = await self.index.vector_search(
+                session,
+                user_id=user_id,
+                collection_ids=collection_ids,
+                space=self.embedder.space,
+                vector=vector,
+                limit=top_k * CANDIDATES_PER_RESULT,
+            )
+        # The relevance floor: a vector is always somebody's nearest.
+        return [c for c in near if 1 - c.value >= self.min_similarity]
+
+    async def _matched(
+        self, user_id: uuid.UUID, collection_ids: Sequence[uuid.UUID], words: list[str], top_k: int
+    ) -> list[Candidate]:
+        if not words:
+            return []
+        async with self._session() as session:
+            return await self.index.text_search(
+                session,
+                user_id=user_id,
+                collection_ids=collection_ids,
+                words=words,
+                limit=top_k * CANDIDATES_PER_RESULT,
+                candidates=self.text_candidates,
+            )
+
+    async def _hits(
+        self,
+        user_id: uuid.UUID,
+        collection_ids: Sequence[uuid.UUID],
+        near: list[Candidate],
+        matched: list[Candidate],
+        top_k: int,
+    ) -> list[SearchHit]:
+        ranked = fuse(near, matched, limit=top_k)
+        if not ranked:
+            return []
+        async with self._session() as session:
             details = await DocumentRepository(session).chunk_details(
                 [chunk_id for chunk_id, _, _ in ranked],
                 user_id=user_id,
@@ -164,10 +222,18 @@ class Retriever:
                 query = (await rewrite()) or question
             except Exception:
                 logger.warning("query rewrite failed; searching the question", exc_info=True)
-        vector = await self.embed_query(query)
-        hits = await self.search(
-            user_id=user_id, collection_ids=collection_ids, query=query, top_k=top_k, vector=vector
-        )
+        words = query_words(query)
+        if not collection_ids:
+            return Retrieved(query, self.retrieval, [])
+        # The full-text search needs no vector: it runs while the question is embedded.
+        matching = asyncio.create_task(self._matched(user_id, collection_ids, words, top_k))
+        try:
+            vector = await self.embed_query(query)
+            near = await self._near(user_id, collection_ids, vector, top_k)
+        except BaseException:
+            matching.cancel()
+            raise
+        hits = await self._hits(user_id, collection_ids, near, await matching, top_k)
         # Before a prompt quotes them, the chunks go through the guardrails' untrusted-text
         # checks (app/generation/retrieval.py).
         return Retrieved(query, "hybrid" if vector is not None else "full_text", hits)

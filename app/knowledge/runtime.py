@@ -43,7 +43,11 @@ class KnowledgeRuntime:
         if self.embedder is not None and not self.index.vectors:
             self.embedder = None  # no vector index here: full text only (prepare() logged why)
         self.retriever = Retriever(
-            self.db, self.index, self.embedder, min_similarity=self.settings.rag_min_similarity
+            self.db,
+            self.index,
+            self.embedder,
+            min_similarity=self.settings.rag_min_similarity,
+            settings=self.settings,
         )
         self.workers = IngestionWorkers(self, self.settings.ingest_workers)
 
@@ -111,3 +115,4 @@ async def knowledge_runtime(
         yield runtime
     finally:
         await runtime.workers.stop()
+        await runtime.retriever.close()

@@ -79,6 +79,7 @@ async def clean_vector_db(vector_engine: AsyncEngine) -> AsyncEngine:
             )
             if vec:
                 await connection.execute(text(f"DELETE FROM knowledge_vec_{DIMENSIONS}"))
+                await connection.execute(text(f"DELETE FROM knowledge_vec_{DIMENSIONS}_code"))
     return vector_engine
 
 

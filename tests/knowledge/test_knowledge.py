@@ -3,24 +3,31 @@ background workers into the database's index (sqlite-vec + FTS5, or pgvector + t
 searched, and retrieved into chat replies on a real uvicorn; the fake upstream serves the
 embeddings and counts the requests."""
 
+import asyncio
 import json
+import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import websockets
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.db import utcnow
+from app.core.db import Database, utcnow
 from app.guardrails.models import ModerationEvent
+from app.knowledge.embeddings import EmbeddingClient
+from app.knowledge.index import build_index
 from app.knowledge.models import DocumentStatus, KnowledgeDocument
-from app.knowledge.retrieval import INJECTION_WARNING
+from app.knowledge.retrieval import INJECTION_WARNING, Retriever
 from tests.files import samples
 from tests.generation.test_replies import stream, thread
 from tests.generation.test_websocket import events_until_end, ws_url
-from tests.knowledge.conftest import knowledge_settings
+from tests.knowledge.conftest import DIMENSIONS, knowledge_settings
 from tests.support.api import SignedInUser, assert_error, register
+from tests.support.database import TestDatabase
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.sse import names
 from tests.support.upstream_fixtures import Parley, new_chat, running_parley
@@ -35,6 +42,8 @@ Claims need the original receipt.
 
 The battery lasts eighteen hours of talk time and charges fully in forty minutes.
 """
+VEC = f"knowledge_vec_{DIMENSIONS}"
+
 RECIPES = """# Pancakes
 
 Whisk flour, milk and eggs into a smooth batter, then fry thin pancakes in butter.
@@ -321,6 +330,87 @@ class TestSearch:
         )
         assert response.status_code == 204
         assert (await search(parley, author, coll, "warranty"))["hits"] == []
+
+
+class TestSearchReads:
+    """SQLite: searches read on their own connections (RAG_READ_CONNECTIONS), beside the one
+    writer connection, and the vectors' codes come and go with the vectors."""
+
+    async def test_a_search_answers_while_a_write_holds_the_database(
+        self,
+        parley: Parley,
+        author: SignedInUser,
+        clean_vector_db: AsyncEngine,
+        vector_database: TestDatabase,
+        fake_upstream: FakeUpstream,
+        tmp_path: Path,
+    ) -> None:
+        if clean_vector_db.dialect.name != "sqlite":
+            pytest.skip("Postgres has no single writer")
+        coll, file = await indexed(parley, author, WARRANTY + "\n" + RECIPES)
+        # The app's retriever, as the app builds it, on this test's event loop.
+        settings = knowledge_settings(vector_database, fake_upstream, tmp_path)
+        db = Database(settings)
+        index = build_index("sqlite", DIMENSIONS)
+        await index.prepare(db.engine)
+        async with httpx.AsyncClient() as http:
+            retriever = Retriever(
+                db,
+                index,
+                EmbeddingClient.from_settings(settings, http),
+                min_similarity=settings.rag_min_similarity,
+                settings=settings,
+            )
+            question = "Is water damage under warranty?"
+            vector = await retriever.embed_query(question)
+            try:
+                async with clean_vector_db.connect() as writer:
+                    # Another process's write transaction (BEGIN IMMEDIATE): it holds the write
+                    # lock until it ends; the app's own writer connection would wait for it.
+                    await writer.execute(text("UPDATE collection SET name = name"))
+                    hits = await asyncio.wait_for(
+                        retriever.search(
+                            user_id=uuid.UUID(author.user_id),
+                            collection_ids=[uuid.UUID(coll["id"])],
+                            query=question,
+                            top_k=3,
+                            vector=vector,
+                        ),
+                        timeout=5,  # well under the writer's busy timeout (10 s)
+                    )
+                    await writer.rollback()
+            finally:
+                await retriever.close()
+                await db.dispose()
+        assert hits[0].section == "Warranty"
+        assert hits[0].file_id == uuid.UUID(file["id"])
+        assert hits[0].similarity is not None
+
+    async def test_a_removed_files_codes_go_with_its_vectors(
+        self, parley: Parley, author: SignedInUser, clean_vector_db: AsyncEngine
+    ) -> None:
+        if clean_vector_db.dialect.name != "sqlite":
+            pytest.skip("the codes are SQLite's")
+        coll, file = await indexed(parley, author, WARRANTY + "\n" + RECIPES)
+
+        async def counts() -> tuple[int, int]:
+            async with clean_vector_db.connect() as connection:
+                vectors = await connection.scalar(text(f"SELECT count(*) FROM {VEC}"))
+                codes = await connection.scalar(text(f"SELECT count(*) FROM {VEC}_code"))
+            return int(vectors or 0), int(codes or 0)
+
+        vectors, codes = await counts()
+        assert vectors == codes > 0
+        response = await parley.http.delete(
+            f"/api/collections/{coll['id']}/files/{file['id']}", headers=author.headers
+        )
+        assert response.status_code == 204
+
+        async def none_left() -> bool:
+            return await counts() == (0, 0)
+
+        # The document goes with its last collection link (or with the orphan sweep).
+        await wait_until(none_left, timeout=10)
 
 
 class TestChatRetrieval:

@@ -1,6 +1,8 @@
 """Migration 0009 where the vector index lives: up, down and up again with pgvector (Postgres)
 or sqlite-vec (SQLite), leaving nothing behind on the way down."""
 
+import random
+import struct
 import uuid
 from pathlib import Path
 
@@ -8,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from app.core.db import create_engine
+from app.knowledge.codes import quantize
 from tests.knowledge.conftest import DIMENSIONS, PG_SERVERS
 from tests.support.database import BACKEND, TestDatabase, migrate
 from tests.support.fake_upstream import FakeUpstream
@@ -64,3 +67,57 @@ async def test_up_down_up_with_the_vector_index(
     assert left == set()
     migrate(fresh_url)
     assert "knowledge_chunk" in await _names(fresh_url)
+
+
+async def test_0014_codes_the_vectors_already_indexed(fresh_url: str) -> None:
+    """SQLite: the vectors written before 0014 get their codes from the migration (the frozen
+    copy of `quantize`); down again, the code tables go. Postgres: nothing changes either way."""
+    migrate(fresh_url, "0013")
+    engine = create_engine(make_settings(TestDatabase(fresh_url, BACKEND)))
+    rng = random.Random(4)
+    vectors = {n: [rng.gauss(0, 1) for _ in range(DIMENSIONS)] for n in range(1, 1201)}
+    user = uuid.uuid4().hex
+    try:
+        if BACKEND == "sqlite":
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        f"CREATE VIRTUAL TABLE knowledge_vec_{DIMENSIONS} USING vec0("
+                        "chunk_id INTEGER PRIMARY KEY, "
+                        f"embedding float[{DIMENSIONS}] distance_metric=cosine, "
+                        "user_id TEXT PARTITION KEY)"
+                    )
+                )
+                await connection.execute(
+                    text(
+                        f"INSERT INTO knowledge_vec_{DIMENSIONS} (chunk_id, embedding, user_id)"
+                        " VALUES (:c, :e, :u)"
+                    ),
+                    [
+                        {"c": n, "e": struct.pack(f"{DIMENSIONS}f", *v), "u": user}
+                        for n, v in vectors.items()
+                    ],
+                )
+        before = await _names(fresh_url)
+        migrate(fresh_url)
+        if BACKEND == "sqlite":
+            async with engine.connect() as connection:
+                rows = (
+                    await connection.execute(
+                        text(f"SELECT chunk_id, embedding FROM knowledge_vec_{DIMENSIONS}_code")
+                    )
+                ).all()
+            # Codes of the float32 values as stored, as the app writes them.
+            stored = {
+                n: list(struct.unpack(f"{DIMENSIONS}f", struct.pack(f"{DIMENSIONS}f", *v)))
+                for n, v in vectors.items()
+            }
+            assert {int(r[0]): bytes(r[1]) for r in rows} == {
+                n: quantize(v) for n, v in stored.items()
+            }
+        else:
+            assert await _names(fresh_url) == before
+        migrate(fresh_url, "0013", down=True)
+        assert await _names(fresh_url) == before
+    finally:
+        await engine.dispose()
