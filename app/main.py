@@ -2,10 +2,8 @@
 
 import gc
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -16,40 +14,26 @@ from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
 from app.chats.router import modes_router
 from app.chats.router import router as chats_router
-from app.chats.trash import start_trash_purge
 from app.core.apidocs import install_api_docs
-from app.core.clientip import ClientIPResolver
 from app.core.config import Settings, get_settings
-from app.core.db import Database
-from app.core.deps import Runtime
 from app.core.errors import install_error_handlers
-from app.core.invalidation import Invalidations
 from app.core.logging import configure_logging
-from app.core.metrics import Metrics
 from app.core.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
 from app.core.openapi import install_openapi
-from app.core.ratelimit import RateLimiter
-from app.core.security import JWTCodec, PasswordHasher, SecretBox, derive_key
-from app.core.uow import UnitOfWork
 from app.files.router import router as files_router
-from app.files.store import FileStore
 from app.generation.router import router as generation_router
-from app.generation.runtime import generation_runtime
 from app.generation.websocket import router as ws_router
 from app.guardrails.router import router as moderation_router
 from app.health.router import router as health_router
 from app.keys.dependencies import ANY_KEY, keys_allowed
-from app.keys.hashing import KeyHasher
 from app.keys.router import router as keys_router
-from app.keys.service import KeyChecker, revoke_keys_of_user
 from app.knowledge.router import router as knowledge_router
-from app.knowledge.runtime import knowledge_runtime
-from app.mail import Mailer, build_mail_sender
 from app.openai_api.router import router as openai_router
+from app.runtime import Runtime
 from app.usage.router import router as usage_router
 from app.web.router import install_web_client
 
@@ -71,39 +55,7 @@ send the `csrf_token` of the token response (also in the `parley_csrf` cookie) i
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, json_lines=settings.log_json)
-    client_ips = ClientIPResolver(settings.trusted_proxies)
-    mfa_key = (
-        settings.mfa_encryption_key.get_secret_value()
-        if settings.mfa_encryption_key is not None
-        else settings.secret_key
-    )
-    runtime = Runtime(
-        settings=settings,
-        db=Database(settings),
-        hasher=PasswordHasher(settings.bcrypt_rounds, nice=settings.password_hash_nice),
-        jwt=JWTCodec(
-            settings.secret_key, access_ttl=timedelta(minutes=settings.access_token_minutes)
-        ),
-        metrics=Metrics(),
-        mailer=Mailer(build_mail_sender(settings)),
-        limiter=RateLimiter(settings, client_ips=client_ips),
-        client_ips=client_ips,
-        secret_box=SecretBox(derive_key(mfa_key, purpose="parley:mfa-secret:v1")),
-        digest_key=derive_key(settings.secret_key, purpose="parley:digest:v1"),
-    )
-    files = FileStore(settings, runtime.db)
-    runtime.account_deletion_hooks.append(files.forget_user)
-    invalidations = runtime.invalidations = Invalidations(settings.redis_url)
-    runtime.key_authenticator = KeyChecker(
-        hasher=KeyHasher(settings.secret_key),
-        limiter=runtime.limiter,
-        invalidations=invalidations,
-    )
-
-    async def revoke_api_keys(uow: UnitOfWork, user_id: uuid.UUID) -> None:
-        await revoke_keys_of_user(uow, user_id, invalidations=invalidations)
-
-    runtime.credential_revocation_hooks.append(revoke_api_keys)
+    runtime = Runtime.build(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -125,35 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.warning(
                 "/metrics answers 404: production without METRICS_TOKEN (set one for scrapers)"
             )
-        if invalidations.shared:
-            # Every worker drops cached API-key grants when a key changes (core/invalidation.py).
-            runtime.supervisor.start("invalidations", invalidations.run)
-            await invalidations.wait_live()
-        try:
-            async with (
-                generation_runtime(
-                    settings, runtime.db, runtime.metrics, runtime.supervisor
-                ) as generation,
-                files.running(),
-                knowledge_runtime(
-                    settings, runtime.db, files, generation.http, generation.guardrails
-                ) as knowledge,
-            ):
-                await start_trash_purge(runtime.supervisor, runtime.db, settings)
-                generation.knowledge = knowledge
-                app.state.knowledge = knowledge
-                app.state.generation = generation
-                _tune_garbage_collector()
-                yield
-        finally:
-            # The loops end first; background jobs queue mails, so they finish next; then the
-            # mails go out.
-            await runtime.supervisor.close()
-            await invalidations.close()
-            await runtime.jobs.drain()
-            await runtime.mailer.drain()
-            await runtime.db.dispose()
-            runtime.hasher.close()
+        async with runtime.running():
+            # The domains' dependencies reach their parts here (they cannot import the runtime).
+            app.state.generation = runtime.generation
+            app.state.knowledge = runtime.knowledge
+            _tune_garbage_collector()
+            yield
 
     app = FastAPI(
         title="Parley",
@@ -168,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.api_docs_served else None,
     )
     app.state.runtime = runtime
-    app.state.files = files
+    app.state.files = runtime.files
     install_error_handlers(app)
     install_openapi(app)
     if settings.api_docs_served:

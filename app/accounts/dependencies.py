@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import Depends
 
 from app.accounts.service import AdminService, ProfileService
-from app.auth.dependencies import build_account_service, build_guard
-from app.core.deps import RuntimeDep, UnitOfWorkDep
+from app.auth.dependencies import AuthRuntimeDep, build_account_service, build_guard
+from app.core.deps import UnitOfWorkDep
 
 
-async def get_profile_service(uow: UnitOfWorkDep, runtime: RuntimeDep) -> ProfileService:
+async def get_profile_service(uow: UnitOfWorkDep, runtime: AuthRuntimeDep) -> ProfileService:
     return ProfileService(
         uow,
         guard=build_guard(uow, runtime),

@@ -1,7 +1,8 @@
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
 
 from app.auth.account import AccountService
 from app.auth.callers import (
@@ -9,6 +10,7 @@ from app.auth.callers import (
     KEY_PREFIX,
     KEY_SCOPE_STATE,
     Caller,
+    KeyAuthenticator,
     KeyNotAllowed,
     KeysUnavailable,
     set_current_key,
@@ -29,10 +31,11 @@ from app.auth.repository import (
 )
 from app.auth.service import AuthService, ClientInfo, CsrfProof, Principal
 from app.auth.tokens import AccountTokens
-from app.core.deps import Runtime, RuntimeDep, UnitOfWorkDep
+from app.core.deps import AccountDeletionHook, CoreRuntime, RuntimeDep, UnitOfWorkDep
 from app.core.errors import Forbidden, Unauthorized
 from app.core.logging import user_id_var
 from app.core.uow import UnitOfWork
+from app.mail import Mailer
 from app.users.models import User
 from app.users.repository import UserRepository
 
@@ -40,14 +43,32 @@ from app.users.repository import UserRepository
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 
+class AuthRuntime(CoreRuntime, Protocol):
+    """What auth uses of the app's runtime (app/runtime.py): core's objects and the mailer."""
+
+    mailer: Mailer
+    # Called in the unit of work of a password reset: other credentials (API keys) revoked.
+    credential_revocation_hooks: list[AccountDeletionHook]
+    # Checks API keys (app/keys); None: keys are refused.
+    key_authenticator: KeyAuthenticator | None
+
+
+async def get_auth_runtime(connection: HTTPConnection) -> AuthRuntime:
+    runtime: AuthRuntime = connection.app.state.runtime
+    return runtime
+
+
+AuthRuntimeDep = Annotated[AuthRuntime, Depends(get_auth_runtime)]
+
+
 # Builders, shared by request dependencies and by background jobs (which open their own session).
 
 
-def build_notifier(uow: UnitOfWork, runtime: Runtime) -> Notifier:
+def build_notifier(uow: UnitOfWork, runtime: AuthRuntime) -> Notifier:
     return Notifier(uow, runtime.mailer, runtime.settings)
 
 
-def build_guard(uow: UnitOfWork, runtime: Runtime) -> CredentialGuard:
+def build_guard(uow: UnitOfWork, runtime: AuthRuntime) -> CredentialGuard:
     return CredentialGuard(
         uow=uow,
         users=uow.get(UserRepository),
@@ -60,7 +81,7 @@ def build_guard(uow: UnitOfWork, runtime: Runtime) -> CredentialGuard:
     )
 
 
-def build_mfa_service(uow: UnitOfWork, runtime: Runtime) -> MfaService:
+def build_mfa_service(uow: UnitOfWork, runtime: AuthRuntime) -> MfaService:
     return MfaService(
         uow=uow,
         users=uow.get(UserRepository),
@@ -74,7 +95,7 @@ def build_mfa_service(uow: UnitOfWork, runtime: Runtime) -> MfaService:
     )
 
 
-def build_auth_service(uow: UnitOfWork, runtime: Runtime) -> AuthService:
+def build_auth_service(uow: UnitOfWork, runtime: AuthRuntime) -> AuthService:
     return AuthService(
         users=uow.get(UserRepository),
         sessions=uow.get(AuthSessionRepository),
@@ -90,7 +111,7 @@ def build_auth_service(uow: UnitOfWork, runtime: Runtime) -> AuthService:
     )
 
 
-def build_account_service(uow: UnitOfWork, runtime: Runtime) -> AccountService:
+def build_account_service(uow: UnitOfWork, runtime: AuthRuntime) -> AccountService:
     return AccountService(
         uow=uow,
         users=uow.get(UserRepository),
@@ -107,28 +128,28 @@ def build_account_service(uow: UnitOfWork, runtime: Runtime) -> AccountService:
     )
 
 
-async def get_auth_service(uow: UnitOfWorkDep, runtime: RuntimeDep) -> AuthService:
+async def get_auth_service(uow: UnitOfWorkDep, runtime: AuthRuntimeDep) -> AuthService:
     return build_auth_service(uow, runtime)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-async def get_account_service(uow: UnitOfWorkDep, runtime: RuntimeDep) -> AccountService:
+async def get_account_service(uow: UnitOfWorkDep, runtime: AuthRuntimeDep) -> AccountService:
     return build_account_service(uow, runtime)
 
 
 AccountServiceDep = Annotated[AccountService, Depends(get_account_service)]
 
 
-async def get_mfa_service(uow: UnitOfWorkDep, runtime: RuntimeDep) -> MfaService:
+async def get_mfa_service(uow: UnitOfWorkDep, runtime: AuthRuntimeDep) -> MfaService:
     return build_mfa_service(uow, runtime)
 
 
 MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
 
 
-async def get_guard(uow: UnitOfWorkDep, runtime: RuntimeDep) -> CredentialGuard:
+async def get_guard(uow: UnitOfWorkDep, runtime: AuthRuntimeDep) -> CredentialGuard:
     return build_guard(uow, runtime)
 
 
@@ -197,7 +218,7 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 async def get_caller(
     request: Request,
-    runtime: RuntimeDep,
+    runtime: AuthRuntimeDep,
     uow: UnitOfWorkDep,
     service: AuthServiceDep,
     bearer: Annotated[str | None, Depends(bearer_scheme)],

@@ -1,11 +1,10 @@
 """Account work that runs after the response, so the answer cannot depend on what it finds."""
 
-from app.auth.dependencies import build_account_service
-from app.core.deps import Runtime
+from app.auth.dependencies import AuthRuntime, build_account_service
 from app.core.uow import unit_of_work
 
 
-def schedule_password_reset(runtime: Runtime, email: str) -> None:
+def schedule_password_reset(runtime: AuthRuntime, email: str) -> None:
     """Looks the email up, and mails a reset link if it has an account, in the background."""
 
     async def job() -> None:
@@ -15,7 +14,7 @@ def schedule_password_reset(runtime: Runtime, email: str) -> None:
     runtime.jobs.spawn("password_reset", job)
 
 
-def schedule_verification_resend(runtime: Runtime, email: str) -> None:
+def schedule_verification_resend(runtime: AuthRuntime, email: str) -> None:
     """Mails a new verification link if the email is an unverified account's, in the background."""
 
     async def job() -> None:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from app.auth.cookies import REFRESH_COOKIE, set_auth_cookies, signed_out
 from app.auth.dependencies import (
     AccountServiceDep,
+    AuthRuntimeDep,
     AuthServiceDep,
     ClientInfoDep,
     CurrentPrincipal,
@@ -55,7 +56,7 @@ from app.auth.schemas import (
     UserRead,
     VerifyEmailRequest,
 )
-from app.core.deps import RuntimeDep, SettingsDep
+from app.core.deps import SettingsDep
 from app.core.emails import InvalidEmail
 from app.core.errors import Unauthorized, error_responses
 from app.core.ratelimit import RateLimited, limit_by_ip
@@ -229,7 +230,7 @@ async def verify_email(body: VerifyEmailRequest, service: AccountServiceDep) -> 
     responses=error_responses(InvalidEmail, RateLimited),
     dependencies=[limit_by_ip("resend_verification")],
 )
-async def resend_verification(body: EmailRequest, runtime: RuntimeDep) -> Accepted:
+async def resend_verification(body: EmailRequest, runtime: AuthRuntimeDep) -> Accepted:
     """Always 202 with the same body: whether the email has an account is not revealed."""
     schedule_verification_resend(runtime, body.email)
     return Accepted(
@@ -245,7 +246,7 @@ async def resend_verification(body: EmailRequest, runtime: RuntimeDep) -> Accept
     responses=error_responses(InvalidEmail, RateLimited),
     dependencies=[limit_by_ip("forgot_password")],
 )
-async def forgot_password(body: EmailRequest, runtime: RuntimeDep) -> Accepted:
+async def forgot_password(body: EmailRequest, runtime: AuthRuntimeDep) -> Accepted:
     """Always 202 with the same body, in the same time: the lookup runs after the response."""
     schedule_password_reset(runtime, body.email)
     return Accepted(

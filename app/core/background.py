@@ -103,6 +103,14 @@ class Supervisor:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
+    async def stop(self, *names: str) -> None:
+        """Cancels the named loops and waits until each has ended (a part shutting down stops
+        its own loops before it closes what they use)."""
+        tasks = [task for name in names if (task := self._tasks.pop(name, None)) is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     @property
     def running(self) -> list[str]:
         return [name for name, task in self._tasks.items() if not task.done()]

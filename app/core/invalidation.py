@@ -33,24 +33,22 @@ Handler = Callable[[str], None]
 class Invalidations:
     """Topics of invalidation messages, in process or through Redis pub/sub."""
 
-    def __init__(self, redis_url: str | None, *, channel: str = CHANNEL) -> None:
+    def __init__(self, client: redis.Redis | None, *, channel: str = CHANNEL) -> None:
+        """`client`: the runtime's one Redis client (REDIS_URL), which its owner closes; None:
+        this process alone."""
         self.channel = channel
         self._handlers: dict[str, list[Handler]] = {}
         self._resets: list[Callable[[], None]] = []
-        self._client = (
-            redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
-            if redis_url
-            else None
-        )
+        self.client = client
         # Without Redis this process is the only one to tell: always live.
-        self._subscribed = self._client is None
+        self._subscribed = self.client is None
         self._publishing: set[asyncio.Task[None]] = set()
         self._live_event: asyncio.Event | None = None
 
     @property
     def shared(self) -> bool:
         """Whether messages go to other workers (REDIS_URL is set)."""
-        return self._client is not None
+        return self.client is not None
 
     @property
     def live(self) -> bool:
@@ -79,10 +77,10 @@ class Invalidations:
     async def publish(self, topic: str, value: str) -> None:
         """Delivers the message here at once, then to every other worker."""
         self._deliver(topic, value)
-        if self._client is None:
+        if self.client is None:
             return
         try:
-            await self._client.publish(self.channel, f"{topic}{SEPARATOR}{value}")
+            await self.client.publish(self.channel, f"{topic}{SEPARATOR}{value}")
         except redis.RedisError:
             # The other workers' readers lost Redis as well: they reset when they resubscribe.
             logger.error("could not publish an invalidation", extra={"topic": topic})
@@ -91,26 +89,26 @@ class Invalidations:
         """publish() from synchronous code (an after-commit callback): this worker's handlers
         run now, the Redis message is sent by a task."""
         self._deliver(topic, value)
-        if self._client is None:
+        if self.client is None:
             return
         task = asyncio.get_running_loop().create_task(self._send(topic, value))
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
 
     async def _send(self, topic: str, value: str) -> None:
-        assert self._client is not None
+        assert self.client is not None
         try:
-            await self._client.publish(self.channel, f"{topic}{SEPARATOR}{value}")
+            await self.client.publish(self.channel, f"{topic}{SEPARATOR}{value}")
         except redis.RedisError:
             logger.error("could not publish an invalidation", extra={"topic": topic})
 
     async def run(self) -> None:
         """The reader loop (with REDIS_URL): subscribes, then hands each message to this worker's
         handlers. Run it under the Supervisor, which starts it again when it fails."""
-        if self._client is None:
+        if self.client is None:
             return
         try:
-            async with self._client.pubsub() as pubsub:
+            async with self.client.pubsub() as pubsub:
                 await pubsub.subscribe(self.channel)
                 # Whatever was cached while not subscribed may have missed a message.
                 self._reset()
@@ -137,8 +135,7 @@ class Invalidations:
         return self._subscribed
 
     async def close(self) -> None:
+        """Waits for the messages being sent (the client stays open: its owner closes it)."""
         for task in list(self._publishing):
             with suppress(Exception):
                 await task
-        if self._client is not None:
-            await self._client.aclose()

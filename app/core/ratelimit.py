@@ -1,4 +1,5 @@
-"""Rate limits: slowapi's Limiter (and its `limits` storage) behind small FastAPI dependencies.
+"""Rate limits: the `limits` library's strategies behind small FastAPI dependencies, counted in
+memory or, with REDIS_URL, in Redis through the runtime's one client (app/core/shared_redis.py).
 
 Why not slowapi's `@limiter.limit("5/minute")` decorator: it binds a route to one module-level
 Limiter when the module is imported, so limits could not come from each app's settings (tests
@@ -8,20 +9,21 @@ route. Here each app builds one `RateLimiter` from its settings; routes declare
 from the setting `RATE_LIMIT_<NAME>` at request time.
 """
 
+import asyncio
 import logging
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
-from anyio import to_thread
+import redis.asyncio as redis
 from fastapi import Depends, Request
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage as AsyncMemoryStorage
+from limits.aio.storage import RedisStorage as AsyncRedisStorage
+from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import STRATEGIES as ASYNC_STRATEGIES
 from limits.aio.strategies import RateLimiter as AsyncStrategy
-from limits.strategies import RateLimiter as LimitsStrategy
-from slowapi import Limiter
 
 from app.core.clientip import ClientIPResolver, rate_limit_key
 from app.core.config import Settings
@@ -32,12 +34,8 @@ logger = logging.getLogger("parley.ratelimit")
 # After a storage error, limits are counted in this worker only for this long before Redis is
 # tried again: a Redis that hangs must not add its timeout to every request.
 _STORAGE_RETRY_INTERVAL = 15.0
-# Seconds to wait for Redis to connect or answer.
+# Seconds to wait for Redis to connect and answer one hit.
 _STORAGE_TIMEOUT = 1.0
-_STORAGE_OPTIONS: dict[str, Any] = {
-    "socket_connect_timeout": _STORAGE_TIMEOUT,
-    "socket_timeout": _STORAGE_TIMEOUT,
-}
 
 
 class RateLimited(AppError):
@@ -56,22 +54,33 @@ class RateLimited(AppError):
 class RateLimiter:
     """One app's limits, counted in memory or, with REDIS_URL, in Redis shared by every worker."""
 
-    def __init__(self, settings: Settings, *, client_ips: ClientIPResolver) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client_ips: ClientIPResolver,
+        shared: redis.Redis | None = None,
+    ) -> None:
         self.settings = settings
         self.enabled = settings.rate_limit_enabled
         self.client_ips = client_ips
         self._prefix = settings.rate_limit_key_prefix
-        # slowapi's Limiter, on Redis, when limits are shared by every worker (REDIS_URL).
-        self._shared: Limiter | None = (
-            Limiter(
-                key_func=lambda: "",
-                storage_uri=settings.redis_url,
-                storage_options=_STORAGE_OPTIONS,
-                strategy=settings.rate_limit_strategy,
-                key_prefix=self._prefix,
-                enabled=self.enabled,
+        strategy: Callable[[AsyncStorage], AsyncStrategy] = ASYNC_STRATEGIES[
+            settings.rate_limit_strategy
+        ]
+        # With REDIS_URL, limits are shared by every worker: counted in Redis through the
+        # runtime's client (its connection pool), under the keys slowapi's storage used
+        # (LIMITS:LIMITER/<prefix>/<name>/<key>/...), so workers of both versions agree.
+        self._shared: AsyncStrategy | None = (
+            strategy(
+                AsyncRedisStorage(
+                    "async+" + settings.redis_url,
+                    implementation="redispy",
+                    # typed as str in limits' stubs; documented to take the pool
+                    connection_pool=shared.connection_pool,  # type: ignore[arg-type]
+                )
             )
-            if settings.redis_url
+            if shared is not None and settings.redis_url
             else None
         )
         # Counts kept in this process: the storage without REDIS_URL, and with it the fallback
@@ -79,10 +88,7 @@ class RateLimiter:
         # closed would turn a Redis outage into a full outage of sign-in). limits' asyncio
         # memory storage expires entries with a task; its threaded twin starts a timer thread
         # whenever a hit follows a quiet 10 ms, a third of a millisecond on every request.
-        local_strategy: Callable[[AsyncMemoryStorage], AsyncStrategy] = ASYNC_STRATEGIES[
-            settings.rate_limit_strategy
-        ]
-        self._local = local_strategy(AsyncMemoryStorage())
+        self._local = strategy(AsyncMemoryStorage())
         self._storage_down_until = -math.inf
         self._items: dict[str, list[RateLimitItem]] = {}
 
@@ -103,9 +109,8 @@ class RateLimiter:
         items = items if items is not None else self.items(name)
         if self._shared is not None and time.monotonic() >= self._storage_down_until:
             try:
-                # The Redis client is synchronous: keep its round trips off the event loop.
-                strategy: LimitsStrategy = self._shared.limiter
-                return await to_thread.run_sync(_shared_hit, strategy, items, identifiers)
+                async with asyncio.timeout(_STORAGE_TIMEOUT):
+                    return await _hit(self._shared, items, identifiers)
             except Exception as exc:
                 self._storage_down_until = time.monotonic() + _STORAGE_RETRY_INTERVAL
                 logger.error(
@@ -113,11 +118,7 @@ class RateLimiter:
                     _STORAGE_RETRY_INTERVAL,
                     exc,
                 )
-        for item in items:
-            if not await self._local.hit(item, *identifiers):
-                stats = await self._local.get_window_stats(item, *identifiers)
-                return _retry_after(stats.reset_time)
-        return None
+        return await _hit(self._local, items, identifiers)
 
     async def allow(self, name: str, key: str) -> bool:
         return await self.hit(name, key) is None
@@ -130,12 +131,13 @@ class RateLimiter:
             raise RateLimited(retry_after)
 
 
-def _shared_hit(
-    strategy: LimitsStrategy, items: list[RateLimitItem], identifiers: tuple[str, ...]
+async def _hit(
+    strategy: AsyncStrategy, items: list[RateLimitItem], identifiers: tuple[str, ...]
 ) -> int | None:
     for item in items:
-        if not strategy.hit(item, *identifiers):
-            return _retry_after(strategy.get_window_stats(item, *identifiers).reset_time)
+        if not await strategy.hit(item, *identifiers):
+            stats = await strategy.get_window_stats(item, *identifiers)
+            return _retry_after(stats.reset_time)
     return None
 
 

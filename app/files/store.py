@@ -11,14 +11,14 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import anyio
 
-from app.core.background import BackgroundJobs
+from app.core.background import BackgroundJobs, Supervisor
 from app.core.config import Settings
 from app.core.db import Database, utcnow
 from app.core.uow import UnitOfWork, unit_of_work
@@ -152,7 +152,8 @@ class FileStore:
             logger.info("swept leftover file bytes", extra={"count": removed})
         return removed
 
-    async def _sweep_forever(self) -> None:
+    async def sweep_forever(self) -> None:
+        """The periodic sweep, run by the supervisor while the store runs."""
         interval = min(self.settings.file_upload_timeout_seconds, _SWEEP_EVERY)
         while True:
             await asyncio.sleep(interval)
@@ -162,22 +163,25 @@ class FileStore:
                 logger.warning("file sweep failed", exc_info=True)
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator["FileStore"]:
-        """Starts the storage and sweeps at start-up and periodically; for the app's lifespan."""
+    async def running(self, supervisor: Supervisor) -> AsyncIterator["FileStore"]:
+        """Starts the storage and sweeps at start-up and periodically (a supervised loop);
+        for the app's runtime."""
         await self.storage.start()
         try:
             try:
                 await self.sweep()
             except Exception:
                 logger.warning("start-up file sweep failed", exc_info=True)
-            sweeper = asyncio.create_task(self._sweep_forever(), name="parley-file-sweep")
+            supervisor.start(SWEEP_LOOP, self.sweep_forever)
             try:
                 yield self
             finally:
-                sweeper.cancel()
-                with suppress(asyncio.CancelledError):
-                    await sweeper
+                await supervisor.stop(SWEEP_LOOP)
                 await self.jobs.drain()
                 await self.extraction.close()
         finally:
             await self.storage.close()
+
+
+# The store's loop under the supervisor.
+SWEEP_LOOP = "file-sweep"

@@ -5,13 +5,14 @@ summaries.
 - router.py         the HTTP endpoints, one service call each; websocket.py the chat WebSocket
 - service.py        starting replies: validate, persist the user's side, reserve usage, start
 - reply_stream.py   where a reply is streamed: ReplyStream, and the replies active here
+- reply_log.py      a reply's numbered events, its readers, the compact ended log, publishing
 - reply_events.py   the events a reply sends (start, delta, usage, done, error) and the SSE response
 - reply_saver.py    where a reply is saved, in short transactions; repository.py holds the SQL
 - summaries.py      chat titles and summaries (replies written whole, never streamed)
 - prompt.py         the messages sent upstream, and token estimates
 - upstream/         where the upstream is called (openai.py) and everything about upstreams
 - errors.py         every error this package raises
-- runtime.py        the long-lived objects, started and stopped with the app
+- parts.py          the package's long-lived parts, started and stopped by app/runtime.py
 - stop_signals.py   stopping a reply on whichever worker streams it
 - resume.py         rejoining a reply after a dropped connection (Last-Event-ID), on any worker
 - reply_buffer.py   replies' events in Redis streams, for rejoins on other workers

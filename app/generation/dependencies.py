@@ -8,33 +8,33 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from app.auth.dependencies import build_auth_service
+from app.auth.dependencies import AuthRuntime, build_auth_service
 from app.auth.service import AuthService
 from app.chats.dependencies import ChatServiceDep, build_chat_service
 from app.chats.service import ChatService
-from app.core.deps import Runtime, RuntimeDep, UnitOfWorkDep
+from app.core.deps import CoreRuntime, RuntimeDep, UnitOfWorkDep
 from app.core.uow import UnitOfWork, unit_of_work
 from app.files.dependencies import FileStoreDep, build_attachment_service
 from app.files.store import FileStore
 from app.generation.idempotency import IdempotencyKeys
+from app.generation.parts import GenerationParts
 from app.generation.resume import ReplyResumer
-from app.generation.runtime import GenerationRuntime
 from app.generation.service import GenerationService
 from app.generation.summaries import SummaryService
 from app.usage.repository import UsageRepository
 from app.usage.service import UsageService
 
 
-async def get_generation_runtime(connection: HTTPConnection) -> GenerationRuntime:
-    runtime: GenerationRuntime = connection.app.state.generation
+async def get_generation_parts(connection: HTTPConnection) -> GenerationParts:
+    runtime: GenerationParts = connection.app.state.generation
     return runtime
 
 
-GenerationRuntimeDep = Annotated[GenerationRuntime, Depends(get_generation_runtime)]
+GenerationPartsDep = Annotated[GenerationParts, Depends(get_generation_parts)]
 
 
 def build_summary_service(
-    uow: UnitOfWork, runtime: Runtime, generation: GenerationRuntime
+    uow: UnitOfWork, runtime: CoreRuntime, generation: GenerationParts
 ) -> SummaryService:
     return SummaryService(
         uow=uow,
@@ -47,8 +47,8 @@ def build_summary_service(
 
 def build_generation_service(
     uow: UnitOfWork,
-    runtime: Runtime,
-    generation: GenerationRuntime,
+    runtime: CoreRuntime,
+    generation: GenerationParts,
     files: FileStore,
     chats: ChatService | None = None,
 ) -> GenerationService:
@@ -66,7 +66,7 @@ def build_generation_service(
             runtime.db,
             uow,
             hours=runtime.settings.idempotency_key_hours,
-            background=generation.background,
+            jobs=generation.jobs,
         ),
     )
 
@@ -74,7 +74,7 @@ def build_generation_service(
 async def get_generation_service(
     uow: UnitOfWorkDep,
     runtime: RuntimeDep,
-    generation: GenerationRuntimeDep,
+    generation: GenerationPartsDep,
     files: FileStoreDep,
     chats: ChatServiceDep,
 ) -> GenerationService:
@@ -85,7 +85,7 @@ GenerationServiceDep = Annotated[GenerationService, Depends(get_generation_servi
 
 
 async def get_summary_service(
-    uow: UnitOfWorkDep, runtime: RuntimeDep, generation: GenerationRuntimeDep
+    uow: UnitOfWorkDep, runtime: RuntimeDep, generation: GenerationPartsDep
 ) -> SummaryService:
     return build_summary_service(uow, runtime, generation)
 
@@ -94,7 +94,7 @@ SummaryServiceDep = Annotated[SummaryService, Depends(get_summary_service)]
 
 
 async def get_reply_resumer(
-    uow: UnitOfWorkDep, runtime: RuntimeDep, generation: GenerationRuntimeDep
+    uow: UnitOfWorkDep, runtime: RuntimeDep, generation: GenerationPartsDep
 ) -> ReplyResumer:
     return ReplyResumer(runtime.db, runtime.settings, generation, uow)
 
@@ -111,7 +111,7 @@ class Services:
 
 @asynccontextmanager
 async def open_services(
-    runtime: Runtime, generation: GenerationRuntime, files: FileStore
+    runtime: AuthRuntime, generation: GenerationParts, files: FileStore
 ) -> AsyncIterator[Services]:
     """The request-scoped services for code outside a request (the WebSocket), in one short
     transaction, so a long-lived socket never holds a database connection between messages."""

@@ -9,7 +9,6 @@ same reply (rejoined while it streams, its saved outcome after); with another re
 so fixing the request and retrying works. Records expire after IDEMPOTENCY_KEY_HOURS.
 """
 
-import asyncio
 import hashlib
 import logging
 import uuid
@@ -19,6 +18,7 @@ from datetime import timedelta
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
+from app.core.background import BackgroundJobs
 from app.core.db import Database, utcnow
 from app.core.uow import UnitOfWork, unit_of_work
 from app.generation.errors import (
@@ -77,12 +77,12 @@ class IdempotencyKeys:
         request: UnitOfWork,
         *,
         hours: float,
-        background: set[asyncio.Task[None]],
+        jobs: BackgroundJobs,
     ) -> None:
         self.db = db
         self.request = request
         self.lifetime = timedelta(hours=hours)
-        self.background = background
+        self.jobs = jobs
 
     async def claim(self, user_id: uuid.UUID, key: str, request_fingerprint: str) -> Claim:
         """Takes the key for this request, or finds what an earlier one with it started."""
@@ -143,6 +143,4 @@ class IdempotencyKeys:
             except Exception:
                 logger.warning("could not free an idempotency key", exc_info=True)
 
-        task = asyncio.get_running_loop().create_task(release())
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        self.jobs.spawn("idempotency-release", release)

@@ -1,6 +1,6 @@
 """Replies' events in Redis streams, so a client can rejoin a reply on any worker.
 
-The worker streaming a reply publishes its events (ReplyStream._emit -> publish, which never
+The worker streaming a reply publishes its events (ReplyLog.emit -> publish, which never
 waits): one background task flushes whatever accumulated, for every reply of the process, in one
 pipelined round trip. Each flush appends one entry per reply to the stream `parley:reply:<id>`:
 its id is `<number of the last event>-0` and it holds the events in order, so a reader after
@@ -42,30 +42,16 @@ def _stream_key(reply_id: str) -> str:
 class RedisReplyBuffer:
     """Publishes replies' events to Redis streams and reads them back for rejoining clients."""
 
-    def __init__(
-        self, url: str, *, keep_seconds: float, max_entries: int, name: str = "parley-replies"
-    ) -> None:
-        # Named, so that CLIENT LIST tells these connections apart. Short commands (publishing,
-        # viewers) and the followers' blocking XREADs have a pool each: a crowd of followers
-        # must never leave the writes and the viewer renewals without a connection.
-        self.client = redis.from_url(
-            url, socket_timeout=10, socket_connect_timeout=5, client_name=name
-        )
-        self.reads = redis.from_url(
-            url,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            client_name=name,
-            max_connections=FOLLOW_MAX_CONNECTIONS,
-        )
+    def __init__(self, client: redis.Redis, *, keep_seconds: float, max_entries: int) -> None:
+        # The runtime's one Redis client (app/runtime.py), which closes it: the short commands
+        # (publishing, viewers) and the followers' blocking XREADs share its pool, sized for
+        # one blocked read per followed reply (FOLLOW_MAX_CONNECTIONS) and the commands besides.
+        self.client = client
         self.keep_ms = max(1000, int(keep_seconds * 1000))
-        self.followers = ReplyFollowers(
-            commands=self.client, reads=self.reads, keep_ms=self.keep_ms
-        )
+        self.followers = ReplyFollowers(commands=client, reads=client, keep_ms=self.keep_ms)
         self.max_entries = max_entries
         self._pending: dict[str, list[ReplyEvent]] = {}
         self._ready = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
 
     # --- publishing (the streaming worker) ------------------------------------------------------
 
@@ -78,10 +64,8 @@ class RedisReplyBuffer:
         else:
             batch.append(event)
 
-    async def start(self) -> None:
-        self._flusher = asyncio.create_task(self._flush_forever(), name="reply-buffer")
-
-    async def _flush_forever(self) -> None:
+    async def flush_forever(self) -> None:
+        """The flushing loop, run by the supervisor (app/generation/parts.py)."""
         while True:
             await self._ready.wait()
             self._ready.clear()
@@ -134,12 +118,8 @@ class RedisReplyBuffer:
         return self.followers.follow(_stream_key(reply_id), after, alive)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await self._flusher
+        """Writes what is pending (the last events of replies stopped at shutdown) and ends
+        the followers; the flushing loop has stopped and the client stays open."""
         with suppress(Exception):
-            await self.flush()  # the last events of replies stopped at shutdown
+            await self.flush()
         self.followers.close()
-        await self.client.aclose()
-        await self.reads.aclose()

@@ -63,7 +63,7 @@ class ReplyEvent:
     name: EventName
     data: dict[str, Any]
     # The event's sequence number within its reply (from 1), given when it enters the reply's
-    # log (ReplyStream._emit); 0 for events outside a reply (a WebSocket's own errors).
+    # log (ReplyLog.emit); 0 for events outside a reply (a WebSocket's own errors).
     id: int = 0
 
     def sse(self) -> bytes:

@@ -1,10 +1,11 @@
 """Where a reply is streamed: a task that reads the upstream, saves as it goes, and fans out
 the reply's events to whoever serves it (SSE, JSON or the WebSocket).
 
-A reply is decoupled from the HTTP request that started it. Its events go into a log, numbered
-from 1 (the SSE `id:`), which any number of readers follow, each at its own place: the request
-that started it, and clients rejoining after a dropped connection (resume.py), several at once.
-With Redis, the log is also published for the other workers (reply_buffer.py).
+A reply is decoupled from the HTTP request that started it. Its events go into its log
+(reply_log.py: numbered from 1, the SSE `id:`), which any number of readers follow, each at its
+own place: the request that started it, and clients rejoining after a dropped connection
+(resume.py), several at once. With Redis, the log also publishes them for the other workers
+(reply_buffer.py).
 
 A stop from another request, or shutdown, ends the reply: its task is cancelled with a reason,
 and its last act is to save what came. When its last reader goes away, REPLY_ON_DISCONNECT says
@@ -16,8 +17,7 @@ import functools
 import logging
 import time
 import uuid
-from array import array
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -29,6 +29,7 @@ from app.generation import reply_events
 from app.generation.errors import ReplyCrashed, ReplyFailed, ReplyInProgress
 from app.generation.prompt import estimate_tokens
 from app.generation.reply_events import ReplyEvent
+from app.generation.reply_log import ReplyLog
 from app.generation.upstream.types import (
     Finish,
     TextDelta,
@@ -141,29 +142,24 @@ class ReplyStream:
     # Set by ActiveReplies.add() from the settings.
     on_disconnect: DisconnectPolicy = field(default_factory=DisconnectPolicy)
     publisher: ReplyPublisher | None = None
-    # Every event so far, in order: event n (its id) is _log[n - 1].
-    _log: list[ReplyEvent] = field(default_factory=list)
-    _wake: asyncio.Event | None = None  # set when the log grows, for readers waiting on it
-    _readers: int = 0
+    # The reply's numbered events and their readers (reply_log.py).
+    log: ReplyLog = field(init=False)
     _orphaned: asyncio.Task[None] | None = None
-    _publish: Callable[[ReplyEvent], None] | None = None
-    # The log of an ended reply once no reader follows it, kept for rejoins in a fraction of the
-    # memory (an event object per token is ~400 bytes): its text, where each event's text ends
-    # in it, and the events other than deltas by their place.
-    _ended: "EndedLog | None" = None
     _task: asyncio.Task[None] | None = None
     _stop: StopReason | None = None
-    _finished: bool = False
     _saving: bool = False  # past the stream: a stop now must not interrupt the final save
     result: ReplyResult | None = None
     saved: dict[str, Any] | None = None
     # Called once the reply is saved (e.g. to title a new chat); must not block for long.
     on_saved: list[Callable[[ReplyResult], None]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.log = ReplyLog(on_reader=self._reader_came, on_idle=self._last_reader_left)
+
     def begin(self) -> None:
         if self._task is None:
             if self.publisher is not None and self.reply_id is not None:
-                self._publish = functools.partial(self.publisher.publish, str(self.reply_id))
+                self.log.publish = functools.partial(self.publisher.publish, str(self.reply_id))
             self._emit(self.start)
             self._task = asyncio.create_task(self._stream(), name=f"reply:{self.key}")
             if self.metrics is not None:
@@ -188,7 +184,7 @@ class ReplyStream:
 
     @property
     def done(self) -> bool:
-        return self._finished or (self._task is not None and self._task.done())
+        return self.log.finished or (self._task is not None and self._task.done())
 
     def stop(self, reason: StopReason) -> None:
         """Ends the reply; what came is saved. Safe to call from a cancelled context."""
@@ -221,45 +217,22 @@ class ReplyStream:
 
     @property
     def last_event_id(self) -> int:
-        return self._ended.count if self._ended is not None else len(self._log)
+        return self.log.last_event_id
 
-    async def events(self, after: int = 0) -> AsyncIterator[ReplyEvent]:
+    def events(self, after: int = 0) -> AsyncIterator[ReplyEvent]:
         """The reply's events after the one numbered `after` (0: from the start), live until it
         ends. Any number of readers may follow one reply; when the last goes away, the reply
         does what REPLY_ON_DISCONNECT says."""
         self.begin()
-        if self._ended is not None:
-            for event in self._ended.after(after):
-                yield event
-            return
-        self._readers += 1
+        return self.log.read(after)
+
+    def _reader_came(self) -> None:
         if self._orphaned is not None:
             self._orphaned.cancel()
             self._orphaned = None
-        log = self._log
-        cursor = max(0, after)
-        try:
-            while True:
-                if cursor >= len(log):
-                    if self._finished:
-                        return
-                    if self._wake is None:
-                        self._wake = asyncio.Event()
-                    await self._wake.wait()
-                    continue
-                event, cursor = reply_events.next_event(log, cursor)
-                yield event
-                if event.final:
-                    return
-        finally:
-            self._readers -= 1
-            if self._readers == 0:
-                self._last_reader_left()
 
     def _last_reader_left(self) -> None:
-        if self._finished:
-            self._compact()
-            return
+        """The log's last reader left before the reply ended."""
         if self.done or self.on_disconnect.action == "finish":
             return
         if self.on_disconnect.grace_seconds <= 0:
@@ -279,7 +252,7 @@ class ReplyStream:
         followed_elsewhere = False
         while True:
             await asyncio.sleep(max(0.0, deadline - loop.time()))
-            if self._readers or self.done:
+            if self.log.readers or self.done:
                 return
             if await self._viewers_elsewhere():
                 followed_elsewhere = True
@@ -326,17 +299,18 @@ class ReplyStream:
             events = call.provider.stream(call.model, call.messages, call.params)
             if hooks is not None:
                 events = hooks.filter(events)
+            emit = self.log.emit
             async with aclosing(events) as s:
                 async for event in s:
                     if isinstance(event, TextDelta):
                         if first_token_at is None:
                             first_token_at = time.perf_counter()
                         parts.append(event.text)
-                        self._emit(reply_events.delta(event.text))
+                        emit(reply_events.delta(event.text))
                     elif isinstance(event, ToolCallDelta):
                         if first_token_at is None:
                             first_token_at = time.perf_counter()
-                        self._emit(ReplyEvent("tool_call_delta", event.as_json()))
+                        emit(ReplyEvent("tool_call_delta", event.as_json()))
                     elif isinstance(event, Usage):
                         usage = event
                     elif isinstance(event, Finish):
@@ -412,79 +386,14 @@ class ReplyStream:
             if (request_id := current_request_id()) is not None:
                 extra["request_id"] = request_id  # where the log has the details
             self._emit(reply_events.error(code, message, saved=self.saved, **extra))
-        self._finished = True
-        self._wake_readers()
         if self._orphaned is not None:
             self._orphaned.cancel()
             self._orphaned = None
-        if not self._readers:
-            self._compact()
-
-    def _compact(self) -> None:
-        """Swaps the log of an ended reply nobody reads for its compact form."""
-        if self._ended is None and self._finished and not self._readers:
-            self._ended = EndedLog.of(self._log)
-            self._log = []
+        self.log.finish()
 
     def _emit(self, event: ReplyEvent) -> None:
-        """Hands one event of the reply to whoever reads it: numbered, into the log every reader
-        follows, and published for the other workers."""
-        event = event.numbered(len(self._log) + 1)
-        self._log.append(event)
-        if self._publish is not None:
-            self._publish(event)
-        self._wake_readers()
-
-    def _wake_readers(self) -> None:
-        wake = self._wake
-        if wake is not None:
-            self._wake = None
-            wake.set()
-
-
-@dataclass(frozen=True)
-class EndedLog:
-    """An ended reply's events, compactly: `ends[i]` is where the text of events 1..i+1 ends."""
-
-    text: str
-    ends: "array[int]"
-    others: dict[int, ReplyEvent]  # the events that are not deltas, by index (id - 1)
-
-    @classmethod
-    def of(cls, log: Sequence[ReplyEvent]) -> "EndedLog":
-        parts: list[str] = []
-        ends = array("q")
-        others: dict[int, ReplyEvent] = {}
-        length = 0
-        for index, event in enumerate(log):
-            if event.name == "delta":
-                parts.append(event.data["content"])
-                length += len(parts[-1])
-            else:
-                others[index] = event
-            ends.append(length)
-        return cls("".join(parts), ends, others)
-
-    @property
-    def count(self) -> int:
-        return len(self.ends)
-
-    def after(self, after: int) -> Iterator[ReplyEvent]:
-        """The events after number `after`, consecutive deltas joined as a live reader gets
-        them when it falls behind (numbered as the last)."""
-        index, count = max(0, after), len(self.ends)
-        while index < count:
-            event = self.others.get(index)
-            if event is not None:
-                yield event
-                index += 1
-                continue
-            last = index
-            while last + 1 < count and last + 1 not in self.others:
-                last += 1
-            start = self.ends[index - 1] if index else 0
-            yield ReplyEvent("delta", {"content": self.text[start : self.ends[last]]}, last + 1)
-            index = last + 1
+        """Hands one event of the reply to its log (numbered, read, published)."""
+        self.log.emit(event)
 
 
 class ActiveReplies:

@@ -27,10 +27,10 @@ from app.core.uow import UnitOfWork, unit_of_work
 from app.generation import reply_events
 from app.generation.errors import ReplyFailed, ReplyNotResumable
 from app.generation.models import Generation
+from app.generation.parts import GenerationParts
 from app.generation.reply_buffer import ReplyGap
 from app.generation.reply_events import ReplyEvent
 from app.generation.repository import ReplyRepository, ReplyTable
-from app.generation.runtime import GenerationRuntime
 from app.generation.schemas import GenerationRead
 from app.generation.stale_replies import stale_after
 
@@ -67,7 +67,7 @@ class ReplyResumer:
         self,
         db: Database,
         settings: Settings,
-        runtime: GenerationRuntime,
+        runtime: GenerationParts,
         uow: UnitOfWork | None = None,
     ) -> None:
         self.db = db

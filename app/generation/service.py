@@ -32,6 +32,7 @@ from app.files.attachments import AttachmentService, attachment_reads, attachmen
 from app.generation.errors import ReplyInProgress
 from app.generation.idempotency import IdempotencyKeys
 from app.generation.models import Generation
+from app.generation.parts import GenerationParts
 from app.generation.pipeline.stage import ReplyPlan, RequestScope
 from app.generation.pipeline.stages.client_messages import text_of
 from app.generation.prompt import DEFAULT_REPLY_RESERVE, Prompt
@@ -50,7 +51,6 @@ from app.generation.requests import (
     fingerprint,
 )
 from app.generation.resume import SavedReply
-from app.generation.runtime import GenerationRuntime
 from app.generation.schemas import GenerationPage, GenerationRead, ModelRead
 from app.generation.stale_replies import stale_after
 from app.generation.summaries import SummaryService
@@ -66,7 +66,7 @@ class GenerationService:
     uow: UnitOfWork
     db: Database
     settings: Settings
-    runtime: GenerationRuntime
+    runtime: GenerationParts
     chats: ChatService
     usage: UsageService
     summaries: SummaryService

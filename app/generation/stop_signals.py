@@ -7,7 +7,6 @@ and stops the reply it holds.
 
 import asyncio
 import logging
-from contextlib import suppress
 from typing import Protocol
 
 import redis.asyncio as redis
@@ -40,18 +39,18 @@ class LocalStopBus:
 
 
 class RedisStopBus:
-    def __init__(self, replies: ActiveReplies, url: str) -> None:
+    def __init__(self, replies: ActiveReplies, client: redis.Redis) -> None:
         self.replies = replies
-        self.client = redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        self._listener: asyncio.Task[None] | None = None
+        # The runtime's one Redis client (app/runtime.py), which closes it.
+        self.client = client
         self._subscribed = asyncio.Event()
 
-    async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="stop-bus")
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+    async def subscribed(self) -> None:
+        """Waits until the listener has subscribed (the caller bounds the wait)."""
+        await self._subscribed.wait()
 
-    async def _listen(self) -> None:
+    async def listen(self) -> None:
+        """The listening loop, run by the supervisor (app/generation/parts.py)."""
         while True:
             try:
                 async with self.client.pubsub() as pubsub:
@@ -81,8 +80,4 @@ class RedisStopBus:
         return local
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await self._listener
-        await self.client.aclose()
+        return None

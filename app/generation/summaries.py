@@ -15,8 +15,8 @@ from app.chats.repository import ChatRepository, MessageRepository
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.uow import UnitOfWork, unit_of_work
+from app.generation.parts import GenerationParts
 from app.generation.prompt import Turn, build_prompt, estimate_prompt, estimate_tokens
-from app.generation.runtime import GenerationRuntime
 from app.generation.upstream.types import ChatMessage, ModelConfig, SamplingParams, TextDelta
 from app.usage.repository import UsageRepository
 from app.usage.service import UsageService
@@ -37,7 +37,7 @@ class SummaryService:
     uow: UnitOfWork
     db: Database
     settings: Settings
-    runtime: GenerationRuntime
+    runtime: GenerationParts
     usage: UsageService
 
     def __post_init__(self) -> None:
@@ -72,9 +72,10 @@ class SummaryService:
         self._spawn(self._title_chat(user_id, chat_id, first_message, config, generate=generate))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coroutine)
-        self.runtime.background.add(task)
-        task.add_done_callback(self.runtime.background.discard)
+        async def job() -> None:
+            await coroutine
+
+        self.runtime.jobs.spawn("chat-title", job)
 
     async def _title_chat(
         self,

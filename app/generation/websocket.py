@@ -30,23 +30,22 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
 from app.auth.cookies import ACCESS_COOKIE
-from app.auth.dependencies import get_generation_user
+from app.auth.dependencies import AuthRuntime, get_generation_user
 from app.auth.errors import AccountDisabled, InvalidToken
 from app.auth.live_sessions import DISABLED, REVOKED, LiveSession, SessionEnding
 from app.auth.service import Principal
 from app.core.db import utcnow
-from app.core.deps import Runtime
 from app.core.errors import AppError
 from app.core.logging import user_id_var
 from app.files.store import FileStore
 from app.generation import reply_events
 from app.generation.dependencies import Services, open_services
 from app.generation.idempotency import parse_key
+from app.generation.parts import GenerationParts
 from app.generation.reply_events import ReplyEvent
 from app.generation.reply_stream import STOPPED, ReplyStream
 from app.generation.requests import SendMessage
 from app.generation.resume import ReplyResumer
-from app.generation.runtime import GenerationRuntime
 from app.generation.schemas import Content, ModelName
 from app.knowledge.schemas import CollectionIds
 from app.users.models import User
@@ -71,7 +70,7 @@ class WSMessage(BaseModel):
     last_event_id: int = Field(default=0, ge=0, le=999_999_999)
 
 
-def _allowed_origin(websocket: WebSocket, runtime: Runtime) -> bool:
+def _allowed_origin(websocket: WebSocket, runtime: AuthRuntime) -> bool:
     """Cookies ride along on cross-site WebSocket handshakes: only our own origins may use them."""
     origin = websocket.headers.get("origin")
     if origin is None:
@@ -132,8 +131,8 @@ class ChatSocket:
     ) -> None:
         self.websocket = websocket
         self.chat_id = chat_id
-        self.runtime: Runtime = websocket.app.state.runtime
-        self.generation: GenerationRuntime = websocket.app.state.generation
+        self.runtime: AuthRuntime = websocket.app.state.runtime
+        self.generation: GenerationParts = websocket.app.state.generation
         self.files: FileStore = websocket.app.state.files
         self.user: User = principal.user
         self.token = token
@@ -309,8 +308,8 @@ class ChatSocket:
 @router.websocket("/api/chats/{chat_id}/ws")
 async def chat_socket(websocket: WebSocket, chat_id: uuid.UUID) -> None:
     """Chat over a WebSocket: send messages and stops, receive the SSE events as JSON frames."""
-    runtime: Runtime = websocket.app.state.runtime
-    generation: GenerationRuntime = websocket.app.state.generation
+    runtime: AuthRuntime = websocket.app.state.runtime
+    generation: GenerationParts = websocket.app.state.generation
     files: FileStore = websocket.app.state.files
     await websocket.accept()
     token = websocket.cookies.get(ACCESS_COOKIE)

@@ -1,14 +1,14 @@
 """Moderation events are written off the request's and the reply's path: `record()` counts the
-event in the metrics at once and queues it; a background task writes what is queued in one short
+event in the metrics at once and queues it; a background job writes what is queued in one short
 transaction. A refused request rolls its own transaction back, and a streaming reply holds no
 connection, so neither could write the event itself."""
 
-import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.background import BackgroundJobs
 from app.core.db import Database, utcnow
 from app.core.metrics import Metrics
 from app.guardrails.models import ModerationEvent
@@ -44,7 +44,8 @@ class ModerationRecorder:
         self._db = db
         self._metrics = metrics
         self._queue: list[Event] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._jobs = BackgroundJobs()
+        self._writing = False
 
     def record(self, event: Event) -> None:
         if self._metrics is not None:
@@ -60,8 +61,15 @@ class ModerationRecorder:
             },
         )
         self._queue.append(event)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write(), name="moderation-events")
+        if not self._writing:
+            self._writing = True
+            self._jobs.spawn("moderation-events", self._write_queued)
+
+    async def _write_queued(self) -> None:
+        try:
+            await self._write()
+        finally:
+            self._writing = False  # no await since the queue was last found empty
 
     async def _write(self) -> None:
         while self._queue:
@@ -92,5 +100,4 @@ class ModerationRecorder:
 
     async def drain(self) -> None:
         """Waits until every queued event is written (shutdown, tests)."""
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        await self._jobs.drain()

@@ -7,21 +7,19 @@ from starlette.requests import HTTPConnection
 from app.auth.dependencies import CurrentUser
 from app.core.deps import UnitOfWorkDep
 from app.knowledge.models import Collection
-from app.knowledge.runtime import KnowledgeRuntime
+from app.knowledge.parts import KnowledgeParts
 from app.knowledge.service import KnowledgeService
 
 
-async def get_knowledge_runtime(connection: HTTPConnection) -> KnowledgeRuntime:
-    runtime: KnowledgeRuntime = connection.app.state.knowledge
+async def get_knowledge_parts(connection: HTTPConnection) -> KnowledgeParts:
+    runtime: KnowledgeParts = connection.app.state.knowledge
     return runtime
 
 
-KnowledgeRuntimeDep = Annotated[KnowledgeRuntime, Depends(get_knowledge_runtime)]
+KnowledgePartsDep = Annotated[KnowledgeParts, Depends(get_knowledge_parts)]
 
 
-async def get_knowledge_service(
-    uow: UnitOfWorkDep, runtime: KnowledgeRuntimeDep
-) -> KnowledgeService:
+async def get_knowledge_service(uow: UnitOfWorkDep, runtime: KnowledgePartsDep) -> KnowledgeService:
     return KnowledgeService(uow=uow, runtime=runtime)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
+from app.core.background import Supervisor
 from app.core.db import utcnow
 from app.core.errors import AppError
 from app.core.uow import UnitOfWork
@@ -36,7 +37,7 @@ from app.knowledge.models import DocumentStatus, KnowledgeDocument
 from app.knowledge.repository import DocumentRepository
 
 if TYPE_CHECKING:
-    from app.knowledge.runtime import KnowledgeRuntime
+    from app.knowledge.parts import KnowledgeParts
 
 logger = logging.getLogger("parley.knowledge")
 
@@ -50,27 +51,27 @@ class _LeaseLost(Exception):
 
 
 class IngestionWorkers:
-    def __init__(self, runtime: "KnowledgeRuntime", count: int) -> None:
+    def __init__(self, runtime: "KnowledgeParts", count: int) -> None:
         self.runtime = runtime
         self.count = count
         self.wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self.lease = timedelta(seconds=runtime.settings.ingest_lease_seconds)
         # A user's documents ingested at once (across processes): all workers but one, so that
         # another user's file never waits for one user's queue (at least one, of course).
         self.per_user = max(1, count - 1)
 
-    def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"parley-ingest-{n}") for n in range(self.count)
-        ]
-        self._tasks.append(asyncio.create_task(self._sweep_forever(), name="parley-ingest-sweep"))
+    @property
+    def loops(self) -> list[str]:
+        """The names of the workers' loops under the supervisor."""
+        return [f"ingest-worker-{n}" for n in range(self.count)] + ["ingest-sweep"]
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+    def start(self, supervisor: Supervisor) -> None:
+        """Runs the workers and the orphan sweep as supervised loops (a crash is logged and
+        the loop restarted); stop them with `supervisor.stop(*workers.loops)`."""
+        *workers, sweep = self.loops
+        for name in workers:
+            supervisor.start(name, self._run)
+        supervisor.start(sweep, self._sweep_forever)
 
     def notify(self) -> None:
         self.wake.set()

@@ -20,12 +20,12 @@ from app.knowledge.errors import (
 )
 from app.knowledge.index import query_words
 from app.knowledge.models import Collection, CollectionFile, DocumentStatus, KnowledgeDocument
+from app.knowledge.parts import KnowledgeParts
 from app.knowledge.repository import (
     CollectionFileRepository,
     CollectionRepository,
     DocumentRepository,
 )
-from app.knowledge.runtime import KnowledgeRuntime
 from app.knowledge.schemas import (
     CollectionCreate,
     CollectionFileRead,
@@ -41,7 +41,7 @@ MAX_FILES_PER_COLLECTION = 10_000
 @dataclass(kw_only=True)
 class KnowledgeService:
     uow: UnitOfWork
-    runtime: KnowledgeRuntime
+    runtime: KnowledgeParts
 
     def __post_init__(self) -> None:
         self.collections = self.uow.get(CollectionRepository)

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 
+from app.core.background import BackgroundJobs
 from app.mail.sender import EmailMessage, MailSender
 
 logger = logging.getLogger("parley.mail")
@@ -15,15 +16,12 @@ class Mailer:
         self.sender = sender
         self.retries = retries
         self.backoff = backoff
-        # The event loop keeps only weak references to tasks: without these, a pending send
-        # could be garbage-collected mid-flight.
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Its own queue, drained at shutdown after the app's jobs (which queue mails).
+        self._jobs = BackgroundJobs()
 
     def send_later(self, message: EmailMessage) -> None:
         """Schedule delivery in the background; failures are retried, then logged."""
-        task = asyncio.create_task(self._deliver(message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._jobs.spawn("mail", lambda: self._deliver(message))
 
     async def send_now(self, message: EmailMessage) -> None:
         """Deliver once and wait; errors propagate to the caller."""
@@ -31,17 +29,11 @@ class Mailer:
 
     async def drain(self, timeout: float = 10) -> None:  # noqa: ASYNC109
         """Wait for pending sends; those still running after `timeout` seconds are cancelled."""
-        pending = set(self._tasks)
-        if not pending:
-            return
-        _done, late = await asyncio.wait(pending, timeout=timeout)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        await self._jobs.drain(timeout)
 
     @property
     def pending(self) -> int:
-        return len(self._tasks)
+        return self._jobs.pending
 
     async def _deliver(self, message: EmailMessage) -> None:
         # Recipient and subject only: bodies carry single-use tokens and stay out of error logs.

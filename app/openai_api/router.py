@@ -14,7 +14,7 @@ from app.core.deps import RuntimeDep, UnitOfWorkDep
 from app.core.errors import AppError, OpenAIErrorResponse, Unauthorized
 from app.core.ratelimit import RateLimited
 from app.generation.dependencies import (
-    GenerationRuntimeDep,
+    GenerationPartsDep,
     GenerationServiceDep,
     ReplyResumerDep,
 )
@@ -76,7 +76,7 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 async def get_openai_service(
     uow: UnitOfWorkDep,
     runtime: RuntimeDep,
-    generation_runtime: GenerationRuntimeDep,
+    parts: GenerationPartsDep,
     generation: GenerationServiceDep,
     chats: ChatServiceDep,
     resumer: ReplyResumerDep,
@@ -85,7 +85,7 @@ async def get_openai_service(
         uow=uow,
         db=runtime.db,
         settings=runtime.settings,
-        runtime=generation_runtime,
+        parts=parts,
         generation=generation,
         chats=chats,
         resumer=resumer,

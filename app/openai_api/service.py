@@ -14,11 +14,11 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import AppError
 from app.core.uow import UnitOfWork, unit_of_work
+from app.generation.parts import GenerationParts
 from app.generation.reply_events import ReplyEvent
 from app.generation.reply_stream import ReplyStream
 from app.generation.requests import Completion
 from app.generation.resume import ReplyResumer, SavedReply
-from app.generation.runtime import GenerationRuntime
 from app.generation.service import GenerationService
 from app.generation.upstream.types import ModelConfig
 from app.keys.dependencies import Caller
@@ -66,7 +66,7 @@ class OpenAIService:
     uow: UnitOfWork
     db: Database
     settings: Settings
-    runtime: GenerationRuntime
+    parts: GenerationParts
     generation: GenerationService
     chats: ChatService
     resumer: ReplyResumer
@@ -78,7 +78,7 @@ class OpenAIService:
 
     def list_models(self, caller: Caller) -> ModelList:
         """The models the caller may use: chat models, then the embedding model if any."""
-        names = [model.name for model in self.runtime.registry.all()]
+        names = [model.name for model in self.parts.registry.all()]
         if self.settings.embedding_base_url:
             names.append(self.settings.embedding_model)
         return ModelList(
@@ -87,7 +87,7 @@ class OpenAIService:
 
     def chat_model(self, caller: Caller, name: str) -> ModelConfig:
         """The chat model named, if the caller may use it; 404 model_not_found otherwise."""
-        model = next((m for m in self.runtime.registry.all() if m.name == name), None)
+        model = next((m for m in self.parts.registry.all() if m.name == name), None)
         if model is None or not caller.may_use(name):
             raise ModelNotFound(name)
         return model
@@ -214,7 +214,7 @@ class OpenAIService:
 
     async def embeddings(self, caller: Caller, body: EmbeddingRequest) -> dict[str, Any]:
         """The configured embedding endpoint's answer for the client's input."""
-        client = EmbeddingClient.from_settings(self.settings, self.runtime.http)
+        client = EmbeddingClient.from_settings(self.settings, self.parts.http)
         # Without an embedding endpoint no embedding model exists (GET /v1/models lists none).
         if client is None or body.model != client.model or not caller.may_use(body.model):
             raise ModelNotFound(body.model)

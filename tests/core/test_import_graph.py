@@ -32,6 +32,7 @@ LAYERS = [
     "openai_api",  # the OpenAI-compatible /v1 surface, on top of generation
     "health",
     "web",
+    "runtime",  # app/runtime.py: the long-lived objects, built on every domain's parts
     "cli",  # app/cli.py
     "models",  # app/models.py: every table, for alembic
     "main",  # app/main.py: create_app() wires everything

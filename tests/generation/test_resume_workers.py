@@ -6,6 +6,7 @@ import uuid
 
 import httpx
 
+from app.core.shared_redis import connect_redis
 from app.generation import reply_events
 from app.generation.reply_buffer import RedisReplyBuffer
 from app.generation.reply_events import ReplyEvent
@@ -223,7 +224,8 @@ class TestACrowdRejoiningOnAnotherWorker:
 class TestRedisReplyBuffer:
     async def test_a_follower_gets_every_event_whatever_the_batches(self, redis_url):  # noqa: F811
         name = f"parley-test-{uuid.uuid4().hex[:12]}"
-        buffer = RedisReplyBuffer(redis_url, keep_seconds=60, max_entries=1000, name=name)
+        client = connect_redis(redis_url, name=name)
+        buffer = RedisReplyBuffer(client, keep_seconds=60, max_entries=1000)
         reply_id = str(uuid.uuid4())
 
         async def following():
@@ -256,13 +258,15 @@ class TestRedisReplyBuffer:
             assert [e.id for e in got] == [6]
         finally:
             await buffer.close()
+            await client.aclose()
 
     async def test_followers_of_a_reply_share_one_reader_and_one_viewer_place(
         self,
         redis_url,  # noqa: F811
     ):
         name = f"parley-test-{uuid.uuid4().hex[:12]}"
-        buffer = RedisReplyBuffer(redis_url, keep_seconds=60, max_entries=1000, name=name)
+        client = connect_redis(redis_url, name=name)
+        buffer = RedisReplyBuffer(client, keep_seconds=60, max_entries=1000)
         reply_id = str(uuid.uuid4())
         received: dict[int, list[ReplyEvent]] = {number: [] for number in range(50)}
 
@@ -287,6 +291,7 @@ class TestRedisReplyBuffer:
             await asyncio.wait_for(asyncio.gather(*followers), timeout=10)
         finally:
             await buffer.close()
+            await client.aclose()
         assert readers == 1 and viewers == 1
         assert all([e.id for e in events] == [1, 2] for events in received.values())
 

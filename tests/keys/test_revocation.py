@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from app.core.invalidation import Invalidations
+from app.core.shared_redis import connect_redis
 from tests.auth.test_password_reset import NEW_PASSWORD, request_reset
 from tests.keys.helpers import create_key, with_key
 from tests.ops.test_processes import redis_url  # noqa: F401 - the fixture
@@ -37,8 +38,9 @@ class TestPasswordReset:
 class TestInvalidations:
     async def test_a_message_reaches_the_other_reader(self, redis_url):  # noqa: F811
         channel = f"parley-test:{uuid.uuid4().hex}"
-        one = Invalidations(redis_url, channel=channel)
-        two = Invalidations(redis_url, channel=channel)
+        client = connect_redis(redis_url)
+        one = Invalidations(client, channel=channel)
+        two = Invalidations(client, channel=channel)
         seen: list[str] = []
         resets: list[int] = []
         two.subscribe("thing", seen.append)
@@ -55,6 +57,7 @@ class TestInvalidations:
             await asyncio.gather(reader, return_exceptions=True)
             await one.close()
             await two.close()
+            await client.aclose()
         assert not two.live and len(resets) == 2
 
     async def test_without_redis_messages_stay_in_process_and_are_live(self):

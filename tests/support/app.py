@@ -9,8 +9,8 @@ import httpx
 from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.core.deps import Runtime
 from app.main import create_app
+from app.runtime import Runtime
 
 
 def runtime_of(app: FastAPI) -> Runtime:

@@ -26,7 +26,7 @@ from app.generation.pipeline.stages.title import Title
 from app.generation.prompt import Prompt, build_prompt
 from app.generation.reply_stream import ReplyResult
 from app.guardrails.pipeline import GuardrailPipeline
-from app.knowledge.runtime import KnowledgeRuntime
+from app.knowledge.parts import KnowledgeParts
 
 
 def default_stages(
@@ -34,7 +34,7 @@ def default_stages(
     settings: Settings,
     db: Database,
     guardrails: GuardrailPipeline,
-    knowledge: Callable[[], KnowledgeRuntime | None],
+    knowledge: Callable[[], KnowledgeParts | None],
 ) -> list[Stage]:
     """Every stage, in order. Each hook runs in this order within its phase."""
     return [

@@ -30,8 +30,8 @@ from app.generation.upstream.types import (
     UpstreamCall,
 )
 from app.guardrails.pipeline import GuardrailPipeline, UntrustedText
+from app.knowledge.parts import KnowledgeParts
 from app.knowledge.retrieval import context_block
-from app.knowledge.runtime import KnowledgeRuntime
 from app.knowledge.schemas import SearchHit
 
 logger = logging.getLogger("parley.generation")
@@ -76,7 +76,7 @@ class Retrieval(Stage):
     def __init__(
         self,
         *,
-        knowledge: Callable[[], KnowledgeRuntime | None],
+        knowledge: Callable[[], KnowledgeParts | None],
         db: Database,
         settings: Settings,
         guardrails: GuardrailPipeline,

@@ -1,5 +1,6 @@
-"""The knowledge domain's long-lived parts, started with the app: the embedding client, the
-index, the retriever and the ingestion workers (app.state.knowledge)."""
+"""The knowledge domain's long-lived parts, started by the app's runtime (app/runtime.py): the
+embedding client, the index, the retriever and the ingestion workers (runtime.knowledge, also
+app.state.knowledge for the package's dependencies)."""
 
 import logging
 import uuid
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from app.core.background import Supervisor
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.uow import UnitOfWork, unit_of_work
@@ -28,7 +30,7 @@ logger = logging.getLogger("parley.knowledge")
 
 
 @dataclass
-class KnowledgeRuntime:
+class KnowledgeParts:
     settings: Settings
     db: Database
     store: FileStore
@@ -83,14 +85,16 @@ class KnowledgeRuntime:
 
 
 @asynccontextmanager
-async def knowledge_runtime(
+async def running_knowledge(
     settings: Settings,
     db: Database,
     store: FileStore,
     http: httpx.AsyncClient,
+    supervisor: Supervisor,
     guardrails: "GuardrailPipeline | None" = None,
-) -> AsyncIterator[KnowledgeRuntime]:
-    """Prepares the index, starts the ingestion workers; stops them at the end."""
+) -> AsyncIterator[KnowledgeParts]:
+    """Prepares the index, starts the ingestion workers under the supervisor; stops them at
+    the end."""
     index = build_index(db.engine.dialect.name, settings.embedding_dimensions)
     embedder = EmbeddingClient.from_settings(settings, http)
     if embedder is not None:
@@ -98,7 +102,7 @@ async def knowledge_runtime(
             await index.prepare(db.engine)
         except Exception:
             logger.warning("the vector index could not be prepared: full text only", exc_info=True)
-    runtime = KnowledgeRuntime(
+    parts = KnowledgeParts(
         settings=settings,
         db=db,
         store=store,
@@ -109,10 +113,10 @@ async def knowledge_runtime(
     if embedder is None:
         logger.info("no embedding endpoint (EMBEDDING_BASE_URL): knowledge retrieval is full text")
     else:
-        logger.info("knowledge retrieval: %s", runtime.retrieval, extra={"space": runtime.space})
-    runtime.workers.start()
+        logger.info("knowledge retrieval: %s", parts.retrieval, extra={"space": parts.space})
+    parts.workers.start(supervisor)
     try:
-        yield runtime
+        yield parts
     finally:
-        await runtime.workers.stop()
-        await runtime.retriever.close()
+        await supervisor.stop(*parts.workers.loops)
+        await parts.retriever.close()

@@ -1,4 +1,6 @@
-"""The generation package's long-lived objects, started and stopped with the app (lifespan)."""
+"""The generation package's long-lived parts (models, providers, the replies streaming, stop
+signals, the reply fan-out, the composer), started and stopped by the app's runtime
+(app/runtime.py)."""
 
 import asyncio
 import logging
@@ -10,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import redis.asyncio as redis
 
 from app.auth.live_sessions import LiveSessions
-from app.core.background import Supervisor
+from app.core.background import BackgroundJobs, Supervisor
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.metrics import Metrics
@@ -25,20 +28,19 @@ from app.generation.upstream.echo import EchoProvider
 from app.generation.upstream.openai import OpenAIProvider
 from app.generation.upstream.probe import UpstreamProbe
 from app.generation.upstream.registry import ModelRegistry, Providers
-from app.generation.upstream.transport import build_http_client
 from app.generation.upstream.types import ChatMessage, ModelConfig
 from app.guardrails.guard_model import GuardModel
 from app.guardrails.pipeline import GuardrailPipeline
 from app.guardrails.recorder import ModerationRecorder
-from app.knowledge.runtime import KnowledgeRuntime
+from app.knowledge.parts import KnowledgeParts
 
 logger = logging.getLogger("parley.generation")
 
 
 @dataclass
-class GenerationRuntime:
-    """Models, providers on one HTTP client, the replies streaming, and stop signals
-    (app.state.generation)."""
+class GenerationParts:
+    """Models, providers on the runtime's HTTP client, the replies streaming, and stop signals
+    (runtime.generation, also app.state.generation for the package's dependencies)."""
 
     registry: ModelRegistry
     providers: Providers
@@ -48,14 +50,15 @@ class GenerationRuntime:
     stops: StopBus
     stops_shared: bool
     http: httpx.AsyncClient
-    background: set[asyncio.Task[None]]
+    # Work a reply schedules and does not wait for (titles, freeing idempotency keys).
+    jobs: BackgroundJobs
     guardrails: GuardrailPipeline
     # The sessions of this worker's open WebSockets, watched for revocation and expiry.
     sessions: LiveSessions
     # Replies' events in Redis for clients rejoining on another worker; None without REDIS_URL.
     buffer: RedisReplyBuffer | None = None
     # Retrieval for chats that name collections; set by the app's lifespan (app/main.py).
-    knowledge: "KnowledgeRuntime | None" = None
+    knowledge: "KnowledgeParts | None" = None
     # The stages every reply is composed of (pipeline/composer.py).
     composer: ReplyComposer = field(init=False)
 
@@ -139,10 +142,22 @@ def _stop_replies_on_exit_signals(replies: ActiveReplies) -> Callable[[], None]:
     return restore
 
 
+# Seconds shutdown gives the package's jobs (titles) before cancelling them.
+JOBS_GRACE_SECONDS = 1.0
+
+
 @asynccontextmanager
-async def generation_runtime(
-    settings: Settings, db: Database, metrics: Metrics, supervisor: Supervisor
-) -> AsyncIterator[GenerationRuntime]:
+async def running_generation(
+    settings: Settings,
+    db: Database,
+    metrics: Metrics,
+    supervisor: Supervisor,
+    http: httpx.AsyncClient,
+    shared: redis.Redis | None,
+) -> AsyncIterator[GenerationParts]:
+    """Builds the parts on the runtime's HTTP client and (with REDIS_URL) its Redis client,
+    starts their loops under the supervisor, and on the way out ends the replies streaming
+    (saving what came) before stopping the loops."""
     registry = ModelRegistry.from_settings(settings)
     if registry.upstream_configured:
         logger.info(
@@ -154,86 +169,87 @@ async def generation_runtime(
             "no LLM upstream configured (LLM_BASE_URL): replies come from the built-in echo "
             "model, which repeats the prompt"
         )
-    async with build_http_client(
-        max_connections=settings.llm_max_connections,
-        connect_timeout=settings.llm_connect_timeout,
-        keepalive_expiry=settings.llm_keepalive_seconds,
-        transport=settings.upstream_transport,
-    ) as http:
-        openai = OpenAIProvider(
-            http,
-            first_token_timeout=settings.llm_first_token_timeout,
-            idle_timeout=settings.llm_idle_timeout,
-        )
-        providers = Providers(openai=openai, echo=EchoProvider(delay=settings.echo_token_delay))
-        buffer = (
-            RedisReplyBuffer(
-                settings.redis_url,
-                keep_seconds=settings.reply_buffer_seconds,
-                max_entries=settings.reply_buffer_max_entries,
-            )
-            if settings.redis_url
-            else None
-        )
-        if buffer is not None:
-            await buffer.start()
-        replies = ActiveReplies(
-            on_disconnect=DisconnectPolicy(
-                settings.reply_on_disconnect, settings.reply_resume_grace_seconds
-            ),
-            publisher=buffer,
+    openai = OpenAIProvider(
+        http,
+        first_token_timeout=settings.llm_first_token_timeout,
+        idle_timeout=settings.llm_idle_timeout,
+    )
+    providers = Providers(openai=openai, echo=EchoProvider(delay=settings.echo_token_delay))
+    buffer = (
+        RedisReplyBuffer(
+            shared,
             keep_seconds=settings.reply_buffer_seconds,
+            max_entries=settings.reply_buffer_max_entries,
         )
-        stops: StopBus
-        if settings.redis_url:
-            stops = RedisStopBus(replies, settings.redis_url)
-            await stops.start()
-        else:
-            stops = LocalStopBus(replies)
-        runtime = GenerationRuntime(
-            registry=registry,
-            providers=providers,
-            replies=replies,
-            metrics=metrics,
-            probe=UpstreamProbe(registry, providers),
-            stops=stops,
-            stops_shared=bool(settings.redis_url),
-            http=http,
-            background=set(),
-            guardrails=build_guardrails(settings, db, metrics, registry, openai),
-            sessions=LiveSessions(db),
-            buffer=buffer,
-        )
-        runtime.composer = ReplyComposer(
-            default_stages(
-                settings=settings,
-                db=db,
-                guardrails=runtime.guardrails,
-                knowledge=lambda: runtime.knowledge,
-            ),
-            max_image_side=settings.vision_max_side,
-        )
-        try:
-            await sweep_interrupted(db, settings)
-        except Exception:
-            logger.warning("start-up sweep of interrupted replies failed", exc_info=True)
-        supervisor.every(
-            "stale-reply-sweep",
-            stale_after(settings).total_seconds(),
-            lambda: sweep_interrupted(db, settings),
-        )
-        restore_signals = _stop_replies_on_exit_signals(replies)
-        try:
-            yield runtime
-        finally:
-            restore_signals()
-            await runtime.replies.shutdown()
-            await runtime.sessions.close()
-            await stops.close()
-            if buffer is not None:
-                await buffer.close()
-            for task in list(runtime.background):
-                task.cancel()
-            with suppress(Exception):
-                await asyncio.gather(*runtime.background, return_exceptions=True)
-            await runtime.guardrails.recorder.drain()
+        if shared is not None
+        else None
+    )
+    replies = ActiveReplies(
+        on_disconnect=DisconnectPolicy(
+            settings.reply_on_disconnect, settings.reply_resume_grace_seconds
+        ),
+        publisher=buffer,
+        keep_seconds=settings.reply_buffer_seconds,
+    )
+    stops: StopBus = RedisStopBus(replies, shared) if shared is not None else LocalStopBus(replies)
+    parts = GenerationParts(
+        registry=registry,
+        providers=providers,
+        replies=replies,
+        metrics=metrics,
+        probe=UpstreamProbe(registry, providers),
+        stops=stops,
+        stops_shared=shared is not None,
+        http=http,
+        jobs=BackgroundJobs(),
+        guardrails=build_guardrails(settings, db, metrics, registry, openai),
+        sessions=LiveSessions(db),
+        buffer=buffer,
+    )
+    parts.composer = ReplyComposer(
+        default_stages(
+            settings=settings,
+            db=db,
+            guardrails=parts.guardrails,
+            knowledge=lambda: parts.knowledge,
+        ),
+        max_image_side=settings.vision_max_side,
+    )
+    loops: list[str] = []
+    if buffer is not None:
+        supervisor.start(REPLY_BUFFER_LOOP, buffer.flush_forever)
+        loops.append(REPLY_BUFFER_LOOP)
+    if isinstance(stops, RedisStopBus):
+        supervisor.start(STOP_BUS_LOOP, stops.listen)
+        loops.append(STOP_BUS_LOOP)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await stops.subscribed()
+    try:
+        await sweep_interrupted(db, settings)
+    except Exception:
+        logger.warning("start-up sweep of interrupted replies failed", exc_info=True)
+    supervisor.every(
+        STALE_SWEEP_LOOP,
+        stale_after(settings).total_seconds(),
+        lambda: sweep_interrupted(db, settings),
+    )
+    loops.append(STALE_SWEEP_LOOP)
+    restore_signals = _stop_replies_on_exit_signals(replies)
+    try:
+        yield parts
+    finally:
+        restore_signals()
+        await parts.replies.shutdown()
+        await parts.sessions.close()
+        await supervisor.stop(*loops)
+        if buffer is not None:
+            await buffer.close()  # the last events of replies stopped above
+        await parts.jobs.drain(timeout=JOBS_GRACE_SECONDS)
+        await parts.guardrails.recorder.drain()
+
+
+# The package's loops under the supervisor.
+REPLY_BUFFER_LOOP = "reply-buffer-flush"
+STOP_BUS_LOOP = "stop-signals"
+STALE_SWEEP_LOOP = "stale-reply-sweep"
