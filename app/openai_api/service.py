@@ -6,7 +6,7 @@ guardrails, usage, metrics, cancellation and Idempotency-Key apply as they do to
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from app.chats.service import ChatService
@@ -138,6 +138,10 @@ class OpenAIService:
         its events, and the live reply when it runs here."""
         outcome = await self.generation.reply(caller.user, request, idempotency_key=idempotency_key)
         if isinstance(outcome, ReplyStream):
+            if idempotency_key is None and request.chat is None:
+                # Nothing can rejoin it (no retry key, no chat): once its client is gone, the
+                # upstream is stopped at once instead of after REPLY_RESUME_GRACE_SECONDS.
+                outcome.on_disconnect = replace(outcome.on_disconnect, grace_seconds=0)
             return outcome.events(), outcome
         return self._rejoined(outcome), None
 

@@ -117,8 +117,7 @@ class TestStreaming:
         assert "The engine failed" in str(caught.value.message)
         assert "".join(received) == "Hello,"
 
-    @pytest.mark.parametrize("parley_overrides", [{"reply_resume_grace_seconds": 0}])
-    async def test_client_going_away_cancels_the_upstream(
+    async def test_client_going_away_cancels_the_upstream_at_once(
         self, client: openai.AsyncOpenAI, fake_upstream: FakeUpstream
     ) -> None:
         fake_upstream.state.tokens = 200
