@@ -15,6 +15,7 @@ from app.core.db import Database
 from app.core.errors import AppError
 from app.core.uow import UnitOfWork, unit_of_work
 from app.generation.parts import GenerationParts
+from app.generation.prompt import estimate_tokens
 from app.generation.reply_events import ReplyEvent
 from app.generation.reply_stream import ReplyStream
 from app.generation.requests import Completion
@@ -47,6 +48,8 @@ from app.openai_api.schemas import (
     ParleyExtension,
     ResponsesRequest,
 )
+from app.usage.repository import UsageRepository
+from app.usage.service import UsageService
 
 # Fields of a chat completion request that are Parley's to set, never passed through.
 _OWN_FIELDS = frozenset(
@@ -222,11 +225,45 @@ class OpenAIService:
         # Without an embedding endpoint no embedding model exists (GET /v1/models lists none).
         if client is None or body.model != client.model or not caller.may_use(body.model):
             raise ModelNotFound(body.model)
+        # Counted like a reply: the quota and the key's daily tokens are checked and the input's
+        # likely tokens held before the call, settled with the endpoint's own count after it.
+        usage = UsageService(usage=self.uow.get(UsageRepository), settings=self.settings)
+        await usage.lock(caller.user, api_key=caller.key)
+        estimate = embedding_input_tokens(body.input)
+        record, _quota = await usage.reserve(
+            caller.user,
+            model=body.model,
+            kind="embedding",
+            prompt_tokens=estimate,
+            completion_tokens=0,
+            api_key=caller.key,
+        )
+        await self.uow.commit()  # no connection held while the endpoint works
         try:
             answer = await client.create(body.model_dump(exclude_none=True))
         except EmbeddingFailed as exc:
+            await self._settle_embedding(record.id, 0, estimated=False)
             raise EmbeddingsFailed(str(exc)) from exc
+        counted = (answer.get("usage") or {}).get("prompt_tokens")
+        if isinstance(counted, int) and counted >= 0:
+            await self._settle_embedding(record.id, counted, estimated=False)
+        else:
+            await self._settle_embedding(record.id, estimate, estimated=True)
         return {**answer, "model": body.model}
+
+    async def _settle_embedding(self, usage_id: uuid.UUID, tokens: int, *, estimated: bool) -> None:
+        async with unit_of_work(self.db) as uow:
+            await uow.get(UsageRepository).settle(
+                usage_id, prompt_tokens=tokens, completion_tokens=0, estimated=estimated
+            )
+
+
+def embedding_input_tokens(value: str | list[str] | list[int] | list[list[int]]) -> int:
+    """The tokens an embedding input likely holds: token arrays counted, text estimated."""
+    items: list[Any] = [value] if isinstance(value, str) else list(value)
+    if items and all(isinstance(item, int) for item in items):
+        return len(items)  # one input given as token ids
+    return sum(len(item) if isinstance(item, list) else estimate_tokens(item) for item in items)
 
 
 def new_response_id() -> str:

@@ -1,9 +1,11 @@
 """GET /v1/models and POST /v1/embeddings through the openai SDK."""
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import openai
 import pytest
+from sqlalchemy import text
 
 from tests.openai_api.conftest import v1_url
 from tests.support.api import SignedInUser, register
@@ -88,3 +90,40 @@ class TestEmbeddings:
         with pytest.raises(openai.NotFoundError) as caught:
             await client.embeddings.create(model="fake-embed", input="hi")
         assert caught.value.code == "model_not_found"
+
+
+class TestEmbeddingUsage:
+    async def test_counted_with_the_endpoints_own_token_count(
+        self, embedding_parley: Parley
+    ) -> None:
+        user = await register(embedding_parley.http)
+        async with openai.AsyncOpenAI(
+            base_url=v1_url(embedding_parley), api_key=user.access_token, max_retries=0
+        ) as sdk:
+            answer = await sdk.embeddings.create(
+                model="fake-embed", input=["water damage in the attic", "pancakes"]
+            )
+        report = await embedding_parley.http.get(
+            "/api/usage", params={"group_by": "model"}, headers=user.headers
+        )
+        rows = {row["key"]: row for row in report.json()["items"]}
+        assert answer.usage.prompt_tokens == 6
+        assert rows["fake-embed"]["prompt_tokens"] == 6
+        assert rows["fake-embed"]["reported_tokens"] == 6
+
+    async def test_over_the_daily_quota_is_429_before_the_endpoint(
+        self, embedding_parley: Parley, fake_upstream: FakeUpstream, clean_db: Any
+    ) -> None:
+        user = await register(embedding_parley.http)
+        async with clean_db.begin() as connection:
+            await connection.execute(
+                text("UPDATE user_account SET daily_token_quota = 3 WHERE email = :email"),
+                {"email": user.email},
+            )
+        async with openai.AsyncOpenAI(
+            base_url=v1_url(embedding_parley), api_key=user.access_token, max_retries=0
+        ) as sdk:
+            with pytest.raises(openai.RateLimitError) as caught:
+                await sdk.embeddings.create(model="fake-embed", input="word " * 40)
+        assert caught.value.code == "quota_exceeded"
+        assert fake_upstream.state.embedding_requests == []
