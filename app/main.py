@@ -25,6 +25,7 @@ from app.core.middleware import (
 )
 from app.core.openapi import install_openapi
 from app.files.router import router as files_router
+from app.generation.admin_router import router as upstreams_admin_router
 from app.generation.router import router as generation_router
 from app.generation.websocket import router as ws_router
 from app.guardrails.router import router as moderation_router
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(mfa_router)
     app.include_router(users_router)
     app.include_router(admin_router)
+    app.include_router(upstreams_admin_router)
     # API keys may call only the routes opened to their scopes (docs/api.md#api-keys).
     chats_scope = [keys_allowed("chats")]
     knowledge_scope = [keys_allowed("knowledge")]

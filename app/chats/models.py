@@ -105,3 +105,5 @@ class Message(ReplyOutcome, UUIDPrimaryKey, Timestamps, Base):
     model: Mapped[str | None] = mapped_column(String(100))
     # Replies: the chunks retrieval put in the prompt (app/knowledge/schemas.py SourceRead).
     sources: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # Replies: the model and deployment that answered ({"model", "deployment"}; routing).
+    served_by: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))

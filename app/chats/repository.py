@@ -209,6 +209,8 @@ class ThreadRow(NamedTuple):
     depth: int
     role: str
     content: str
+    # Replies: who answered ({"model", "deployment"}), so the chat's next turn stays there.
+    served_by: dict[str, str] | None = None
 
 
 class MessageRepository(Repository[Message]):
@@ -404,7 +406,14 @@ _OWNED_CHAT = select(Chat).where(
 
 def _thread_query(leaf: ColumnElement[bool]) -> Select[Any]:
     """Root-first path to the message matching `leaf` in chat :chat_id, as ThreadRow columns."""
-    columns = (Message.id, Message.parent_id, Message.depth, Message.role, Message.content)
+    columns = (
+        Message.id,
+        Message.parent_id,
+        Message.depth,
+        Message.role,
+        Message.content,
+        Message.served_by,
+    )
     path = (
         select(*columns)
         .where(Message.chat_id == bindparam("chat_id", type_=Uuid), leaf)
@@ -412,9 +421,9 @@ def _thread_query(leaf: ColumnElement[bool]) -> Select[Any]:
     )
     above = aliased(Message)
     path = path.union_all(
-        select(above.id, above.parent_id, above.depth, above.role, above.content).join(
-            path, above.id == path.c.parent_id
-        )
+        select(
+            above.id, above.parent_id, above.depth, above.role, above.content, above.served_by
+        ).join(path, above.id == path.c.parent_id)
     )
     return select(path).order_by(path.c.depth)
 

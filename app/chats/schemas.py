@@ -158,10 +158,20 @@ class ChatPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
 
 
+class ServedBy(BaseModel):
+    model: str = Field(description="The model that answered (a fallback answers for another).")
+    deployment: str = Field(description="Its deployment (docs/upstreams.md#routing).")
+
+
 class ReplyOutcomeRead(BaseModel):
     """What a reply records besides its text (a message's and a generation's alike)."""
 
     model_config = ConfigDict(from_attributes=True)
+
+    served_by: ServedBy | None = Field(
+        default=None,
+        description="Replies from an upstream: the model and the deployment that answered.",
+    )
 
     prompt_tokens: int | None
     completion_tokens: int | None

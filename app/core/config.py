@@ -3,6 +3,7 @@
 import re
 from functools import lru_cache
 from ipaddress import ip_network
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -120,6 +121,17 @@ class GenerationSettings(BaseSettings):
     # More named models, as JSON: {"name": {"base_url": ..., "api_key": ..., "model": ...,
     # "context_length": ..., "vision": true}}. Each may point at a different upstream.
     llm_models: dict[str, dict[str, Any]] = {}
+    # The same as a YAML or JSON file (LLM_MODELS entries win over the file's of the same name).
+    llm_models_file: Path | None = None
+    # Routing across a model's deployments (docs/upstreams.md#routing): the strategy; fallback
+    # models per model ({"big": ["small"]}); failures within the window that cool a deployment
+    # down, and for how long; the deployments one reply tries per model.
+    llm_routing: Literal["weighted", "least-busy", "latency", "usage"] = "weighted"
+    llm_fallbacks: dict[str, list[str]] = {}
+    llm_allowed_fails: int = Field(default=3, ge=1)
+    llm_fail_window_seconds: float = Field(default=60.0, gt=0)
+    llm_cooldown_seconds: float = Field(default=10.0, gt=0)
+    llm_max_attempts: int = Field(default=3, ge=1, le=20)
     # The model used when a chat or request names none (default: LLM_MODEL, else echo).
     default_model: str | None = None
     llm_connect_timeout: float = Field(default=5.0, gt=0)

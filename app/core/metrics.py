@@ -55,6 +55,40 @@ class Metrics:
         self.upstream_errors = Counter(
             "parley_upstream_errors", "Failed replies by kind", ["kind"], registry=r
         )
+        # Routing across a model's deployments (app/generation/upstream/routing.py).
+        self.deployment_requests = Counter(
+            "parley_deployment_requests",
+            "Attempts sent to a model's deployment",
+            ["model", "deployment"],
+            registry=r,
+        )
+        self.deployment_failures = Counter(
+            "parley_deployment_failures",
+            "Failed attempts by kind (unavailable, timeout, http_429, http_5xx, incomplete, ...)",
+            ["model", "deployment", "kind"],
+            registry=r,
+        )
+        self.deployment_ttft = Histogram(
+            "parley_deployment_time_to_first_token_seconds",
+            "From sending an attempt to its first token",
+            ["model", "deployment"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.deployment_in_flight = Gauge(
+            "parley_deployment_in_flight",
+            "Attempts streaming from a deployment now",
+            ["model", "deployment"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.deployment_state = Gauge(
+            "parley_deployment_state",
+            "0 healthy, 1 half-open, 2 cooling down",
+            ["model", "deployment"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.rate_limited = Counter(
             "parley_rate_limited",
             "Requests refused by a rate limit or quota",

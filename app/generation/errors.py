@@ -126,9 +126,13 @@ class UpstreamHTTPError(UpstreamError):
     code = "upstream_http_error"
     message = "The model server refused the request."
 
-    def __init__(self, message: str | None = None, *, upstream_status: int):
+    def __init__(
+        self, message: str | None = None, *, upstream_status: int, retry_after: float | None = None
+    ):
         super().__init__(message)
         self.upstream_status = upstream_status
+        # Seconds the upstream asked to be left alone for (its Retry-After), if it said.
+        self.retry_after = retry_after
 
 
 class UpstreamTimeout(UpstreamError):

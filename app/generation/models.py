@@ -24,6 +24,8 @@ class Generation(ReplyOutcome, UUIDPrimaryKey, Timestamps, Base):
     content: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="streaming")
     model: Mapped[str] = mapped_column(String(100))
+    # The model and deployment that answered ({"model", "deployment"}; routing).
+    served_by: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
     # The files sent with the prompt, as they were then (AttachmentRead); null: none. A record,
     # not a link: deleting a file later leaves the history as it was.
     attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)

@@ -28,6 +28,9 @@ from app.generation.upstream.echo import EchoProvider
 from app.generation.upstream.openai import OpenAIProvider
 from app.generation.upstream.probe import UpstreamProbe
 from app.generation.upstream.registry import ModelRegistry, Providers
+from app.generation.upstream.routed import RoutedProvider
+from app.generation.upstream.routing import Router
+from app.generation.upstream.routing_shared import SharedRouting
 from app.generation.upstream.types import ChatMessage, ModelConfig
 from app.guardrails.guard_model import GuardModel
 from app.guardrails.pipeline import GuardrailPipeline
@@ -44,6 +47,8 @@ class GenerationParts:
 
     registry: ModelRegistry
     providers: Providers
+    # Chooses each attempt's deployment and keeps their health (upstream/routing.py).
+    router: Router
     replies: ActiveReplies
     metrics: Metrics
     probe: UpstreamProbe
@@ -68,7 +73,7 @@ class GuardUpstreamClient:
     """The guard model as the guardrails reach it: through the upstream provider and its one
     shared HTTP client (app/guardrails/guard_model.py, GuardUpstream)."""
 
-    provider: OpenAIProvider
+    provider: RoutedProvider
     model: ModelConfig
 
     async def complete(
@@ -88,7 +93,7 @@ def build_guardrails(
     db: Database,
     metrics: Metrics,
     registry: ModelRegistry,
-    provider: OpenAIProvider,
+    provider: RoutedProvider,
 ) -> GuardrailPipeline:
     guard: GuardModel | None = None
     if settings.guard_model:
@@ -169,12 +174,30 @@ async def running_generation(
             "no LLM upstream configured (LLM_BASE_URL): replies come from the built-in echo "
             "model, which repeats the prompt"
         )
-    openai = OpenAIProvider(
-        http,
+    models = registry.all(internal=True)
+    router = Router(
+        models,
+        strategy=settings.llm_routing,
+        fallbacks=settings.llm_fallbacks,
+        allowed_fails=settings.llm_allowed_fails,
+        fail_window=settings.llm_fail_window_seconds,
+        cooldown=settings.llm_cooldown_seconds,
+        max_attempts=settings.llm_max_attempts,
+        metrics=metrics,
+    )
+    openai = RoutedProvider(
+        OpenAIProvider(
+            http,
+            first_token_timeout=settings.llm_first_token_timeout,
+            idle_timeout=settings.llm_idle_timeout,
+            attempts=1,  # the router tries again, on another deployment when there is one
+        ),
+        router,
+        {model.name: model for model in models},
         first_token_timeout=settings.llm_first_token_timeout,
-        idle_timeout=settings.llm_idle_timeout,
     )
     providers = Providers(openai=openai, echo=EchoProvider(delay=settings.echo_token_delay))
+    shared_routing = SharedRouting(shared, router) if shared is not None else None
     buffer = (
         RedisReplyBuffer(
             shared,
@@ -195,6 +218,7 @@ async def running_generation(
     parts = GenerationParts(
         registry=registry,
         providers=providers,
+        router=router,
         replies=replies,
         metrics=metrics,
         probe=UpstreamProbe(registry, providers),
@@ -216,6 +240,9 @@ async def running_generation(
         max_image_side=settings.vision_max_side,
     )
     loops: list[str] = []
+    if shared_routing is not None:
+        supervisor.start(ROUTING_SYNC_LOOP, shared_routing.sync_forever)
+        loops.append(ROUTING_SYNC_LOOP)
     if buffer is not None:
         supervisor.start(REPLY_BUFFER_LOOP, buffer.flush_forever)
         loops.append(REPLY_BUFFER_LOOP)
@@ -253,3 +280,4 @@ async def running_generation(
 REPLY_BUFFER_LOOP = "reply-buffer-flush"
 STOP_BUS_LOOP = "stop-signals"
 STALE_SWEEP_LOOP = "stale-reply-sweep"
+ROUTING_SYNC_LOOP = "routing-sync"

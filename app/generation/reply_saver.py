@@ -43,11 +43,14 @@ class ReplySaver:
                 # A reply that failed before its first token, with no usage from the upstream,
                 # cost nothing: its reservation is released rather than charged.
                 charged = result.time_to_first_token_ms is not None or not result.usage_estimated
+                served = result.served_by or {}
                 await UsageRepository(session).settle(
                     self.usage_id,
                     prompt_tokens=result.prompt_tokens if charged else 0,
                     completion_tokens=result.completion_tokens if charged else 0,
                     estimated=result.usage_estimated,
+                    model=served.get("model"),
+                    deployment=served.get("deployment"),
                 )
             row = await ReplyRepository(session).finish(self.table, self.row_id, result)
             if row is None:  # deleted while streaming (the chat or the account went away)

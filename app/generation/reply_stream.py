@@ -32,6 +32,7 @@ from app.generation.reply_events import ReplyEvent
 from app.generation.reply_log import ReplyLog
 from app.generation.upstream.types import (
     Finish,
+    Served,
     TextDelta,
     ToolCallDelta,
     UpstreamCall,
@@ -59,6 +60,8 @@ class ReplyResult:
     error_message: str | None = None
     # Which guardrail check stopped the reply (content_blocked), for the error event.
     error_category: str | None = None
+    # The model and deployment that answered (routed upstreams), {"model", "deployment"}.
+    served_by: dict[str, str] | None = None
 
 
 class Saver(Protocol):
@@ -290,6 +293,7 @@ class ReplyStream:
         parts: list[str] = []
         usage: Usage | None = None
         finish: Finish | None = None
+        served: Served | None = None
         failure: AppError | None = None
         checkpoints = asyncio.create_task(self._checkpoints(parts))
         try:
@@ -315,6 +319,8 @@ class ReplyStream:
                         usage = event
                     elif isinstance(event, Finish):
                         finish = event
+                    elif isinstance(event, Served):
+                        served = event
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None:
@@ -343,6 +349,7 @@ class ReplyStream:
             ),
             duration_ms=round((time.perf_counter() - started) * 1000),
             finish_reason=finish.reason if finish else None,
+            served_by=served.as_json() if served is not None else None,
         )
         if self._stop is not None:
             result.status = self._stop.status

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Integer,
     Row,
@@ -63,6 +64,7 @@ class ReplyRepository:
                 "new_duration": result.duration_ms,
                 "new_error_code": result.error_code,
                 "new_error_message": result.error_message,
+                "new_served_by": result.served_by,
             },
         )
         return saved.first()
@@ -206,6 +208,7 @@ def _finish_statement(model: Any) -> Any:
             duration_ms=bindparam("new_duration", type_=Integer),
             error_code=bindparam("new_error_code", type_=String),
             error_message=bindparam("new_error_message", type_=Text),
+            served_by=bindparam("new_served_by", type_=JSON(none_as_null=True)),
         )
         .returning(*table.c)
     )

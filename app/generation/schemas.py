@@ -1,6 +1,6 @@
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
 
@@ -143,6 +143,35 @@ class GenerationPage(BaseModel):
     next_cursor: str | None
 
 
+class DeploymentRead(BaseModel):
+    """One deployment of a model as the router sees it (never its API key)."""
+
+    name: str
+    base_url: str
+    model: str = Field(description="The id the upstream knows the model by.")
+    weight: float
+    rpm: int | None
+    tpm: int | None
+    max_parallel: int | None
+    state: Literal["healthy", "cooldown", "half_open"] = Field(
+        description="`cooldown`: skipped until `cooldown_until`; `half_open`: its next request "
+        "is a probe that decides whether it is healthy again."
+    )
+    cooldown_until: datetime | None
+    in_flight: int = Field(description="Requests streaming from it now (every worker's).")
+    ewma_ttft_ms: float | None = Field(description="Average time to first token (EWMA).")
+    error_rate: float = Field(description="Failed attempts' share within LLM_FAIL_WINDOW_SECONDS.")
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+class UpstreamModelRead(BaseModel):
+    model: str
+    fallbacks: list[str]
+    available: bool = Field(description="False while every deployment cools down.")
+    deployments: list[DeploymentRead]
+
+
 class ModelRead(BaseModel):
     name: str
     provider: str = Field(description="`openai` (an OpenAI-compatible upstream) or `echo`.")
@@ -152,4 +181,9 @@ class ModelRead(BaseModel):
     vision: bool = Field(
         description="Sees images: image attachments may be sent to it (else 422 "
         "`model_not_vision_capable`)."
+    )
+    available: bool = Field(
+        default=True,
+        description="False while every deployment of the model is cooling down after errors "
+        "(a reply then waits for one, or is served by a fallback model).",
     )

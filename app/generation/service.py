@@ -323,7 +323,7 @@ class GenerationService:
         # tokens flow. Everything after this point saves in its own short transactions.
         await self.uow.commit()
         call = UpstreamCall(
-            provider=self.runtime.providers.for_model(plan.model),
+            provider=self.runtime.providers.for_model(plan.model, sticky=plan.sticky_deployment()),
             model=plan.model,
             messages=prompt.messages,
             params=params,
@@ -521,6 +521,7 @@ class GenerationService:
                 context_length=model.context_length,
                 default=model.name == registry.default,
                 vision=model.vision,
+                available=self.runtime.router.available(model.name),
             )
             for model in registry.all()
         ]

@@ -13,6 +13,7 @@ async def get_health_service(request: Request, runtime: RuntimeDep) -> HealthSer
     return HealthService(
         database=HealthRepository(runtime.db.engine),
         upstreams=generation.probe if generation is not None else None,
+        router=generation.router if generation is not None else None,
     )
 
 

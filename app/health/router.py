@@ -24,9 +24,13 @@ async def health() -> Health:
     responses={503: {"model": Readiness, "description": "A dependency is down."}},
 )
 async def readiness(service: HealthServiceDep) -> JSONResponse:
-    """Checks the database (and, when configured, the upstreams); 503 when one is down."""
+    """Checks the database (and, when configured, the upstreams); 503 when one is down.
+    `degraded` (200): a model has no healthy deployment (docs/upstreams.md#routing)."""
     body = await service.readiness()
-    return JSONResponse(body.model_dump(), status_code=200 if body.status == "ready" else 503)
+    # Degraded is still ready: every worker shares the upstreams, so taking this one out of a
+    # load balancer would not help.
+    status = 503 if body.status == "not_ready" else 200
+    return JSONResponse(body.model_dump(), status_code=status)
 
 
 class MetricsOff(NotFound):

@@ -8,10 +8,12 @@ class Health(BaseModel):
 
 
 class DependencyState(BaseModel):
-    status: Literal["ok", "error"]
+    status: Literal["ok", "error", "degraded"]
     detail: str | None = None
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
+    # degraded: serving, but a model has no healthy deployment (its replies wait for one,
+    # fail over to a fallback model, or fail).
+    status: Literal["ready", "degraded", "not_ready"]
     checks: dict[str, DependencyState]

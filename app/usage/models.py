@@ -26,7 +26,9 @@ class UsageRecord(UUIDPrimaryKey, Base):
     day: Mapped[date]  # UTC day, the unit of quotas and reports
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     model: Mapped[str] = mapped_column(String(100))
-    kind: Mapped[str] = mapped_column(String(16))  # chat | generate | title | summary
+    kind: Mapped[str] = mapped_column(String(16))  # chat | generate | title | summary | embedding
+    # The deployment of `model` that answered (routing), when known.
+    deployment: Mapped[str | None] = mapped_column(String(200))
     prompt_tokens: Mapped[int] = mapped_column(default=0)
     completion_tokens: Mapped[int] = mapped_column(default=0)
     estimated: Mapped[bool] = mapped_column(default=False)

@@ -123,8 +123,11 @@ class UsageRepository(Repository[UsageRecord]):
         prompt_tokens: int,
         completion_tokens: int,
         estimated: bool,
+        model: str | None = None,
+        deployment: str | None = None,
     ) -> None:
-        """Replaces a reservation with what the reply really used."""
+        """Replaces a reservation with what the reply really used; `model` and `deployment`:
+        who answered, when routing chose (a fallback model is charged as itself)."""
         await self.session.execute(
             _SETTLE,
             {
@@ -132,6 +135,8 @@ class UsageRepository(Repository[UsageRecord]):
                 "new_prompt_tokens": prompt_tokens,
                 "new_completion_tokens": completion_tokens,
                 "new_estimated": estimated,
+                "new_model": model,
+                "new_deployment": deployment,
             },
         )
 
@@ -151,6 +156,8 @@ _SETTLE = (
         prompt_tokens=bindparam("new_prompt_tokens", type_=Integer),
         completion_tokens=bindparam("new_completion_tokens", type_=Integer),
         estimated=bindparam("new_estimated", type_=Boolean),
+        model=func.coalesce(bindparam("new_model", type_=String), _USAGE_TABLE.c.model),
+        deployment=bindparam("new_deployment", type_=String),
         pending=False,
     )
 )

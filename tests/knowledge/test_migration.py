@@ -99,7 +99,7 @@ async def test_0014_codes_the_vectors_already_indexed(fresh_url: str) -> None:
                     ],
                 )
         before = await _names(fresh_url)
-        migrate(fresh_url)
+        migrate(fresh_url, "0014")
         if BACKEND == "sqlite":
             async with engine.connect() as connection:
                 rows = (

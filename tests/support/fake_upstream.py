@@ -74,6 +74,7 @@ class FakeState:
     error_status: int | None = None  # answer with this status and `error_body` instead
     error_body: str = '{"error": {"message": "Internal server error", "type": "InternalError"}}'
     error_content_type: str = "application/json"
+    error_retry_after: str | None = None  # a Retry-After header on the error status
     error_chunk_after: int | None = None  # an error frame after N content chunks
     error_chunk_style: Literal["vllm", "flat", "litellm"] = "vllm"
     error_chunk_message: str = "The engine failed"
@@ -279,7 +280,11 @@ class FakeUpstream:
             return
         if faulty and state.error_status is not None:
             await _send_bytes(
-                send, state.error_status, state.error_body.encode(), state.error_content_type
+                send,
+                state.error_status,
+                state.error_body.encode(),
+                state.error_content_type,
+                retry_after=state.error_retry_after,
             )
             return
 
@@ -543,17 +548,16 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _send_bytes(send: Send, status: int, body: bytes, content_type: str) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+async def _send_bytes(
+    send: Send, status: int, body: bytes, content_type: str, *, retry_after: str | None = None
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", retry_after.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 

@@ -118,6 +118,16 @@ class ReplyPlan:
     def answered(self) -> ThreadRow:
         return self.history[-1]
 
+    def sticky_deployment(self) -> str | None:
+        """The deployment of this model that served the thread's last reply: the chat's next
+        turn goes there while it is healthy, so the upstream's prompt cache keeps working."""
+        for row in reversed(self.history):
+            if row.role == "assistant" and row.served_by:
+                if row.served_by.get("model") == self.model.name:
+                    return row.served_by.get("deployment")
+                return None
+        return None
+
     def system_prompt(self) -> tuple[str, list[PromptText]]:
         """The system prompt the reply sends, and the parts of it the user wrote."""
         if "system_prompt" not in self.notes:

@@ -7,6 +7,8 @@ pages) and may carry stack traces and file paths, which never reach a user.
 import json
 import logging
 import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -108,7 +110,26 @@ def unavailable(exc: httpx.TransportError) -> UpstreamUnavailable:
     return UpstreamUnavailable("The model server cannot be reached. Try again in a moment.")
 
 
-def http_error(status: int, body: str) -> UpstreamHTTPError:
+def http_error(status: int, body: str, retry_after: str | None = None) -> UpstreamHTTPError:
     return UpstreamHTTPError(
-        f"The model server answered {status}: {upstream_message(body)}", upstream_status=status
+        f"The model server answered {status}: {upstream_message(body)}",
+        upstream_status=status,
+        retry_after=_seconds(retry_after),
     )
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After in seconds (its HTTP-date form counted from now), None if absent or odd."""
+    if not retry_after:
+        return None
+    try:
+        return max(0.0, float(retry_after.strip()))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -62,12 +62,16 @@ class OpenAIProvider:
         idle_timeout: float,
         retry_backoff: float = 0.25,
         request_timeout: float = 10.0,
+        attempts: int = 2,
     ):
         self._http = http
         self._first_token_timeout = first_token_timeout
         self._idle_timeout = idle_timeout
         self._retry_backoff = retry_backoff
         self._request_timeout = request_timeout
+        # Attempts per stream before the first token: 2 on its own, 1 under the router, which
+        # tries another deployment instead (routed.py).
+        self._attempts = attempts
 
     async def list_models(self, model: ModelConfig) -> list[str]:
         """GET {base_url}/models and return the ids listed there."""
@@ -123,7 +127,9 @@ class OpenAIProvider:
         except httpx.TransportError as exc:
             raise unavailable(exc) from exc
         if not response.is_success:
-            raise http_error(response.status_code, response.text)
+            raise http_error(
+                response.status_code, response.text, response.headers.get("retry-after")
+            )
         try:
             return response.json()
         except ValueError as exc:
@@ -146,7 +152,7 @@ class OpenAIProvider:
             body["stream_options"] = {**params.extra["stream_options"], "include_usage": True}
         url = f"{_base_url(model)}/chat/completions"
         headers = {"Accept": "text/event-stream", **_auth_headers(model)}
-        for attempt in (1, 2):
+        for attempt in range(1, self._attempts + 1):
             yielded = False
             try:
                 # aclosing: if our consumer stops, the attempt and its HTTP response close now,
@@ -158,7 +164,7 @@ class OpenAIProvider:
                 return
             except _Retryable as failure:
                 # Once anything has reached the consumer a retry would repeat or contradict it.
-                if yielded or attempt == 2:
+                if yielded or attempt == self._attempts:
                     raise failure.error from failure.__cause__
             await asyncio.sleep(self._retry_backoff)
 
@@ -186,7 +192,7 @@ class OpenAIProvider:
                         text = await read_error_body(response)
                 except (TimeoutError, httpx.TransportError):
                     text = ""
-                error = http_error(response.status_code, text)
+                error = http_error(response.status_code, text, response.headers.get("retry-after"))
                 if response.status_code in _RETRY_STATUSES:
                     raise _Retryable(error)
                 raise error

@@ -1,10 +1,17 @@
 """The models users can pick, where each one lives, and the provider that speaks to it."""
 
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
 from app.core.config import Settings
 from app.generation.errors import UnknownModel
 from app.generation.upstream.echo import EchoProvider
-from app.generation.upstream.openai import OpenAIProvider
-from app.generation.upstream.types import ModelConfig, Provider
+from app.generation.upstream.routed import RoutedProvider
+from app.generation.upstream.types import Deployment, ModelConfig, Provider
 
 ECHO = ModelConfig(
     name="echo",
@@ -43,44 +50,53 @@ class ModelRegistry:
     @classmethod
     def from_settings(cls, settings: Settings) -> "ModelRegistry":
         models: list[ModelConfig] = []
+        default_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         if settings.llm_base_url:
             upstream_id = settings.llm_model or "default"
             models.append(
-                ModelConfig(
-                    name=upstream_id,
-                    base_url=settings.llm_base_url,
-                    api_key=settings.llm_api_key.get_secret_value()
-                    if settings.llm_api_key
-                    else None,
-                    upstream_model=upstream_id,
-                    context_length=settings.llm_context_length,
-                    provider="openai",
+                _model(
+                    upstream_id,
+                    {},
+                    [{"base_url": settings.llm_base_url, "model": upstream_id}],
+                    settings=settings,
+                    default_key=default_key,
                     vision=settings.llm_vision,
                 )
             )
-        for name, spec in settings.llm_models.items():
+        specs = {**read_models_file(settings.llm_models_file), **settings.llm_models}
+        for name, spec in specs.items():
+            if not isinstance(spec, dict):
+                raise ValueError(f"LLM_MODELS[{name!r}] must be an object")
             vision = spec.get("vision", False)
             if not isinstance(vision, bool):
                 raise ValueError(f"LLM_MODELS[{name!r}]: vision must be true or false")
+            deployments = spec.get("deployments")
+            if deployments is None:
+                base_url = spec.get("base_url") or settings.llm_base_url
+                if not base_url:
+                    raise ValueError(f"models without a base_url (and no LLM_BASE_URL): [{name!r}]")
+                deployments = [{**spec, "base_url": base_url}]
+            elif not isinstance(deployments, list) or not deployments:
+                raise ValueError(f"LLM_MODELS[{name!r}]: deployments must be a non-empty list")
             models.append(
-                ModelConfig(
-                    name=name,
-                    base_url=spec.get("base_url") or settings.llm_base_url,
-                    api_key=spec.get("api_key")
-                    or (settings.llm_api_key.get_secret_value() if settings.llm_api_key else None),
-                    upstream_model=spec.get("model", name),
-                    context_length=int(spec.get("context_length", settings.llm_context_length)),
-                    provider="openai",
+                _model(
+                    name,
+                    spec,
+                    deployments,
+                    settings=settings,
+                    default_key=default_key,
                     vision=vision,
                 )
             )
-        missing = [m.name for m in models if not m.base_url]
-        if missing:
-            raise ValueError(f"models without a base_url (and no LLM_BASE_URL): {missing}")
         internal = frozenset({settings.guard_model} if settings.guard_model else ())
         chat_models = [m for m in models if m.name not in internal]
         default = settings.default_model or (chat_models[0].name if chat_models else ECHO.name)
-        return cls(models, default=default, internal=internal)
+        registry = cls(models, default=default, internal=internal)
+        for model, fallbacks in settings.llm_fallbacks.items():
+            unknown = [name for name in (model, *fallbacks) if name not in registry._models]
+            if unknown:
+                raise ValueError(f"LLM_FALLBACKS names models that do not exist: {unknown}")
+        return registry
 
     @property
     def upstream_configured(self) -> bool:
@@ -104,11 +120,100 @@ class ModelRegistry:
         return model
 
 
-class Providers:
-    """One provider per kind, sharing the app's single HTTP client."""
+def read_models_file(path: Path | None) -> dict[str, Any]:
+    """LLM_MODELS_FILE: the same structure as LLM_MODELS, in YAML (.yaml, .yml) or JSON."""
+    if path is None:
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"LLM_MODELS_FILE {str(path)!r} cannot be read: {exc}") from exc
+    try:
+        data = (
+            yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+        )
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"LLM_MODELS_FILE {str(path)!r} is not valid: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"LLM_MODELS_FILE {str(path)!r} must hold an object of models")
+    return data
 
-    def __init__(self, *, openai: OpenAIProvider, echo: EchoProvider) -> None:
+
+def _model(
+    name: str,
+    spec: dict[str, Any],
+    deployments: list[Any],
+    *,
+    settings: Settings,
+    default_key: str | None,
+    vision: bool,
+) -> ModelConfig:
+    parsed: list[Deployment] = []
+    for number, entry in enumerate(deployments):
+        where = f"LLM_MODELS[{name!r}].deployments[{number}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("base_url"), str):
+            raise ValueError(f"{where} needs a base_url")
+        parsed.append(
+            Deployment(
+                name=str(entry.get("name") or _host_of(entry["base_url"])),
+                base_url=entry["base_url"],
+                api_key=entry.get("api_key") or spec.get("api_key") or default_key,
+                upstream_model=str(entry.get("model") or spec.get("model") or name),
+                weight=_number(entry.get("weight", 1), where, "weight", positive=True),
+                rpm=_limit(entry.get("rpm"), where, "rpm"),
+                tpm=_limit(entry.get("tpm"), where, "tpm"),
+                max_parallel=_limit(entry.get("max_parallel"), where, "max_parallel"),
+            )
+        )
+    names = [d.name for d in parsed]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"LLM_MODELS[{name!r}]: deployments need distinct names (give each a name): {names}"
+        )
+    first = parsed[0]
+    return ModelConfig(
+        name=name,
+        base_url=first.base_url,
+        api_key=first.api_key,
+        upstream_model=first.upstream_model,
+        context_length=int(spec.get("context_length", settings.llm_context_length)),
+        provider="openai",
+        vision=vision,
+        deployments=tuple(parsed),
+    )
+
+
+def _host_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+def _number(value: Any, where: str, field: str, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or (positive and value <= 0):
+        raise ValueError(f"{where}: {field} must be a positive number")
+    return float(value)
+
+
+def _limit(value: Any, where: str, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{where}: {field} must be a positive whole number")
+    return value
+
+
+class Providers:
+    """One provider per kind, sharing the app's single HTTP client; OpenAI-compatible models
+    are called through the router (routed.py), across their deployments."""
+
+    def __init__(self, *, openai: RoutedProvider, echo: EchoProvider) -> None:
+        self.routed = openai
         self._by_kind: dict[str, Provider] = {"openai": openai, "echo": echo}
 
-    def for_model(self, model: ModelConfig) -> Provider:
+    def for_model(self, model: ModelConfig, *, sticky: str | None = None) -> Provider:
+        """The provider of `model`; `sticky`: the deployment that served the chat's last turn."""
+        if model.provider == "openai" and sticky is not None:
+            return self.routed.with_sticky(sticky)
         return self._by_kind[model.provider]

@@ -8,7 +8,7 @@ the text it already received and decides how to save it.
 """
 
 from collections.abc import AsyncGenerator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 # One message of the OpenAI Chat Completions API: {"role", "content"}, the content either a
@@ -18,17 +18,47 @@ ChatMessage = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Deployment:
+    """One place a model is served: an upstream address, its key and the id it knows the model
+    by, with what the router weighs and caps it by (docs/upstreams.md#routing)."""
+
+    name: str  # unique within its model; the host and port unless the operator names it
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    upstream_model: str = ""
+    weight: float = 1.0
+    rpm: int | None = None  # requests per minute it may be sent
+    tpm: int | None = None  # tokens per minute (prompt and completion) it may be sent
+    max_parallel: int | None = None  # replies at once
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """A model as users see it, and where and how to reach it."""
+    """A model as users see it, and where and how to reach it: one deployment or several."""
 
     name: str
     base_url: str | None  # e.g. "http://gpu-1:8000/v1"; None for the built-in echo model
-    api_key: str | None
+    api_key: str | None = field(repr=False)
     upstream_model: str  # the id the upstream knows the model by
     context_length: int
     provider: Literal["openai", "echo"]
     # Sees images: only such models are sent image content parts.
     vision: bool = False
+    # Where the model is served; empty for echo. base_url, api_key and upstream_model above are
+    # the first deployment's (or, for a copy made by at(), the chosen one's).
+    deployments: tuple[Deployment, ...] = ()
+    # The deployment this copy points at (set by at()), None for the model as configured.
+    deployment: str | None = None
+
+    def at(self, deployment: Deployment) -> "ModelConfig":
+        """This model as served by `deployment`: what a provider is given to call it there."""
+        return replace(
+            self,
+            base_url=deployment.base_url,
+            api_key=deployment.api_key,
+            upstream_model=deployment.upstream_model,
+            deployment=deployment.name,
+        )
 
 
 @dataclass
@@ -87,7 +117,19 @@ class Finish:
     reason: str | None  # "stop", "length", ... as the upstream said
 
 
-UpstreamEvent = TextDelta | ToolCallDelta | Usage | Finish
+@dataclass(frozen=True)
+class Served:
+    """Who is answering: the model and the deployment the router chose, yielded once before the
+    first content of a routed stream (a fallback model may answer for the one asked for)."""
+
+    model: str
+    deployment: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"model": self.model, "deployment": self.deployment}
+
+
+UpstreamEvent = TextDelta | ToolCallDelta | Usage | Finish | Served
 
 
 class Provider(Protocol):
