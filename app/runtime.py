@@ -49,6 +49,7 @@ from app.generation.parts import GenerationParts, running_generation
 from app.generation.upstream.transport import build_http_client
 from app.keys.hashing import KeyHasher
 from app.keys.service import KeyChecker, revoke_keys_of_user
+from app.knowledge.embeddings import EmbeddingClient
 from app.knowledge.parts import KnowledgeParts, running_knowledge
 from app.mail import Mailer, build_mail_sender
 
@@ -149,9 +150,11 @@ class Runtime:
                 await self.invalidations.wait_live()
             async with AsyncExitStack() as parts:
                 await parts.enter_async_context(self.files.running(supervisor))
+                # One embedding client (its deployments' health) for retrieval and /v1.
+                embeddings = EmbeddingClient.from_settings(settings, self.http)
                 self.generation = await parts.enter_async_context(
                     running_generation(
-                        settings, db, self.metrics, supervisor, self.http, self.redis
+                        settings, db, self.metrics, supervisor, self.http, self.redis, embeddings
                     )
                 )
                 self.knowledge = await parts.enter_async_context(
@@ -162,6 +165,7 @@ class Runtime:
                         self.http,
                         supervisor,
                         self.generation.guardrails,
+                        embeddings,
                     )
                 )
                 self.generation.knowledge = self.knowledge

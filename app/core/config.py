@@ -277,6 +277,9 @@ class KnowledgeSettings(BaseSettings):
     embedding_base_url: str | None = None
     embedding_api_key: SecretStr | None = None
     embedding_model: str = "text-embedding-3-small"
+    # Several endpoints of the embedding model, as JSON: [{"base_url", "api_key", "name",
+    # "weight"}, ...] (EMBEDDING_BASE_URL may then be left empty); failover as for chat models.
+    embedding_deployments: str | None = None
     # What the model returns; a different length fails the file (dimension_mismatch). Changing
     # the model or this asks every collection to be re-indexed.
     embedding_dimensions: int = Field(default=384, ge=2, le=4096)

@@ -35,6 +35,7 @@ from app.generation.upstream.types import ChatMessage, ModelConfig
 from app.guardrails.guard_model import GuardModel
 from app.guardrails.pipeline import GuardrailPipeline
 from app.guardrails.recorder import ModerationRecorder
+from app.knowledge.embeddings import EmbeddingClient
 from app.knowledge.parts import KnowledgeParts
 
 logger = logging.getLogger("parley.generation")
@@ -49,6 +50,8 @@ class GenerationParts:
     providers: Providers
     # Chooses each attempt's deployment and keeps their health (upstream/routing.py).
     router: Router
+    # The embedding endpoint(s), shared with knowledge (None: EMBEDDING_BASE_URL unset).
+    embeddings: EmbeddingClient | None
     replies: ActiveReplies
     metrics: Metrics
     probe: UpstreamProbe
@@ -159,6 +162,7 @@ async def running_generation(
     supervisor: Supervisor,
     http: httpx.AsyncClient,
     shared: redis.Redis | None,
+    embeddings: EmbeddingClient | None = None,
 ) -> AsyncIterator[GenerationParts]:
     """Builds the parts on the runtime's HTTP client and (with REDIS_URL) its Redis client,
     starts their loops under the supervisor, and on the way out ends the replies streaming
@@ -219,6 +223,7 @@ async def running_generation(
         registry=registry,
         providers=providers,
         router=router,
+        embeddings=embeddings,
         replies=replies,
         metrics=metrics,
         probe=UpstreamProbe(registry, providers),

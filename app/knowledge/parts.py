@@ -92,11 +92,11 @@ async def running_knowledge(
     http: httpx.AsyncClient,
     supervisor: Supervisor,
     guardrails: "GuardrailPipeline | None" = None,
+    embedder: EmbeddingClient | None = None,
 ) -> AsyncIterator[KnowledgeParts]:
     """Prepares the index, starts the ingestion workers under the supervisor; stops them at
-    the end."""
+    the end. `embedder`: the runtime's one embedding client (None: full text only)."""
     index = build_index(db.engine.dialect.name, settings.embedding_dimensions)
-    embedder = EmbeddingClient.from_settings(settings, http)
     if embedder is not None:
         try:
             await index.prepare(db.engine)

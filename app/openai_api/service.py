@@ -23,7 +23,6 @@ from app.generation.resume import ReplyResumer, SavedReply
 from app.generation.service import GenerationService
 from app.generation.upstream.types import ModelConfig
 from app.keys.dependencies import Caller
-from app.knowledge.embeddings import EmbeddingClient
 from app.knowledge.errors import EmbeddingFailed
 from app.openai_api.errors import (
     InvalidParameter,
@@ -82,7 +81,7 @@ class OpenAIService:
     def list_models(self, caller: Caller) -> ModelList:
         """The models the caller may use: chat models, then the embedding model if any."""
         names = [model.name for model in self.parts.registry.all()]
-        if self.settings.embedding_base_url:
+        if self.settings.embedding_base_url or self.settings.embedding_deployments:
             names.append(self.settings.embedding_model)
         return ModelList(
             data=[ModelObject(id=name) for name in dict.fromkeys(names) if caller.may_use(name)]
@@ -221,7 +220,7 @@ class OpenAIService:
 
     async def embeddings(self, caller: Caller, body: EmbeddingRequest) -> dict[str, Any]:
         """The configured embedding endpoint's answer for the client's input."""
-        client = EmbeddingClient.from_settings(self.settings, self.parts.http)
+        client = self.parts.embeddings
         # Without an embedding endpoint no embedding model exists (GET /v1/models lists none).
         if client is None or body.model != client.model or not caller.may_use(body.model):
             raise ModelNotFound(body.model)

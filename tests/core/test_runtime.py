@@ -44,6 +44,7 @@ class TestLoops:
                 "reply-buffer-flush",
                 "stop-signals",
                 "invalidations",
+                "routing-sync",
             }
             generation = runtime.generation
             assert generation is not None and generation.buffer is not None
@@ -53,6 +54,8 @@ class TestLoops:
             assert generation.buffer.client is shared
             assert getattr(generation.stops, "client", None) is shared
             assert runtime.invalidations.client is shared
+            assert generation.router.shared is not None
+            assert getattr(generation.router.shared, "client", None) is shared
         assert runtime.supervisor.running == []
 
 

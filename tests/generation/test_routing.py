@@ -4,18 +4,24 @@ stream), and what a client of Parley sees: failover before the first token, no r
 it, cooldowns and the half-open probe, the strategies, stickiness, fallbacks, the admin view."""
 
 import asyncio
+import json
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
+import httpx
 import pytest
 
+from app.generation.upstream.registry import ModelRegistry
 from tests.keys.helpers import make_admin
+from tests.ops.test_processes import redis_url  # noqa: F401 - the fixture
 from tests.support.api import SignedInUser, assert_error, register
 from tests.support.database import TestDatabase
 from tests.support.fake_upstream import FakeUpstream, run_fake_upstream
+from tests.support.processes import server
 from tests.support.settings import make_settings
 from tests.support.sse import SSEEvent, collect_sse, names, text_of
 from tests.support.upstream_fixtures import Parley, new_chat, running_parley
@@ -375,3 +381,93 @@ class TestOperatorsView:
 
 def parley_engine(parley: Parley) -> Any:
     return parley.app.state.runtime.db.engine
+
+
+class TestSharedAcrossWorkers:
+    async def test_a_deployment_cooled_on_one_worker_is_cooled_on_the_other(
+        self,
+        database,
+        clean_db,
+        redis_url,  # noqa: F811
+    ):
+        tag = uuid.uuid4().hex[:8]  # the Redis keys of this test alone
+        async with fakes(2) as (limited, good):
+            limited.state.error_status = 429
+            limited.state.error_retry_after = "30"
+            spec = deployments(**{f"a-{tag}": limited.base_url, f"b-{tag}": good.base_url})
+            settings = {
+                "database_url": database.url,
+                "redis_url": redis_url,
+                "llm_models": json.dumps({"fake-model": {"deployments": spec}}),
+                "llm_routing": "usage",
+                "rate_limit_key_prefix": f"parley-test-{tag}",
+            }
+            async with (
+                server(settings) as first,
+                server(settings) as second,
+                httpx.AsyncClient(base_url=first.base_url, timeout=30) as one,
+                httpx.AsyncClient(base_url=second.base_url, timeout=30) as two,
+            ):
+                user = await register(one)
+                events = await reply_over(one, user, await new_chat(one, user))
+                assert served_by(events)["deployment"] == f"b-{tag}"
+                assert len(limited.state.requests) == 1
+                await asyncio.sleep(1.0)  # the other worker reads the cooldown within a second
+                for _ in range(3):
+                    events = await reply_over(two, user, await new_chat(two, user))
+                    assert served_by(events)["deployment"] == f"b-{tag}"
+        assert len(limited.state.requests) == 1
+
+
+async def reply_over(
+    http: httpx.AsyncClient, user: SignedInUser, chat: dict[str, Any]
+) -> list[SSEEvent]:
+    async with http.stream(
+        "POST",
+        f"/api/chats/{chat['id']}/messages",
+        json={"content": "Hi there"},
+        headers={**user.headers, **SSE},
+    ) as response:
+        return await collect_sse(response)
+
+
+class TestConfiguration:
+    def test_a_models_file_in_yaml_and_the_one_base_url_form(self, database, tmp_path):
+        path = tmp_path / "models.yaml"
+        path.write_text(
+            "big:\n"
+            "  context_length: 32768\n"
+            "  deployments:\n"
+            "    - {base_url: 'http://gpu-1:8000/v1', model: llama, weight: 3, max_parallel: 8}\n"
+            "    - {name: spare, base_url: 'http://gpu-2:8000/v1', model: llama, rpm: 60}\n"
+            "small:\n"
+            "  base_url: http://gpu-3:8000/v1\n"
+        )
+        registry = ModelRegistry.from_settings(
+            make_settings(database, llm_models_file=path, llm_fallbacks={"big": ["small"]})
+        )
+        big = registry.resolve("big")
+        assert [(d.name, d.weight, d.max_parallel, d.rpm) for d in big.deployments] == [
+            ("gpu-1:8000", 3.0, 8, None),
+            ("spare", 1.0, None, 60),
+        ]
+        assert big.context_length == 32768 and big.deployments[1].upstream_model == "llama"
+        (small,) = registry.resolve("small").deployments
+        assert small.base_url == "http://gpu-3:8000/v1" and small.upstream_model == "small"
+
+    @pytest.mark.parametrize(
+        ("models", "fallbacks", "says"),
+        [
+            ({"m": {"deployments": []}}, {}, "non-empty list"),
+            ({"m": {"deployments": [{"model": "x"}]}}, {}, "needs a base_url"),
+            ({"m": {"deployments": deployments(a="http://h/v1") * 2}}, {}, "distinct names"),
+            ({"m": {"deployments": [{"base_url": "http://h/v1", "weight": 0}]}}, {}, "weight"),
+            ({"m": {"deployments": [{"base_url": "http://h/v1", "rpm": 1.5}]}}, {}, "rpm"),
+            ({"m": {"base_url": "http://h/v1"}}, {"m": ["nowhere"]}, "do not exist"),
+        ],
+    )
+    def test_a_wrong_configuration_says_what_is_wrong(self, database, models, fallbacks, says):
+        with pytest.raises(ValueError, match=says):
+            ModelRegistry.from_settings(
+                make_settings(database, llm_models=models, llm_fallbacks=fallbacks)
+            )

@@ -1,5 +1,6 @@
 """GET /v1/models and POST /v1/embeddings through the openai SDK."""
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import text
 from tests.openai_api.conftest import v1_url
 from tests.support.api import SignedInUser, register
 from tests.support.database import TestDatabase
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream, run_fake_upstream
 from tests.support.upstream_fixtures import Parley, parley_settings, running_parley
 
 
@@ -127,3 +128,34 @@ class TestEmbeddingUsage:
                 await sdk.embeddings.create(model="fake-embed", input="word " * 40)
         assert caught.value.code == "quota_exceeded"
         assert fake_upstream.state.embedding_requests == []
+
+
+class TestEmbeddingDeployments:
+    async def test_a_failing_deployment_is_skipped(
+        self, database: TestDatabase, clean_db: object, fake_upstream: FakeUpstream
+    ) -> None:
+        async with run_fake_upstream() as down:
+            down.state.embeddings_down = True
+            endpoints = [
+                {"name": "down", "base_url": down.base_url},
+                {"name": "up", "base_url": fake_upstream.base_url},
+            ]
+            settings = parley_settings(
+                database,
+                fake_upstream,
+                embedding_deployments=json.dumps(endpoints),
+                embedding_model="fake-embed",
+                embedding_dimensions=64,
+                llm_allowed_fails=1,
+            )
+            async with running_parley(settings) as parley:
+                user = await register(parley.http)
+                async with openai.AsyncOpenAI(
+                    base_url=v1_url(parley), api_key=user.access_token, max_retries=0
+                ) as sdk:
+                    for _ in range(6):
+                        answer = await sdk.embeddings.create(model="fake-embed", input="hi")
+                        assert len(answer.data[0].embedding) == 64
+        assert len(fake_upstream.state.embedding_requests) == 6
+        # Tried at most once: it failed, and cooled down until LLM_COOLDOWN_SECONDS pass.
+        assert len(down.state.embedding_requests) <= 1
