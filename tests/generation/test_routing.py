@@ -352,7 +352,7 @@ class TestOperatorsView:
                 user, chat = await start(parley)
                 served_by(await reply(parley, user, chat))
                 admin = await register(parley.http)
-                await make_admin(parley_engine(parley), admin)
+                await make_admin(clean_db, admin)
                 view = await parley.http.get("/api/admin/upstreams", headers=admin.headers)
                 refused = await parley.http.get("/api/admin/upstreams", headers=user.headers)
                 ready = await parley.http.get("/health/ready")
@@ -377,10 +377,6 @@ class TestOperatorsView:
         assert degraded.status_code == 200 and degraded.json()["status"] == "degraded"
         assert degraded.json()["checks"]["model:fake-model"]["status"] == "degraded"
         assert {m["name"]: m["available"] for m in unavailable.json()}["fake-model"] is False
-
-
-def parley_engine(parley: Parley) -> Any:
-    return parley.app.state.runtime.db.engine
 
 
 class TestSharedAcrossWorkers:
