@@ -107,6 +107,7 @@ class TestModels:
                     "context_length": 8192,
                     "default": True,
                     "vision": True,
+                    "available": True,
                 }
             ]
             response = await parley.http.post(
