@@ -62,6 +62,8 @@ class ReplyResult:
     error_category: str | None = None
     # The model and deployment that answered (routed upstreams), {"model", "deployment"}.
     served_by: dict[str, str] | None = None
+    # The chunks retrieval quoted (chat replies with collections; None: no retrieval).
+    sources: list[dict[str, Any]] | None = None
 
 
 class Saver(Protocol):
@@ -350,6 +352,7 @@ class ReplyStream:
             duration_ms=round((time.perf_counter() - started) * 1000),
             finish_reason=finish.reason if finish else None,
             served_by=served.as_json() if served is not None else None,
+            sources=self.call.sources,
         )
         if self._stop is not None:
             result.status = self._stop.status

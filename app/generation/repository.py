@@ -51,9 +51,11 @@ class ReplyRepository:
     ) -> Row[Any] | None:
         """Saves how a reply ended; the saved row, or None when it was deleted meanwhile."""
         # One statement saves the outcome and returns the saved row for the `done` event.
+        keeps_sources = "sources" in table.__table__.c
         saved = await self.session.execute(
             _finish_statement(table),
-            {
+            ({"new_sources": result.sources or None} if keeps_sources else {})
+            | {
                 "row_id": row_id,
                 "new_text": result.text,
                 "new_status": result.status,
@@ -68,12 +70,6 @@ class ReplyRepository:
             },
         )
         return saved.first()
-
-    async def set_sources(self, message_id: uuid.UUID, sources: list[dict[str, Any]]) -> None:
-        """Keeps the chunks a chat reply was given (its `sources`), None for none."""
-        await self.session.execute(
-            update(Message).where(Message.id == message_id).values(sources=sources or None)
-        )
 
     async def saved(self, table: ReplyTable, row_id: uuid.UUID) -> Row[Any] | None:
         """A reply's row as saved now (its columns), or None when it is gone."""
@@ -193,8 +189,13 @@ def _checkpoint_statement(model: Any) -> Any:
 
 @functools.cache
 def _finish_statement(model: Any) -> Any:
-    """Saves a reply's outcome and returns the row."""
+    """Saves a reply's outcome (and, for a chat reply, its sources) and returns the row."""
     table = model.__table__
+    sources = (
+        {"sources": bindparam("new_sources", type_=JSON(none_as_null=True))}
+        if "sources" in table.c
+        else {}
+    )
     return (
         update(table)
         .where(table.c.id == bindparam("row_id", type_=Uuid))
@@ -209,6 +210,7 @@ def _finish_statement(model: Any) -> Any:
             error_code=bindparam("new_error_code", type_=String),
             error_message=bindparam("new_error_message", type_=Text),
             served_by=bindparam("new_served_by", type_=JSON(none_as_null=True)),
+            **sources,
         )
         .returning(*table.c)
     )

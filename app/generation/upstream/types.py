@@ -156,3 +156,5 @@ class UpstreamCall:
     messages: list[ChatMessage]
     params: SamplingParams
     tools: list[dict[str, Any]] = field(default_factory=list)
+    # The chunks retrieval quoted in the messages (its `sources`), saved with the reply.
+    sources: list[dict[str, Any]] | None = None

@@ -20,7 +20,6 @@ from app.core.db import Database
 from app.generation.pipeline.stage import EmitEvent, ReplyPlan, Stage
 from app.generation.prompt import DEFAULT_REPLY_RESERVE, estimate_tokens
 from app.generation.reply_events import ReplyEvent
-from app.generation.repository import ReplyRepository
 from app.generation.upstream.types import (
     ChatMessage,
     ModelConfig,
@@ -127,8 +126,7 @@ class Retrieval(Stage):
             hits.pop()
         retrieved.hits = hits
         sources = [source.model_dump(mode="json") for source in retrieved.sources()]
-        async with self.db.transaction() as session:
-            await ReplyRepository(session).set_sources(plan.reply_id, sources)
+        call.sources = sources  # saved with the reply's final save, not on the way to its start
         if hits:
             call.messages = _with_context(call.messages, context_block(hits, flagged))
         emit(
