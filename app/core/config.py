@@ -315,7 +315,7 @@ class KnowledgeSettings(BaseSettings):
 class LimitSettings(BaseSettings):
     """Rate limits and the state several workers share (Redis), proxies."""
 
-    # Rate limits (slowapi / limits syntax: "10/minute", "5 per 15 minutes", several with ";").
+    # Rate limits (the limits library's syntax: "10/minute", "5 per 15 minutes", several with ";").
     # Shared state for several workers: rate-limit counters, stop signals for replies, and
     # replies' events for clients rejoining elsewhere. Unset: kept in memory, per worker.
     redis_url: str | None = None
