@@ -86,12 +86,17 @@ class UsageRepository(Repository[UsageRecord]):
         user_id: uuid.UUID | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Settled usage summed in SQL, one row per day, model or user."""
+        """Settled usage summed in SQL, one row per day, model, user, API key or deployment."""
         key = {
             "day": UsageRecord.day,
             "model": UsageRecord.model,
             "user": UsageRecord.user_id,
             "key": UsageRecord.api_key_id,
+            # "<model>/<deployment>" (routing); NULL, the row "none", where none was recorded.
+            "deployment": case(
+                (UsageRecord.deployment.is_(None), None),
+                else_=UsageRecord.model + "/" + UsageRecord.deployment,
+            ),
         }[group_by]
         statement: Select[Any] = select(
             key.label("key"),

@@ -3,14 +3,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-GroupBy = Literal["day", "model", "key"]
-AdminGroupBy = Literal["day", "model", "user", "key"]
+GroupBy = Literal["day", "model", "key", "deployment"]
+AdminGroupBy = Literal["day", "model", "user", "key", "deployment"]
 
 
 class UsageRow(BaseModel):
     key: str = Field(
-        description="The day (YYYY-MM-DD), the model, the user id, or the API key id "
-        '("none": requests with an access token).'
+        description="The day (YYYY-MM-DD), the model, the user id, the API key id "
+        '("none": requests with an access token), or `<model>/<deployment>` that answered '
+        '("none": no deployment recorded, as for the echo model).'
     )
     email: str | None = Field(default=None, description="With group_by=user.")
     name: str | None = Field(default=None, description="With group_by=key: the key's name.")

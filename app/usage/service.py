@@ -228,7 +228,8 @@ def _row(row: dict[str, Any], *, email: str | None = None, name: str | None = No
     total = int(row["prompt_tokens"]) + int(row["completion_tokens"])
     estimated = int(row["estimated_tokens"])
     return UsageRow(
-        # group_by=key: usage without a key (access tokens) is the row "none".
+        # group_by=key: usage without a key (access tokens) is the row "none"; group_by=deployment:
+        # usage with no deployment recorded (echo, or before routing) likewise.
         key=str(row["key"]) if row["key"] is not None else "none",
         email=email,
         name=name,

@@ -318,10 +318,14 @@ class TestFallbacks:
                 usage = await parley.http.get(
                     "/api/usage", params={"group_by": "model"}, headers=user.headers
                 )
+                by_deployment = await parley.http.get(
+                    "/api/usage", params={"group_by": "deployment"}, headers=user.headers
+                )
         assert served_by(events) == {"model": "small", "deployment": "s"}
         assert events[-1].data["model"] == "big"  # asked for; served_by says who answered
         assert len(big_1.state.requests) == len(big_2.state.requests) == 1
         assert [row["key"] for row in usage.json()["items"]] == ["small"]
+        assert [row["key"] for row in by_deployment.json()["items"]] == ["small/s"]
 
     async def test_when_everything_fails_the_client_gets_one_error(self, database, clean_db):
         async with fakes(2) as (big, small):
