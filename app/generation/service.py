@@ -375,32 +375,38 @@ class GenerationService:
         if new is not None:
             await self.attachments.keep(new, chat_id=None, message_id=None)
         files = plan.attached_files.get(_GENERATION_TURN, [])
-        generation = await self.generations.add(
-            Generation(
-                user_id=user.id,
-                mode=body.mode,
-                params=params.model_dump(mode="json"),
-                prompt=body.prompt,
-                settings=sampling.as_body(),
-                model=config.name,
-                status="streaming",
-                attachments=attachment_records(files),
-                context_cuts=_cuts_json(prompt),
-            )
+        generation = Generation(
+            user_id=user.id,
+            mode=body.mode,
+            params=params.model_dump(mode="json"),
+            prompt=body.prompt,
+            settings=sampling.as_body(),
+            model=config.name,
+            status="streaming",
+            attachments=attachment_records(files),
+            context_cuts=_cuts_json(prompt),
         )
+        return await self._generation_reply(plan, prompt, generation, sampling)
+
+    async def _generation_reply(
+        self, plan: ReplyPlan, prompt: Prompt, generation: Generation, sampling: SamplingParams
+    ) -> ReplyStream:
+        """Stores a stateless reply's generation row, holds its likely tokens against the
+        quota, and starts it (`/api/generate` and `/v1` alike)."""
+        generation = await self.generations.add(generation)
         plan.reply_id = generation.id
         usage, quota = await self.usage.reserve(
-            user,
-            model=config.name,
+            plan.user,
+            model=plan.model.name,
             kind="generate",
             prompt_tokens=prompt.tokens,
-            completion_tokens=body.max_tokens or DEFAULT_REPLY_RESERVE,
+            completion_tokens=plan.max_tokens or DEFAULT_REPLY_RESERVE,
             generation_id=generation.id,
             api_key=current_key(),
         )
         start = {
             "generation_id": str(generation.id),
-            "model": config.name,
+            "model": plan.model.name,
             "context_cuts": generation.context_cuts or [],
         }
         saver = ReplySaver(
@@ -458,43 +464,17 @@ class GenerationService:
         config = plan.model
         own = SamplingParams(request.temperature, request.top_p, request.max_tokens)
         await self.usage.lock(user, api_key=current_key())
-        generation = await self.generations.add(
-            Generation(
-                user_id=user.id,
-                mode="chat",
-                params={"api": request.api},
-                prompt=plan.content,
-                settings=own.as_body(),
-                model=config.name,
-                status="streaming",
-                context_cuts=_cuts_json(prompt),
-            )
-        )
-        plan.reply_id = generation.id
-        usage, quota = await self.usage.reserve(
-            user,
+        generation = Generation(
+            user_id=user.id,
+            mode="chat",
+            params={"api": request.api},
+            prompt=plan.content,
+            settings=own.as_body(),
             model=config.name,
-            kind="generate",
-            prompt_tokens=prompt.tokens,
-            completion_tokens=request.max_tokens or DEFAULT_REPLY_RESERVE,
-            generation_id=generation.id,
-            api_key=current_key(),
+            status="streaming",
+            context_cuts=_cuts_json(prompt),
         )
-        start = {"generation_id": str(generation.id), "model": config.name, "context_cuts": []}
-        saver = ReplySaver(
-            self.db, Generation, generation.id, usage_id=usage.id, serialize=_generation_json
-        )
-        reply = await self._reply_stream(
-            f"generation:{generation.id}",
-            plan,
-            prompt,
-            plan.params,
-            saver=saver,
-            quota=quota,
-            start=ReplyEvent("start", start),
-        )
-        self.runtime.replies.reserve(reply.key)
-        return self.runtime.replies.add(reply)
+        return await self._generation_reply(plan, prompt, generation, plan.params)
 
     async def list_generations(
         self, user: User, *, limit: int, cursor: str | None

@@ -161,14 +161,20 @@ class EmbeddingClient:
         configured one: the endpoint's JSON answer, as it is. EmbeddingFailed when it fails."""
         return await self._routed(lambda endpoint: self._create(endpoint, body))
 
-    async def _create(self, endpoint: EmbeddingEndpoint, body: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, endpoint: EmbeddingEndpoint, body: dict[str, Any]) -> httpx.Response:
+        """POST {base}/embeddings at `endpoint`: its 200 answer; EmbeddingFailed
+        (embedding_unavailable) when it cannot be reached, is too slow or answers otherwise."""
         try:
             response = await self.http.post(
                 f"{endpoint.base_url.rstrip('/')}/embeddings",
-                json={**body, "model": self.model},
+                json=body,
                 headers=endpoint.headers(),
                 timeout=self.timeout,
             )
+        except httpx.TimeoutException as exc:
+            raise EmbeddingFailed(
+                "embedding_unavailable", "The embedding endpoint did not answer in time."
+            ) from exc
         except httpx.HTTPError as exc:
             raise EmbeddingFailed(
                 "embedding_unavailable", "The embedding endpoint could not be reached."
@@ -178,6 +184,10 @@ class EmbeddingClient:
                 "embedding_unavailable",
                 f"The embedding endpoint answered HTTP {response.status_code}.",
             )
+        return response
+
+    async def _create(self, endpoint: EmbeddingEndpoint, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self._post(endpoint, {**body, "model": self.model})
         try:
             answer = response.json()
         except ValueError:
@@ -204,26 +214,7 @@ class EmbeddingClient:
         return await self._routed(lambda endpoint: self._request_at(endpoint, texts))
 
     async def _request_at(self, endpoint: EmbeddingEndpoint, texts: list[str]) -> list[list[float]]:
-        try:
-            response = await self.http.post(
-                f"{endpoint.base_url.rstrip('/')}/embeddings",
-                json={"model": self.model, "input": texts},
-                headers=endpoint.headers(),
-                timeout=self.timeout,
-            )
-        except httpx.TimeoutException as exc:
-            raise EmbeddingFailed(
-                "embedding_unavailable", "The embedding endpoint did not answer in time."
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise EmbeddingFailed(
-                "embedding_unavailable", "The embedding endpoint could not be reached."
-            ) from exc
-        if response.status_code != 200:
-            raise EmbeddingFailed(
-                "embedding_unavailable",
-                f"The embedding endpoint answered HTTP {response.status_code}.",
-            )
+        response = await self._post(endpoint, {"model": self.model, "input": texts})
         if len(texts) <= 8:
             return self._vectors(response, len(texts))
         # Parsing and normalising thousands of floats is CPU work: off the event loop.

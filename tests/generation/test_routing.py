@@ -69,13 +69,7 @@ async def routed(
 
 
 async def reply(parley: Parley, user: SignedInUser, chat: dict[str, Any]) -> list[SSEEvent]:
-    async with parley.http.stream(
-        "POST",
-        f"/api/chats/{chat['id']}/messages",
-        json={"content": "Hi there"},
-        headers={**user.headers, **SSE},
-    ) as response:
-        return await collect_sse(response)
+    return await reply_over(parley.http, user, chat)
 
 
 def served_by(events: list[SSEEvent]) -> dict[str, str]:
