@@ -166,6 +166,7 @@ class Runtime:
                         supervisor,
                         self.generation.guardrails,
                         embeddings,
+                        self.metrics,
                     )
                 )
                 self.generation.knowledge = self.knowledge

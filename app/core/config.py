@@ -295,6 +295,26 @@ class KnowledgeSettings(BaseSettings):
     # Postgres: full-text matches ranked per search at most (ranking reads each match's
     # tsvector; a query of common words matches thousands).
     rag_text_candidates: int = Field(default=1000, ge=10, le=100_000)
+    # How the vector and full-text lists are merged (docs/knowledge.md#fusion, measured by
+    # bench/retrieval_quality.py): `gated` (weighted reciprocal rank fusion that counts the
+    # vectors only while the embedding model separates relevant chunks more sharply than full
+    # text does), `rrf` (weighted reciprocal rank fusion, always), `convex` (scores normalised
+    # to [0, 1], then weighted).
+    rag_fusion: Literal["rrf", "convex", "gated"] = "gated"
+    # The vector list's share of the fused score (0: full text alone, 1: vectors alone).
+    rag_fusion_vector_weight: float = Field(default=0.7, ge=0, le=1)
+    # `gated`: the median separation (vector head spread / full-text head spread) the last 100
+    # queries must reach for the vectors to count.
+    rag_fusion_gate: float = Field(default=1.2, ge=0, le=100)
+    # An optional reranker: POST {RERANK_BASE_URL}/rerank (vLLM, Text Embeddings Inference,
+    # Cohere: query and documents in, scores out) re-scores the RERANK_CANDIDATES best fused
+    # chunks before RAG_TOP_K are kept. On failure or after RERANK_TIMEOUT seconds the fused
+    # order stands (logged, counted in parley_rerank_fallbacks_total).
+    rerank_base_url: str | None = None
+    rerank_model: str = "BAAI/bge-reranker-v2-m3"
+    rerank_api_key: SecretStr | None = None
+    rerank_candidates: int = Field(default=30, ge=1, le=200)
+    rerank_timeout: float = Field(default=5.0, gt=0)
     # Follow-up questions are rewritten into a standalone query by the chat's model first.
     rag_query_rewrite: bool = True
     # Chunking: target tokens per chunk (about four characters a token) and their overlap.

@@ -102,7 +102,14 @@ class Metrics:
             ["point", "check", "action"],
             registry=r,
         )
-
+        # Retrieval's optional reranker (app/knowledge/retrieval.py).
+        self.rerank_fallbacks = Counter(
+            "parley_rerank_fallbacks",
+            "Searches that kept the fused order because the reranker failed, by reason "
+            "(timeout, unavailable, invalid)",
+            ["reason"],
+            registry=r,
+        )
         self.credential_checks = Counter(
             "parley_credential_checks",
             "Password and second-factor checks by outcome: passed, failed, or refused (locked: "

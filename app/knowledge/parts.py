@@ -14,12 +14,14 @@ import httpx
 from app.core.background import Supervisor
 from app.core.config import Settings
 from app.core.db import Database
+from app.core.metrics import Metrics
 from app.core.uow import UnitOfWork, unit_of_work
 from app.files.store import FileStore
 from app.knowledge.embeddings import TEXT_SPACE, EmbeddingClient
 from app.knowledge.index import KnowledgeIndex, build_index
 from app.knowledge.ingestion import IngestionWorkers
 from app.knowledge.repository import DocumentRepository
+from app.knowledge.rerank import RerankClient
 from app.knowledge.retrieval import Retriever
 from app.knowledge.schemas import Retrieval
 
@@ -38,6 +40,9 @@ class KnowledgeParts:
     embedder: EmbeddingClient | None
     # The PII policies for what goes to the embedding endpoint (docs/knowledge.md).
     guardrails: "GuardrailPipeline | None" = None
+    # RERANK_BASE_URL's client (None: no reranker), and where its fallbacks are counted.
+    reranker: RerankClient | None = None
+    metrics: Metrics | None = None
     retriever: Retriever = field(init=False)
     workers: IngestionWorkers = field(init=False)
 
@@ -50,6 +55,8 @@ class KnowledgeParts:
             self.embedder,
             min_similarity=self.settings.rag_min_similarity,
             settings=self.settings,
+            reranker=self.reranker,
+            metrics=self.metrics,
         )
         self.workers = IngestionWorkers(self, self.settings.ingest_workers)
 
@@ -93,9 +100,11 @@ async def running_knowledge(
     supervisor: Supervisor,
     guardrails: "GuardrailPipeline | None" = None,
     embedder: EmbeddingClient | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[KnowledgeParts]:
     """Prepares the index, starts the ingestion workers under the supervisor; stops them at
-    the end. `embedder`: the runtime's one embedding client (None: full text only)."""
+    the end. `embedder`: the runtime's one embedding client (None: full text only); the
+    reranker comes from RERANK_BASE_URL, its fallbacks counted in `metrics`."""
     index = build_index(db.engine.dialect.name, settings.embedding_dimensions)
     if embedder is not None:
         try:
@@ -109,6 +118,8 @@ async def running_knowledge(
         index=index,
         embedder=embedder,
         guardrails=guardrails,
+        reranker=RerankClient.from_settings(settings, http),
+        metrics=metrics,
     )
     if embedder is None:
         logger.info("no embedding endpoint (EMBEDDING_BASE_URL): knowledge retrieval is full text")

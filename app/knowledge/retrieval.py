@@ -1,8 +1,10 @@
 """Retrieval: the question embedded once, one search per index (vectors, full text) over all the
-collections asked for, fused by reciprocal rank, and the chunks quoted for the prompt.
+collections asked for, fused (fusion.py, RAG_FUSION), re-scored by the reranker if there is one
+(rerank.py), and the chunks quoted for the prompt.
 
 The searches read on their own connections (read_pool.py): the full-text search runs while the
-question is being embedded, and the vector search as soon as the vector is back."""
+question is being embedded, and the vector search as soon as the vector is back. The reranker is
+called after the reads, with no connection held."""
 
 import asyncio
 import html
@@ -11,22 +13,26 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import Database
+from app.core.metrics import Metrics
 from app.guardrails.checks import neutralise_closing_tags
 from app.knowledge.embeddings import EmbeddingClient
 from app.knowledge.errors import EmbeddingFailed
+from app.knowledge.fusion import Fused, FusionPolicy
 from app.knowledge.index import Candidate, KnowledgeIndex, query_words
 from app.knowledge.read_pool import ReadPool
 from app.knowledge.repository import DocumentRepository
-from app.knowledge.schemas import Retrieval, SearchHit, SourceRead
+from app.knowledge.rerank import RerankClient, RerankFailed
+from app.knowledge.schemas import Retrieval, SearchExplain, SearchHit, SourceRead
 
 logger = logging.getLogger("parley.knowledge")
 
-RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al., 2009)
 SNIPPET_CHARS = 240
 # Candidates taken from each index for the fusion, per result wanted.
 CANDIDATES_PER_RESULT = 4
@@ -42,25 +48,19 @@ class Retrieved:
         return [SourceRead.model_validate(hit.model_dump(exclude={"text"})) for hit in self.hits]
 
 
-def fuse(
-    vector: Sequence[Candidate], full_text: Sequence[Candidate], *, limit: int
-) -> list[tuple[int, float, float | None]]:
-    """(chunk id, fused score, cosine similarity or None), best first: each list contributes
-    1 / (RRF_K + rank) for every chunk it holds."""
-    scores: dict[int, float] = {}
-    similarity: dict[int, float] = {}
-    for rank, candidate in enumerate(vector, start=1):
-        scores[candidate.chunk_id] = scores.get(candidate.chunk_id, 0.0) + 1 / (RRF_K + rank)
-        similarity[candidate.chunk_id] = 1 - candidate.value
-    for rank, candidate in enumerate(full_text, start=1):
-        scores[candidate.chunk_id] = scores.get(candidate.chunk_id, 0.0) + 1 / (RRF_K + rank)
-    ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
-    return [(chunk_id, score, similarity.get(chunk_id)) for chunk_id, score in ranked]
-
-
 def _snippet(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1].rstrip() + "…"
+
+
+def _explain(entry: Fused) -> SearchExplain:
+    return SearchExplain(
+        lexical_rank=entry.lexical_rank,
+        vector_rank=entry.vector_rank,
+        similarity=round(entry.similarity, 4) if entry.similarity is not None else None,
+        fused_score=round(entry.score, 6),
+        rerank_score=round(entry.rerank_score, 6) if entry.rerank_score is not None else None,
+    )
 
 
 class Retriever:
@@ -72,16 +72,29 @@ class Retriever:
         *,
         min_similarity: float,
         settings: Settings | None = None,
+        reranker: RerankClient | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        """With `settings`, searches read on their own connections (RAG_READ_CONNECTIONS) and
-        Postgres ranks at most RAG_TEXT_CANDIDATES full-text matches; without, the app's pool
-        and no cap (close() in either case)."""
+        """With `settings`, searches read on their own connections (RAG_READ_CONNECTIONS),
+        Postgres ranks at most RAG_TEXT_CANDIDATES full-text matches and the lists are fused
+        per RAG_FUSION; without, the app's pool, no cap and plain reciprocal rank fusion
+        (close() in either case)."""
         self.db = db
         self.index = index
         self.embedder = embedder if index.vectors else None
         self.min_similarity = min_similarity
         self.reads: ReadPool | None = ReadPool(db, settings) if settings is not None else None
         self.text_candidates = settings.rag_text_candidates if settings is not None else None
+        self.fusion = FusionPolicy(min_similarity=min_similarity)
+        if settings is not None:
+            self.fusion = FusionPolicy(
+                method=settings.rag_fusion,
+                vector_weight=settings.rag_fusion_vector_weight,
+                gate=settings.rag_fusion_gate,
+                min_similarity=min_similarity,
+            )
+        self.reranker = reranker
+        self.metrics = metrics
 
     async def close(self) -> None:
         if self.reads is not None:
@@ -119,9 +132,11 @@ class Retriever:
         query: str,
         top_k: int,
         vector: list[float] | None,
+        explain: bool = False,
     ) -> list[SearchHit]:
         """The best `top_k` chunks of the user's collections for the query: both searches at
-        once, each in its own short read (no network call inside one)."""
+        once, each in its own short read (no network call inside one). `explain`: each hit
+        says what ranked it (SearchExplain)."""
         words = query_words(query)
         if not collection_ids or (not words and vector is None):
             return []
@@ -129,7 +144,14 @@ class Retriever:
             self._near(user_id, collection_ids, vector, top_k),
             self._matched(user_id, collection_ids, words, top_k),
         )
-        return await self._hits(user_id, collection_ids, near, matched, top_k)
+        return await self._hits(
+            user_id, collection_ids, near, matched, top_k, query=query, explain=explain
+        )
+
+    def _candidates(self, top_k: int) -> int:
+        """Candidates taken from each index: enough for the fusion, and for the reranker."""
+        wanted = top_k * CANDIDATES_PER_RESULT
+        return max(wanted, self.reranker.candidates) if self.reranker is not None else wanted
 
     async def _near(
         self,
@@ -147,10 +169,11 @@ class Retriever:
                 collection_ids=collection_ids,
                 space=self.embedder.space,
                 vector=vector,
-                limit=top_k * CANDIDATES_PER_RESULT,
+                limit=self._candidates(top_k),
             )
-        # The relevance floor: a vector is always somebody's nearest.
-        return [c for c in near if 1 - c.value >= self.min_similarity]
+        # The relevance floor (a vector is always somebody's nearest) is the fusion's: the
+        # gate reads the whole list.
+        return near
 
     async def _matched(
         self, user_id: uuid.UUID, collection_ids: Sequence[uuid.UUID], words: list[str], top_k: int
@@ -163,7 +186,7 @@ class Retriever:
                 user_id=user_id,
                 collection_ids=collection_ids,
                 words=words,
-                limit=top_k * CANDIDATES_PER_RESULT,
+                limit=self._candidates(top_k),
                 candidates=self.text_candidates,
             )
 
@@ -174,21 +197,27 @@ class Retriever:
         near: list[Candidate],
         matched: list[Candidate],
         top_k: int,
+        *,
+        query: str,
+        explain: bool = False,
     ) -> list[SearchHit]:
-        ranked = fuse(near, matched, limit=top_k)
+        pool = top_k if self.reranker is None else max(top_k, self.reranker.candidates)
+        ranked = self.fusion.fuse(near, matched, limit=pool)
         if not ranked:
             return []
         async with self._session() as session:
             details = await DocumentRepository(session).chunk_details(
-                [chunk_id for chunk_id, _, _ in ranked],
+                [entry.chunk_id for entry in ranked],
                 user_id=user_id,
                 collection_ids=collection_ids,
             )
+        found = [(entry, details[entry.chunk_id]) for entry in ranked if entry.chunk_id in details]
+        reranked = False
+        if self.reranker is not None and len(found) > 1:
+            found, reranked = await self._reranked(self.reranker, query, found)
         hits: list[SearchHit] = []
-        for chunk_id, score, similarity in ranked:
-            row = details.get(chunk_id)
-            if row is None:
-                continue
+        for entry, row in found[:top_k]:
+            score = entry.rerank_score if reranked and entry.rerank_score is not None else None
             hits.append(
                 SearchHit(
                     file_id=row.file_id,
@@ -196,13 +225,33 @@ class Retriever:
                     collection_id=row.collection_id,
                     page=row.page,
                     section=row.section,
-                    score=round(score, 6),
-                    similarity=round(similarity, 4) if similarity is not None else None,
+                    score=round(score if score is not None else entry.score, 6),
+                    similarity=round(entry.similarity, 4) if entry.similarity is not None else None,
                     snippet=_snippet(row.text),
                     text=row.text,
+                    explain=_explain(entry) if explain else None,
                 )
             )
         return hits
+
+    async def _reranked(
+        self, reranker: RerankClient, query: str, found: list[tuple[Fused, Row[Any]]]
+    ) -> tuple[list[tuple[Fused, Row[Any]]], bool]:
+        """The candidates in the reranker's order, or in the fused order when it fails
+        (logged and counted: parley_rerank_fallbacks_total)."""
+        try:
+            scores = await reranker.scores(query, [row.text for _, row in found])
+        except RerankFailed as exc:
+            logger.warning(
+                "reranker failed, fused order kept: %s", exc.message, extra={"reason": exc.reason}
+            )
+            if self.metrics is not None:
+                self.metrics.rerank_fallbacks.labels(exc.reason).inc()
+            return found, False
+        for (entry, _), score in zip(found, scores, strict=True):
+            entry.rerank_score = score
+        # Stable: equal scores keep the fused order.
+        return sorted(found, key=lambda pair: -(pair[0].rerank_score or 0.0)), True
 
     async def retrieve(
         self,
@@ -233,7 +282,7 @@ class Retriever:
         except BaseException:
             matching.cancel()
             raise
-        hits = await self._hits(user_id, collection_ids, near, await matching, top_k)
+        hits = await self._hits(user_id, collection_ids, near, await matching, top_k, query=query)
         # Before a prompt quotes them, the chunks go through the guardrails' untrusted-text
         # checks (app/generation/retrieval.py).
         return Retrieved(query, "hybrid" if vector is not None else "full_text", hits)

@@ -165,6 +165,13 @@ async def search_collection(
     user: CurrentUser,
     service: KnowledgeServiceDep,
     limit: Annotated[int, Query(ge=1, le=50, description="Hits at most.")] = 10,
+    explain: Annotated[
+        bool,
+        Query(
+            description="Say per hit what ranked it: its full-text and vector ranks, similarity, "
+            "fused score and reranker score."
+        ),
+    ] = False,
 ) -> SearchResult:
     """The chunks retrieval would find for `q` (hybrid or full text), best first."""
-    return await service.search(user, collection, q, limit=limit)
+    return await service.search(user, collection, q, limit=limit, explain=explain)

@@ -1,8 +1,15 @@
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 
 from app.core.text import NoNul
 from app.knowledge.models import DocumentStatus
@@ -78,15 +85,45 @@ class SourceRead(BaseModel):
     collection_id: uuid.UUID
     page: int | None = Field(description="PDF page (1-based), when the document has pages.")
     section: str | None = Field(description="The heading above the chunk, if any.")
-    score: float = Field(description="Fused rank score (reciprocal rank fusion); higher first.")
+    score: float = Field(
+        description="The score the hits are ordered by, higher first: the reranker's when one "
+        "ran (RERANK_BASE_URL), else the fused score (RAG_FUSION)."
+    )
     similarity: float | None = Field(
         description="Cosine similarity to the query (vector matches only)."
     )
     snippet: str
 
 
+class SearchExplain(BaseModel):
+    """What ranked a hit (GET .../search?explain=true)."""
+
+    lexical_rank: int | None = Field(
+        description="Its rank in the full-text list (1 is best); null when full text missed it."
+    )
+    vector_rank: int | None = Field(
+        description="Its rank in the vector list (1 is best); null when the vectors missed it "
+        "or fell below RAG_MIN_SIMILARITY."
+    )
+    similarity: float | None = Field(description="Cosine similarity to the query's vector.")
+    fused_score: float = Field(description="The score fusion gave it (RAG_FUSION).")
+    rerank_score: float | None = Field(
+        default=None, description="The reranker's score; absent when no reranker scored it."
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_rerank(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("rerank_score") is None:
+            data.pop("rerank_score", None)
+        return data
+
+
 class SearchHit(SourceRead):
     text: str = Field(description="The whole chunk, as a prompt would quote it.")
+    explain: SearchExplain | None = Field(
+        default=None, description="With explain=true: what ranked this hit."
+    )
 
 
 class SearchResult(BaseModel):

@@ -224,9 +224,10 @@ class KnowledgeService:
     # --- search ----------------------------------------------------------------------------
 
     async def search(
-        self, user: User, collection: Collection, query: str, *, limit: int
+        self, user: User, collection: Collection, query: str, *, limit: int, explain: bool = False
     ) -> SearchResult:
-        """The collection's best chunks for a query, as retrieval in a chat would find them."""
+        """The collection's best chunks for a query, as retrieval in a chat would find them;
+        `explain`: with what ranked each."""
         if not query_words(query):
             raise EmptyQuery()
         # No connection is held while the query is embedded (a network call).
@@ -239,7 +240,12 @@ class KnowledgeService:
             sent, _found = self.runtime.guardrails.for_embedding(query, point="input")
         vector = await retriever.embed_query(sent)
         hits = await retriever.search(
-            user_id=user.id, collection_ids=[collection.id], query=query, top_k=limit, vector=vector
+            user_id=user.id,
+            collection_ids=[collection.id],
+            query=query,
+            top_k=limit,
+            vector=vector,
+            explain=explain,
         )
         return SearchResult(
             query=query, retrieval="hybrid" if vector is not None else "full_text", hits=hits

@@ -100,6 +100,16 @@ class FakeState:
     embedding_wrong_dimensions: int | None = None  # vectors of this length instead
     embedding_delay: float = 0.0  # before answering
     embedding_requests: list[dict[str, Any]] = field(default_factory=list)  # their bodies
+    # Vectors from this function (text, dimensions) instead of fake_embedding (the quality
+    # benchmark's stronger embedding).
+    embedder: Callable[[str, int], list[float]] | None = None
+
+    # --- Reranking (POST /v1/rerank or /rerank, the vLLM/Cohere shape): query + documents in,
+    # {"results": [{"index", "relevance_score"}]} out, best first
+    rerank_scorer: Callable[[str, str], float] | None = None  # (query, document); None: overlap
+    rerank_down: bool = False  # answer 503
+    rerank_delay: float = 0.0  # before answering (a slow or hanging reranker)
+    rerank_requests: list[dict[str, Any]] = field(default_factory=list)  # their bodies
 
     # --- Observations
     guard_requests: list[dict[str, Any]] = field(default_factory=list)  # guard and moderation
@@ -175,6 +185,8 @@ class FakeUpstream:
             await self._moderate(receive, send)
         elif route == ("POST", "/v1/embeddings"):
             await self._embeddings(receive, send)
+        elif route in (("POST", "/v1/rerank"), ("POST", "/rerank")):
+            await self._rerank(receive, send)
         else:
             await _send_json(send, 404, {"detail": "Not Found"})
 
@@ -248,13 +260,38 @@ class FakeUpstream:
         dimensions = (
             state.embedding_wrong_dimensions or body.get("dimensions") or state.embedding_dimensions
         )
+        embed = state.embedder or fake_embedding
         data = [
-            {"object": "embedding", "index": i, "embedding": fake_embedding(text, dimensions)}
+            {"object": "embedding", "index": i, "embedding": embed(text, dimensions)}
             for i, text in enumerate(inputs)
         ]
         usage = {"prompt_tokens": sum(len(t.split()) for t in inputs), "total_tokens": 0}
         await _send_json(
             send, 200, {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
+        )
+
+    async def _rerank(self, receive: Receive, send: Send) -> None:
+        state = self.state
+        body = json.loads(await _read_body(receive))
+        state.rerank_requests.append(body)
+        if state.rerank_delay:
+            await asyncio.sleep(state.rerank_delay)
+        if state.rerank_down:
+            await _send_json(send, 503, {"error": {"message": "The reranker is loading"}})
+            return
+        query = str(body.get("query", ""))
+        documents = [str(d) for d in body.get("documents", [])]
+        scorer = state.rerank_scorer or overlap_score
+        results = [
+            {"index": i, "relevance_score": scorer(query, document)}
+            for i, document in enumerate(documents)
+        ]
+        results.sort(key=lambda r: -float(r["relevance_score"]))
+        top_n = body.get("top_n")
+        if isinstance(top_n, int):
+            results = results[:top_n]
+        await _send_json(
+            send, 200, {"id": "rerank-1", "model": body.get("model"), "results": results}
         )
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -516,6 +553,13 @@ def fake_embedding(text: str, dimensions: int) -> list[float]:
             vector[index] += sign * weight
     norm = math.sqrt(sum(x * x for x in vector)) or 1.0
     return [x / norm for x in vector]
+
+
+def overlap_score(query: str, document: str) -> float:
+    """The share of the query's words (stopwords aside) that the document holds."""
+    words = {w for w in re.findall(r"[^\W_]+", query.casefold()) if w not in _STOPWORDS}
+    held = set(re.findall(r"[^\W_]+", document.casefold()))
+    return len(words & held) / len(words) if words else 0.0
 
 
 def _tokens(tokens: list[str] | int) -> list[str]:
