@@ -354,8 +354,8 @@ GRID: dict[str, dict[str, Any]] = {
     "convex 0.3": {"rag_fusion": "convex", "rag_fusion_vector_weight": 0.3},
     "convex 0.5": {"rag_fusion": "convex", "rag_fusion_vector_weight": 0.5},
     "convex 0.7": {"rag_fusion": "convex", "rag_fusion_vector_weight": 0.7},
-    "gated 0.5, gate 1.2": {"rag_fusion": "gated", "rag_fusion_vector_weight": 0.5},
-    "gated 0.7, gate 1.0": {"rag_fusion": "gated", "rag_fusion_gate": 1.0},
+    "gated 0.5, gate 1.3": {"rag_fusion": "gated", "rag_fusion_vector_weight": 0.5},
+    "gated 0.7, gate 1.1": {"rag_fusion": "gated", "rag_fusion_gate": 1.1},
     "gated 0.7, gate 1.5": {"rag_fusion": "gated", "rag_fusion_gate": 1.5},
 }
 

@@ -25,7 +25,7 @@ from app.knowledge.index import Candidate
 FusionMethod = Literal["rrf", "convex", "gated"]
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al., 2009)
 # The gate's record: the last GATE_WINDOW queries' separations, at least GATE_MINIMUM of them.
-GATE_WINDOW = 100
+GATE_WINDOW = 200
 GATE_MINIMUM = 10
 # A list shorter than this tells nothing about its spread.
 SPREAD_MIN_CANDIDATES = 8
@@ -94,7 +94,7 @@ class FusionPolicy:
         self,
         method: FusionMethod = "rrf",
         vector_weight: float = 0.5,
-        gate: float = 1.2,
+        gate: float = 1.3,
         *,
         min_similarity: float = -1.0,
     ) -> None:
