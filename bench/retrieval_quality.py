@@ -60,6 +60,7 @@ from tests.support.app import serving  # noqa: E402
 from tests.support.database import TestDatabase, migrate  # noqa: E402
 from tests.support.fake_upstream import FakeUpstream, fake_embedding, run_fake_upstream  # noqa: E402
 from tests.support.settings import make_settings  # noqa: E402
+from tests.support.sse import collect_sse  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
 DEFAULT_COLLECTIONS = [DATA / "cranfield", DATA / "squad-dev-5"]
@@ -252,6 +253,7 @@ def settings_for(
         "llm_base_url": fake.base_url,
         "llm_model": "fake-model",
         "db_pool_size": 10,
+        "echo_token_delay": 0.0,
         **extra,
     }
     return make_settings(db, **values)
@@ -322,6 +324,82 @@ async def rankings(
     return out
 
 
+async def rewritten_rankings(
+    http: httpx.AsyncClient, loaded: Loaded, queries: dict[str, str]
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Each query sent as a follow-up in a chat over the collection (its first message
+    "Hello"): the sources the reply retrieved (RAG_TOP_K of them), and the query it searched."""
+    out: dict[str, list[str]] = {}
+    searched: dict[str, str] = {}
+    semaphore = asyncio.Semaphore(4)
+    headers = {**loaded.user.headers, "Accept": "text/event-stream"}
+
+    async def one(q: str, text: str) -> None:
+        async with semaphore:
+            chat = await http.post(
+                "/api/chats",
+                json={"collection_ids": [loaded.collection_id]},
+                headers=loaded.user.headers,
+            )
+            chat.raise_for_status()
+            path = f"/api/chats/{chat.json()['id']}/messages"
+            for content in ("Hello", text[:1000]):
+                async with http.stream(
+                    "POST", path, json={"content": content}, headers=headers
+                ) as r:
+                    events = await collect_sse(r)
+        sources = next(e.data for e in events if e.event == "sources")
+        docs: list[str] = []
+        for source in sources["sources"]:
+            doc = loaded.file_doc[source["name"]]
+            if doc not in docs:
+                docs.append(doc)
+        out[q], searched[q] = docs, sources["query"]
+
+    await asyncio.gather(*(one(q, t) for q, t in queries.items()))
+    return out, searched
+
+
+async def rewrite_rows(
+    db: TestDatabase,
+    fake: FakeUpstream,
+    args: argparse.Namespace,
+    tmp: Path,
+    loaded: list[Loaded],
+    embedding: str,
+) -> list[tuple[str, str, str, tuple[float, float, float]]]:
+    """RAG_QUERY_REWRITE on and off with the stub model (the fake upstream, which answers
+    "Hello, world!" to everything, the rewrite included) and the echo model (never asked to
+    rewrite), on --rewrite-queries follow-ups per collection; and what searching the stub's
+    rewrite itself would find (the rewrite before Parley's grounding check)."""
+    rows: list[tuple[str, str, str, tuple[float, float, float]]] = []
+    models = {"stub": {}, "echo": {"llm_base_url": None, "llm_model": None}}
+    for item in loaded:
+        c = item.collection
+        sample = dict(list(c.queries.items())[: args.rewrite_queries])
+        sampled = TestCollection(c.name, c.docs, sample, c.qrels)
+        for model, extra in models.items():
+            for rewrite in (False, True):
+                configured = settings_for(
+                    db, fake, args, tmp, rag_top_k=K, rag_query_rewrite=rewrite, **extra
+                )
+                async with serving(configured) as (_app, http):
+                    ranked, searched = await rewritten_rankings(http, item, sample)
+                    label = f"follow-up, {model} model, rewrite {'on' if rewrite else 'off'}"
+                    rows.append((c.name, embedding, label, mean_scores(ranked, sampled)))
+                    if model == "stub" and rewrite:
+                        kept = sum(1 for q, t in sample.items() if searched[q] == t[:1000])
+                        print(
+                            f"  {c.name}: {kept}/{len(sample)} stub rewrites not used",
+                            file=sys.stderr,
+                        )
+                        answer = "Hello, world!"
+                        raw = await rankings(http, item, {q: answer for q in sample})
+                        label = "follow-up, stub model's rewrite searched as is"
+                        rows.append((c.name, embedding, label, mean_scores(raw, sampled)))
+    return rows
+
+
 @asynccontextmanager
 async def database(kind: str, tmp: Path) -> AsyncIterator[TestDatabase]:
     if kind == "sqlite":
@@ -382,6 +460,8 @@ async def run_embedding(
             if args.grid:
                 configs.update(GRID)
             configs["hybrid + reranker"] = {"rerank_base_url": fake.base_url}
+            if args.rewrite_queries and embedding == args.embeddings.split(",")[0].strip():
+                rows += await rewrite_rows(db, fake, args, tmp, loaded, embedding)
             for label, extra in configs.items():
                 async with serving(settings_for(db, fake, args, tmp, **extra)) as (_app, http):
                     for item in loaded:
@@ -490,6 +570,12 @@ async def main() -> None:
         "--rerank-noise", type=float, default=0.3, help="the reranker double's noise"
     )
     parser.add_argument("--grid", action="store_true", help="also every fusion candidate")
+    parser.add_argument(
+        "--rewrite-queries",
+        type=int,
+        default=50,
+        help="follow-ups per collection for RAG_QUERY_REWRITE (0: skip), first embedding only",
+    )
     args = parser.parse_args()
     collections = [load(d, args.queries) for d in (args.collection or DEFAULT_COLLECTIONS)]
     judge = Judge(collections, args.noise, args.rerank_noise)

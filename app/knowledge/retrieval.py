@@ -48,6 +48,28 @@ class Retrieved:
         return [SourceRead.model_validate(hit.model_dump(exclude={"text"})) for hit in self.hits]
 
 
+# Words a rewrite need not keep (the question's other words are what it is about).
+_FUNCTION_WORDS = frozenset(
+    (  # noqa: SIM905 - a list of 70 one-word strings reads worse
+        "a an and are as at be but by can could did do does for from had has have how i if in is "
+        "it its me my no not of on or our so than that the their them then there these they this "
+        "those to us was we were what when where which who whom why will with would you your "
+        "about also any more tell please"
+    ).split()
+)
+
+
+def grounded(rewritten: str, question: str) -> bool:
+    """Whether a rewritten query keeps something of the question: a word of it (the first five
+    letters alike, so plurals and tenses count) beyond function words. A model that answers
+    the question instead of rewriting it (a stub, a chatty model) fails this and the question
+    is searched as typed; a question of function words alone ("and that?") trusts the rewrite."""
+    asked = {w[:5] for w in query_words(question) if w not in _FUNCTION_WORDS}
+    if not asked:
+        return True
+    return bool(asked & {w[:5] for w in query_words(rewritten)})
+
+
 def _snippet(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1].rstrip() + "…"
@@ -94,6 +116,8 @@ class Retriever:
                 min_similarity=min_similarity,
             )
         self.reranker = reranker
+        # The reranker's candidates: both lists by plain reciprocal rank fusion.
+        self.pool = FusionPolicy("rrf", 0.5, min_similarity=min_similarity)
         self.metrics = metrics
 
     async def close(self) -> None:
@@ -201,20 +225,30 @@ class Retriever:
         query: str,
         explain: bool = False,
     ) -> list[SearchHit]:
-        pool = top_k if self.reranker is None else max(top_k, self.reranker.candidates)
-        ranked = self.fusion.fuse(near, matched, limit=pool)
-        if not ranked:
+        ranked = self.fusion.fuse(near, matched, limit=top_k)
+        candidates = ranked
+        if self.reranker is not None:
+            # The reranker judges every candidate itself, so it gets the best of both lists
+            # (plain reciprocal rank fusion) whatever the gate says; the fused order is its
+            # fallback.
+            pooled = self.pool.fuse(near, matched, limit=self.reranker.candidates)
+            pooled_ids = {entry.chunk_id for entry in pooled}
+            candidates = pooled + [e for e in ranked if e.chunk_id not in pooled_ids]
+        if not candidates:
             return []
         async with self._session() as session:
             details = await DocumentRepository(session).chunk_details(
-                [entry.chunk_id for entry in ranked],
+                [entry.chunk_id for entry in candidates],
                 user_id=user_id,
                 collection_ids=collection_ids,
             )
         found = [(entry, details[entry.chunk_id]) for entry in ranked if entry.chunk_id in details]
         reranked = False
-        if self.reranker is not None and len(found) > 1:
-            found, reranked = await self._reranked(self.reranker, query, found)
+        if self.reranker is not None:
+            pool = [(e, details[e.chunk_id]) for e in candidates if e.chunk_id in details]
+            if len(pool) > 1:
+                reordered, reranked = await self._reranked(self.reranker, query, pool)
+                found = reordered if reranked else found
         hits: list[SearchHit] = []
         for entry, row in found[:top_k]:
             score = entry.rerank_score if reranked and entry.rerank_score is not None else None
@@ -271,6 +305,9 @@ class Retriever:
                 query = (await rewrite()) or question
             except Exception:
                 logger.warning("query rewrite failed; searching the question", exc_info=True)
+            if not grounded(query, question):
+                logger.warning("query rewrite shares no word with the question: not used")
+                query = question
         words = query_words(query)
         if not collection_ids:
             return Retrieved(query, self.retrieval, [])

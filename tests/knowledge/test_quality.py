@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
+from tests.generation.test_replies import stream
 from tests.knowledge.conftest import knowledge_settings
 from tests.knowledge.test_knowledge import add, collection, settled, upload
 from tests.support.api import SignedInUser, assert_error, register
 from tests.support.database import TestDatabase
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.upstream_fixtures import Parley, running_parley
+from tests.support.upstream_fixtures import Parley, new_chat, running_parley
 
 DOCUMENTS = {
     "warranty.md": "The Aquaphone warranty covers water damage for two years. A warranty claim "
@@ -142,10 +143,6 @@ class TestReranker:
     async def test_a_failing_reranker_leaves_the_fused_order_and_is_counted(
         self, settings_for: Any, fake_upstream: FakeUpstream, knobs: dict, reason: str
     ) -> None:
-        async with running_parley(settings_for()) as parley:
-            user = await register(parley.http)
-            coll = await library(parley, user)
-            fused = await explained(parley, user, coll, "warranty")
         for name, value in knobs.items():
             setattr(fake_upstream.state, name, value)
         fake_upstream.state.rerank_scorer = lambda query, doc: 0.9 if "battery" in doc else 0.1
@@ -154,7 +151,9 @@ class TestReranker:
             user = await register(parley.http)
             coll = await library(parley, user)
             hits = await explained(parley, user, coll, "warranty")
-            assert [hit["name"] for hit in hits] == [hit["name"] for hit in fused]
+            # The fused order: full text's, as the gate has not opened (test_fusion above).
+            assert [hit["explain"]["lexical_rank"] for hit in hits] == list(range(1, len(hits) + 1))
+            assert hits[0]["name"] == "warranty.md"
             assert all("rerank_score" not in hit["explain"] for hit in hits)
             metrics = (await parley.http.get("/metrics")).text
             assert fallbacks(metrics, reason) == 1
@@ -192,3 +191,24 @@ class TestExplain:
                 headers=other.headers,
             )
             assert_error(response, 404, "collection_not_found")
+
+
+class TestQueryRewrite:
+    async def test_a_rewrite_that_keeps_nothing_of_the_question_is_not_searched(
+        self, settings_for: Any, fake_upstream: FakeUpstream
+    ) -> None:
+        # The stub model answers "Hello, world!" to everything, the rewrite request included.
+        async with running_parley(settings_for()) as parley:
+            user = await register(parley.http)
+            coll = await library(parley, user)
+            chat = await new_chat(parley.http, user, collection_ids=[coll["id"]])
+            await stream(parley, user, chat, "Tell me about the Aquaphone.")
+            question = "How long does the battery last?"
+            _, events = await stream(parley, user, chat, question)
+            sources = next(e.data for e in events if e.event == "sources")
+            assert sources["query"] == question
+            assert sources["sources"][0]["name"] == "battery.md"
+            fake_upstream.state.tokens = ["Aquaphone battery life"]
+            _, events = await stream(parley, user, chat, "And the batteries?")
+            sources = next(e.data for e in events if e.event == "sources")
+            assert sources["query"] == "Aquaphone battery life"
