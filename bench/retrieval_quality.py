@@ -432,9 +432,9 @@ GRID: dict[str, dict[str, Any]] = {
     "convex 0.3": {"rag_fusion": "convex", "rag_fusion_vector_weight": 0.3},
     "convex 0.5": {"rag_fusion": "convex", "rag_fusion_vector_weight": 0.5},
     "convex 0.7": {"rag_fusion": "convex", "rag_fusion_vector_weight": 0.7},
-    "gated 0.5, gate 1.3": {"rag_fusion": "gated", "rag_fusion_vector_weight": 0.5},
-    "gated 0.7, gate 1.1": {"rag_fusion": "gated", "rag_fusion_gate": 1.1},
-    "gated 0.7, gate 1.5": {"rag_fusion": "gated", "rag_fusion_gate": 1.5},
+    "gated 0.5, gate 1.5": {"rag_fusion": "gated", "rag_fusion_vector_weight": 0.5},
+    "gated 0.7, gate 1.0": {"rag_fusion": "gated", "rag_fusion_gate": 1.0},
+    "gated 0.7, gate 1.3": {"rag_fusion": "gated", "rag_fusion_gate": 1.3},
 }
 
 
@@ -567,7 +567,7 @@ async def main() -> None:
     parser.add_argument("--dimensions", type=int, default=DIMENSIONS)
     parser.add_argument("--noise", type=float, default=0.8, help="the oracle embedding's noise")
     parser.add_argument(
-        "--rerank-noise", type=float, default=0.3, help="the reranker double's noise"
+        "--rerank-noise", type=float, default=0.2, help="the reranker double's noise"
     )
     parser.add_argument("--grid", action="store_true", help="also every fusion candidate")
     parser.add_argument(

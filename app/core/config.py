@@ -305,7 +305,7 @@ class KnowledgeSettings(BaseSettings):
     rag_fusion_vector_weight: float = Field(default=0.7, ge=0, le=1)
     # `gated`: the median separation (vector head spread / full-text head spread) the last 200
     # queries must reach for the vectors to count.
-    rag_fusion_gate: float = Field(default=1.3, ge=0, le=100)
+    rag_fusion_gate: float = Field(default=1.5, ge=0, le=100)
     # An optional reranker: POST {RERANK_BASE_URL}/rerank (vLLM, Text Embeddings Inference,
     # Cohere: query and documents in, scores out) re-scores the RERANK_CANDIDATES best fused
     # chunks before RAG_TOP_K are kept. On failure or after RERANK_TIMEOUT seconds the fused

@@ -94,7 +94,7 @@ class FusionPolicy:
         self,
         method: FusionMethod = "rrf",
         vector_weight: float = 0.5,
-        gate: float = 1.3,
+        gate: float = 1.5,
         *,
         min_similarity: float = -1.0,
     ) -> None:
