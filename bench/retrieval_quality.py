@@ -254,6 +254,7 @@ def settings_for(
         "llm_model": "fake-model",
         "db_pool_size": 10,
         "echo_token_delay": 0.0,
+        "log_level": "ERROR",  # the table on stdout, not the warnings the runs provoke
         **extra,
     }
     return make_settings(db, **values)
