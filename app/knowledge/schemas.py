@@ -1,15 +1,8 @@
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    StringConstraints,
-    model_serializer,
-)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.core.text import NoNul
 from app.knowledge.models import DocumentStatus
@@ -108,15 +101,10 @@ class SearchExplain(BaseModel):
     similarity: float | None = Field(description="Cosine similarity to the query's vector.")
     fused_score: float = Field(description="The score fusion gave it (RAG_FUSION).")
     rerank_score: float | None = Field(
-        default=None, description="The reranker's score; absent when no reranker scored it."
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="The reranker's score; absent when no reranker scored it.",
     )
-
-    @model_serializer(mode="wrap")
-    def _without_absent_rerank(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if data.get("rerank_score") is None:
-            data.pop("rerank_score", None)
-        return data
 
 
 class SearchHit(SourceRead):
