@@ -3,7 +3,7 @@ Parley's own ingestion and `GET /api/collections/{id}/search`, through the API, 
 collections with graded relevance judgements, against an Okapi BM25 reference (rank-bm25).
 
     .venv/bin/python bench/retrieval_quality.py                     # both collections, SQLite
-    .venv/bin/python bench/retrieval_quality.py --collection bench/data/cranfield --queries 100
+    .venv/bin/python bench/retrieval_quality.py --collection bench/collections/cranfield
     .venv/bin/python bench/retrieval_quality.py --collection /path/to/beir/scifact   # any BEIR dir
     .venv/bin/python bench/retrieval_quality.py --grid     # every fusion candidate (for tuning)
 
@@ -62,7 +62,7 @@ from tests.support.fake_upstream import FakeUpstream, fake_embedding, run_fake_u
 from tests.support.settings import make_settings  # noqa: E402
 from tests.support.sse import collect_sse  # noqa: E402
 
-DATA = ROOT / "bench" / "data"
+DATA = ROOT / "bench" / "collections"
 DEFAULT_COLLECTIONS = [DATA / "cranfield", DATA / "squad-dev-5"]
 DIMENSIONS = 384
 K = 10
