@@ -16,6 +16,7 @@ from app.guardrails.models import ModerationEvent
 from app.keys.models import ApiKey
 from app.knowledge.models import Collection, CollectionFile, KnowledgeChunk, KnowledgeDocument
 from app.openai_api.models import StoredResponse
+from app.tools.models import ToolSetting
 from app.usage.models import UsageRecord
 from app.users.models import User
 
@@ -43,6 +44,7 @@ __all__ = [
     "PendingBlob",
     "RefreshToken",
     "StoredResponse",
+    "ToolSetting",
     "UsageRecord",
     "User",
 ]

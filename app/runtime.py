@@ -154,7 +154,14 @@ class Runtime:
                 embeddings = EmbeddingClient.from_settings(settings, self.http)
                 self.generation = await parts.enter_async_context(
                     running_generation(
-                        settings, db, self.metrics, supervisor, self.http, self.redis, embeddings
+                        settings,
+                        db,
+                        self.metrics,
+                        supervisor,
+                        self.http,
+                        self.redis,
+                        embeddings,
+                        invalidations=self.invalidations,
                     )
                 )
                 self.knowledge = await parts.enter_async_context(
