@@ -59,6 +59,9 @@ class FakeState:
     # "tool_calls": [...]}, either optional) instead of `tokens` and `tool_calls`; a model that
     # calls tools, then answers once it has their results.
     turns: list[dict[str, Any]] = field(default_factory=list)
+    # A model that calls `tool_calls` until it has their results: a request whose last message
+    # is a tool result gets `tokens` only (many chats at once, each calling once).
+    answer_tool_results: bool = False
     first_token_delay: float = 0.0  # after the headers, before the role chunk
     token_delay: float = 0.0  # between content chunks
     models: list[str] = field(default_factory=lambda: ["fake-model"])
@@ -365,6 +368,8 @@ class FakeUpstream:
         turn = state.turns.pop(0) if state.turns else {}
         tokens = _tokens(turn.get("tokens", state.tokens))
         tool_calls: list[dict[str, Any]] = turn.get("tool_calls", state.tool_calls)
+        if state.answer_tool_results and body["messages"][-1].get("role") == "tool":
+            tool_calls = []
         max_tokens = body.get("max_tokens")
         finish_reason = "stop"
         if isinstance(max_tokens, int) and len(tokens) > max_tokens:
