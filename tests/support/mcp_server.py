@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from mcp.server.fastmcp import FastMCP
+from starlette.types import Receive, Scope, Send
 
 from tests.support.live import free_port, live_server
 
@@ -28,6 +29,8 @@ class McpServerState:
     url: str = ""
     calls: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    # Each request's headers the tests look at (authorization, x-team).
+    headers: list[dict[str, str]] = field(default_factory=list)
     # Set (from the server's thread) when echo_slowly starts.
     slow_started: threading.Event = field(default_factory=threading.Event)
 
@@ -108,6 +111,14 @@ def running_mcp_server(name: str = "calc") -> Iterator[McpServerState]:
     state = McpServerState()
     port = free_port()
     server = build_server(name, state, port)
-    with live_server(server.streamable_http_app(), port=port) as base_url:
+    app = server.streamable_http_app()
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            seen = {k.decode(): v.decode() for k, v in scope["headers"]}
+            state.headers.append({k: seen[k] for k in ("authorization", "x-team") if k in seen})
+        await app(scope, receive, send)
+
+    with live_server(recording, port=port) as base_url:
         state.url = f"{base_url}/mcp"
         yield state

@@ -29,9 +29,21 @@ def other() -> Iterator[McpServerState]:
 
 
 @pytest.fixture
-def mcp_config(calc: McpServerState, other: McpServerState) -> dict[str, Any]:
+def calc_headers(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A secret named by its environment variable, and a plain header."""
+    monkeypatch.setenv("PARLEY_TEST_CALC_TOKEN", "s3cret")
     return {
-        "calc": {"url": calc.url},
+        "Authorization": {"env": "PARLEY_TEST_CALC_TOKEN", "prefix": "Bearer "},
+        "X-Team": "tests",
+    }
+
+
+@pytest.fixture
+def mcp_config(
+    calc: McpServerState, other: McpServerState, calc_headers: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "calc": {"url": calc.url, "headers": calc_headers},
         "other": {"url": other.url, "approve": ["lookup"]},
     }
 

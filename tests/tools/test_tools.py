@@ -64,6 +64,12 @@ class TestDiscovery:
         assert tools["other.lookup"]["needs_approval"]
         assert tools["parley.knowledge_search"]["server"] == "parley"
 
+    async def test_headers_reach_the_server_with_secrets_from_the_environment(
+        self, parley: Parley, calc: McpServerState
+    ) -> None:
+        assert calc.headers  # the discovery at start
+        assert {"authorization": "Bearer s3cret", "x-team": "tests"} in calc.headers
+
     @pytest.mark.parametrize(
         "mcp_config", [{"down": {"url": "http://127.0.0.1:9/mcp", "timeout_seconds": 2}}]
     )
@@ -123,6 +129,10 @@ class TestLoop:
         (step,) = reply["tool_steps"]
         assert step["tool_id"] == "calc.add" and step["result"] == "5"
         assert step["approval"] == "not_needed"
+        # Both model calls count: the fake reports each one's usage.
+        assert reply["completion_tokens"] == 1 + 2 and reply["usage_estimated"] is False
+        (usage,) = data(events, "usage")
+        assert usage["completion_tokens"] == 3
 
         # The next turn sends the calls back in OpenAI's shape; regenerate runs the loop again.
         fake_upstream.state.turns = [{"tokens": ["Yes."]}]
@@ -417,6 +427,46 @@ class TestApprovals:
         assert names(events)[:2] == ["tool_call", "approval_required"]
         assert data(events, "tool_result")[0]["content"] == "other has tea"
         assert names(events)[-1] == "done"
+
+    async def test_the_quota_is_checked_before_each_step(
+        self,
+        parley: Parley,
+        author: SignedInUser,
+        admin: SignedInUser,
+        fake_upstream: FakeUpstream,
+    ) -> None:
+        chat = await new_chat(parley.http, author, tool_ids=["other.lookup"])
+        fake_upstream.state.turns = [
+            {"tokens": [], "tool_calls": [call("a", "other__lookup", '{"key": "tea"}')]},
+            {"tokens": ["never"]},
+        ]
+        events: list[SSEEvent] = []
+        async with parley.http.stream(
+            "POST",
+            f"/api/chats/{chat['id']}/messages",
+            json={"content": "Look it up"},
+            headers={**author.headers, **SSE},
+        ) as response:
+            async for event in iter_sse(response):
+                events.append(event)
+                if event.event == "start":
+                    reply_id = event.data["assistant_message_id"]
+                if event.event == "approval_required":
+                    # While the call waits, an admin cuts the user's quota to nothing.
+                    cut = await parley.http.patch(
+                        f"/api/admin/users/{author.user_id}",
+                        json={"daily_token_quota": 1},
+                        headers=admin.headers,
+                    )
+                    assert cut.status_code == 200, cut.text
+                    await parley.http.post(
+                        f"/api/chats/{chat['id']}/messages/{reply_id}/tool-approvals",
+                        json={"call_id": "a", "approve": True},
+                        headers=author.headers,
+                    )
+        assert events[-1].event == "error" and events[-1].data["code"] == "quota_exceeded"
+        assert len(fake_upstream.state.requests) == 1
+        assert data(events, "tool_result")[0]["content"] == "other has tea"
 
     async def test_another_users_reply_is_never_approvable(
         self, parley: Parley, author: SignedInUser, fake_upstream: FakeUpstream

@@ -45,6 +45,7 @@ from app.tools.runner import ToolContext, ToolResult, ToolRunner
 from app.usage.repository import UsageRepository
 from app.usage.service import QuotaExceeded, UsageService, daily_limit
 from app.users.models import User
+from app.users.repository import UserRepository
 
 logger = logging.getLogger("parley.tools")
 
@@ -58,21 +59,23 @@ class StepQuota(Protocol):
 
 
 class UsageStepQuota:
-    """The daily token quota (app/usage), read in a short transaction of its own: what the
-    user used today (this reply's reservation included) and what the reply spent so far must
-    leave some of it."""
+    """The daily token quota (app/usage), read in a short transaction of its own, with the
+    user's quota as it is now (an admin may have changed it while the reply ran): what the user
+    used today (this reply's reservation included) must leave more than the reply has spent."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
 
     async def allows(self, user: User, spent: int) -> bool:
-        if daily_limit(user, self.settings) is None:
-            return True
         async with unit_of_work(self.db) as uow:
-            quota = await UsageService(
-                usage=uow.get(UsageRepository), settings=self.settings
-            ).quota(user)
+            current = await uow.get(UserRepository).get(user.id)
+            if current is None:
+                return False
+            if daily_limit(current, self.settings) is None:
+                return True
+            usage = UsageService(usage=uow.get(UsageRepository), settings=self.settings)
+            quota = await usage.quota(current)
         return quota.remaining is None or quota.remaining > spent
 
 
