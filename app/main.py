@@ -12,7 +12,8 @@ from app.accounts.admin_router import router as admin_router
 from app.accounts.router import router as users_router
 from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
-from app.chats.router import modes_router
+from app.chats.projects_router import router as projects_router
+from app.chats.router import modes_router, tags_router
 from app.chats.router import router as chats_router
 from app.core.apidocs import install_api_docs
 from app.core.config import Settings, get_settings
@@ -138,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys_router)
     app.include_router(chats_router, dependencies=chats_scope)
     app.include_router(modes_router, dependencies=chats_scope)
+    app.include_router(projects_router, dependencies=chats_scope)
+    app.include_router(tags_router, dependencies=chats_scope)
     app.include_router(generation_router, dependencies=chats_scope)
     app.include_router(ws_router)
     app.include_router(usage_router)

@@ -63,6 +63,7 @@ def upgrade() -> None:
             ["id"],
         )
     op.create_index("ix_chat_project_id", "chat", ["project_id"], unique=False)
+    op.add_column("chat", sa.Column("tags", sa.JSON(), nullable=True))
 
     op.create_table(
         "chat_tag",
@@ -137,6 +138,7 @@ def downgrade() -> None:
     op.drop_table("chat_share")
     op.drop_index("ix_chat_tag_user_tag", table_name="chat_tag")
     op.drop_table("chat_tag")
+    op.drop_column("chat", "tags")
     op.drop_index("ix_chat_project_id", table_name="chat")
     if op.get_bind().dialect.name != "sqlite":
         op.drop_constraint(op.f("fk_chat_project_id_project"), "chat", type_="foreignkey")

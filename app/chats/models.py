@@ -66,6 +66,9 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
     # The project it is filed in (app/projects). Deleting a project moves its chats out first
     # (no ON DELETE: SQLite cannot add a column with one that its reflection reads back).
     project_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("project.id"))
+    # Its tags, sorted, as the API shows them; chat_tag holds the same for filtering and counts
+    # (both written together, by ChatRepository.set_tags). Null: none.
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class ChatTag(Base):

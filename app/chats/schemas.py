@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from app.chats.errors import UnknownMode
 from app.chats.models import MessageStatus, Role
 from app.chats.modes import DEFAULT_MODE, MODES
+from app.chats.tags import Tags
 from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 from app.files.schemas import AttachmentRead, ContextCut
@@ -102,6 +103,10 @@ class ChatCreate(ChatSettings):
     )
     pinned: StrictBool = False
     collection_ids: CollectionIds = Field(default_factory=list)
+    project_id: uuid.UUID | None = Field(
+        default=None, description="File it in one of your projects (GET /api/projects)."
+    )
+    tags: Tags = Field(default_factory=list)
 
 
 class ChatUpdate(ChatSettings):
@@ -119,6 +124,10 @@ class ChatUpdate(ChatSettings):
     collection_ids: CollectionIds | None = Field(
         default=None, description="Replaces the chat's collections ([] or null: none)."
     )
+    project_id: uuid.UUID | None = Field(
+        default=None, description="Moves it into one of your projects (null: out of its project)."
+    )
+    tags: Tags | None = Field(default=None, description="Replaces its tags ([] or null: none).")
 
 
 class ChatRead(BaseModel):
@@ -146,8 +155,10 @@ class ChatRead(BaseModel):
     collection_ids: list[uuid.UUID] = Field(
         default_factory=list, description="The collections its replies retrieve from."
     )
+    project_id: uuid.UUID | None = Field(default=None, description="Its project (null: none).")
+    tags: list[str] = Field(default_factory=list, description="Its tags, sorted.")
 
-    @field_validator("collection_ids", mode="before")
+    @field_validator("collection_ids", "tags", mode="before")
     @classmethod
     def _no_collections(cls, value: object) -> object:
         return [] if value is None else value
@@ -156,6 +167,11 @@ class ChatRead(BaseModel):
 class ChatPage(BaseModel):
     items: list[ChatRead]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+
+
+class TagCount(BaseModel):
+    tag: str
+    count: int = Field(description="Your chats with this tag, out of the trash.")
 
 
 class ServedBy(BaseModel):

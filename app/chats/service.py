@@ -36,6 +36,9 @@ from app.files.attachments import attachment_reads
 from app.files.repository import AttachmentRepository
 from app.knowledge.errors import CollectionNotFound
 from app.knowledge.repository import CollectionRepository
+from app.projects.errors import ProjectNotFound
+from app.projects.models import Project
+from app.projects.repository import ProjectRepository
 from app.users.models import User
 
 # Fields of ChatUpdate that are copied as they are (mode and mode_params are validated together).
@@ -121,6 +124,8 @@ class ChatService:
         params = get_mode(data.mode).validate_params(data.mode_params)
         if data.collection_ids:
             await self.check_collections(user.id, data.collection_ids)
+        if data.project_id is not None:
+            await self.check_project(user.id, data.project_id)
         now = utcnow()
         chat = Chat(
             user_id=user.id,
@@ -135,11 +140,36 @@ class ChatService:
             pinned=data.pinned,
             collection_ids=[str(i) for i in dict.fromkeys(data.collection_ids)] or None,
             archived=False,
+            project_id=data.project_id,
             created_at=now,
             updated_at=now,
             last_message_at=now,
         )
-        return await self.chats.add(chat)
+        await self.chats.add(chat)
+        if data.tags:
+            await self.chats.set_tags(chat, data.tags)
+            await self.uow.flush()
+        return chat
+
+    async def check_project(self, user_id: uuid.UUID, project_id: uuid.UUID) -> None:
+        """ProjectNotFound unless the project is the user's."""
+        if await self.uow.get(ProjectRepository).get_for_user(user_id, project_id) is None:
+            raise ProjectNotFound()
+
+    async def tag_counts(self, user: User) -> list[tuple[str, int]]:
+        """The user's tags, each with the number of their chats (out of the trash) carrying it."""
+        return await self.chats.tag_counts(user.id)
+
+    async def project_chat_counts(
+        self, user: User, projects: Sequence[Project]
+    ) -> dict[uuid.UUID, int]:
+        return await self.chats.project_chat_counts(user.id, [p.id for p in projects])
+
+    async def delete_project(self, project: Project, *, trash_chats: bool = False) -> None:
+        """Deletes the project. Its chats move out of it and stay (the default), or go to the
+        trash with `trash_chats`, restorable for TRASH_DAYS like any chat."""
+        await self.chats.release_project(project.id, trash_at=utcnow() if trash_chats else None)
+        await self.uow.get(ProjectRepository).delete(project)
 
     async def get_owned_chat(
         self, user: User, chat_id: uuid.UUID, *, with_trash: bool = False
@@ -166,6 +196,8 @@ class ChatService:
         archived: bool = False,
         trashed: bool = False,
         query: str | None = None,
+        project_id: uuid.UUID | None = None,
+        tag: str | None = None,
     ) -> ChatPage:
         """One page of the user's chats (or of their trash): pinned first, then most recently
         active."""
@@ -177,6 +209,8 @@ class ChatService:
             archived=archived,
             trashed_since=self._trashed_since() if trashed else None,
             search=SearchTerms.parse(query),
+            project_id=project_id,
+            tag=tag,
         )
         page = chats[:limit]
         more = len(chats) > limit
@@ -193,6 +227,12 @@ class ChatService:
             if ids:
                 await self.check_collections(chat.user_id, ids)
             chat.collection_ids = [str(i) for i in ids] or None
+        if "project_id" in sent:
+            if data.project_id is not None:
+                await self.check_project(chat.user_id, data.project_id)
+            chat.project_id = data.project_id
+        if "tags" in sent:
+            await self.chats.set_tags(chat, data.tags or [])
         for name in _PLAIN_FIELDS:
             if name in sent:
                 value = getattr(data, name)

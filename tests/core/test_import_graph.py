@@ -27,7 +27,10 @@ LAYERS = [
     "files",
     "guardrails",
     "knowledge",
+    "prompts",  # the prompt library: saved prompts with {{variables}}
+    "projects",  # folders of chats: instructions, model, collections, tools
     "chats",
+    "sharing",  # a chat's public read-only link, and continuing it
     "generation",
     "openai_api",  # the OpenAI-compatible /v1 surface, on top of generation
     "health",
