@@ -35,6 +35,7 @@ from app.keys.dependencies import ANY_KEY, keys_allowed
 from app.keys.router import router as keys_router
 from app.knowledge.router import router as knowledge_router
 from app.openai_api.router import router as openai_router
+from app.prompts.router import router as prompts_router
 from app.runtime import Runtime
 from app.usage.router import router as usage_router
 from app.web.router import install_web_client
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(modes_router, dependencies=chats_scope)
     app.include_router(projects_router, dependencies=chats_scope)
     app.include_router(tags_router, dependencies=chats_scope)
+    app.include_router(prompts_router, dependencies=chats_scope)
     app.include_router(generation_router, dependencies=chats_scope)
     app.include_router(ws_router)
     app.include_router(usage_router)
