@@ -37,6 +37,8 @@ from app.knowledge.router import router as knowledge_router
 from app.openai_api.router import router as openai_router
 from app.prompts.router import router as prompts_router
 from app.runtime import Runtime
+from app.sharing.router import public_router as shared_router
+from app.sharing.router import router as sharing_router
 from app.usage.router import router as usage_router
 from app.web.router import install_web_client
 
@@ -143,6 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(projects_router, dependencies=chats_scope)
     app.include_router(tags_router, dependencies=chats_scope)
     app.include_router(prompts_router, dependencies=chats_scope)
+    app.include_router(sharing_router, dependencies=chats_scope)
+    app.include_router(shared_router)
     app.include_router(generation_router, dependencies=chats_scope)
     app.include_router(ws_router)
     app.include_router(usage_router)

@@ -477,6 +477,30 @@ class ChatService:
             chat, parent, role=Role.ASSISTANT, content=content, model=model, status=status
         )
 
+    async def copy_thread(self, chat: Chat, thread: Sequence[Message]) -> list[Message]:
+        """Writes copies of `thread` (root first) into `chat` as one branch, in order: a shared
+        chat continued by a reader. Texts, roles, models and sources are copied, not
+        attachments (they stay their owner's); a reply cut off while streaming is marked
+        interrupted."""
+        copies: list[Message] = []
+        parent: Message | None = None
+        for message in thread:
+            status = message.status
+            if status == MessageStatus.STREAMING:
+                status = MessageStatus.INTERRUPTED
+            parent = self._new(
+                chat,
+                parent,
+                role=message.role,
+                content=message.content,
+                model=message.model,
+                status=status,
+                sources=message.sources,
+            )
+            copies.append(parent)
+        await self.uow.flush()
+        return copies
+
     # --- export --------------------------------------------------------------------------------
 
     async def export_chat(
