@@ -68,7 +68,7 @@ def upgrade() -> None:
     op.create_table(
         "chat_tag",
         sa.Column("chat_id", sa.Uuid(), nullable=False),
-        sa.Column("tag", sa.String(length=32), nullable=False),
+        sa.Column("tag", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
         sa.ForeignKeyConstraint(
             ["chat_id"], ["chat.id"], name=op.f("fk_chat_tag_chat_id_chat"), ondelete="CASCADE"

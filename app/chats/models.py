@@ -83,7 +83,7 @@ class ChatTag(Base):
     chat_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("chat.id", ondelete="CASCADE"), primary_key=True
     )
-    tag: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
     # The chat's user, copied so that a user's tags are counted without reading their chats.
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
 

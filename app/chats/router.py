@@ -3,7 +3,6 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import AfterValidator
 
 from app.auth.dependencies import CurrentUser
 from app.chats.dependencies import ChatServiceDep, OwnedChat, OwnedChatWithTrash
@@ -87,7 +86,7 @@ async def list_chats(
     tag: Annotated[
         str | None,
         Query(max_length=100, description="Only the chats with this tag (GET /api/tags)."),
-        AfterValidator(lambda value: None if value is None else normalise_tag(value)),
+        NoNul,
     ] = None,
 ) -> ChatPage:
     """Pinned chats first, then by latest activity; pass `next_cursor` back for more."""
@@ -100,7 +99,7 @@ async def list_chats(
         trashed=trashed,
         query=q,
         project_id=project_id,
-        tag=tag,
+        tag=normalise_tag(tag) if tag is not None else None,
     )
 
 

@@ -7,8 +7,8 @@ from tests.support.api import assert_error
 
 class TestTagChats:
     async def test_tags_are_normalised_and_sorted(self, client, user):
-        chat = await new_chat(client, user, tags=["Work", " work ", "Été  2024", "a-b"])
-        assert chat["tags"] == ["a-b", "work", "été 2024"]
+        chat = await new_chat(client, user, tags=["Work", " work ", "Été  2024", "#a-b"])
+        assert chat["tags"] == ["#a-b", "work", "été 2024"]
 
         response = await client.patch(
             f"/api/chats/{chat['id']}", json={"tags": ["Later"]}, headers=user.headers
@@ -24,9 +24,10 @@ class TestTagChats:
 
     async def test_bad_tags_are_422_with_a_reason(self, client, user):
         for tags, reason in [
-            (["ok", ""], "must not be empty"),
+            (["ok", ""], "at least 1"),
+            (["  "], "at least 1"),
             (["x" * 33], "at most 32"),
-            (["#hash"], "letters, digits"),
+            (["a\u0000b"], "NUL"),
             ([f"t{i}" for i in range(21)], "at most 20"),
             ("work", "list"),
         ]:
@@ -45,9 +46,10 @@ class TestFilterByTag:
 
         assert ids(response.json()["items"]) == [tagged["id"]]
 
-    async def test_an_invalid_tag_filter_is_422(self, client, user):
+    async def test_a_tag_no_chat_has_lists_nothing(self, client, user):
+        await new_chat(client, user, tags=["work"])
         response = await client.get("/api/chats", params={"tag": "#"}, headers=user.headers)
-        assert_error(response, 422)
+        assert response.json()["items"] == []
 
 
 class TestListTags:
