@@ -1,7 +1,7 @@
 import uuid
 from dataclasses import dataclass
 
-from app.chats.models import Chat, Message, Role
+from app.chats.models import Chat, Message, MessageStatus, Role
 from app.chats.repository import ChatRepository, MessageRepository
 from app.chats.schemas import ChatCreate
 from app.chats.service import ChatService
@@ -9,6 +9,7 @@ from app.core.db import utcnow
 from app.core.uow import UnitOfWork
 from app.files.models import File, FileKind
 from app.files.repository import AttachmentRepository
+from app.knowledge.schemas import SourceRead
 from app.sharing.errors import SharedFileNotFound, ShareNotFound
 from app.sharing.models import ChatShare
 from app.sharing.repository import ShareRepository
@@ -130,10 +131,10 @@ class ShareService:
                     id=message.id,
                     role=Role(message.role),
                     content=message.content,
-                    status=message.status,  # type: ignore[arg-type]
+                    status=MessageStatus(message.status),
                     model=message.model,
                     created_at=message.created_at,
-                    sources=message.sources or [],  # type: ignore[arg-type]
+                    sources=[SourceRead.model_validate(source) for source in message.sources or []],
                     images=[
                         SharedImage(
                             id=file.id,
