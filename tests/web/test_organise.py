@@ -9,6 +9,7 @@ from playwright.async_api import Page, expect
 from tests.support.api import SignedInUser
 from tests.support.fake_upstream import FakeUpstream
 from tests.web.conftest import Browsing, Web, screenshot, sign_in
+from tests.web.test_experience import check_page
 
 
 async def api_chat(web: Web, user: SignedInUser, **fields: Any) -> dict[str, Any]:
@@ -63,7 +64,7 @@ class TestProjectsAndTags:
         await sidebar(page).get_by_role("button", name="Show chats tagged home").click()
         await expect(chats.get_by_role("link", name="Groceries")).to_be_visible()
         await expect(chats.get_by_role("link", name="Chapter one")).to_have_count(0)
-        await screenshot(page, "projects-sidebar")
+        await check_page(page, "projects-sidebar")
 
 
 class TestShareLinks:
@@ -99,7 +100,7 @@ class TestShareLinks:
         await expect(
             reader.get_by_role("link", name="Sign in to continue this chat")
         ).to_be_visible()
-        await screenshot(reader, "shared-page")
+        await check_page(reader, "shared-page")
 
         # A signed-in reader continues it in a chat of their own.
         other = await web.user()
@@ -132,7 +133,7 @@ class TestPromptLibrary:
         await page.get_by_label("Text").fill("Explain {{topic}} to a five-year-old.")
         await page.get_by_role("button", name="Save prompt").click()
         await expect(page.get_by_text("Asks for: topic")).to_be_visible()
-        await screenshot(page, "prompts-page")
+        await check_page(page, "prompts-page")
 
         await page.get_by_role("link", name="Chats").click()
         composer = page.get_by_label("Message", exact=True)
@@ -143,3 +144,4 @@ class TestPromptLibrary:
         await dialog.get_by_label("topic").fill("rainbows")
         await dialog.get_by_role("button", name="Use prompt").click()
         await expect(composer).to_have_value("Explain rainbows to a five-year-old.")
+        await screenshot(page, "prompt-filled")
