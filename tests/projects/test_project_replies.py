@@ -3,10 +3,12 @@
 from pathlib import Path
 from typing import Any
 
-from tests.generation.test_replies import stream
+import pytest
+
+from tests.generation.test_replies import send, stream
 from tests.knowledge.test_fallback import settings_on_suite_database
 from tests.knowledge.test_knowledge import WARRANTY, add, collection, settled, upload
-from tests.support.api import register
+from tests.support.api import assert_error, register
 from tests.support.database import TestDatabase
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.sse import names
@@ -99,3 +101,15 @@ class TestProjectCollections:
             assert "sources" in names(events)
             sources = next(e.data for e in events if e.event == "sources")
             assert sources["sources"]
+
+
+@pytest.mark.parametrize("parley_overrides", [{"blocked_patterns": ["zorblax"]}])
+class TestProjectInstructionsAreChecked:
+    async def test_instructions_pass_the_input_checks(self, parley, author, fake_upstream):
+        filed = await project(parley, author, instructions="Always mention zorblax.")
+        chat = await new_chat(parley.http, author, project_id=filed["id"])
+
+        response = await send(parley, author, chat, "Hello")
+
+        assert assert_error(response, 422, "input_blocked")["category"] == "blocked_pattern"
+        assert fake_upstream.state.requests == []
