@@ -1,10 +1,12 @@
 """Share links: a chat's branch as it was when shared, readable by anyone with the token and
 nothing more; revoked at once; continued by a signed-in reader into a chat of their own."""
 
+import hashlib
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.files import samples
 from tests.files.conftest import uploaded
@@ -54,6 +56,13 @@ class TestShareChat:
         assert snapshot["title"] == "Lisbon"
         assert contents(snapshot) == ["Where to eat?", "Hello, world!"]
         assert [m["role"] for m in snapshot["messages"]] == ["user", "assistant"]
+
+    async def test_the_token_is_not_stored_only_its_hash(self, parley, author, chat, clean_db):
+        link = await share(parley, author, chat)
+        async with clean_db.connect() as connection:
+            [row] = (await connection.execute(text("SELECT * FROM chat_share"))).mappings().all()
+        assert link["token"] not in str(dict(row))
+        assert row["token_hash"] == hashlib.sha256(link["token"].encode()).hexdigest()
 
     async def test_the_owner_is_never_in_it(self, parley, author, chat):
         await said(parley, author, chat, "Hi")
