@@ -12,7 +12,8 @@ from app.accounts.admin_router import router as admin_router
 from app.accounts.router import router as users_router
 from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
-from app.chats.router import modes_router
+from app.chats.projects_router import router as projects_router
+from app.chats.router import modes_router, tags_router
 from app.chats.router import router as chats_router
 from app.core.apidocs import install_api_docs
 from app.core.config import Settings, get_settings
@@ -34,7 +35,10 @@ from app.keys.dependencies import ANY_KEY, keys_allowed
 from app.keys.router import router as keys_router
 from app.knowledge.router import router as knowledge_router
 from app.openai_api.router import router as openai_router
+from app.prompts.router import router as prompts_router
 from app.runtime import Runtime
+from app.sharing.router import public_router as shared_router
+from app.sharing.router import router as sharing_router
 from app.tools.router import router as tools_router
 from app.usage.router import router as usage_router
 from app.web.router import install_web_client
@@ -140,6 +144,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys_router)
     app.include_router(chats_router, dependencies=chats_scope)
     app.include_router(modes_router, dependencies=chats_scope)
+    app.include_router(projects_router, dependencies=chats_scope)
+    app.include_router(tags_router, dependencies=chats_scope)
+    app.include_router(prompts_router, dependencies=chats_scope)
+    app.include_router(sharing_router, dependencies=chats_scope)
+    app.include_router(shared_router)
     app.include_router(generation_router, dependencies=chats_scope)
     app.include_router(tools_router, dependencies=chats_scope)
     app.include_router(ws_router)

@@ -8,7 +8,7 @@ from app.auth.models import (
     PasswordHistory,
     RefreshToken,
 )
-from app.chats.models import Chat, Message
+from app.chats.models import Chat, ChatTag, Message
 from app.core.db import Base
 from app.files.models import File, FilePreview, FileText, MessageAttachment, PendingBlob
 from app.generation.models import Generation, IdempotencyKey
@@ -16,6 +16,9 @@ from app.guardrails.models import ModerationEvent
 from app.keys.models import ApiKey
 from app.knowledge.models import Collection, CollectionFile, KnowledgeChunk, KnowledgeDocument
 from app.openai_api.models import StoredResponse
+from app.projects.models import Project
+from app.prompts.models import Prompt
+from app.sharing.models import ChatShare
 from app.tools.models import ToolSetting
 from app.usage.models import UsageRecord
 from app.users.models import User
@@ -26,6 +29,8 @@ __all__ = [
     "AuthSession",
     "Base",
     "Chat",
+    "ChatShare",
+    "ChatTag",
     "Collection",
     "CollectionFile",
     "File",
@@ -42,6 +47,8 @@ __all__ = [
     "ModerationEvent",
     "PasswordHistory",
     "PendingBlob",
+    "Project",
+    "Prompt",
     "RefreshToken",
     "StoredResponse",
     "ToolSetting",

@@ -37,6 +37,8 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_chat_listing", "user_id", "archived", "pinned", "last_message_at", "id"),
         # The purge of chats whose time in the trash is up (app/chats/trash.py).
         Index("ix_chat_deleted_at", "deleted_at"),
+        # A project's chats (GET /api/chats?project_id=), and moving them out of it.
+        Index("ix_chat_project_id", "project_id"),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
@@ -63,6 +65,29 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
     collection_ids: Mapped[list[str] | None] = mapped_column(JSON)
     # The tools the model may call in its replies (ids, `server.tool`); null or empty: none.
     tool_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    # The project it is filed in (app/projects). Deleting a project moves its chats out first
+    # (no ON DELETE: SQLite cannot add a column with one that its reflection reads back).
+    project_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("project.id"))
+    # Its tags, sorted, as the API shows them; chat_tag holds the same for filtering and counts
+    # (both written together, by ChatRepository.set_tags). Null: none.
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
+
+
+class ChatTag(Base):
+    """One tag of a chat (normalised: app/chats/tags.py); a chat has at most 20."""
+
+    __tablename__ = "chat_tag"
+    __table_args__ = (
+        # GET /api/tags (counts per tag) and GET /api/chats?tag= (the chats with one).
+        Index("ix_chat_tag_user_tag", "user_id", "tag"),
+    )
+
+    chat_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("chat.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The chat's user, copied so that a user's tags are counted without reading their chats.
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
 
 
 class ReplyOutcome:

@@ -405,6 +405,9 @@ class LimitSettings(BaseSettings):
     rate_limit_mail_per_address: str = "5/hour"
     # Per user, for the generation endpoints (chat messages, /api/generate).
     rate_limit_generation: str = "30/minute"
+    # Per client IP, for the public share links (GET /api/shared/{token} and its images): a
+    # reader paging through a chat is far below it, a token guesser far above.
+    rate_limit_shared: str = "60/minute;600/hour"
 
 
 class Settings(
@@ -515,6 +518,7 @@ class Settings(
         "rate_limit_mfa_verify",
         "rate_limit_mail_per_address",
         "rate_limit_generation",
+        "rate_limit_shared",
     )
     @classmethod
     def _valid_limit(cls, value: str) -> str:

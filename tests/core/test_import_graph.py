@@ -28,7 +28,10 @@ LAYERS = [
     "guardrails",
     "knowledge",
     "tools",  # tools the model may call: MCP servers, the built-in knowledge search
+    "prompts",  # the prompt library: saved prompts with {{variables}}
+    "projects",  # folders of chats: instructions, model, collections, tools
     "chats",
+    "sharing",  # a chat's public read-only link, and continuing it
     "generation",
     "openai_api",  # the OpenAI-compatible /v1 surface, on top of generation
     "health",
