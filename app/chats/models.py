@@ -37,6 +37,8 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_chat_listing", "user_id", "archived", "pinned", "last_message_at", "id"),
         # The purge of chats whose time in the trash is up (app/chats/trash.py).
         Index("ix_chat_deleted_at", "deleted_at"),
+        # An imported conversation is imported once (app/chats/transfer).
+        Index("uq_chat_import", "user_id", "import_source", "import_id", unique=True),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
@@ -61,6 +63,10 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
     deleted_at: Mapped[datetime | None]
     # The knowledge collections its replies retrieve from (ids, as strings); null: none.
     collection_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    # Imported chats: where from (chatgpt, claude, openwebui, parley) and the conversation's id
+    # there; null for chats made here.
+    import_source: Mapped[str | None] = mapped_column(String(16))
+    import_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class ReplyOutcome:
