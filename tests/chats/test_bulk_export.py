@@ -3,6 +3,7 @@
 import io
 import json
 import zipfile
+
 import httpx
 
 from app.chats.models import MessageStatus
