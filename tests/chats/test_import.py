@@ -1,6 +1,7 @@
 """POST /api/chats/import on exports built in the real formats of ChatGPT, Claude, Open WebUI
 and Parley itself."""
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -446,3 +447,35 @@ async def test_ids_of_imported_chats_are_new(client, user):
     await imported(client, user, to_json([trip]))
     [chat] = await all_chats(client, user)
     assert uuid.UUID(chat["id"]) and chat["id"] != trip["id"]
+
+
+async def test_a_zip_that_expands_too_far_is_cut_off(database, clean_db):
+    settings = make_settings(database, import_max_bytes=20_000)
+    async with serving(settings) as (_app, client):
+        user = await register(client)
+        first = ChatGPTConversation("Small")
+        first.add("user", ["hello"])
+        padding = ChatGPTConversation("Huge")
+        padding.add("user", ["x" * 500_000])  # compresses to a few hundred bytes
+        data = zipped({"conversations.json": to_json([first.export(), padding.export()])})
+        assert len(data) < 20_000
+        response = await import_file(client, user, data, "bomb.zip")
+        assert response.status_code == 207, response.text
+        summary = response.json()
+        assert summary["imported"] == 1
+        assert "expands to more than" in summary["failures"][0]["reason"]
+
+
+async def test_two_imports_of_the_same_file_at_once_make_one_chat(client, user):
+    trip, _nodes = chatgpt_trip()
+    other = ChatGPTConversation("Second")
+    other.add("user", ["Hello"])
+    data = to_json([trip, other.export()])
+    first, second = await asyncio.gather(
+        import_file(client, user, data), import_file(client, user, data)
+    )
+    summaries = [first.json(), second.json()]
+    assert [first.status_code, second.status_code] == [200, 200], summaries
+    assert sum(s["imported"] for s in summaries) == 2
+    assert sum(s["unchanged"] for s in summaries) == 2
+    assert len(await all_chats(client, user)) == 2

@@ -12,7 +12,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import ijson
 
@@ -28,6 +28,8 @@ _BOM = b"\xef\xbb\xbf"
 # A batch ends after this many conversations or messages, whichever comes first.
 BATCH_CONVERSATIONS = 250
 BATCH_MESSAGES = 5000
+# A zip may expand to at most this many times the upload limit (a zip bomb is cut off there).
+MAX_EXPANSION = 10
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,11 @@ class _BrokenFile(Exception):
     pass
 
 
-def _json_items(stream: IO[bytes]) -> Iterator[Any]:
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def _json_items(stream: Readable) -> Iterator[Any]:
     """The conversations of one JSON document: the items of a top-level array, or the document
     itself when it is one object."""
     head = stream.read(64)
@@ -86,9 +92,28 @@ def _json_items(stream: IO[bytes]) -> Iterator[Any]:
         raise _BrokenFile(f"The JSON is broken: {str(exc)[:200]}") from exc
 
 
+class _Capped:
+    """A zip member's stream that stops the import past `budget[0]` bytes, counted across the
+    members of one zip."""
+
+    def __init__(self, stream: Readable, budget: list[int]) -> None:
+        self.stream = stream
+        self.budget = budget
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.budget[0] -= len(data)
+        if self.budget[0] < 0:
+            raise _BrokenFile("The .zip expands to more than Parley reads.")
+        return data
+
+
 class ConversationReader:
-    def __init__(self, spool: IO[bytes], *, user_id: uuid.UUID, now: datetime) -> None:
+    def __init__(
+        self, spool: IO[bytes], *, user_id: uuid.UUID, now: datetime, max_bytes: int
+    ) -> None:
         self.spool = spool
+        self.max_bytes = max_bytes
         self.user_id = user_id
         self.now = now
         self.format: str | None = None
@@ -140,10 +165,11 @@ class ConversationReader:
         chosen = conversations[:1] or sorted(names)
         if not chosen:
             raise _BrokenFile("The .zip holds no conversations.json or other JSON file.")
+        budget = [self.max_bytes * MAX_EXPANSION]
         for name in chosen:
             try:
                 with archive.open(name) as member:
-                    yield from _json_items(member)
+                    yield from _json_items(_Capped(member, budget))
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise _BrokenFile(f"{name} in the .zip is damaged.") from exc
 

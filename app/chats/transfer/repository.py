@@ -13,6 +13,10 @@ from app.core.repository import Repository
 # Rows per INSERT statement (SQLAlchemy splits larger lists itself; this bounds one statement's
 # parameters on both databases).
 _ROWS_PER_STATEMENT = 1000
+# Core INSERTs on the tables, not the ORM's bulk insert: the ORM sends the message table's rows
+# one statement each (it does for a self-referencing table), Core as one executemany.
+_INSERT_CHAT = insert(Chat.metadata.tables[Chat.__tablename__])
+_INSERT_MESSAGE = insert(Message.metadata.tables[Message.__tablename__])
 # Keys per IN (...) lookup.
 _KEYS_PER_QUERY = 500
 
@@ -53,12 +57,12 @@ class ImportRepository(Repository[Chat]):
     async def insert_chats(self, rows: Sequence[dict[str, Any]]) -> None:
         """Writes chats, many a statement (SQLAlchemy Core executemany)."""
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-            await self.session.execute(insert(Chat), rows[start : start + _ROWS_PER_STATEMENT])
+            await self.session.execute(_INSERT_CHAT, rows[start : start + _ROWS_PER_STATEMENT])
 
     async def insert_messages(self, rows: Sequence[dict[str, Any]]) -> None:
         """Writes messages, parents before children, many a statement."""
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-            await self.session.execute(insert(Message), rows[start : start + _ROWS_PER_STATEMENT])
+            await self.session.execute(_INSERT_MESSAGE, rows[start : start + _ROWS_PER_STATEMENT])
 
     async def chat_page(
         self,

@@ -48,7 +48,7 @@ class ImportService:
         user_id = user.id
         await self.uow.commit()  # no connection held while the body arrives
         spool = await anyio.to_thread.run_sync(spool_file)
-        reader = ConversationReader(spool, user_id=user_id, now=utcnow())
+        reader = ConversationReader(spool, user_id=user_id, now=utcnow(), max_bytes=self.max_bytes)
         try:
             receiver = ImportReceiver(boundary=boundary, spool=spool, max_bytes=self.max_bytes)
             await receiver.receive(body)
