@@ -19,7 +19,7 @@ from app.chats import export as chat_export
 from app.chats.models import Chat, Message
 from app.chats.schemas import ChatExport, ChatRead, MessageBase
 from app.chats.transfer.errors import InvalidInclude
-from app.chats.transfer.repository import ImportRepository
+from app.chats.transfer.repository import TransferRepository
 from app.core.db import Database, utcnow
 from app.core.uow import unit_of_work
 from app.files.attachments import attachment_reads
@@ -120,32 +120,28 @@ class BulkExport:
 
     async def stream(self) -> AsyncIterator[bytes]:
         after: uuid.UUID | None = None
-        try:
-            while True:
-                async with unit_of_work(self.db) as uow:
-                    chats = await uow.get(ImportRepository).chat_page(
-                        self.selection.user_id,
-                        after=after,
-                        limit=PAGE_CHATS,
-                        archived=self.selection.archived,
-                        trashed=self.selection.trashed,
-                    )
-                    messages = await uow.get(ImportRepository).messages_of(
-                        [chat.id for chat in chats]
-                    )
-                    attached = await uow.get(AttachmentRepository).of_messages(
-                        message.id for message in messages
-                    )
-                if not chats:
-                    break
-                data = await anyio.to_thread.run_sync(self._write_page, chats, messages, attached)
-                if data:
-                    yield data
-                after = chats[-1].id
-            yield await anyio.to_thread.run_sync(self._finish)
-        finally:
-            if self._zip.fp is not None:  # the client went away: let the rest go
-                self._zip.fp = None
+        while True:
+            async with unit_of_work(self.db) as uow:
+                chats = await uow.get(TransferRepository).chat_page(
+                    self.selection.user_id,
+                    after=after,
+                    limit=PAGE_CHATS,
+                    archived=self.selection.archived,
+                    trashed=self.selection.trashed,
+                )
+                messages = await uow.get(TransferRepository).messages_of(
+                    [chat.id for chat in chats]
+                )
+                attached = await uow.get(AttachmentRepository).of_messages(
+                    message.id for message in messages
+                )
+            if not chats:
+                break
+            data = await anyio.to_thread.run_sync(self._write_page, chats, messages, attached)
+            if data:
+                yield data
+            after = chats[-1].id
+        yield await anyio.to_thread.run_sync(self._finish)
 
     def _write_page(
         self,

@@ -21,7 +21,7 @@ _INSERT_MESSAGE = insert(Message.metadata.tables[Message.__tablename__])
 _KEYS_PER_QUERY = 500
 
 
-class ImportRepository(Repository[Chat]):
+class TransferRepository(Repository[Chat]):
     model = Chat
 
     async def imported(

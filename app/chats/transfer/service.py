@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.chats.transfer.errors import ImportTooLarge, UnsupportedImport
 from app.chats.transfer.formats import PARLEY
 from app.chats.transfer.reader import ConversationReader, Failure, Read
-from app.chats.transfer.repository import ImportRepository
+from app.chats.transfer.repository import TransferRepository
 from app.chats.transfer.schemas import ImportFailure, ImportSummary
 from app.chats.transfer.upload import ImportReceiver, spool_file
 from app.core.db import utcnow
@@ -31,7 +31,7 @@ MAX_LISTED_FAILURES = 1000
 class ImportService:
     def __init__(self, uow: UnitOfWork, *, max_bytes: int) -> None:
         self.uow = uow
-        self.repository = uow.get(ImportRepository)
+        self.repository = uow.get(TransferRepository)
         self.max_bytes = max_bytes
 
     async def import_file(

@@ -9,6 +9,7 @@ from typing import IO
 import anyio.to_thread
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from app.chats.transfer.errors import ImportTooLarge, NoImportFile
 from app.files.errors import InvalidUpload, UploadIncomplete
@@ -58,6 +59,12 @@ class ImportReceiver:
         self._batch_size = 0
 
     async def receive(self, body: AsyncIterable[bytes]) -> None:
+        try:
+            await self._receive(body)
+        except ClientDisconnect as exc:
+            raise UploadIncomplete() from exc
+
+    async def _receive(self, body: AsyncIterable[bytes]) -> None:
         received = 0
         async for chunk in body:
             received += len(chunk)
