@@ -122,6 +122,9 @@ class TestChatGPT:
             "That is the Belém Tower.",
         ]
         assert shown[1]["sibling_ids"] == [first["id"], second["id"]]
+        # Search finds imported messages (the full-text index is kept by the bulk insert).
+        found = await client.get("/api/chats", params={"q": "tram ride"}, headers=user.headers)
+        assert [c["id"] for c in found.json()["items"]] == [chat["id"]]
 
     async def test_the_whole_zip_export(self, client, user):
         conversation, _nodes = chatgpt_trip("From the zip")

@@ -7,6 +7,7 @@ or, if that fails, one savepoint per conversation, so that a conversation the da
 is reported and the others of its batch still go in. A conversation is never half-imported.
 """
 
+import logging
 import uuid
 from collections.abc import AsyncIterable
 
@@ -23,6 +24,8 @@ from app.core.db import utcnow
 from app.core.uow import UnitOfWork
 from app.files.upload import FORM_OVERHEAD_BYTES, boundary_of
 from app.users.models import User
+
+logger = logging.getLogger("parley.imports")
 
 # The summary lists this many failures at most (`failed` counts them all).
 MAX_LISTED_FAILURES = 1000
@@ -72,6 +75,7 @@ class ImportService:
                 await self.uow.commit()
         finally:
             await anyio.to_thread.run_sync(reader.close)
+        summary.failures.sort(key=lambda failure: failure.index)
         return summary
 
     async def _write(
@@ -89,7 +93,7 @@ class ImportService:
             if isinstance(outcome, Failure):
                 self._fail(summary, outcome.index, outcome.title, outcome.reason)
         keys = [(read.rows.source, read.rows.import_id) for read in reads]
-        done = seen | await self.repository.imported(user_id, keys)
+        done = await self.repository.imported(user_id, keys)
         parley_ids = [
             uuid.UUID(read.rows.import_id) for read in reads if read.rows.source == PARLEY
         ]
@@ -98,11 +102,14 @@ class ImportService:
         for read in reads:
             key = (read.rows.source, read.rows.import_id)
             # A Parley export of a chat still in this account is that chat: nothing to do.
-            if key in done or (read.rows.source == PARLEY and uuid.UUID(key[1]) in own):
+            if (
+                key in done
+                or key in seen
+                or (read.rows.source == PARLEY and uuid.UUID(key[1]) in own)
+            ):
                 summary.unchanged += 1
             else:
                 new.append(read)
-            done.add(key)
             seen.add(key)
         if not new:
             return
@@ -123,11 +130,11 @@ class ImportService:
                     await self.repository.insert_chats([read.rows.chat])
                     await self.repository.insert_messages(read.rows.messages)
             except SQLAlchemyError as exc:
-                reason = "The database refused it"
                 if "uq_chat_import" in str(exc) or "UNIQUE" in str(exc):
                     summary.unchanged += 1  # imported meanwhile by another request
                     continue
-                self._fail(summary, read.index, read.rows.title, f"{reason}.")
+                logger.warning("the database refused an imported conversation", exc_info=True)
+                self._fail(summary, read.index, read.rows.title, "The database refused it.")
             else:
                 self._count(summary, read)
 
