@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from app.chats.models import MessageStatus
+from app.chats.transfer.reader import MAX_NESTING
 from app.chats.transfer.tree import MAX_DEPTH
 from tests.chats.conftest import add_turns, chat_service, load_chat, new_chat
 from tests.support.api import SignedInUser, assert_error, register
@@ -402,6 +403,28 @@ class TestAdversarial:
         assert (failure["index"], failure["title"]) == (1, "Deep")
         assert f"more than {MAX_DEPTH} messages" in failure["reason"]
         assert [chat["title"] for chat in await all_chats(client, user)] == ["Short"]
+
+    async def test_json_nested_100k_deep_is_refused_before_it_is_parsed(self, client, user):
+        response = await import_file(client, user, b"[" * 100_000 + b"]" * 100_000)
+        error = assert_error(response, 422, "unsupported_import")
+        assert f"more than {MAX_NESTING} levels deep" in error["message"]
+        # In a later conversation: the ones before it are imported and reading stops there. (The
+        # file is checked as it is read, in chunks of 64 KiB: the ones ending in the chunk where
+        # the nesting starts are reported with it.)
+        good = ChatGPTConversation("Shallow")
+        good.add("user", ['hello \\ [ { " with escapes\n' * 20_000])
+        spacer = ChatGPTConversation("Spacer")
+        spacer.add("user", ["x" * 200_000])
+        head = to_json([good.export(), spacer.export()])[:-1]
+        deep = head + b', {"title": "Deep", "mapping": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]"
+        response = await import_file(client, user, deep)
+        assert response.status_code == 207, response.text
+        summary = response.json()
+        assert summary["imported"] >= 1
+        [failure] = summary["failures"]
+        assert failure["index"] == summary["imported"]
+        assert "levels deep" in failure["reason"]
+        assert (await all_chats(client, user))[-1]["title"] == "Shallow"
 
     async def test_the_deepest_branch_imported_can_be_deleted(self, client, user):
         summary = await imported(client, user, to_json([chain("Longest", MAX_DEPTH)]))

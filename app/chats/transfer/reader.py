@@ -7,6 +7,7 @@ A JSON file is parsed incrementally with ijson: memory holds one conversation, n
 """
 
 import logging
+import re
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -51,13 +52,64 @@ class _BrokenFile(Exception):
     pass
 
 
+# JSON nested deeper than this is refused: real exports nest about 10 levels, and ijson's cost
+# for a path grows with the square of its depth (100,000 brackets would take gigabytes).
+MAX_NESTING = 100
+# What nesting depends on (quotes, backslashes, brackets) kept, every other byte made an "a", and
+# runs of those squeezed to one: an escape (a backslash and the character after it) stays two.
+_OTHERS_AS_A = bytes(c if c in b'"\\[]{}' else ord("a") for c in range(256))
+_RUN_OF_A = re.compile(rb"a+")
+# An escape: a backslash and the character after it (never a string's delimiter).
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+
+
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def _json_items(stream: Readable) -> Iterator[Any]:
+class _NestingGuard:
+    """Passes a JSON byte stream through, counting how deep its brackets nest outside strings
+    (on the bytes that matter, with regular expressions: a fraction of parsing's cost), and stops
+    the reading past MAX_NESTING before the parser gets there."""
+
+    def __init__(self, stream: Readable) -> None:
+        self.stream = stream
+        self.depth = 0
+        # An open string from the last chunk: '"', or '"\\' when its last character escapes
+        # the next one.
+        self.carry = b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        if data:
+            self._scan(data)
+        return data
+
+    def _scan(self, data: bytes) -> None:
+        text = self.carry + _RUN_OF_A.sub(b"a", data.translate(_OTHERS_AS_A))
+        # With escapes taken out, every quote left opens or closes a string: split on them, the
+        # even pieces are outside strings. (Linear: no pattern that could backtrack.)
+        unescaped = _ESCAPE.sub(b"a", text)
+        pieces = unescaped.split(b'"')
+        outside = b"".join(pieces[0::2])
+        self.carry = b""
+        if len(pieces) % 2 == 0:  # a string that goes on in the next chunk
+            self.carry = b'"\\' if unescaped.endswith(b"\\") else b'"'
+        depth = self.depth
+        for char in outside.replace(b"a", b""):
+            if char == 91 or char == 123:  # [ {
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise _BrokenFile(f"Its JSON nests more than {MAX_NESTING} levels deep.")
+            elif char == 93 or char == 125:  # ] }
+                depth -= 1
+        self.depth = depth
+
+
+def _json_items(raw: Readable) -> Iterator[Any]:
     """The conversations of one JSON document: the items of a top-level array, or the document
     itself when it is one object."""
+    stream = _NestingGuard(raw)
     head = stream.read(64)
     if head.startswith(_BOM):
         head = head[len(_BOM) :]
