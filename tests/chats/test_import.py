@@ -426,6 +426,19 @@ class TestAdversarial:
         assert "levels deep" in failure["reason"]
         assert (await all_chats(client, user))[-1]["title"] == "Shallow"
 
+    async def test_brackets_quotes_and_escapes_inside_text_are_only_text(self, client, user):
+        # 300 KB of brackets, escaped quotes and backslashes inside strings, across many of the
+        # chunks the nesting check reads: none of it counts as nesting.
+        text = '[[{{ "quoted" \\ back\\slash \\" [{' * 8_000
+        conversation = ChatGPTConversation("Brackets " + "[" * 150)
+        conversation.add("user", [text])
+        conversation.add("assistant", ["}" * 5_000 + '"\\'])
+        summary = await imported(client, user, to_json([conversation.export()]))
+        assert summary["messages"] == 2
+        [chat] = await all_chats(client, user)
+        shown = await thread(client, user, chat["id"])
+        assert [m["content"] for m in shown] == [text, "}" * 5_000 + '"\\']
+
     async def test_the_deepest_branch_imported_can_be_deleted(self, client, user):
         summary = await imported(client, user, to_json([chain("Longest", MAX_DEPTH)]))
         assert summary["messages"] == MAX_DEPTH
