@@ -15,6 +15,7 @@ from app.auth.router import router as auth_router
 from app.chats.projects_router import router as projects_router
 from app.chats.router import modes_router, tags_router
 from app.chats.router import router as chats_router
+from app.chats.transfer.router import router as chat_transfer_router
 from app.core.apidocs import install_api_docs
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -110,8 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_docs_served:
         install_api_docs(app)
     # Innermost, so that its 413 still gets CORS headers and the request id.
-    # Uploads stream to storage and refuse FILE_MAX_BYTES themselves (413 file_too_large).
-    own_limits: dict[str, int | None] = {"/api/files": None}
+    # Uploads stream to storage and refuse FILE_MAX_BYTES themselves (413 file_too_large), and
+    # imports IMPORT_MAX_BYTES (413 import_too_large).
+    own_limits: dict[str, int | None] = {"/api/files": None, "/api/chats/import": None}
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_bytes, limits=own_limits)
     if settings.cors_origins:
         app.add_middleware(
@@ -142,6 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     chats_scope = [keys_allowed("chats")]
     knowledge_scope = [keys_allowed("knowledge")]
     app.include_router(keys_router)
+    # Before chats_router, whose /api/chats/{chat_id} would take "export" for an id.
+    app.include_router(chat_transfer_router, dependencies=chats_scope)
     app.include_router(chats_router, dependencies=chats_scope)
     app.include_router(modes_router, dependencies=chats_scope)
     app.include_router(projects_router, dependencies=chats_scope)

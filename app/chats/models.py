@@ -32,6 +32,8 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
 
     __tablename__ = "chat"
     __table_args__ = (
+        # An imported conversation is imported once (app/chats/transfer).
+        Index("uq_chat_import", "user_id", "import_source", "import_id", unique=True),
         # The listing: one user's chats, archived or not, pinned first, most recently active
         # first, the id breaking ties for the cursor. Also serves the user_id foreign key.
         Index("ix_chat_listing", "user_id", "archived", "pinned", "last_message_at", "id"),
@@ -44,6 +46,10 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
     # None until the user or the automatic title names the chat.
     title: Mapped[str | None] = mapped_column(String(200))
+    # Imported chats: where from (chatgpt, claude, openwebui, parley) and the conversation's id
+    # there; null for chats made here.
+    import_source: Mapped[str | None] = mapped_column(String(16))
+    import_id: Mapped[str | None] = mapped_column(String(200))
     # Set by POST /api/chats/{chat_id}/summarize.
     summary: Mapped[str | None] = mapped_column(Text)
     mode: Mapped[str] = mapped_column(String(32), default="chat")

@@ -244,6 +244,8 @@ class ChatSettings(BaseSettings):
     # A deleted chat stays this many days in the trash, where it can be restored, then it is
     # purged (app/chats/trash.py). DELETE ...?permanent=true skips the trash.
     trash_days: int = Field(default=30, ge=1, le=3650)
+    # POST /api/chats/import: the largest upload accepted (bytes), a conversations.json or a .zip.
+    import_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
 
 
 class FileSettings(BaseSettings):
