@@ -5,11 +5,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.accounts.admin_router import router as admin_router
 from app.accounts.router import router as users_router
+from app.audit.router import router as audit_router
+from app.auth.dependencies import get_current_admin
 from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
 from app.chats.router import modes_router
@@ -132,6 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router)
     app.include_router(admin_router)
     app.include_router(upstreams_admin_router)
+    # The audit package sits below auth: its router gets the administrators-only check here.
+    app.include_router(audit_router, dependencies=[Depends(get_current_admin)])
     # API keys may call only the routes opened to their scopes (docs/api.md#api-keys).
     chats_scope = [keys_allowed("chats")]
     knowledge_scope = [keys_allowed("knowledge")]

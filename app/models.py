@@ -1,5 +1,6 @@
 """Every model, imported once so that Alembic and the mappers see the whole schema."""
 
+from app.audit.models import AuditEvent
 from app.auth.models import (
     AccountToken,
     AuthSession,
@@ -22,6 +23,7 @@ from app.users.models import User
 __all__ = [
     "AccountToken",
     "ApiKey",
+    "AuditEvent",
     "AuthSession",
     "Base",
     "Chat",

@@ -9,7 +9,7 @@ nothing else) starts the parts in order and closes them in reverse:
 1. the file store (its storage, the spool sweep),
 2. generation (app/generation/parts.py: models, replies, stop signals, the reply fan-out),
 3. knowledge (app/knowledge/parts.py: the index, the ingestion workers),
-4. the trash purge;
+4. the trash purge and the audit log's purge;
 
 before them, with REDIS_URL, the reader of invalidation messages (API keys revoked on another
 worker; app/core/invalidation.py);
@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 import httpx
 from redis.asyncio import Redis
 
+from app.audit.service import start_audit_purge
 from app.chats.trash import start_trash_purge
 from app.core.background import BackgroundJobs, Supervisor
 from app.core.clientip import ClientIPResolver
@@ -170,6 +171,7 @@ class Runtime:
                 )
                 self.generation.knowledge = self.knowledge
                 await start_trash_purge(supervisor, db, settings)
+                await start_audit_purge(supervisor, db, settings)
                 yield self
         finally:
             # The loops end first; background jobs queue mails, so they finish next; then the

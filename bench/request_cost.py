@@ -1,13 +1,18 @@
 """CPU time Parley spends per request, by kind: what a reply's start and each relayed token cost.
 
     .venv/bin/python bench/request_cost.py [--requests 500] [--concurrency 10] [--tokens 64]
-                                           [--db sqlite|postgres]
+                                           [--db sqlite|postgres] [--sign-in-only]
 
 Starts the fake upstream and Parley (one worker) as bench/relay.py does, then sends each kind of
 request `--requests` times, `--concurrency` at a time, and divides the CPU time Parley's process
 used (user + system, all its threads) by the number of requests. Replies go to a fresh chat each,
 so no thread grows; a reply's CPU covers everything it causes: the request, the start, the
 upstream call, the SSE response and the final save. Prints a markdown table.
+
+Sign-ins: a password sign-in now writes an audit event. The script starts a second Parley that
+records no audit events (bench/_no_audit.py) and measures the same sign-in there; the difference
+is what the event costs. Both run with BCRYPT_ROUNDS=4, and bcrypt's work is the same on both
+sides, so it cancels out of the difference.
 
 Why: at 100 streams started at once, time to first token is set by how much CPU each start costs
 one event loop, and relaying is set by the cost per token; this says how much each is.
@@ -16,9 +21,11 @@ one event loop, and relaying is set by the cost per token; this says how much ea
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import _common
 import httpx
@@ -26,8 +33,16 @@ import relay
 from _processes import cpu_seconds, tree_pids
 from _relay_env import Environment, start_servers
 
+SIGN_IN = "POST /api/auth/login (with its audit event)"
+SIGN_IN_BEFORE = "POST /api/auth/login, no audit event (as before)"
+# Both Parleys hash with the cheapest bcrypt cost, so that its CPU does not drown the difference.
+SIGN_IN_ENV = {"BCRYPT_ROUNDS": "4"}
+NO_AUDIT_APP = "_no_audit:create_app"
 
-async def measure(env: Environment, args: argparse.Namespace) -> list[tuple[str, float]]:
+
+async def measure(
+    env: Environment, args: argparse.Namespace, *, sign_in_only: bool = False, label: str = SIGN_IN
+) -> list[tuple[str, float]]:
     http = httpx.AsyncClient(
         base_url=env.parley_url,
         limits=httpx.Limits(max_connections=args.concurrency * 2),
@@ -50,7 +65,7 @@ async def measure(env: Environment, args: argparse.Namespace) -> list[tuple[str,
 
             return await _common.gather_limited([one] * per_kind, 16)
 
-        short, full = await chats(1), await chats(args.tokens)
+        short, full = ([], []) if sign_in_only else (await chats(1), await chats(args.tokens))
         expected_full = "".join(f"tok{i} " for i in range(args.tokens))
 
         async def get(path: str, headers: dict[str, str]) -> None:
@@ -64,13 +79,22 @@ async def measure(env: Environment, args: argparse.Namespace) -> list[tuple[str,
 
             return send
 
+        async def sign_in(_i: int) -> None:
+            response = await http.post(
+                "/api/auth/login", json={"email": user.email, "password": user.password}
+            )
+            response.raise_for_status()
+
         kinds: list[tuple[str, Callable[[int], Awaitable[None]]]] = [
+            (label, sign_in),
             ("GET /health", lambda _i: get("/health", {})),
             ("GET /api/auth/me", lambda _i: get("/api/auth/me", auth)),
             ("GET /api/chats/{id}", lambda i: get(f"/api/chats/{short[i]}", auth)),
             ("reply of 1 token (SSE)", reply(short, "tok0 ")),
             (f"reply of {args.tokens} tokens (SSE)", reply(full, expected_full)),
         ]
+        if sign_in_only:
+            kinds = kinds[:1]
         pid = env.parley.root
         costs = []
         for name, call in kinds:
@@ -110,10 +134,15 @@ def report(args: argparse.Namespace, costs: list[tuple[str, float]]) -> str:
         "|---|---|",
         *(f"| {name} | {cost * 1000:.2f} |" for name, cost in costs),
     ]
-    one, many = costs[-2][1], costs[-1][1]
-    if args.tokens > 1:
-        per_token = (many - one) / (args.tokens - 1)
-        out.append(f"| each further token relayed | {per_token * 1000:.3f} |")
+    named = dict(costs)
+    if len(costs) > 2:
+        one, many = costs[-2][1], costs[-1][1]
+        if args.tokens > 1:
+            per_token = (many - one) / (args.tokens - 1)
+            out.append(f"| each further token relayed | {per_token * 1000:.3f} |")
+    if SIGN_IN in named and SIGN_IN_BEFORE in named:
+        extra = named[SIGN_IN] - named[SIGN_IN_BEFORE]
+        out.append(f"| the audit event's share of a sign-in | {extra * 1000:.2f} |")
     return "\n".join(out)
 
 
@@ -123,17 +152,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--sign-in-only", action="store_true", help="measure only the sign-ins (both Parleys)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     relay_args = relay.parse_args(["--tokens", str(args.tokens), "--db", args.db, "--logins", "0"])
+    started = time.monotonic()
     with _common.sigterm_as_interrupt(), contextlib.ExitStack() as stack:
-        env = start_servers(relay_args, stack)
-        started = time.monotonic()
-        costs = _common.run_async(measure(env, args))
-        _common.log(f"measured in {time.monotonic() - started:.0f} s")
+        env = start_servers(relay_args, stack, SIGN_IN_ENV)
+        costs = _common.run_async(measure(env, args, sign_in_only=args.sign_in_only))
+    # The same sign-in on a Parley that records no audit events (bench/_no_audit.py).
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+    )
+    before_args = relay.parse_args(
+        ["--tokens", str(args.tokens), "--db", args.db, "--logins", "0", "--app", NO_AUDIT_APP]
+    )
+    with _common.sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+        env = start_servers(before_args, stack, SIGN_IN_ENV)
+        costs += _common.run_async(measure(env, args, sign_in_only=True, label=SIGN_IN_BEFORE))
+    _common.log(f"measured in {time.monotonic() - started:.0f} s")
     print(report(args, costs))
     return 0
 

@@ -97,6 +97,7 @@ def build_mfa_service(uow: UnitOfWork, runtime: AuthRuntime) -> MfaService:
 
 def build_auth_service(uow: UnitOfWork, runtime: AuthRuntime) -> AuthService:
     return AuthService(
+        uow=uow,
         users=uow.get(UserRepository),
         sessions=uow.get(AuthSessionRepository),
         refresh_tokens=uow.get(RefreshTokenRepository),

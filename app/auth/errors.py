@@ -29,6 +29,13 @@ class AccountDisabled(AppError):
     message = "This account is disabled."
 
 
+class SignInDisabled(AccountDisabled):
+    """A sign-in refused because the account is disabled: the transaction still commits, so that
+    the refused sign-in stays in the audit log."""
+
+    commit_changes = True
+
+
 class SessionNotFound(NotFound):
     code = "session_not_found"
     message = "Session not found."

@@ -15,6 +15,7 @@ def expected_loops(workers: int) -> set[str]:
         "file-sweep",
         "stale-reply-sweep",
         "trash-purge",
+        "audit-purge",
         "ingest-sweep",
         *(f"ingest-worker-{n}" for n in range(workers)),
     }
