@@ -12,6 +12,7 @@ from app.accounts.admin_router import router as admin_router
 from app.accounts.router import router as users_router
 from app.audit.router import router as audit_router
 from app.auth.dependencies import get_current_admin
+from app.auth.oidc_router import router as sso_router
 from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
 from app.chats.router import modes_router
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(mfa_router)
+    app.include_router(sso_router)
     app.include_router(users_router)
     app.include_router(admin_router)
     app.include_router(upstreams_admin_router)

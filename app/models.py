@@ -8,6 +8,7 @@ from app.auth.models import (
     MfaRecoveryCode,
     PasswordHistory,
     RefreshToken,
+    UserIdentity,
 )
 from app.chats.models import Chat, Message
 from app.core.db import Base
@@ -47,4 +48,5 @@ __all__ = [
     "StoredResponse",
     "UsageRecord",
     "User",
+    "UserIdentity",
 ]

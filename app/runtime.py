@@ -33,6 +33,7 @@ import httpx
 from redis.asyncio import Redis
 
 from app.audit.service import start_audit_purge
+from app.auth.sso import GroupSync, NoGroupSync, SsoParts
 from app.chats.trash import start_trash_purge
 from app.core.background import BackgroundJobs, Supervisor
 from app.core.clientip import ClientIPResolver
@@ -89,6 +90,11 @@ class Runtime:
     invalidations: Invalidations = field(default_factory=lambda: Invalidations(None))
     # Checks API keys (app/keys); None: keys are refused.
     key_authenticator: KeyChecker | None = None
+    # Single sign-on (app/auth/sso.py); None unless OIDC_ISSUER, _CLIENT_ID and _SECRET are set.
+    sso: SsoParts | None = None
+    # Sets Parley groups from the identity provider's groups claim: the groups package puts its
+    # own here; until then the claim sets no groups (OIDC_ADMIN_GROUPS still applies).
+    group_sync: GroupSync = field(default_factory=NoGroupSync)
     # The time TOTP codes are checked against; tests swap it to control the clock.
     clock: Callable[[], datetime] = utcnow
     # Started by running(): None before and after.
@@ -124,6 +130,7 @@ class Runtime:
             redis=shared,
         )
         runtime.account_deletion_hooks.append(runtime.files.forget_user)
+        runtime.sso = SsoParts.build(settings, lambda: runtime.http)
         invalidations = runtime.invalidations = Invalidations(shared)
         runtime.key_authenticator = KeyChecker(
             hasher=KeyHasher(settings.secret_key),

@@ -42,9 +42,30 @@ def upgrade() -> None:
         ["target_type", "target_id", "time"],
         unique=False,
     )
+    op.create_table(
+        "user_identity",
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("issuer", sa.String(length=255), nullable=False),
+        sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_sign_in_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["user_account.id"],
+            name=op.f("fk_user_identity_user_id_user_account"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_user_identity")),
+        sa.UniqueConstraint("issuer", "subject", name=op.f("uq_user_identity_issuer")),
+    )
+    op.create_index(op.f("ix_user_identity_user_id"), "user_identity", ["user_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_user_identity_user_id"), table_name="user_identity")
+    op.drop_table("user_identity")
     op.drop_index("ix_audit_event_target", table_name="audit_event")
     op.drop_index("ix_audit_event_action", table_name="audit_event")
     op.drop_index("ix_audit_event_actor", table_name="audit_event")

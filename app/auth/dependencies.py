@@ -17,7 +17,7 @@ from app.auth.callers import (
 )
 from app.auth.cookies import ACCESS_COOKIE
 from app.auth.csrf import CSRF_COOKIE, CSRF_HEADER, SAFE_METHODS
-from app.auth.errors import EmailNotVerified, InvalidToken
+from app.auth.errors import EmailNotVerified, InvalidToken, PasswordLoginDisabled, SsoNotConfigured
 from app.auth.guard import CredentialGuard
 from app.auth.mfa import MfaService
 from app.auth.notifications import Notifier
@@ -30,6 +30,7 @@ from app.auth.repository import (
     RefreshTokenRepository,
 )
 from app.auth.service import AuthService, ClientInfo, CsrfProof, Principal
+from app.auth.sso import GroupSync, SsoParts, SsoService
 from app.auth.tokens import AccountTokens
 from app.core.deps import AccountDeletionHook, CoreRuntime, RuntimeDep, UnitOfWorkDep
 from app.core.errors import Forbidden, Unauthorized
@@ -51,6 +52,10 @@ class AuthRuntime(CoreRuntime, Protocol):
     credential_revocation_hooks: list[AccountDeletionHook]
     # Checks API keys (app/keys); None: keys are refused.
     key_authenticator: KeyAuthenticator | None
+    # Single sign-on (OIDC_ISSUER...); None when not configured.
+    sso: SsoParts | None
+    # Sets Parley groups from the provider's groups claim (the groups package; NoGroupSync).
+    group_sync: GroupSync
 
 
 async def get_auth_runtime(connection: HTTPConnection) -> AuthRuntime:
@@ -148,6 +153,30 @@ async def get_mfa_service(uow: UnitOfWorkDep, runtime: AuthRuntimeDep) -> MfaSer
 
 
 MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
+
+
+async def get_sso_service(uow: UnitOfWorkDep, runtime: AuthRuntimeDep) -> SsoService:
+    """The sign-in through the identity provider; 404 sso_not_configured without OIDC_*."""
+    if runtime.sso is None:
+        raise SsoNotConfigured()
+    return SsoService(
+        uow=uow,
+        auth=build_auth_service(uow, runtime),
+        client=runtime.sso.client,
+        state_box=runtime.sso.state_box,
+        hasher=runtime.hasher,
+        group_sync=runtime.group_sync,
+        settings=runtime.settings,
+    )
+
+
+SsoServiceDep = Annotated[SsoService, Depends(get_sso_service)]
+
+
+async def password_login_allowed(runtime: RuntimeDep) -> None:
+    """Refuses password sign-in and registration when PASSWORD_LOGIN_ENABLED is false."""
+    if not runtime.settings.password_login_enabled:
+        raise PasswordLoginDisabled()
 
 
 async def get_guard(uow: UnitOfWorkDep, runtime: AuthRuntimeDep) -> CredentialGuard:

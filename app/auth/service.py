@@ -158,13 +158,31 @@ class AuthService:
         """Signs in: tokens, or, when MFA is on, a challenge to finish with a second factor."""
         user = await self.authenticate(email=email, password=password)
         if user.mfa_enabled:
-            ttl = timedelta(minutes=self.settings.mfa_challenge_minutes)
-            challenge, _expires_at = self.jwt.encode_mfa_challenge(user_id=user.id, ttl=ttl)
-            security_log.info("mfa challenge issued", extra={"event": "login_mfa_challenge"})
-            return MfaChallenge(challenge_token=challenge, expires_in=int(ttl.total_seconds()))
+            return self.mfa_challenge(user)
         await self.guard.succeed(user.email)
         security_log.info("signed in", extra={"event": "login", "target_user_id": str(user.id)})
         await self.record_sign_in(user, "password")
+        return await self.start_session(user, client)
+
+    def mfa_challenge(self, user: User) -> MfaChallenge:
+        """The first step's answer for an MFA account: a challenge for POST /mfa/verify."""
+        ttl = timedelta(minutes=self.settings.mfa_challenge_minutes)
+        challenge, _expires_at = self.jwt.encode_mfa_challenge(user_id=user.id, ttl=ttl)
+        security_log.info("mfa challenge issued", extra={"event": "login_mfa_challenge"})
+        return MfaChallenge(challenge_token=challenge, expires_in=int(ttl.total_seconds()))
+
+    async def sign_in_verified(
+        self, user: User, client: ClientInfo, *, method: str, require_mfa: bool
+    ) -> TokenPair | MfaChallenge:
+        """Signs in a user whom another party (single sign-on) has authenticated: the same
+        session and tokens as a password sign-in; with `require_mfa`, an MFA account gets the
+        challenge instead, as after a password."""
+        if require_mfa and user.mfa_enabled:
+            return self.mfa_challenge(user)
+        security_log.info(
+            "signed in", extra={"event": "login", "method": method, "target_user_id": str(user.id)}
+        )
+        await self.record_sign_in(user, method)
         return await self.start_session(user, client)
 
     async def complete_mfa_login(
