@@ -50,6 +50,13 @@ vLLM or OpenAI-compatible server over Server-Sent Events.
 Authorize with the button above (email as username), or send `Authorization: Bearer <token>`.
 Every error has the same body: `{"error": {"code", "message", "request_id", "details"?}}`.
 
+Accounts that sign in through single sign-on (OpenID Connect: `GET /api/auth/oidc/login`, in a
+browser) have no password, so the Authorize button cannot sign them in. To get a token for one:
+sign in through SSO in the browser (this page then works with its cookies), and either call
+`POST /api/auth/refresh` from it and use the `access_token` it returns (15 minutes), or create an
+API key (`POST /api/keys`, or the web client's account page) and send `Authorization: Bearer
+pk-...` on the routes open to keys.
+
 Requests authenticated by the session cookie that change state (POST, PUT, PATCH, DELETE) must
 send the `csrf_token` of the token response (also in the `parley_csrf` cookie) in the
 `X-CSRF-Token` header. Bearer requests need no CSRF token.

@@ -9,10 +9,11 @@ used (user + system, all its threads) by the number of requests. Replies go to a
 so no thread grows; a reply's CPU covers everything it causes: the request, the start, the
 upstream call, the SSE response and the final save. Prints a markdown table.
 
-Sign-ins: a password sign-in now writes an audit event. The script starts a second Parley that
-records no audit events (bench/_no_audit.py) and measures the same sign-in there; the difference
-is what the event costs. Both run with BCRYPT_ROUNDS=4, and bcrypt's work is the same on both
-sides, so it cancels out of the difference.
+Sign-ins: a password sign-in now writes an audit event. The script runs two more Parleys side
+by side, one as it is and one that records no audit events (bench/_no_audit.py), and signs in on
+each in alternating rounds (`--rounds`), so that whatever else the machine does weighs on both
+alike; the difference is what the event costs. Both hash with BCRYPT_ROUNDS=4, the same work on
+both sides, which cancels out of the difference. `--sign-in-only` skips the other kinds.
 
 Why: at 100 streams started at once, time to first token is set by how much CPU each start costs
 one event loop, and relaying is set by the cost per token; this says how much each is.
@@ -40,9 +41,7 @@ SIGN_IN_ENV = {"BCRYPT_ROUNDS": "4", "LOCKOUT_MAX_ATTEMPTS": "1000000"}
 NO_AUDIT_APP = "_no_audit:create_app"
 
 
-async def measure(
-    env: Environment, args: argparse.Namespace, *, sign_in_only: bool = False, label: str = SIGN_IN
-) -> list[tuple[str, float]]:
+async def measure(env: Environment, args: argparse.Namespace) -> list[tuple[str, float]]:
     http = httpx.AsyncClient(
         base_url=env.parley_url,
         limits=httpx.Limits(max_connections=args.concurrency * 2),
@@ -65,7 +64,7 @@ async def measure(
 
             return await _common.gather_limited([one] * per_kind, 16)
 
-        short, full = ([], []) if sign_in_only else (await chats(1), await chats(args.tokens))
+        short, full = await chats(1), await chats(args.tokens)
         expected_full = "".join(f"tok{i} " for i in range(args.tokens))
 
         async def get(path: str, headers: dict[str, str]) -> None:
@@ -79,22 +78,13 @@ async def measure(
 
             return send
 
-        async def sign_in(_i: int) -> None:
-            response = await http.post(
-                "/api/auth/login", json={"email": user.email, "password": user.password}
-            )
-            response.raise_for_status()
-
         kinds: list[tuple[str, Callable[[int], Awaitable[None]]]] = [
-            (label, sign_in),
             ("GET /health", lambda _i: get("/health", {})),
             ("GET /api/auth/me", lambda _i: get("/api/auth/me", auth)),
             ("GET /api/chats/{id}", lambda i: get(f"/api/chats/{short[i]}", auth)),
             ("reply of 1 token (SSE)", reply(short, "tok0 ")),
             (f"reply of {args.tokens} tokens (SSE)", reply(full, expected_full)),
         ]
-        if sign_in_only:
-            kinds = kinds[:1]
         pid = env.parley.root
         costs = []
         for name, call in kinds:
@@ -122,6 +112,60 @@ async def measure(
         await http.aclose()
 
 
+async def measure_sign_ins(
+    with_audit: Environment, without: Environment, args: argparse.Namespace
+) -> list[tuple[str, float]]:
+    """The same password sign-in on both Parleys, in alternating rounds (ABBA), so that what
+    else the machine does weighs on both alike: CPU per sign-in on each."""
+    envs = {SIGN_IN: with_audit, SIGN_IN_BEFORE: without}
+    clients = {
+        name: httpx.AsyncClient(
+            base_url=env.parley_url,
+            limits=httpx.Limits(max_connections=args.concurrency * 2),
+            timeout=120,
+        )
+        for name, env in envs.items()
+    }
+    user = _common.BenchUser("sign-in@example.com", "request-cost-bench-password-42")
+    try:
+        for http in clients.values():
+            await _common.register(http, user, 0)
+
+        async def batch(name: str, count: int) -> float:
+            http = clients[name]
+            semaphore = asyncio.Semaphore(args.concurrency)
+
+            async def one() -> None:
+                async with semaphore:
+                    response = await http.post(
+                        "/api/auth/login", json={"email": user.email, "password": user.password}
+                    )
+                    response.raise_for_status()
+
+            pids = tree_pids(envs[name].parley.root)
+            await asyncio.sleep(0.2)
+            before = cpu_seconds(pids)
+            await asyncio.gather(*(one() for _ in range(count)))
+            await asyncio.sleep(0.2)
+            return cpu_seconds(pids) - before
+
+        for name in envs:  # warm-up
+            await batch(name, args.concurrency * 5)
+        used = dict.fromkeys(envs, 0.0)
+        per_round = max(1, args.requests // args.rounds)
+        for round_ in range(args.rounds):
+            order = list(envs) if round_ % 2 == 0 else list(reversed(envs))
+            for name in order:
+                used[name] += await batch(name, per_round)
+        total = per_round * args.rounds
+        for name, seconds in used.items():
+            _common.log(f"{name}: {seconds / total * 1000:.2f} ms CPU each")
+        return [(name, seconds / total) for name, seconds in used.items()]
+    finally:
+        for http in clients.values():
+            await http.aclose()
+
+
 def report(args: argparse.Namespace, costs: list[tuple[str, float]]) -> str:
     out = [
         f"### Parley's CPU time per request: 1 worker, {args.db}",
@@ -135,7 +179,7 @@ def report(args: argparse.Namespace, costs: list[tuple[str, float]]) -> str:
         *(f"| {name} | {cost * 1000:.2f} |" for name, cost in costs),
     ]
     named = dict(costs)
-    if len(costs) > 2:
+    if len(costs) > 3:
         one, many = costs[-2][1], costs[-1][1]
         if args.tokens > 1:
             per_token = (many - one) / (args.tokens - 1)
@@ -155,6 +199,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--sign-in-only", action="store_true", help="measure only the sign-ins (both Parleys)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="alternating rounds of the sign-in comparison"
+    )
     return parser.parse_args(argv)
 
 
@@ -162,10 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     relay_args = relay.parse_args(["--tokens", str(args.tokens), "--db", args.db, "--logins", "0"])
     started = time.monotonic()
-    with _common.sigterm_as_interrupt(), contextlib.ExitStack() as stack:
-        env = start_servers(relay_args, stack, SIGN_IN_ENV)
-        costs = _common.run_async(measure(env, args, sign_in_only=args.sign_in_only))
-    # The same sign-in on a Parley that records no audit events (bench/_no_audit.py).
+    costs: list[tuple[str, float]] = []
+    if not args.sign_in_only:
+        with _common.sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+            env = start_servers(relay_args, stack)
+            costs += _common.run_async(measure(env, args))
+    # A sign-in with its audit event, against the same sign-in on a Parley that records no
+    # audit events (bench/_no_audit.py), both running, in alternating rounds.
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
     )
@@ -173,8 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["--tokens", str(args.tokens), "--db", args.db, "--logins", "0", "--app", NO_AUDIT_APP]
     )
     with _common.sigterm_as_interrupt(), contextlib.ExitStack() as stack:
-        env = start_servers(before_args, stack, SIGN_IN_ENV)
-        costs += _common.run_async(measure(env, args, sign_in_only=True, label=SIGN_IN_BEFORE))
+        with_audit = start_servers(relay_args, stack, SIGN_IN_ENV)
+        without = start_servers(before_args, stack, SIGN_IN_ENV)
+        costs += _common.run_async(measure_sign_ins(with_audit, without, args))
     _common.log(f"measured in {time.monotonic() - started:.0f} s")
     print(report(args, costs))
     return 0

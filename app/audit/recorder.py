@@ -1,15 +1,17 @@
 """`record()`: how every package writes an audit event.
 
-The event joins the caller's unit of work (no flush, no round trip of its own): it is written
-with the change it records, at that transaction's commit, and rolled back with it. A refusal
-that must still be recorded (a failed sign-in) raises an error with `commit_changes`, which
-commits the transaction before the error answer goes out (app/core/db.py).
+An event belongs to the caller's unit of work: it is written if and only if that transaction
+commits, never for a change rolled back. In a request it goes, once the unit commits, to the
+app's batched writer (app/audit/writer.py): no statement and no round trip of its own on the
+request's path. A refusal that must still be recorded (a failed sign-in) raises an error with
+`commit_changes`, which commits the transaction before the error answer goes out
+(app/core/db.py), and so writes its event.
 """
 
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from starlette.requests import HTTPConnection
 from app.audit.actions import ANONYMOUS, SUCCEEDED, SYSTEM
 from app.audit.models import AuditEvent
 from app.audit.repository import AuditRepository
+from app.audit.writer import AuditWriter
 from app.core.db import utcnow
 from app.core.logging import request_id_var, request_scope_var, user_id_var
 from app.core.uow import UnitOfWork
@@ -69,21 +72,23 @@ def _small(value: Any) -> Any:
     return str(value)[:MAX_DETAIL_TEXT]
 
 
-def _client() -> tuple[str | None, str | None]:
-    """The IP address (X-Forwarded-For only from TRUSTED_PROXIES) and user agent of the request
-    being served; (None, None) outside a request (a background job)."""
-    scope = request_scope_var.get()
+def _request_parts(
+    scope: MutableMapping[str, Any] | None,
+) -> tuple[str | None, str | None, AuditWriter | None]:
+    """The client's IP address (X-Forwarded-For only from TRUSTED_PROXIES) and user agent, and
+    the app's batched writer; all None outside a request (a background job)."""
     if scope is None:
-        return None, None
+        return None, None, None
     connection = HTTPConnection(scope)
     user_agent = connection.headers.get("user-agent")
-    runtime = getattr(scope.get("app"), "state", None)
-    resolver = getattr(getattr(runtime, "runtime", None), "client_ips", None)
+    runtime = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
+    resolver = getattr(runtime, "client_ips", None)
     if resolver is not None:
         ip = resolver.client_ip(connection)
     else:
         ip = connection.client.host if connection.client else None
-    return ip, (user_agent[:255] if user_agent else None)
+    writer = getattr(runtime, "audit_writer", None)
+    return ip, (user_agent[:255] if user_agent else None), writer
 
 
 async def record(
@@ -95,7 +100,10 @@ async def record(
     actor: uuid.UUID | str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> None:
-    """Adds an audit event to `uow`'s transaction.
+    """Records an audit event of `uow`'s transaction: written if and only if it commits.
+
+    In a request, the event waits for the commit and then goes to the app's batched writer
+    (app/audit/writer.py); outside one, it is added to the transaction itself.
 
     `actor`: the user who acted; by default the request's signed-in user, else "system" outside
     a request and "anonymous" inside one. `details`: a few small facts, never a secret (fields
@@ -103,18 +111,21 @@ async def record(
     scope = request_scope_var.get()
     if actor is None:
         actor = user_id_var.get() or (ANONYMOUS if scope is not None else SYSTEM)
-    ip, user_agent = _client()
-    uow.get(AuditRepository).append(
-        AuditEvent(
-            time=utcnow(),
-            actor=str(actor),
-            action=action,
-            target_type=target.type if target is not None else None,
-            target_id=(str(target.id) if target is not None and target.id is not None else None),
-            outcome=outcome,
-            ip=ip,
-            user_agent=user_agent,
-            request_id=request_id_var.get(),
-            details=clean_details(details),
-        )
-    )
+    ip, user_agent, writer = _request_parts(scope)
+    row = {
+        "id": uuid.uuid4(),
+        "time": utcnow(),
+        "actor": str(actor),
+        "action": action,
+        "target_type": target.type if target is not None else None,
+        "target_id": str(target.id) if target is not None and target.id is not None else None,
+        "outcome": outcome,
+        "ip": ip,
+        "user_agent": user_agent,
+        "request_id": request_id_var.get(),
+        "details": clean_details(details),
+    }
+    if writer is not None:
+        uow.after_commit(lambda: writer.add(row))
+    else:
+        uow.get(AuditRepository).append(AuditEvent(**row))

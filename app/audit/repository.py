@@ -2,8 +2,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import Table, and_, delete, insert, or_, select
 
 from app.audit.models import AuditEvent
 from app.core.repository import Repository
@@ -27,6 +28,10 @@ class AuditRepository(Repository[AuditEvent]):
         """Adds the event to the transaction; it is written with the change it records, at the
         next flush or commit (no round trip of its own)."""
         self.session.add(event)
+
+    async def insert_many(self, rows: list[dict[str, Any]]) -> None:
+        """Writes a batch of events (the batched writer's) with one multi-row INSERT."""
+        await self.session.execute(_INSERT, rows)
 
     async def page(
         self,
@@ -71,3 +76,7 @@ class AuditRepository(Repository[AuditEvent]):
         ids = select(AuditEvent.id).where(AuditEvent.time < before).limit(limit)
         result = await self.session.execute(delete(AuditEvent).where(AuditEvent.id.in_(ids)))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# Built once, on the table: the batched writer's statement.
+_INSERT = insert(cast(Table, AuditEvent.__table__))

@@ -12,12 +12,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
-from app.audit.dependencies import AuditServiceDep
+from app.audit.dependencies import AuditRuntimeDep, AuditServiceDep
 from app.audit.repository import AuditFilter
 from app.audit.schemas import AuditPage
 from app.audit.service import export_lines
 from app.core.cursor import CursorQuery, InvalidCursor
-from app.core.deps import RuntimeDep
 from app.core.errors import Forbidden, Unauthorized, error_responses
 from app.core.text import NoNul
 
@@ -49,7 +48,7 @@ def _wants_lines(request: Request, format_: str | None) -> bool:
 async def read_audit_log(
     request: Request,
     service: AuditServiceDep,
-    runtime: RuntimeDep,
+    runtime: AuditRuntimeDep,
     actor: Annotated[
         str | None,
         Query(max_length=64, description="A user id, `system` or `anonymous`."),
@@ -81,6 +80,9 @@ async def read_audit_log(
 ) -> AuditPage | StreamingResponse:
     """Security and administrative events, newest first, filtered by actor, action, target
     and time; `next_cursor` pages on. Administrators only."""
+    # This worker's queued events first, in this request's transaction, so that what it just
+    # did is in the answer.
+    await service.write_queued(runtime.audit_writer)
     where = AuditFilter(
         actor=actor,
         action=action,

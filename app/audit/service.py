@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from app.audit.repository import AuditFilter, AuditRepository
 from app.audit.schemas import AuditCursor, AuditEventRead, AuditPage
+from app.audit.writer import AuditWriter
 from app.core.background import Supervisor
 from app.core.config import Settings
 from app.core.db import Database, utcnow
@@ -23,6 +24,18 @@ EXPORT_BATCH = 500
 class AuditService:
     def __init__(self, uow: UnitOfWork) -> None:
         self.events = uow.get(AuditRepository)
+
+    async def write_queued(self, writer: AuditWriter) -> None:
+        """Writes the events `writer` has queued, in this unit of work."""
+        rows = writer.take()
+        if not rows:
+            return
+        try:
+            for start in range(0, len(rows), EXPORT_BATCH):
+                await self.events.insert_many(rows[start : start + EXPORT_BATCH])
+        except BaseException:
+            writer.put_back(rows)
+            raise
 
     async def page(self, where: AuditFilter, *, limit: int, cursor: str | None) -> AuditPage:
         """Newest first, `limit` a page."""

@@ -41,7 +41,12 @@ from app.users.models import User
 from app.users.repository import UserRepository
 
 # auto_error=False: the cookie is the other way in, checked below.
-bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
+bearer_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/auth/token",
+    auto_error=False,
+    description="Email and password. Single sign-on accounts have no password: see the API "
+    "description above for their tokens.",
+)
 
 
 class AuthRuntime(CoreRuntime, Protocol):

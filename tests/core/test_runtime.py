@@ -16,6 +16,7 @@ def expected_loops(workers: int) -> set[str]:
         "stale-reply-sweep",
         "trash-purge",
         "audit-purge",
+        "audit-writer",
         "ingest-sweep",
         *(f"ingest-worker-{n}" for n in range(workers)),
     }
