@@ -20,6 +20,7 @@ from tests.support.api import PASSWORD, assert_error, bearer, login, register
 from tests.support.app import runtime_of, settle
 from tests.support.audit import audit_events, one_event
 from tests.support.smtp_server import extract_token
+from tests.support.wait import wait_until
 
 
 class TestTheRoute:
@@ -295,6 +296,34 @@ class TestAccountEvents:
         event = await one_event(client, admin, "moderation.read")
         assert event["actor"] == admin.user_id
         assert event["details"]["point"] == "input"
+
+
+class TestWriting:
+    async def test_events_reach_the_database_in_the_background(self, app, client, admin_engine):
+        user = await register(client)
+        await login(client, user.email)
+
+        async def written() -> bool:
+            async with admin_engine.connect() as connection:
+                count = await connection.scalar(
+                    select(func.count())
+                    .select_from(AuditEvent)
+                    .where(AuditEvent.action == "auth.sign_in")
+                )
+            return count == 1
+
+        # No read of the log: the audit-writer loop writes the queue on its own.
+        await wait_until(written)
+
+    async def test_a_request_that_fails_records_nothing_of_its_change(self, client, admin):
+        user = await register(client)
+        refused = await client.post(
+            "/api/auth/change-password",
+            json={"current_password": PASSWORD, "new_password": "password1234"},
+            headers=user.headers,
+        )
+        assert_error(refused, 422, "weak_password")
+        assert await audit_events(client, admin, action="auth.password_changed") == []
 
 
 class TestDetails:
