@@ -270,8 +270,10 @@ class OidcClient:
             raise OidcFailure(code, f"id_token: {exc.error} {exc.claim}") from exc
         except JoseError as exc:
             raise OidcFailure(TOKEN_INVALID, f"id_token: {exc.error}") from exc
-        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-            raise OidcFailure(TOKEN_INVALID, "id_token: no subject")
+        subject = claims.get("sub")
+        # OpenID Connect Core 2: at most 255 ASCII characters (the identity table's column).
+        if not isinstance(subject, str) or not subject or len(subject) > 255:
+            raise OidcFailure(TOKEN_INVALID, "id_token: no usable subject")
         return dict(claims)
 
     async def userinfo(self, token: TokenResponse, subject: str) -> dict[str, Any]:
