@@ -5,11 +5,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.accounts.admin_router import router as admin_router
 from app.accounts.router import router as users_router
+from app.audit.router import router as audit_router
+from app.auth.dependencies import get_current_admin
+from app.auth.oidc_router import router as sso_router
 from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
 from app.chats.projects_router import router as projects_router
@@ -52,6 +55,13 @@ vLLM or OpenAI-compatible server over Server-Sent Events.
 
 Authorize with the button above (email as username), or send `Authorization: Bearer <token>`.
 Every error has the same body: `{"error": {"code", "message", "request_id", "details"?}}`.
+
+Accounts that sign in through single sign-on (OpenID Connect: `GET /api/auth/oidc/login`, in a
+browser) have no password, so the Authorize button cannot sign them in. To get a token for one:
+sign in through SSO in the browser (this page then works with its cookies), and either call
+`POST /api/auth/refresh` from it and use the `access_token` it returns (15 minutes), or create an
+API key (`POST /api/keys`, or the web client's account page) and send `Authorization: Bearer
+pk-...` on the routes open to keys.
 
 Requests authenticated by the session cookie that change state (POST, PUT, PATCH, DELETE) must
 send the `csrf_token` of the token response (also in the `parley_csrf` cookie) in the
@@ -137,9 +147,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(mfa_router)
+    app.include_router(sso_router)
     app.include_router(users_router)
     app.include_router(admin_router)
     app.include_router(upstreams_admin_router)
+    # The audit package sits below auth: its router gets the administrators-only check here.
+    app.include_router(audit_router, dependencies=[Depends(get_current_admin)])
     # API keys may call only the routes opened to their scopes (docs/api.md#api-keys).
     chats_scope = [keys_allowed("chats")]
     knowledge_scope = [keys_allowed("knowledge")]

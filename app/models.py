@@ -1,5 +1,6 @@
 """Every model, imported once so that Alembic and the mappers see the whole schema."""
 
+from app.audit.models import AuditEvent
 from app.auth.models import (
     AccountToken,
     AuthSession,
@@ -7,6 +8,7 @@ from app.auth.models import (
     MfaRecoveryCode,
     PasswordHistory,
     RefreshToken,
+    UserIdentity,
 )
 from app.chats.models import Chat, ChatTag, Message
 from app.core.db import Base
@@ -26,6 +28,7 @@ from app.users.models import User
 __all__ = [
     "AccountToken",
     "ApiKey",
+    "AuditEvent",
     "AuthSession",
     "Base",
     "Chat",
@@ -54,4 +57,5 @@ __all__ = [
     "ToolSetting",
     "UsageRecord",
     "User",
+    "UserIdentity",
 ]

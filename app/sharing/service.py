@@ -1,6 +1,8 @@
 import uuid
 from dataclasses import dataclass
 
+from app import audit
+from app.audit import actions
 from app.chats.models import Chat, Message, MessageStatus, Role
 from app.chats.repository import ChatRepository, MessageRepository
 from app.chats.schemas import ChatCreate
@@ -73,6 +75,9 @@ class ShareService:
                 updated_at=now,
             )
             await self.shares.add(share)
+            await audit.record(
+                self.uow, actions.SHARE_LINK_CREATED, target=audit.Target("chat", chat.id)
+            )
         else:
             if token_hash(derive_token(self.secret_key, share.token_salt)) != share.token_hash:
                 # SECRET_KEY changed since: the stored hash no longer matches; a new link.
@@ -85,7 +90,10 @@ class ShareService:
 
     async def revoke(self, chat: Chat) -> None:
         """Deletes the chat's link at once (nothing to do if it has none)."""
-        await self.shares.revoke(chat.id)
+        if await self.shares.revoke(chat.id):
+            await audit.record(
+                self.uow, actions.SHARE_LINK_REVOKED, target=audit.Target("chat", chat.id)
+            )
 
     async def list_shares(self, user: User) -> list[ShareRead]:
         return [self._read(share, chat) for share, chat in await self.shares.list_for_user(user.id)]

@@ -20,6 +20,7 @@ LAYERS = [
     "core",  # settings, database, errors, security: imports nothing of Parley's
     "mail",
     "users",  # the user table, which every domain refers to
+    "audit",  # the audit log: every domain above records its events through audit.record()
     "auth",
     "accounts",
     "usage",
