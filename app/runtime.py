@@ -9,7 +9,7 @@ nothing else) starts the parts in order and closes them in reverse:
 1. the file store (its storage, the spool sweep),
 2. generation (app/generation/parts.py: models, replies, stop signals, the reply fan-out),
 3. knowledge (app/knowledge/parts.py: the index, the ingestion workers),
-4. the trash purge;
+4. the trash purge and the audit log's purge;
 
 before them, with REDIS_URL, the reader of invalidation messages (API keys revoked on another
 worker; app/core/invalidation.py);
@@ -32,6 +32,9 @@ from datetime import datetime, timedelta
 import httpx
 from redis.asyncio import Redis
 
+from app.audit.service import start_audit_purge
+from app.audit.writer import AuditWriter
+from app.auth.sso import GroupSync, NoGroupSync, SsoParts
 from app.chats.trash import start_trash_purge
 from app.core.background import BackgroundJobs, Supervisor
 from app.core.clientip import ClientIPResolver
@@ -88,6 +91,13 @@ class Runtime:
     invalidations: Invalidations = field(default_factory=lambda: Invalidations(None))
     # Checks API keys (app/keys); None: keys are refused.
     key_authenticator: KeyChecker | None = None
+    # Writes the audit events of committed requests in batches (app/audit/writer.py).
+    audit_writer: AuditWriter = field(init=False)
+    # Single sign-on (app/auth/sso.py); None unless OIDC_ISSUER, _CLIENT_ID and _SECRET are set.
+    sso: SsoParts | None = None
+    # Sets Parley groups from the identity provider's groups claim: the groups package puts its
+    # own here; until then the claim sets no groups (OIDC_ADMIN_GROUPS still applies).
+    group_sync: GroupSync = field(default_factory=NoGroupSync)
     # The time TOTP codes are checked against; tests swap it to control the clock.
     clock: Callable[[], datetime] = utcnow
     # Started by running(): None before and after.
@@ -123,6 +133,8 @@ class Runtime:
             redis=shared,
         )
         runtime.account_deletion_hooks.append(runtime.files.forget_user)
+        runtime.sso = SsoParts.build(settings, lambda: runtime.http)
+        runtime.audit_writer = AuditWriter(db)
         invalidations = runtime.invalidations = Invalidations(shared)
         runtime.key_authenticator = KeyChecker(
             hasher=KeyHasher(settings.secret_key),
@@ -154,7 +166,14 @@ class Runtime:
                 embeddings = EmbeddingClient.from_settings(settings, self.http)
                 self.generation = await parts.enter_async_context(
                     running_generation(
-                        settings, db, self.metrics, supervisor, self.http, self.redis, embeddings
+                        settings,
+                        db,
+                        self.metrics,
+                        supervisor,
+                        self.http,
+                        self.redis,
+                        embeddings,
+                        invalidations=self.invalidations,
                     )
                 )
                 self.knowledge = await parts.enter_async_context(
@@ -171,6 +190,8 @@ class Runtime:
                 )
                 self.generation.knowledge = self.knowledge
                 await start_trash_purge(supervisor, db, settings)
+                await start_audit_purge(supervisor, db, settings)
+                supervisor.start("audit-writer", self.audit_writer.run)
                 yield self
         finally:
             # The loops end first; background jobs queue mails, so they finish next; then the
@@ -178,12 +199,22 @@ class Runtime:
             await supervisor.close()
             await self.invalidations.close()
             await self.jobs.drain()
+            await self._write_audit_events()
             await self.mailer.drain()
             await self.http.aclose()
             await db.dispose()
             self.hasher.close()
             if self.redis is not None:
                 await self.redis.aclose()
+
+    async def _write_audit_events(self) -> None:
+        """Shutdown: the audit events still queued go to the database before it closes."""
+        try:
+            await self.audit_writer.flush()
+        except Exception:
+            logger.exception(
+                "audit events lost at shutdown", extra={"count": self.audit_writer.pending}
+            )
 
 
 def _http_client(settings: Settings) -> httpx.AsyncClient:

@@ -17,11 +17,13 @@ from pydantic_core import PydanticCustomError
 from app.chats.errors import UnknownMode
 from app.chats.models import MessageStatus, Role
 from app.chats.modes import DEFAULT_MODE, MODES
+from app.chats.tags import Tags
 from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 from app.files.schemas import AttachmentRead, ContextCut
 from app.guardrails.schemas import ModeGuardrails
 from app.knowledge.schemas import CollectionIds, SourceRead
+from app.tools.schemas import ToolIds
 
 
 def _known_mode(name: str) -> str:
@@ -102,6 +104,15 @@ class ChatCreate(ChatSettings):
     )
     pinned: StrictBool = False
     collection_ids: CollectionIds = Field(default_factory=list)
+    tool_ids: ToolIds | None = Field(
+        default=None,
+        description="The tools the model may call (`server.tool` ids from GET /api/tools). "
+        "Absent or null: the mode's preset tools (MODE_TOOLS), if any; `[]`: none.",
+    )
+    project_id: uuid.UUID | None = Field(
+        default=None, description="File it in one of your projects (GET /api/projects)."
+    )
+    tags: Tags = Field(default_factory=list)
 
 
 class ChatUpdate(ChatSettings):
@@ -119,6 +130,13 @@ class ChatUpdate(ChatSettings):
     collection_ids: CollectionIds | None = Field(
         default=None, description="Replaces the chat's collections ([] or null: none)."
     )
+    tool_ids: ToolIds | None = Field(
+        default=None, description="Replaces the chat's tools ([] or null: none)."
+    )
+    project_id: uuid.UUID | None = Field(
+        default=None, description="Moves it into one of your projects (null: out of its project)."
+    )
+    tags: Tags | None = Field(default=None, description="Replaces its tags ([] or null: none).")
 
 
 class ChatRead(BaseModel):
@@ -146,10 +164,15 @@ class ChatRead(BaseModel):
     collection_ids: list[uuid.UUID] = Field(
         default_factory=list, description="The collections its replies retrieve from."
     )
+    tool_ids: list[str] = Field(
+        default_factory=list, description="The tools the model may call in its replies."
+    )
+    project_id: uuid.UUID | None = Field(default=None, description="Its project (null: none).")
+    tags: list[str] = Field(default_factory=list, description="Its tags, sorted.")
 
-    @field_validator("collection_ids", mode="before")
+    @field_validator("collection_ids", "tool_ids", "tags", mode="before")
     @classmethod
-    def _no_collections(cls, value: object) -> object:
+    def _none_is_empty(cls, value: object) -> object:
         return [] if value is None else value
 
 
@@ -158,9 +181,30 @@ class ChatPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
 
 
+class TagCount(BaseModel):
+    tag: str
+    count: int = Field(description="Your chats with this tag, out of the trash.")
+
+
 class ServedBy(BaseModel):
     model: str = Field(description="The model that answered (a fallback answers for another).")
     deployment: str = Field(description="Its deployment (docs/upstreams.md#routing).")
+
+
+class ToolStepRead(BaseModel):
+    """One tool call of a reply, as it was run."""
+
+    step: int = Field(description="Which model call of the reply asked for it (from 0).")
+    id: str = Field(description="The call's id (the `tool_call` event's).")
+    name: str = Field(description="The tool as the model named it.")
+    tool_id: str | None = Field(description="`server.tool`; null: the model named no such tool.")
+    arguments: str = Field(description="The arguments as the model wrote them (JSON text).")
+    result: str | None = Field(description="What the model was given; null: stopped first.")
+    is_error: bool
+    duration_ms: int | None
+    approval: Literal["not_needed", "required", "approved", "denied", "timed_out"] = Field(
+        description="`required`: the reply ended while the call waited for the user."
+    )
 
 
 class ReplyOutcomeRead(BaseModel):
@@ -204,7 +248,12 @@ class MessageBase(ReplyOutcomeRead):
         description="Replies: the chunks retrieval put in their prompt (chats with collections).",
     )
 
-    @field_validator("context_cuts", "sources", mode="before")
+    tool_steps: list[ToolStepRead] = Field(
+        default_factory=list,
+        description="Replies in chats with tools: each tool call, in order (docs/tools.md).",
+    )
+
+    @field_validator("context_cuts", "sources", "tool_steps", mode="before")
     @classmethod
     def _none_is_empty(cls, value: object) -> object:
         return [] if value is None else value

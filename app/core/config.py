@@ -1,5 +1,6 @@
 """Settings, read from the environment and `.env` (see `.env.example` for every one)."""
 
+import os
 import re
 from functools import lru_cache
 from ipaddress import ip_network
@@ -8,7 +9,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from limits import parse_many
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me-in-production"  # noqa: S105 - the placeholder we refuse in production
@@ -23,6 +24,19 @@ def normalise_database_url(url: str) -> str:
     if url.startswith("sqlite://") and not url.startswith("sqlite+"):
         return "sqlite+aiosqlite://" + url[len("sqlite://") :]
     return url
+
+
+class EnvValue(BaseModel):
+    """A value read from the environment when it is used: {"env": "NAME", "prefix": "..."}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str
+    prefix: str = ""
+
+    def resolve(self) -> str | None:
+        value = os.environ.get(self.env)
+        return None if value is None else self.prefix + value
 
 
 class ServerSettings(BaseSettings):
@@ -230,6 +244,8 @@ class ChatSettings(BaseSettings):
     # A deleted chat stays this many days in the trash, where it can be restored, then it is
     # purged (app/chats/trash.py). DELETE ...?permanent=true skips the trash.
     trash_days: int = Field(default=30, ge=1, le=3650)
+    # POST /api/chats/import: the largest upload accepted (bytes), a conversations.json or a .zip.
+    import_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
 
 
 class FileSettings(BaseSettings):
@@ -332,6 +348,96 @@ class KnowledgeSettings(BaseSettings):
     ingest_lease_seconds: float = Field(default=60.0, gt=0)
 
 
+class McpServer(BaseModel):
+    """One MCP server reached over Streamable HTTP (MCP_SERVERS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    # Header values are literal strings, or {"env": "NAME", "prefix": "Bearer "} to read a
+    # secret from the environment variable NAME (so it stays out of the JSON).
+    headers: dict[str, str | EnvValue] = {}
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    # Which of its tools pause the reply for the user's approval: none, all, or those named.
+    approve: Literal["never", "always"] | list[str] = "never"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("an MCP server's url must be an absolute http(s) URL")
+        return value
+
+
+class ToolSettings(BaseSettings):
+    """Tools the model may call in chats: MCP servers and the built-in knowledge search
+    (app/tools, docs/tools.md)."""
+
+    # {"name": {"url", "headers", "timeout_seconds", "approve"}}: MCP servers over Streamable
+    # HTTP. Their tools are discovered at start and every MCP_REFRESH_SECONDS.
+    mcp_servers: dict[str, McpServer] = {}
+    mcp_refresh_seconds: float = Field(default=300.0, ge=5)
+    # Each tool call's limit (a server's timeout_seconds wins for its tools), the model calls
+    # one reply makes with tools before it ends with tool_steps_exceeded, the characters of a
+    # result the model sees (longer ones are cut, saying so), and how long a call needing
+    # approval waits for the user before it is refused.
+    tool_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    tool_max_steps: int = Field(default=5, ge=1, le=50)
+    tool_result_max_chars: int = Field(default=20_000, ge=100, le=1_000_000)
+    tool_approval_timeout_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    # Tools a chat of a mode is given when it names none: {"mode": ["server.tool", ...]}.
+    mode_tools: dict[str, list[str]] = {}
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _names(cls, value: dict[str, McpServer]) -> dict[str, McpServer]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", name) or name == "parley":
+                raise ValueError(
+                    f"MCP_SERVERS: {name!r} must be 1-32 letters, digits, '_' or '-' "
+                    "(and not 'parley', the built-in tools' server)"
+                )
+        return value
+
+
+class AuditSettings(BaseSettings):
+    """The audit log (app/audit, docs/audit.md)."""
+
+    # Events older than this many days are purged every hour.
+    audit_days: int = Field(default=365, ge=1, le=36_500)
+
+
+class OidcSettings(BaseSettings):
+    """Single sign-on with OpenID Connect (app/auth/oidc, docs/sso.md). Off unless OIDC_ISSUER,
+    OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are all set."""
+
+    # The issuer's URL; its discovery document is read from
+    # <OIDC_ISSUER>/.well-known/openid-configuration.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid email profile"
+    # The sign-in button's label: "Sign in with <OIDC_DISPLAY_NAME>".
+    oidc_display_name: str = "single sign-on"
+    # The ID token (or userinfo) claim that lists the user's groups at the identity provider.
+    oidc_groups_claim: str | None = None
+    # Members of any of these identity-provider groups are administrators (comma-separated).
+    oidc_admin_groups: Annotated[list[str], NoDecode] = []
+    # A first sign-in with no matching account creates one; false: only existing accounts.
+    oidc_allow_signup: bool = True
+    # Groups named in the groups claim that Parley lacks are created (the groups package).
+    oidc_create_groups: bool = False
+    # SSO users still pass Parley's own MFA when they have it on.
+    oidc_require_mfa: bool = False
+    # false: an SSO-only deployment, where password sign-in and registration are refused.
+    password_login_enabled: bool = True
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)
+
+
 class LimitSettings(BaseSettings):
     """Rate limits and the state several workers share (Redis), proxies."""
 
@@ -358,6 +464,9 @@ class LimitSettings(BaseSettings):
     rate_limit_mail_per_address: str = "5/hour"
     # Per user, for the generation endpoints (chat messages, /api/generate).
     rate_limit_generation: str = "30/minute"
+    # Per client IP, for the public share links (GET /api/shared/{token} and its images): a
+    # reader paging through a chat is far below it, a token guesser far above.
+    rate_limit_shared: str = "60/minute;600/hour"
 
 
 class Settings(
@@ -370,6 +479,9 @@ class Settings(
     ChatSettings,
     FileSettings,
     KnowledgeSettings,
+    ToolSettings,
+    AuditSettings,
+    OidcSettings,
     LimitSettings,
 ):
     """Every setting, grouped by domain in the classes above; the environment variable of each
@@ -384,11 +496,23 @@ class Settings(
     def _async_driver(cls, value: str) -> str:
         return normalise_database_url(value)
 
-    @field_validator("cors_origins", "trusted_proxies", "allowed_hosts", mode="before")
+    @field_validator(
+        "cors_origins", "trusted_proxies", "allowed_hosts", "oidc_admin_groups", mode="before"
+    )
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("OIDC_ISSUER must be an absolute http(s) URL")
         return value
 
     @field_validator("frontend_url")
@@ -467,6 +591,7 @@ class Settings(
         "rate_limit_mfa_verify",
         "rate_limit_mail_per_address",
         "rate_limit_generation",
+        "rate_limit_shared",
     )
     @classmethod
     def _valid_limit(cls, value: str) -> str:

@@ -29,7 +29,7 @@ from app.core.cursor import Cursor
 from app.core.db import Database, utcnow
 from app.core.uow import UnitOfWork
 from app.files.attachments import AttachmentService, attachment_reads, attachment_records
-from app.generation.errors import ReplyInProgress
+from app.generation.errors import ApprovalNotPending, ReplyInProgress
 from app.generation.idempotency import IdempotencyKeys
 from app.generation.models import Generation
 from app.generation.parts import GenerationParts
@@ -54,7 +54,9 @@ from app.generation.resume import SavedReply
 from app.generation.schemas import GenerationPage, GenerationRead, ModelRead
 from app.generation.stale_replies import stale_after
 from app.generation.summaries import SummaryService
-from app.generation.upstream.types import SamplingParams, UpstreamCall
+from app.generation.upstream.types import ModelConfig, SamplingParams, UpstreamCall
+from app.projects.models import Project
+from app.projects.repository import ProjectRepository
 from app.usage.service import Quota, UsageService
 from app.users.models import User
 
@@ -114,7 +116,9 @@ class GenerationService:
             case Completion():
                 return await self._complete(user, request)
 
-    def _plan(self, user: User, chat: Chat | None, **fields: Any) -> ReplyPlan:
+    def _plan(
+        self, user: User, chat: Chat | None, *, project: Project | None = None, **fields: Any
+    ) -> ReplyPlan:
         scope = RequestScope(
             attachments=self.attachments, titles=self.summaries, commit=self.uow.commit
         )
@@ -124,7 +128,30 @@ class GenerationService:
                 "preferred_prompt": user.system_prompt,
                 "mode_params": chat.mode_params,
             }
+        if project is not None:
+            fields |= {
+                "project_instructions": project.instructions,
+                "project_collection_ids": [
+                    uuid.UUID(value) for value in project.collection_ids or []
+                ],
+                "project_tool_ids": [str(value) for value in project.tool_ids or []],
+            }
         return ReplyPlan(user=user, chat=chat, scope=scope, **fields)
+
+    async def _project(self, user: User, project_id: uuid.UUID | None) -> Project | None:
+        """The chat's project, if it has one (its instructions, model and collections)."""
+        if project_id is None:
+            return None
+        return await self.uow.get(ProjectRepository).get_for_user(user.id, project_id)
+
+    def _model(
+        self, user: User, requested: str | None, chat_model: str | None, project: Project | None
+    ) -> ModelConfig:
+        """The request's model, else the chat's, else its project's, else the user's default."""
+        project_model = project.model if project is not None else None
+        return self.runtime.registry.resolve(
+            requested, chat_model, project_model, user.default_model
+        )
 
     # --- chat replies ------------------------------------------------------------------------
 
@@ -132,18 +159,23 @@ class GenerationService:
         """Saves the user's message (with its attachments), then starts the assistant's reply.
         The message's `collection_ids` (the user's) replace the chat's for it."""
         chat = request.chat
+        project = await self._project(user, chat.project_id)
         plan = self._plan(
             user,
             chat,
+            project=project,
             mode=chat.mode,
-            model=self.runtime.registry.resolve(request.model, chat.model, user.default_model),
+            model=self._model(user, request.model, chat.model, project),
             content=request.content,
             file_ids=request.attachments,
             collection_ids=request.collection_ids,
+            tool_ids=request.tool_ids,
             max_tokens=chat.max_tokens,
         )
         if request.collection_ids is not None:
             await self.chats.check_collections(user.id, request.collection_ids)
+        if request.tool_ids is not None:
+            plan.tool_ids = self.chats.check_tools(request.tool_ids)
         await self.runtime.composer.check(plan)
         return await self._chat_reply(
             plan, lambda: self.chats.user_message_context(chat, request.content, request.parent_id)
@@ -154,11 +186,13 @@ class GenerationService:
         quota) rolls the chat back with the request; once the message is sent the chat stays,
         whatever becomes of the reply: a failed reply is saved `failed`, to retry (regenerate)."""
         data = request.data
+        project = await self._project(user, data.project_id)
         plan = self._plan(
             user,
             None,
+            project=project,
             mode=data.mode,
-            model=self.runtime.registry.resolve(data.model, None, user.default_model),
+            model=self._model(user, data.model, None, project),
             chat_prompt=data.system_prompt,
             preferred_prompt=user.system_prompt,
             mode_params=data.mode_params,
@@ -180,11 +214,13 @@ class GenerationService:
         chat, attachments = request.chat, request.attachments
         if attachments is None:
             attachments = await self.attachments.file_ids_of(chat.id, request.message_id)
+        project = await self._project(user, chat.project_id)
         plan = self._plan(
             user,
             chat,
+            project=project,
             mode=chat.mode,
-            model=self.runtime.registry.resolve(request.model, chat.model, user.default_model),
+            model=self._model(user, request.model, chat.model, project),
             content=request.content,
             file_ids=attachments,
             max_tokens=chat.max_tokens,
@@ -198,11 +234,13 @@ class GenerationService:
         """Answers the same user message again (with its attachments); the new reply is a
         sibling of the old one."""
         chat = request.chat
+        project = await self._project(user, chat.project_id)
         plan = self._plan(
             user,
             chat,
+            project=project,
             mode=chat.mode,
-            model=self.runtime.registry.resolve(request.model, chat.model, user.default_model),
+            model=self._model(user, request.model, chat.model, project),
             content="",
             new_content=False,
             max_tokens=chat.max_tokens,
@@ -222,6 +260,17 @@ class GenerationService:
         return await self.replies.streaming_in_chat(
             chat.id, fresh_after=utcnow() - stale_after(self.settings)
         )
+
+    async def answer_tool_call(
+        self, chat: Chat, message_id: uuid.UUID, call_id: str, approve: bool
+    ) -> None:
+        """Hands the user's answer to a tool call of the chat's reply that waits for approval,
+        on whichever worker streams it (ApprovalNotPending when none waits)."""
+        message = await self.chats.message_in_chat(chat, message_id)
+        if message.role != "assistant" or not await self.runtime.approvals.send(
+            message.id, call_id, approve
+        ):
+            raise ApprovalNotPending()
 
     async def _chat_reply(
         self,

@@ -67,14 +67,19 @@ def _next_midnight(now: datetime) -> datetime:
     return datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
 
 
+def daily_limit(user: User, settings: Settings) -> int | None:
+    """The user's daily token quota: their own, else DAILY_TOKEN_QUOTA (None: no limit)."""
+    own = getattr(user, "daily_token_quota", None)
+    return own if own is not None else settings.daily_token_quota
+
+
 class UsageService:
     def __init__(self, *, usage: UsageRepository, settings: Settings) -> None:
         self.usage = usage
         self.settings = settings
 
     def limit_for(self, user: User) -> int | None:
-        own = getattr(user, "daily_token_quota", None)
-        return own if own is not None else self.settings.daily_token_quota
+        return daily_limit(user, self.settings)
 
     async def quota(self, user: User) -> Quota:
         now = utcnow()

@@ -20,6 +20,7 @@ from app.generation.pipeline.stages.documents import Documents
 from app.generation.pipeline.stages.history import History
 from app.generation.pipeline.stages.input_checks import InputChecks
 from app.generation.pipeline.stages.output_guard import OutputGuard
+from app.generation.pipeline.stages.project import ProjectInstructions
 from app.generation.pipeline.stages.retrieval import Retrieval
 from app.generation.pipeline.stages.system_prompt import SystemPrompt
 from app.generation.pipeline.stages.title import Title
@@ -35,18 +36,25 @@ def default_stages(
     db: Database,
     guardrails: GuardrailPipeline,
     knowledge: Callable[[], KnowledgeParts | None],
+    tools: Stage | None = None,
 ) -> list[Stage]:
-    """Every stage, in order. Each hook runs in this order within its phase."""
+    """Every stage, in order. Each hook runs in this order within its phase. `tools`: the
+    tool-call loop (stages/tools.py), left out where no tools are run (tests of the others)."""
     return [
         Attachments(),
         InputChecks(guardrails),
         Documents(guardrails),
+        # Before the system prompt: a project's instructions come first.
+        ProjectInstructions(guardrails),
         SystemPrompt(guardrails),
         History(guardrails),
         # After the history (whose place it takes for /v1 requests), before retrieval (which
         # adds to the messages it sends).
         ClientMessages(guardrails),
         Retrieval(knowledge=knowledge, db=db, settings=settings, guardrails=guardrails),
+        # After retrieval (whose messages it sends on each step), inside the output guard (which
+        # checks the text of every step).
+        *([tools] if tools is not None else []),
         OutputGuard(guardrails),
         Title(settings),
     ]

@@ -79,11 +79,18 @@ class ReplyPlan:
     chat_prompt: str | None = None
     preferred_prompt: str | None = None
     mode_params: Any = None
+    # The chat's project (app/projects): its instructions go first in the system prompt, its
+    # collections add to the chat's (or the message's) in retrieval.
+    project_instructions: str | None = None
+    project_collection_ids: Sequence[uuid.UUID] = ()
+    project_tool_ids: Sequence[str] = ()
     # Files named by the request for its new user message; read by the attachments stage.
     file_ids: Sequence[uuid.UUID] = ()
     new_files: PreparedFiles | None = None
     # The message's own collections, replacing the chat's (None: the chat's).
     collection_ids: Sequence[uuid.UUID] | None = None
+    # The message's own tools, replacing the chat's (None: the chat's).
+    tool_ids: Sequence[str] | None = None
     max_tokens: int | None = None
     # Whether `content` is new text from the user (an edit or a send), which the input checks
     # see; a regenerated message was checked when it was sent.

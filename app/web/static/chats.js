@@ -9,7 +9,9 @@ import { readEvents } from "./sse.js";
 import { navigate, notify } from "./app.js";
 import { showError } from "./auth.js";
 import { collections, collectionPicker, citation } from "./knowledge.js";
+import { tools, toolPicker, toolSteps, liveTools } from "./tools.js";
 import { confirmDialog, menuButton, toast, infoDialog } from "./ui.js";
+import { projectFilters, tagChips, organiseItems } from "./projects.js";
 
 let modelsCache = null;
 let modesCache = null;
@@ -51,6 +53,7 @@ function chatList(view) {
     h("option", { value: "trashed" }, "Trash"),
   );
   const close = h("button", { type: "button", class: "small drawer-close", "aria-label": "Close the chat list", on: { click: () => view.toggleDrawer(false) } }, "×");
+  const organiser = projectFilters(() => load());
   const aside = h(
     "nav",
     { class: "sidebar", id: "chat-sidebar", "aria-label": "Your chats" },
@@ -58,6 +61,7 @@ function chatList(view) {
     h("div", { class: "list-tools" },
       h("label", { for: search.id, class: "visually-hidden" }, "Search chats"), search,
       h("label", { for: filter.id, class: "visually-hidden" }, "Show"), filter),
+    organiser.element,
     list,
     more,
     h("p", { class: "hint shortcuts-hint" }, "Press ? for keyboard shortcuts."),
@@ -81,6 +85,7 @@ function chatList(view) {
     if (state.filter === "pinned") params.pinned = "true";
     if (state.filter === "archived") params.archived = "true";
     if (state.filter === "trashed") params.trashed = "true";
+    Object.assign(params, organiser.params());
     let page;
     try {
       page = await api.get(`/api/chats${api.query(params)}`);
@@ -113,6 +118,7 @@ function chatList(view) {
       notify(error.message, "error");
     }
     await load();
+    organiser.refresh();
   }
 
   async function trash(chat, title) {
@@ -180,13 +186,15 @@ function chatList(view) {
         ["Rename", () => renameInline(li, chat)],
         [chat.pinned ? "Unpin" : "Pin", () => act(() => api.patch(`/api/chats/${chat.id}`, { pinned: !chat.pinned }), chat.pinned ? `Unpinned “${title}”.` : `Pinned “${title}”.`)],
         [chat.archived ? "Unarchive" : "Archive", () => act(() => api.patch(`/api/chats/${chat.id}`, { archived: !chat.archived }), chat.archived ? `Unarchived “${title}”.` : `Archived “${title}”.`)],
+        ...organiseItems(chat, (saved) => { if (saved.id === view.chatId) view.chat = saved; act(() => null); }),
         ["Move to trash", () => trash(chat, title), true],
       ]);
     }
     const label = chat.deleted_at
       ? h("span", { class: "chat-title" }, title)
       : h("a", { href: `/chats/${chat.id}`, class: "chat-title", "aria-current": chat.id === view.chatId ? "page" : null, on: { click: () => view.toggleDrawer(false) } }, title);
-    append(li, [label, chat.pinned ? h("span", { class: "pin", title: "Pinned" }, h("span", { class: "visually-hidden" }, "Pinned")) : null, menu]);
+    append(li, [label, chat.pinned ? h("span", { class: "pin", title: "Pinned" }, h("span", { class: "visually-hidden" }, "Pinned")) : null, menu,
+      tagChips(chat, (tag) => organiser.setTag(tag))]);
     return li;
   }
 
@@ -200,7 +208,8 @@ function chatList(view) {
   load();
   return {
     element: aside,
-    reload: () => load(),
+    reload: () => { load(); organiser.refresh(); },
+    projectId: () => organiser.projectId(),
     trash: (chat) => trash(chat, chat.title || "Untitled chat"),
     titleOf: (id) => list.querySelector(`[data-chat-id="${id}"] .chat-title`)?.textContent,
   };
@@ -376,12 +385,13 @@ class ChatView {
     document.addEventListener("keydown", this.onKey);
     // Usable once the models, modes and thread are known.
     this.input.disabled = true;
-    const [modelList, modeList, collectionList] = await Promise.all([
-      models().catch(() => []), modes().catch(() => []), collections().catch(() => []),
+    const [modelList, modeList, collectionList, toolList] = await Promise.all([
+      models().catch(() => []), modes().catch(() => []), collections().catch(() => []), tools(),
     ]);
     this.modelList = modelList;
     this.modeList = modeList;
     this.collectionList = collectionList;
+    this.toolList = toolList;
     if (this.chatId) await this.loadChat();
     else this.buildNewChatSettings();
     this.input.disabled = false;
@@ -453,12 +463,14 @@ class ChatView {
     this.modePicker = { select: modeSelect, params };
     this.modelSelect = modelPicker(this.modelList, api.currentUser()?.preferences?.default_model);
     this.collectionBox = collectionPicker(this.collectionList);
+    this.toolBox = toolPicker(this.toolList);
     clear(this.settings);
     append(this.settings, [
       // Open on a wide screen; folded on a phone, where the thread needs the height.
-      h("details", { class: "options", open: matchMedia("(min-width: 48.01rem)").matches }, h("summary", {}, "Mode, model and knowledge"),
+      h("details", { class: "options", open: matchMedia("(min-width: 48.01rem)").matches }, h("summary", {}, this.toolList.length ? "Mode, model, knowledge and tools" : "Mode, model and knowledge"),
         h("div", { class: "row" }, field("Mode", modeSelect), this.modelSelect),
         this.collectionBox,
+        this.toolBox,
         params),
     ]);
     clear(this.thread).append(h("li", { class: "welcome" },
@@ -510,10 +522,19 @@ class ChatView {
         notify(error.message, "error");
       }
     });
+    const toolBox = toolPicker(this.toolList, chat.tool_ids || [], async (ids) => {
+      try {
+        this.chat = await api.patch(`/api/chats/${chat.id}`, { tool_ids: ids });
+      } catch (error) {
+        notify(error.message, "error");
+      }
+    }, { compact: true });
     const menu = menuButton("Chat actions", () => [
       ["Rename", () => this.rename()],
       ["Summarize", () => this.summarize()],
       ["Export as Markdown", () => { location.href = `/api/chats/${chat.id}/export?format=markdown`; }],
+      ["Share…", () => import("./share.js").then((m) => m.shareDialog(this.chat))],
+      ...organiseItems(this.chat, (saved) => { this.chat = saved; this.sidebar.reload(); }),
       [this.chat.pinned ? "Unpin" : "Pin", async () => {
         try {
           this.chat = await api.patch(`/api/chats/${chat.id}`, { pinned: !this.chat.pinned });
@@ -525,7 +546,7 @@ class ChatView {
       ["Move to trash", () => this.sidebar.trash(this.chat), true],
     ]);
     clear(this.tools);
-    append(this.tools, [mode && mode.name !== "chat" ? h("span", { class: "badge" }, mode.title) : null, this.modelSelect, picker, menu]);
+    append(this.tools, [mode && mode.name !== "chat" ? h("span", { class: "badge" }, mode.title) : null, this.modelSelect, picker, toolBox, menu]);
   }
 
   /** Inline rename of the heading: Enter saves, Esc cancels. */
@@ -586,7 +607,8 @@ class ChatView {
     const body = h("div", { class: "content" });
     if (message.role === "assistant") body.append(renderMarkdown(message.content));
     else body.append(h("p", { class: "plain" }, message.content));
-    li.append(h("div", { class: "meta" }, h("span", { class: "who" }, who), this.branchNav(message)), body);
+    append(li, [h("div", { class: "meta" }, h("span", { class: "who" }, who), this.branchNav(message)),
+      message.tool_steps?.length ? toolSteps(message.tool_steps) : null, body]);
     if (message.sources?.length) li.append(citations(message.sources));
     if (message.attachments?.length) {
       li.append(h("ul", { class: "chips" }, message.attachments.map((a) => h("li", { class: "chip" },
@@ -650,6 +672,10 @@ class ChatView {
       }
     });
     text.addEventListener("input", () => {
+      // "/" at the start offers the prompt library (prompts.js, loaded when first asked for).
+      if (text.value.startsWith("/") && !this.prompting) {
+        this.prompting = import("./prompts.js").then((m) => m.promptCommand(text)).catch(() => { this.prompting = null; });
+      }
       text.style.height = "auto";
       text.style.height = `${Math.min(text.scrollHeight + 2, 200)}px`;
     });
@@ -701,6 +727,10 @@ class ChatView {
       body = { content, attachments, model, mode, mode_params: readModeParams(this.modePicker.params) };
       const picked = this.collectionBox?.picked() || [];
       if (picked.length) body.collection_ids = picked;
+      const pickedTools = this.toolBox?.picked() || [];
+      if (pickedTools.length) body.tool_ids = pickedTools;
+      const projectId = this.sidebar.projectId();
+      if (projectId) body.project_id = projectId;
       this.thread.querySelector(".welcome")?.remove();
     }
     this.thread.append(this.renderMessage({ id: "pending", role: "user", content, status: "complete", attachments: [] }, false));
@@ -780,6 +810,7 @@ class ChatView {
     let assistantId = progress.id || null;
     let savedAt = 0;
     const untitled = !this.chat?.title;
+    const live = liveTools(bubble.li, { chatId: () => this.chatId, replyId: () => assistantId });
     const save = (eventId) => {
       // The text with the id of its last event, for a rejoin after a reload; a few times a
       // second at most, so a long reply is not copied on every token.
@@ -821,6 +852,18 @@ class ChatView {
             break;
           case "sources":
             bubble.li.append(citations(data));
+            break;
+          case "tool_call":
+            live.call(data);
+            this.toBottom();
+            break;
+          case "approval_required":
+            live.approval(data);
+            this.toBottom();
+            break;
+          case "tool_result":
+            live.result(data);
+            this.toBottom();
             break;
           case "usage":
             bubble.usage = data;
