@@ -12,9 +12,16 @@ from app.chats.models import Chat, Message
 from app.core.db import Base
 from app.files.models import File, FilePreview, FileText, MessageAttachment, PendingBlob
 from app.generation.models import Generation, IdempotencyKey
+from app.groups.models import Group, GroupAdmin, GroupMember, RestrictedModel
 from app.guardrails.models import ModerationEvent
 from app.keys.models import ApiKey
-from app.knowledge.models import Collection, CollectionFile, KnowledgeChunk, KnowledgeDocument
+from app.knowledge.models import (
+    Collection,
+    CollectionFile,
+    CollectionGroup,
+    KnowledgeChunk,
+    KnowledgeDocument,
+)
 from app.openai_api.models import StoredResponse
 from app.usage.models import UsageRecord
 from app.users.models import User
@@ -27,10 +34,14 @@ __all__ = [
     "Chat",
     "Collection",
     "CollectionFile",
+    "CollectionGroup",
     "File",
     "FilePreview",
     "FileText",
     "Generation",
+    "Group",
+    "GroupAdmin",
+    "GroupMember",
     "IdempotencyKey",
     "KnowledgeChunk",
     "KnowledgeDocument",
@@ -42,6 +53,7 @@ __all__ = [
     "PasswordHistory",
     "PendingBlob",
     "RefreshToken",
+    "RestrictedModel",
     "StoredResponse",
     "UsageRecord",
     "User",

@@ -47,6 +47,7 @@ from app.core.uow import UnitOfWork
 from app.files.store import FileStore
 from app.generation.parts import GenerationParts, running_generation
 from app.generation.upstream.transport import build_http_client
+from app.groups.access import GroupCache
 from app.keys.hashing import KeyHasher
 from app.keys.service import KeyChecker, revoke_keys_of_user
 from app.knowledge.embeddings import EmbeddingClient
@@ -88,6 +89,8 @@ class Runtime:
     invalidations: Invalidations = field(default_factory=lambda: Invalidations(None))
     # Checks API keys (app/keys); None: keys are refused.
     key_authenticator: KeyChecker | None = None
+    # Restricted models and users' groups, cached per worker (app/groups/access.py).
+    groups: GroupCache = field(default_factory=lambda: GroupCache(Invalidations(None)))
     # The time TOTP codes are checked against; tests swap it to control the clock.
     clock: Callable[[], datetime] = utcnow
     # Started by running(): None before and after.
@@ -124,6 +127,7 @@ class Runtime:
         )
         runtime.account_deletion_hooks.append(runtime.files.forget_user)
         invalidations = runtime.invalidations = Invalidations(shared)
+        runtime.groups = GroupCache(invalidations)
         runtime.key_authenticator = KeyChecker(
             hasher=KeyHasher(settings.secret_key),
             limiter=runtime.limiter,
@@ -154,7 +158,14 @@ class Runtime:
                 embeddings = EmbeddingClient.from_settings(settings, self.http)
                 self.generation = await parts.enter_async_context(
                     running_generation(
-                        settings, db, self.metrics, supervisor, self.http, self.redis, embeddings
+                        settings,
+                        db,
+                        self.metrics,
+                        supervisor,
+                        self.http,
+                        self.redis,
+                        embeddings,
+                        groups=self.groups,
                     )
                 )
                 self.knowledge = await parts.enter_async_context(

@@ -18,6 +18,7 @@ from app.auth.live_sessions import LiveSessions
 from app.core.background import BackgroundJobs, Supervisor
 from app.core.config import Settings
 from app.core.db import Database
+from app.core.invalidation import Invalidations
 from app.core.metrics import Metrics
 from app.generation.pipeline.composer import ReplyComposer, default_stages
 from app.generation.reply_buffer import RedisReplyBuffer
@@ -32,6 +33,7 @@ from app.generation.upstream.routed import RoutedProvider
 from app.generation.upstream.routing import Router
 from app.generation.upstream.routing_shared import SharedRouting
 from app.generation.upstream.types import ChatMessage, ModelConfig
+from app.groups.access import GroupCache
 from app.guardrails.guard_model import GuardModel
 from app.guardrails.pipeline import GuardrailPipeline
 from app.guardrails.recorder import ModerationRecorder
@@ -67,8 +69,17 @@ class GenerationParts:
     buffer: RedisReplyBuffer | None = None
     # Retrieval for chats that name collections; set by the app's lifespan (app/main.py).
     knowledge: "KnowledgeParts | None" = None
+    # Restricted models and users' groups (app/groups/access.py): the runtime's one cache.
+    groups: GroupCache = field(default_factory=lambda: GroupCache(Invalidations(None)))
     # The stages every reply is composed of (pipeline/composer.py).
     composer: ReplyComposer = field(init=False)
+
+    def model_names(self) -> frozenset[str]:
+        """Every model a request may name: the chat models and the embedding model (/v1)."""
+        names = self.registry.names()
+        if self.embeddings is not None:
+            names |= {self.embeddings.model}
+        return names
 
 
 @dataclass
@@ -163,6 +174,8 @@ async def running_generation(
     http: httpx.AsyncClient,
     shared: redis.Redis | None,
     embeddings: EmbeddingClient | None = None,
+    *,
+    groups: GroupCache | None = None,
 ) -> AsyncIterator[GenerationParts]:
     """Builds the parts on the runtime's HTTP client and (with REDIS_URL) its Redis client,
     starts their loops under the supervisor, and on the way out ends the replies streaming
@@ -234,6 +247,7 @@ async def running_generation(
         guardrails=build_guardrails(settings, db, metrics, registry, openai),
         sessions=LiveSessions(db),
         buffer=buffer,
+        groups=groups if groups is not None else GroupCache(Invalidations(None)),
     )
     parts.composer = ReplyComposer(
         default_stages(

@@ -54,7 +54,8 @@ from app.generation.resume import SavedReply
 from app.generation.schemas import GenerationPage, GenerationRead, ModelRead
 from app.generation.stale_replies import stale_after
 from app.generation.summaries import SummaryService
-from app.generation.upstream.types import SamplingParams, UpstreamCall
+from app.generation.upstream.types import ModelConfig, SamplingParams, UpstreamCall
+from app.groups.access import GroupAccess
 from app.usage.service import Quota, UsageService
 from app.users.models import User
 
@@ -72,6 +73,8 @@ class GenerationService:
     summaries: SummaryService
     attachments: AttachmentService
     keys: IdempotencyKeys
+    # The request's view of groups: which restricted models the user may use.
+    access: GroupAccess
 
     def __post_init__(self) -> None:
         self.replies = self.uow.get(ReplyRepository)
@@ -98,6 +101,11 @@ class GenerationService:
             # The reply runs; a retry meanwhile is 409 until the claim is given up as abandoned.
             logger.warning("could not record the reply of an idempotency key", exc_info=True)
         return reply
+
+    async def _model(self, user: User, *preferred: str | None) -> ModelConfig:
+        """The model a request names (or its chat's, the user's default, the server's), if the
+        user may use it; UnknownModel (404) otherwise, restricted or not there alike."""
+        return self.runtime.registry.resolve(*preferred, permit=await self.access.permit(user))
 
     async def _start(self, user: User, request: ReplyRequest) -> ReplyStream:
         match request:
@@ -136,7 +144,7 @@ class GenerationService:
             user,
             chat,
             mode=chat.mode,
-            model=self.runtime.registry.resolve(request.model, chat.model, user.default_model),
+            model=await self._model(user, request.model, chat.model, user.default_model),
             content=request.content,
             file_ids=request.attachments,
             collection_ids=request.collection_ids,
@@ -158,7 +166,7 @@ class GenerationService:
             user,
             None,
             mode=data.mode,
-            model=self.runtime.registry.resolve(data.model, None, user.default_model),
+            model=await self._model(user, data.model, None, user.default_model),
             chat_prompt=data.system_prompt,
             preferred_prompt=user.system_prompt,
             mode_params=data.mode_params,
@@ -184,7 +192,7 @@ class GenerationService:
             user,
             chat,
             mode=chat.mode,
-            model=self.runtime.registry.resolve(request.model, chat.model, user.default_model),
+            model=await self._model(user, request.model, chat.model, user.default_model),
             content=request.content,
             file_ids=attachments,
             max_tokens=chat.max_tokens,
@@ -202,7 +210,7 @@ class GenerationService:
             user,
             chat,
             mode=chat.mode,
-            model=self.runtime.registry.resolve(request.model, chat.model, user.default_model),
+            model=await self._model(user, request.model, chat.model, user.default_model),
             content="",
             new_content=False,
             max_tokens=chat.max_tokens,
@@ -354,7 +362,7 @@ class GenerationService:
             user,
             None,
             mode=body.mode,
-            model=self.runtime.registry.resolve(body.model, user.default_model),
+            model=await self._model(user, body.model, user.default_model),
             content=body.prompt,
             file_ids=body.attachments,
             max_tokens=body.max_tokens,
@@ -435,7 +443,7 @@ class GenerationService:
             user,
             chat,
             mode="chat",
-            model=self.runtime.registry.resolve(request.model),
+            model=await self._model(user, request.model),
             content=_last_user_text(request.messages),
             collection_ids=request.collection_ids,
             max_tokens=request.max_tokens,
@@ -490,9 +498,11 @@ class GenerationService:
 
     # --- models ------------------------------------------------------------------------------
 
-    def list_models(self) -> list[ModelRead]:
-        """Every model a chat or request may name; `built_in` marks the local echo model."""
+    async def list_models(self, user: User) -> list[ModelRead]:
+        """Every model the user may name in a chat or request (models restricted to groups they
+        are not in are left out); `built_in` marks the local echo model."""
         registry = self.runtime.registry
+        permit = await self.access.permit(user)
         return [
             ModelRead(
                 name=model.name,
@@ -503,7 +513,7 @@ class GenerationService:
                 vision=model.vision,
                 available=self.runtime.router.available(model.name),
             )
-            for model in registry.all()
+            for model in registry.visible(permit)
         ]
 
 

@@ -22,6 +22,7 @@ LAYERS = [
     "users",  # the user table, which every domain refers to
     "auth",
     "accounts",
+    "groups",  # groups: restricted models, group quotas (usage), shared collections (knowledge)
     "usage",
     "keys",  # API keys: their table, the key check, the keys endpoints
     "files",
