@@ -21,7 +21,7 @@ from app.knowledge.embeddings import EmbeddingClient
 from app.knowledge.errors import EmbeddingFailed
 from app.knowledge.index import Candidate, KnowledgeIndex, query_words
 from app.knowledge.read_pool import ReadPool
-from app.knowledge.repository import DocumentRepository
+from app.knowledge.repository import CollectionRepository, DocumentRepository
 from app.knowledge.schemas import Retrieval, SearchHit, SourceRead
 
 logger = logging.getLogger("parley.knowledge")
@@ -30,6 +30,9 @@ RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al., 2009)
 SNIPPET_CHARS = 240
 # Candidates taken from each index for the fusion, per result wanted.
 CANDIDATES_PER_RESULT = 4
+
+# The collections a search may read, by owner (each owner's chunks are indexed under them).
+Scopes = dict[uuid.UUID, list[uuid.UUID]]
 
 
 @dataclass
@@ -111,6 +114,19 @@ class Retriever:
             logger.warning("query embedding failed, full text only: %s", exc.message)
             return None
 
+    async def _scopes(self, user_id: uuid.UUID, collection_ids: Sequence[uuid.UUID]) -> Scopes:
+        """The collections asked for that the user may read now (their own, and those shared
+        with a group they are in), by owner: each owner's chunks are indexed under the owner.
+        A collection unshared, or a group left or deleted, since a chat named it drops out."""
+        if not collection_ids:
+            return {}
+        async with self._session() as session:
+            owners = await CollectionRepository(session).usable(user_id, collection_ids)
+        scopes: Scopes = {}
+        for collection_id, owner_id in owners.items():
+            scopes.setdefault(owner_id, []).append(collection_id)
+        return scopes
+
     async def search(
         self,
         *,
@@ -120,57 +136,74 @@ class Retriever:
         top_k: int,
         vector: list[float] | None,
     ) -> list[SearchHit]:
-        """The best `top_k` chunks of the user's collections for the query: both searches at
-        once, each in its own short read (no network call inside one)."""
+        """The best `top_k` chunks of the collections the user may read for the query: both
+        searches at once, each in its own short read (no network call inside one)."""
         words = query_words(query)
-        if not collection_ids or (not words and vector is None):
+        scopes = await self._scopes(user_id, collection_ids)
+        if not scopes or (not words and vector is None):
             return []
         near, matched = await asyncio.gather(
-            self._near(user_id, collection_ids, vector, top_k),
-            self._matched(user_id, collection_ids, words, top_k),
+            self._near(scopes, vector, top_k),
+            self._matched(scopes, words, top_k),
         )
-        return await self._hits(user_id, collection_ids, near, matched, top_k)
+        return await self._hits(scopes, near, matched, top_k)
 
     async def _near(
         self,
-        user_id: uuid.UUID,
-        collection_ids: Sequence[uuid.UUID],
+        scopes: Scopes,
         vector: list[float] | None,
         top_k: int,
     ) -> list[Candidate]:
-        if vector is None or self.embedder is None:
+        if vector is None or self.embedder is None or not scopes:
             return []
-        async with self._session() as session:
-            near = await self.index.vector_search(
-                session,
-                user_id=user_id,
-                collection_ids=collection_ids,
-                space=self.embedder.space,
-                vector=vector,
-                limit=top_k * CANDIDATES_PER_RESULT,
-            )
+        limit = top_k * CANDIDATES_PER_RESULT
+        found = await asyncio.gather(
+            *(self._near_of(owner, ids, vector, limit) for owner, ids in scopes.items())
+        )
+        near = sorted((c for part in found for c in part), key=lambda c: c.value)[:limit]
         # The relevance floor: a vector is always somebody's nearest.
         return [c for c in near if 1 - c.value >= self.min_similarity]
 
-    async def _matched(
-        self, user_id: uuid.UUID, collection_ids: Sequence[uuid.UUID], words: list[str], top_k: int
+    async def _near_of(
+        self, owner_id: uuid.UUID, collection_ids: list[uuid.UUID], vector: list[float], limit: int
     ) -> list[Candidate]:
-        if not words:
+        assert self.embedder is not None
+        async with self._session() as session:
+            return await self.index.vector_search(
+                session,
+                user_id=owner_id,
+                collection_ids=collection_ids,
+                space=self.embedder.space,
+                vector=vector,
+                limit=limit,
+            )
+
+    async def _matched(self, scopes: Scopes, words: list[str], top_k: int) -> list[Candidate]:
+        if not words or not scopes:
             return []
+        limit = top_k * CANDIDATES_PER_RESULT
+        found = await asyncio.gather(
+            *(self._matched_of(owner, ids, words, limit) for owner, ids in scopes.items())
+        )
+        # One full-text index: its scores compare across owners.
+        return sorted((c for part in found for c in part), key=lambda c: -c.value)[:limit]
+
+    async def _matched_of(
+        self, owner_id: uuid.UUID, collection_ids: list[uuid.UUID], words: list[str], limit: int
+    ) -> list[Candidate]:
         async with self._session() as session:
             return await self.index.text_search(
                 session,
-                user_id=user_id,
+                user_id=owner_id,
                 collection_ids=collection_ids,
                 words=words,
-                limit=top_k * CANDIDATES_PER_RESULT,
+                limit=limit,
                 candidates=self.text_candidates,
             )
 
     async def _hits(
         self,
-        user_id: uuid.UUID,
-        collection_ids: Sequence[uuid.UUID],
+        scopes: Scopes,
         near: list[Candidate],
         matched: list[Candidate],
         top_k: int,
@@ -181,8 +214,8 @@ class Retriever:
         async with self._session() as session:
             details = await DocumentRepository(session).chunk_details(
                 [chunk_id for chunk_id, _, _ in ranked],
-                user_id=user_id,
-                collection_ids=collection_ids,
+                owner_ids=list(scopes),
+                collection_ids=[i for ids in scopes.values() for i in ids],
             )
         hits: list[SearchHit] = []
         for chunk_id, score, similarity in ranked:
@@ -223,17 +256,18 @@ class Retriever:
             except Exception:
                 logger.warning("query rewrite failed; searching the question", exc_info=True)
         words = query_words(query)
-        if not collection_ids:
+        scopes = await self._scopes(user_id, collection_ids)
+        if not scopes:
             return Retrieved(query, self.retrieval, [])
         # The full-text search needs no vector: it runs while the question is embedded.
-        matching = asyncio.create_task(self._matched(user_id, collection_ids, words, top_k))
+        matching = asyncio.create_task(self._matched(scopes, words, top_k))
         try:
             vector = await self.embed_query(query)
-            near = await self._near(user_id, collection_ids, vector, top_k)
+            near = await self._near(scopes, vector, top_k)
         except BaseException:
             matching.cancel()
             raise
-        hits = await self._hits(user_id, collection_ids, near, await matching, top_k)
+        hits = await self._hits(scopes, near, await matching, top_k)
         # Before a prompt quotes them, the chunks go through the guardrails' untrusted-text
         # checks (app/generation/retrieval.py).
         return Retrieved(query, "hybrid" if vector is not None else "full_text", hits)
