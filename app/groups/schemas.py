@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from app.core.db import INT32_MAX
 from app.core.jsontypes import JsonNumber
@@ -97,7 +97,7 @@ class MyGroupRead(BaseModel):
 
 
 class ModelAccessUpdate(BaseModel):
-    restricted: bool = Field(
+    restricted: StrictBool = Field(
         description="true: only the members of groups that list the model (and administrators) "
         "may use it; false: everyone may."
     )

@@ -79,9 +79,7 @@ class TestReadGroups:
         assert [m["email"] for m in one.json()["members"]] == [member.email]
 
     async def test_an_unknown_group_is_404(self, parley: Parley, admin: SignedInUser) -> None:
-        response = await parley.http.get(
-            f"/api/admin/groups/{uuid.uuid4()}", headers=admin.headers
-        )
+        response = await parley.http.get(f"/api/admin/groups/{uuid.uuid4()}", headers=admin.headers)
         assert_error(response, 404, "group_not_found")
 
 
