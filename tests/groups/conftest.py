@@ -1,12 +1,14 @@
 """Groups run against Parley on a real uvicorn with the fake upstream (its model `fake-model`
 is the one restricted), with an administrator made by the CLI's own code path."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from app.cli import create_admin
+from app.core.db import Database
 from tests.support.api import SignedInUser, register
 from tests.support.upstream_fixtures import Parley
 
@@ -22,6 +24,14 @@ async def admin(parley: Parley) -> SignedInUser:
         promote=True,
     )
     return user
+
+
+@pytest.fixture
+async def db(parley: Parley) -> AsyncIterator[Database]:
+    """The app's database on the test's own event loop (the app serves on another thread's)."""
+    database = Database(parley.app.state.runtime.settings)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from app.core.db import Database
 from app.core.uow import unit_of_work
 from app.groups.service import GroupService
 from tests.groups.conftest import add_member, create_group
@@ -221,20 +222,20 @@ class TestMyGroups:
 
 class TestSyncMemberships:
     async def test_the_user_ends_in_exactly_the_groups_named(
-        self, parley: Parley, admin: SignedInUser, member: SignedInUser
+        self, parley: Parley, admin: SignedInUser, member: SignedInUser, db: Database
     ) -> None:
         kept = await create_group(parley.http, admin, name="staff")
         dropped = await create_group(parley.http, admin, name="old-team")
         await add_member(parley.http, admin, dropped, member)
         runtime = parley.app.state.runtime
         user_id = uuid.UUID(member.user_id)
-        async with unit_of_work(runtime.db) as uow:
+        async with unit_of_work(db) as uow:
             service = GroupService(uow=uow, cache=runtime.groups)
             names = await service.sync_memberships(
                 user_id, ["staff", "idp-only", " "], create_missing=False
             )
         assert names == ["staff"]
-        async with unit_of_work(runtime.db) as uow:
+        async with unit_of_work(db) as uow:
             service = GroupService(uow=uow, cache=runtime.groups)
             names = await service.sync_memberships(
                 user_id, ["staff", "idp-only"], create_missing=True

@@ -132,9 +132,9 @@ class TestGatedEverywhere:
         restricted = await attempts(parley, outsider, outsider.headers, RESTRICTED)
         missing = await attempts(parley, outsider, outsider.headers, MISSING)
         assert len(restricted) == len(missing) == 7
-        for refused, absent in zip(restricted, missing, strict=True):
+        for refused, nowhere in zip(restricted, missing, strict=True):
             assert_error(refused, 404, "unknown_model")
-            assert_error(absent, 404, "unknown_model")
+            assert_error(nowhere, 404, "unknown_model")
         for headers in (outsider.headers, with_key(key)):
             gated = await v1_attempts(parley, headers, RESTRICTED)
             absent = await v1_attempts(parley, headers, MISSING)

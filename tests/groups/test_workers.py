@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.db import Database
 from app.core.invalidation import Invalidations
 from app.core.uow import unit_of_work
 from app.groups.access import GroupCache
@@ -21,12 +22,11 @@ from tests.support.wait import wait_until
 
 class TestCache:
     async def test_reads_once_then_each_change_drops_what_it_touched(
-        self, parley: Parley, admin: SignedInUser, member: SignedInUser
+        self, parley: Parley, member: SignedInUser, db: Database
     ) -> None:
-        runtime = parley.app.state.runtime
         cache = GroupCache(Invalidations(None))
         user_id = uuid.UUID(member.user_id)
-        async with unit_of_work(runtime.db) as uow:
+        async with unit_of_work(db) as uow:
             assert await cache.restricted(uow) == frozenset()
             assert (await cache.standing(user_id, uow)).group_ids == frozenset()
             reads = cache.reads
@@ -34,28 +34,27 @@ class TestCache:
             await cache.standing(user_id, uow)
             assert cache.reads == reads  # served from memory
         cache.invalidations.publish_soon("groups", str(user_id))
-        async with unit_of_work(runtime.db) as uow:
+        async with unit_of_work(db) as uow:
             await cache.restricted(uow)
             await cache.standing(user_id, uow)
         assert cache.reads == reads + 1  # the user's standing only
         cache.invalidations.publish_soon("groups", "restricted")
-        async with unit_of_work(runtime.db) as uow:
+        async with unit_of_work(db) as uow:
             await cache.restricted(uow)
         assert cache.reads == reads + 2
 
     async def test_the_apps_cache_follows_changes_made_through_the_api(
-        self, parley: Parley, admin: SignedInUser, member: SignedInUser
+        self, parley: Parley, admin: SignedInUser, member: SignedInUser, db: Database
     ) -> None:
-        runtime = parley.app.state.runtime
-        cache: GroupCache = runtime.groups
+        cache: GroupCache = parley.app.state.runtime.groups
         user_id = uuid.UUID(member.user_id)
 
         async def quota() -> int | None:
-            async with unit_of_work(runtime.db) as uow:
+            async with unit_of_work(db) as uow:
                 return (await cache.standing(user_id, uow)).daily_token_quota
 
         async def restricted() -> frozenset[str]:
-            async with unit_of_work(runtime.db) as uow:
+            async with unit_of_work(db) as uow:
                 return await cache.restricted(uow)
 
         group = await create_group(parley.http, admin, models=["fake-model"], daily_token_quota=9)
