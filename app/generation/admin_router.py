@@ -32,6 +32,19 @@ async def list_upstreams(
     return [UpstreamModelRead.model_validate(model) for model in parts.router.view()]
 
 
+@router.get(
+    "/models",
+    summary="Which models are restricted to groups",
+    responses=error_responses(Unauthorized, Forbidden),
+)
+async def list_model_access(
+    _admin: CurrentAdmin, parts: GenerationPartsDep, groups: GroupServiceDep
+) -> list[ModelAccessRead]:
+    """Every configured model (the embedding model included) by name: whether it is restricted,
+    and the groups whose `models` list it. Administrators only."""
+    return await groups.model_access(sorted(parts.model_names()))
+
+
 @router.patch(
     "/models/{model_name}",
     summary="Restrict a model to groups, or open it to everyone",

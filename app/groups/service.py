@@ -243,18 +243,24 @@ class GroupService:
 
     # --- restricted models ----------------------------------------------------------------
 
-    async def model_access(self, name: str) -> ModelAccessRead:
-        restricted = name in await self.groups.restricted()
-        listing = [
-            g.name for g, _ in await self.groups.listing(limit=MAX_GROUPS) if name in g.models
+    async def model_access(self, names: Sequence[str]) -> list[ModelAccessRead]:
+        """Whether each model is restricted, and the groups whose `models` list it."""
+        restricted = await self.groups.restricted()
+        groups = await self.groups.listing(limit=MAX_GROUPS)
+        return [
+            ModelAccessRead(
+                name=name,
+                restricted=name in restricted,
+                groups=[g.name for g, _ in groups if name in g.models],
+            )
+            for name in names
         ]
-        return ModelAccessRead(name=name, restricted=restricted, groups=listing)
 
     async def set_restricted(self, name: str, *, restricted: bool) -> ModelAccessRead:
         """Restricts a (configured) model to the groups listing it, or opens it to everyone."""
         if await self.groups.set_restricted(name, restricted):
             self.cache.announce(self.uow, RESTRICTED)
-        return await self.model_access(name)
+        return (await self.model_access([name]))[0]
 
 
 def _mine(group: Group, *, member: bool, admin: bool) -> MyGroupRead:

@@ -90,6 +90,11 @@ class TestRestrictModel:
             "restricted": True,
             "groups": ["research"],
         }
+        listed = await parley.http.get("/api/admin/models", headers=admin.headers)
+        assert listed.json() == [
+            {"name": "echo", "restricted": False, "groups": []},
+            {"name": RESTRICTED, "restricted": True, "groups": ["research"]},
+        ]
         assert (await restrict(parley.http, admin, RESTRICTED, False))["restricted"] is False
 
     async def test_an_unknown_model_is_404_and_bad_input_422(
@@ -109,6 +114,8 @@ class TestRestrictModel:
             f"/api/admin/models/{RESTRICTED}", json={"restricted": True}, headers=member.headers
         )
         assert_error(response, 403, "forbidden")
+        listed = await parley.http.get("/api/admin/models", headers=member.headers)
+        assert_error(listed, 403, "forbidden")
 
 
 class TestGatedEverywhere:
