@@ -37,6 +37,7 @@ from app.keys.router import router as keys_router
 from app.knowledge.router import router as knowledge_router
 from app.openai_api.router import router as openai_router
 from app.runtime import Runtime
+from app.tools.router import router as tools_router
 from app.usage.router import router as usage_router
 from app.web.router import install_web_client
 
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # The domains' dependencies reach their parts here (they cannot import the runtime).
             app.state.generation = runtime.generation
             app.state.knowledge = runtime.knowledge
+            app.state.tools = runtime.generation.tools if runtime.generation else None
             _tune_garbage_collector()
             yield
 
@@ -143,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chats_router, dependencies=chats_scope)
     app.include_router(modes_router, dependencies=chats_scope)
     app.include_router(generation_router, dependencies=chats_scope)
+    app.include_router(tools_router, dependencies=chats_scope)
     app.include_router(ws_router)
     app.include_router(usage_router)
     app.include_router(files_router, dependencies=knowledge_scope)

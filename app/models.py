@@ -23,6 +23,7 @@ from app.knowledge.models import (
     KnowledgeDocument,
 )
 from app.openai_api.models import StoredResponse
+from app.tools.models import ToolSetting
 from app.usage.models import UsageRecord
 from app.users.models import User
 
@@ -55,6 +56,7 @@ __all__ = [
     "RefreshToken",
     "RestrictedModel",
     "StoredResponse",
+    "ToolSetting",
     "UsageRecord",
     "User",
 ]

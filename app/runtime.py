@@ -166,6 +166,7 @@ class Runtime:
                         self.redis,
                         embeddings,
                         groups=self.groups,
+                        invalidations=self.invalidations,
                     )
                 )
                 self.knowledge = await parts.enter_async_context(

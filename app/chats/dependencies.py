@@ -9,14 +9,22 @@ from app.chats.service import ChatService
 from app.core.config import Settings
 from app.core.deps import SettingsDep, UnitOfWorkDep
 from app.core.uow import UnitOfWork
+from app.tools.catalog import ToolCatalog
+from app.tools.dependencies import ToolCatalogDep
 
 
-def build_chat_service(uow: UnitOfWork, settings: Settings) -> ChatService:
-    return ChatService(uow, trash_days=settings.trash_days)
+def build_chat_service(
+    uow: UnitOfWork, settings: Settings, tools: ToolCatalog | None = None
+) -> ChatService:
+    return ChatService(
+        uow, trash_days=settings.trash_days, tools=tools, mode_tools=settings.mode_tools
+    )
 
 
-async def get_chat_service(uow: UnitOfWorkDep, settings: SettingsDep) -> ChatService:
-    return build_chat_service(uow, settings)
+async def get_chat_service(
+    uow: UnitOfWorkDep, settings: SettingsDep, tools: ToolCatalogDep
+) -> ChatService:
+    return build_chat_service(uow, settings, tools)
 
 
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]

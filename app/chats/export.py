@@ -74,12 +74,15 @@ def markdown(
         lines += ["", "## System prompt", "", chat.system_prompt]
     for message in thread:
         heading = _HEADINGS.get(Role(message.role), message.role)
+        steps = message.tool_steps or []
         details = [f"{message.created_at:%Y-%m-%d %H:%M} UTC"]
         if message.role == Role.ASSISTANT and message.model:
             details.append(message.model)
         if message.status != MessageStatus.COMPLETE:
             details.append(message.status)
-        lines += ["", f"## {heading} ({', '.join(details)})", "", message.content]
+        lines += ["", f"## {heading} ({', '.join(details)})", ""]
+        lines += [_tool_step_line(step) for step in steps] + ([""] if steps else [])
+        lines.append(message.content)
         files = (attachments or {}).get(message.id, [])
         if files:
             lines += ["", "Attachments:", ""] + [_attachment_line(file) for file in files]
@@ -89,6 +92,13 @@ def markdown(
         if message.sources:
             lines += ["", "Sources:", ""] + [_source_line(source) for source in message.sources]
     return "\n".join(lines) + "\n"
+
+
+def _tool_step_line(step: dict[str, Any]) -> str:
+    outcome = "stopped" if step.get("result") is None else "failed" if step["is_error"] else "ok"
+    if step.get("approval") in ("denied", "timed_out"):
+        outcome = "refused by the user" if step["approval"] == "denied" else "not approved in time"
+    return f"> Tool `{step['name']}` ({outcome}): `{step['arguments'][:200]}`"
 
 
 def _source_line(source: dict[str, Any]) -> str:

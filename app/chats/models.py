@@ -61,6 +61,8 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
     deleted_at: Mapped[datetime | None]
     # The knowledge collections its replies retrieve from (ids, as strings); null: none.
     collection_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    # The tools the model may call in its replies (ids, `server.tool`); null or empty: none.
+    tool_ids: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class ReplyOutcome:
@@ -107,3 +109,6 @@ class Message(ReplyOutcome, UUIDPrimaryKey, Timestamps, Base):
     sources: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     # Replies: the model and deployment that answered ({"model", "deployment"}; routing).
     served_by: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
+    # Replies that called tools: each call in order ({step, id, name, tool_id, arguments,
+    # result, is_error, duration_ms, approval}; app/generation/pipeline/stages/tools.py).
+    tool_steps: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))

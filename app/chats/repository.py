@@ -211,6 +211,8 @@ class ThreadRow(NamedTuple):
     content: str
     # Replies: who answered ({"model", "deployment"}), so the chat's next turn stays there.
     served_by: dict[str, str] | None = None
+    # Replies that called tools: their steps (app/generation/pipeline/stages/tools.py).
+    tool_steps: list[dict[str, Any]] | None = None
 
 
 class MessageRepository(Repository[Message]):
@@ -413,6 +415,7 @@ def _thread_query(leaf: ColumnElement[bool]) -> Select[Any]:
         Message.role,
         Message.content,
         Message.served_by,
+        Message.tool_steps,
     )
     path = (
         select(*columns)
@@ -422,7 +425,13 @@ def _thread_query(leaf: ColumnElement[bool]) -> Select[Any]:
     above = aliased(Message)
     path = path.union_all(
         select(
-            above.id, above.parent_id, above.depth, above.role, above.content, above.served_by
+            above.id,
+            above.parent_id,
+            above.depth,
+            above.role,
+            above.content,
+            above.served_by,
+            above.tool_steps,
         ).join(path, above.id == path.c.parent_id)
     )
     return select(path).order_by(path.c.depth)

@@ -22,6 +22,7 @@ from app.core.text import NoNul
 from app.files.schemas import AttachmentRead, ContextCut
 from app.guardrails.schemas import ModeGuardrails
 from app.knowledge.schemas import CollectionIds, SourceRead
+from app.tools.schemas import ToolIds
 
 
 def _known_mode(name: str) -> str:
@@ -102,6 +103,11 @@ class ChatCreate(ChatSettings):
     )
     pinned: StrictBool = False
     collection_ids: CollectionIds = Field(default_factory=list)
+    tool_ids: ToolIds | None = Field(
+        default=None,
+        description="The tools the model may call (`server.tool` ids from GET /api/tools). "
+        "Absent or null: the mode's preset tools (MODE_TOOLS), if any; `[]`: none.",
+    )
 
 
 class ChatUpdate(ChatSettings):
@@ -118,6 +124,9 @@ class ChatUpdate(ChatSettings):
     archived: StrictBool | None = None
     collection_ids: CollectionIds | None = Field(
         default=None, description="Replaces the chat's collections ([] or null: none)."
+    )
+    tool_ids: ToolIds | None = Field(
+        default=None, description="Replaces the chat's tools ([] or null: none)."
     )
 
 
@@ -146,10 +155,13 @@ class ChatRead(BaseModel):
     collection_ids: list[uuid.UUID] = Field(
         default_factory=list, description="The collections its replies retrieve from."
     )
+    tool_ids: list[str] = Field(
+        default_factory=list, description="The tools the model may call in its replies."
+    )
 
-    @field_validator("collection_ids", mode="before")
+    @field_validator("collection_ids", "tool_ids", mode="before")
     @classmethod
-    def _no_collections(cls, value: object) -> object:
+    def _none_is_empty(cls, value: object) -> object:
         return [] if value is None else value
 
 
@@ -161,6 +173,22 @@ class ChatPage(BaseModel):
 class ServedBy(BaseModel):
     model: str = Field(description="The model that answered (a fallback answers for another).")
     deployment: str = Field(description="Its deployment (docs/upstreams.md#routing).")
+
+
+class ToolStepRead(BaseModel):
+    """One tool call of a reply, as it was run."""
+
+    step: int = Field(description="Which model call of the reply asked for it (from 0).")
+    id: str = Field(description="The call's id (the `tool_call` event's).")
+    name: str = Field(description="The tool as the model named it.")
+    tool_id: str | None = Field(description="`server.tool`; null: the model named no such tool.")
+    arguments: str = Field(description="The arguments as the model wrote them (JSON text).")
+    result: str | None = Field(description="What the model was given; null: stopped first.")
+    is_error: bool
+    duration_ms: int | None
+    approval: Literal["not_needed", "required", "approved", "denied", "timed_out"] = Field(
+        description="`required`: the reply ended while the call waited for the user."
+    )
 
 
 class ReplyOutcomeRead(BaseModel):
@@ -204,7 +232,12 @@ class MessageBase(ReplyOutcomeRead):
         description="Replies: the chunks retrieval put in their prompt (chats with collections).",
     )
 
-    @field_validator("context_cuts", "sources", mode="before")
+    tool_steps: list[ToolStepRead] = Field(
+        default_factory=list,
+        description="Replies in chats with tools: each tool call, in order (docs/tools.md).",
+    )
+
+    @field_validator("context_cuts", "sources", "tool_steps", mode="before")
     @classmethod
     def _none_is_empty(cls, value: object) -> object:
         return [] if value is None else value

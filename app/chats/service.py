@@ -1,5 +1,5 @@
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -36,6 +36,8 @@ from app.files.attachments import attachment_reads
 from app.files.repository import AttachmentRepository
 from app.knowledge.errors import CollectionNotFound
 from app.knowledge.repository import CollectionRepository
+from app.tools.catalog import ToolCatalog
+from app.tools.errors import UnknownTool
 from app.users.models import User
 
 # Fields of ChatUpdate that are copied as they are (mode and mode_params are validated together).
@@ -95,8 +97,17 @@ class ExportFile:
 
 
 class ChatService:
-    def __init__(self, uow: UnitOfWork, *, trash_days: int = 30) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        *,
+        trash_days: int = 30,
+        tools: ToolCatalog | None = None,
+        mode_tools: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.uow = uow
+        self.tools = tools
+        self.mode_tools = mode_tools or {}
         self.chats = uow.get(ChatRepository)
         self.messages = uow.get(MessageRepository)
         self.attachments = uow.get(AttachmentRepository)
@@ -117,11 +128,24 @@ class ChatService:
         if len(usable) != len(set(collection_ids)):
             raise CollectionNotFound()
 
+    def check_tools(self, tool_ids: Sequence[str]) -> list[str]:
+        """The ids, each an enabled tool (UnknownTool otherwise), without repeats."""
+        if not tool_ids:
+            return []
+        if self.tools is None:
+            raise UnknownTool()
+        return self.tools.check(tool_ids)
+
     async def create_chat(self, user: User, data: ChatCreate) -> Chat:
         """Creates a chat after validating its mode's parameters (and its collections)."""
         params = get_mode(data.mode).validate_params(data.mode_params)
         if data.collection_ids:
             await self.check_collections(user.id, data.collection_ids)
+        if data.tool_ids is not None:
+            tool_ids = self.check_tools(data.tool_ids)
+        else:  # the mode's tools (MODE_TOOLS), those of them enabled
+            presets = self.mode_tools.get(data.mode, [])
+            tool_ids = [t.id for t in self.tools.offered(presets)] if self.tools else []
         now = utcnow()
         chat = Chat(
             user_id=user.id,
@@ -135,6 +159,7 @@ class ChatService:
             max_tokens=data.max_tokens,
             pinned=data.pinned,
             collection_ids=[str(i) for i in dict.fromkeys(data.collection_ids)] or None,
+            tool_ids=tool_ids or None,
             archived=False,
             created_at=now,
             updated_at=now,
@@ -194,6 +219,8 @@ class ChatService:
             if ids:
                 await self.check_collections(chat.user_id, ids)
             chat.collection_ids = [str(i) for i in ids] or None
+        if "tool_ids" in sent:
+            chat.tool_ids = self.check_tools(data.tool_ids or []) or None
         for name in _PLAIN_FIELDS:
             if name in sent:
                 value = getattr(data, name)
@@ -320,6 +347,10 @@ class ChatService:
         message = self._new(chat, parent, **fields)
         await self.uow.flush()
         return message
+
+    async def message_in_chat(self, chat: Chat, message_id: uuid.UUID) -> Message:
+        """The chat's message (MessageNotFound, 404, when it is not one of its own)."""
+        return await self._message(chat, message_id)
 
     async def _message(self, chat: Chat, message_id: uuid.UUID) -> Message:
         message = await self.messages.get_in_chat(chat.id, message_id)

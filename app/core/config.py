@@ -1,5 +1,6 @@
 """Settings, read from the environment and `.env` (see `.env.example` for every one)."""
 
+import os
 import re
 from functools import lru_cache
 from ipaddress import ip_network
@@ -8,7 +9,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from limits import parse_many
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me-in-production"  # noqa: S105 - the placeholder we refuse in production
@@ -23,6 +24,19 @@ def normalise_database_url(url: str) -> str:
     if url.startswith("sqlite://") and not url.startswith("sqlite+"):
         return "sqlite+aiosqlite://" + url[len("sqlite://") :]
     return url
+
+
+class EnvValue(BaseModel):
+    """A value read from the environment when it is used: {"env": "NAME", "prefix": "..."}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str
+    prefix: str = ""
+
+    def resolve(self) -> str | None:
+        value = os.environ.get(self.env)
+        return None if value is None else self.prefix + value
 
 
 class ServerSettings(BaseSettings):
@@ -312,6 +326,59 @@ class KnowledgeSettings(BaseSettings):
     ingest_lease_seconds: float = Field(default=60.0, gt=0)
 
 
+class McpServer(BaseModel):
+    """One MCP server reached over Streamable HTTP (MCP_SERVERS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    # Header values are literal strings, or {"env": "NAME", "prefix": "Bearer "} to read a
+    # secret from the environment variable NAME (so it stays out of the JSON).
+    headers: dict[str, str | EnvValue] = {}
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    # Which of its tools pause the reply for the user's approval: none, all, or those named.
+    approve: Literal["never", "always"] | list[str] = "never"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("an MCP server's url must be an absolute http(s) URL")
+        return value
+
+
+class ToolSettings(BaseSettings):
+    """Tools the model may call in chats: MCP servers and the built-in knowledge search
+    (app/tools, docs/tools.md)."""
+
+    # {"name": {"url", "headers", "timeout_seconds", "approve"}}: MCP servers over Streamable
+    # HTTP. Their tools are discovered at start and every MCP_REFRESH_SECONDS.
+    mcp_servers: dict[str, McpServer] = {}
+    mcp_refresh_seconds: float = Field(default=300.0, ge=5)
+    # Each tool call's limit (a server's timeout_seconds wins for its tools), the model calls
+    # one reply makes with tools before it ends with tool_steps_exceeded, the characters of a
+    # result the model sees (longer ones are cut, saying so), and how long a call needing
+    # approval waits for the user before it is refused.
+    tool_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    tool_max_steps: int = Field(default=5, ge=1, le=50)
+    tool_result_max_chars: int = Field(default=20_000, ge=100, le=1_000_000)
+    tool_approval_timeout_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    # Tools a chat of a mode is given when it names none: {"mode": ["server.tool", ...]}.
+    mode_tools: dict[str, list[str]] = {}
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _names(cls, value: dict[str, McpServer]) -> dict[str, McpServer]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", name) or name == "parley":
+                raise ValueError(
+                    f"MCP_SERVERS: {name!r} must be 1-32 letters, digits, '_' or '-' "
+                    "(and not 'parley', the built-in tools' server)"
+                )
+        return value
+
+
 class LimitSettings(BaseSettings):
     """Rate limits and the state several workers share (Redis), proxies."""
 
@@ -350,6 +417,7 @@ class Settings(
     ChatSettings,
     FileSettings,
     KnowledgeSettings,
+    ToolSettings,
     LimitSettings,
 ):
     """Every setting, grouped by domain in the classes above; the environment variable of each

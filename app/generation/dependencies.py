@@ -62,7 +62,7 @@ def build_generation_service(
         db=runtime.db,
         settings=runtime.settings,
         runtime=generation,
-        chats=chats or build_chat_service(uow, runtime.settings),
+        chats=chats or build_chat_service(uow, runtime.settings, generation.tools),
         usage=summaries.usage,
         access=summaries.access,
         summaries=summaries,
@@ -121,7 +121,7 @@ async def open_services(
     """The request-scoped services for code outside a request (the WebSocket), in one short
     transaction, so a long-lived socket never holds a database connection between messages."""
     async with unit_of_work(runtime.db) as uow:
-        chats = build_chat_service(uow, runtime.settings)
+        chats = build_chat_service(uow, runtime.settings, generation.tools)
         yield Services(
             auth=build_auth_service(uow, runtime),
             chats=chats,

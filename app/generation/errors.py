@@ -156,3 +156,17 @@ class UpstreamStreamError(UpstreamError):
 class UpstreamIncomplete(UpstreamError):
     code = "upstream_incomplete"
     message = "The model server ended the reply before it was complete."
+
+
+class ToolStepsExceeded(AppError):
+    status_code = 422
+    code = "tool_steps_exceeded"
+    message = (
+        "The model kept calling tools past TOOL_MAX_STEPS steps; the reply ends with what was "
+        "said so far."
+    )
+
+
+class ApprovalNotPending(Conflict):
+    code = "approval_not_pending"
+    message = "No call of this reply waits for an approval with this id."

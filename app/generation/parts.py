@@ -21,10 +21,12 @@ from app.core.db import Database
 from app.core.invalidation import Invalidations
 from app.core.metrics import Metrics
 from app.generation.pipeline.composer import ReplyComposer, default_stages
+from app.generation.pipeline.stages.tools import Tools, UsageStepQuota
 from app.generation.reply_buffer import RedisReplyBuffer
 from app.generation.reply_stream import SHUTDOWN, ActiveReplies, DisconnectPolicy
 from app.generation.stale_replies import stale_after, sweep_interrupted
 from app.generation.stop_signals import LocalStopBus, RedisStopBus, StopBus
+from app.generation.tool_approvals import PendingApprovals
 from app.generation.upstream.echo import EchoProvider
 from app.generation.upstream.openai import OpenAIProvider
 from app.generation.upstream.probe import UpstreamProbe
@@ -39,6 +41,8 @@ from app.guardrails.pipeline import GuardrailPipeline
 from app.guardrails.recorder import ModerationRecorder
 from app.knowledge.embeddings import EmbeddingClient
 from app.knowledge.parts import KnowledgeParts
+from app.tools.catalog import ToolCatalog
+from app.tools.runner import ToolRunner
 
 logger = logging.getLogger("parley.generation")
 
@@ -71,6 +75,9 @@ class GenerationParts:
     knowledge: "KnowledgeParts | None" = None
     # Restricted models and users' groups (app/groups/access.py): the runtime's one cache.
     groups: GroupCache = field(default_factory=lambda: GroupCache(Invalidations(None)))
+    # The tools chats may offer the model (app/tools), and the calls waiting for approval.
+    tools: ToolCatalog = field(init=False)
+    approvals: PendingApprovals = field(init=False)
     # The stages every reply is composed of (pipeline/composer.py).
     composer: ReplyComposer = field(init=False)
 
@@ -176,6 +183,7 @@ async def running_generation(
     embeddings: EmbeddingClient | None = None,
     *,
     groups: GroupCache | None = None,
+    invalidations: Invalidations | None = None,
 ) -> AsyncIterator[GenerationParts]:
     """Builds the parts on the runtime's HTTP client and (with REDIS_URL) its Redis client,
     starts their loops under the supervisor, and on the way out ends the replies streaming
@@ -249,16 +257,33 @@ async def running_generation(
         buffer=buffer,
         groups=groups if groups is not None else GroupCache(Invalidations(None)),
     )
+    invalidations = invalidations or Invalidations(None)
+    parts.tools = ToolCatalog(settings, db, invalidations, knowledge_search=True)
+    parts.approvals = PendingApprovals(invalidations)
     parts.composer = ReplyComposer(
         default_stages(
             settings=settings,
             db=db,
             guardrails=parts.guardrails,
             knowledge=lambda: parts.knowledge,
+            tools=Tools(
+                catalog=parts.tools,
+                runner=ToolRunner(parts.tools, settings, lambda: parts.knowledge),
+                approvals=parts.approvals,
+                settings=settings,
+                guardrails=parts.guardrails,
+                quota=UsageStepQuota(db, settings, parts.groups),
+            ),
         ),
         max_image_side=settings.vision_max_side,
     )
     loops: list[str] = []
+    # Tool discovery at start (a server that is down is reported, never fatal), then again
+    # every MCP_REFRESH_SECONDS.
+    await parts.tools.refresh()
+    if settings.mcp_servers:
+        supervisor.every(TOOL_DISCOVERY_LOOP, settings.mcp_refresh_seconds, parts.tools.refresh)
+        loops.append(TOOL_DISCOVERY_LOOP)
     if shared_routing is not None:
         supervisor.start(ROUTING_SYNC_LOOP, shared_routing.sync_forever)
         loops.append(ROUTING_SYNC_LOOP)
@@ -293,6 +318,7 @@ async def running_generation(
             await buffer.close()  # the last events of replies stopped above
         await parts.jobs.drain(timeout=JOBS_GRACE_SECONDS)
         await parts.guardrails.recorder.drain()
+        await parts.tools.close()
 
 
 # The package's loops under the supervisor.
@@ -300,3 +326,4 @@ REPLY_BUFFER_LOOP = "reply-buffer-flush"
 STOP_BUS_LOOP = "stop-signals"
 STALE_SWEEP_LOOP = "stale-reply-sweep"
 ROUTING_SYNC_LOOP = "routing-sync"
+TOOL_DISCOVERY_LOOP = "tool-discovery"

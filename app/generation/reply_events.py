@@ -7,6 +7,11 @@ SSE frames are `event: <name>` with a JSON `data:` line:
 - `delta`  {content}: the next piece of text
 - `tool_call_delta` {index, id, type, function: {name, arguments}}: a piece of a tool call the
   model makes, relayed as the upstream sent it (only requests that offer tools: /v1)
+- `tool_call` {id, name, arguments}: a tool Parley runs for the model (chats with tools), once
+  its arguments are complete
+- `approval_required` {id, name, arguments}: the call waits for the user's approval
+  (POST .../tool-approvals)
+- `tool_result` {id, name, content, is_error, duration_ms}: what the call gave the model
 - `usage`  {prompt_tokens, completion_tokens, estimated}
 - `done`   the saved assistant message (or generation), status `complete` or `cancelled`
 - `error`  {code, message}: the reply failed or was cut short; what came is saved
@@ -25,7 +30,18 @@ from typing import Any, Literal
 from sse_starlette import EventSourceResponse
 from starlette.types import Send
 
-EventName = Literal["start", "sources", "delta", "tool_call_delta", "usage", "done", "error"]
+EventName = Literal[
+    "start",
+    "sources",
+    "delta",
+    "tool_call_delta",
+    "tool_call",
+    "approval_required",
+    "tool_result",
+    "usage",
+    "done",
+    "error",
+]
 
 SSE_HEADERS = {
     # Proxies (nginx, Cloudflare) must pass every event on at once instead of buffering.

@@ -33,6 +33,7 @@ from app.generation.reply_log import ReplyLog
 from app.generation.upstream.types import (
     Finish,
     Served,
+    StageEvent,
     TextDelta,
     ToolCallDelta,
     UpstreamCall,
@@ -64,6 +65,8 @@ class ReplyResult:
     served_by: dict[str, str] | None = None
     # The chunks retrieval quoted (chat replies with collections; None: no retrieval).
     sources: list[dict[str, Any]] | None = None
+    # The tool calls the reply made, in order (chat replies with tools; None: none).
+    tool_steps: list[dict[str, Any]] | None = None
 
 
 class Saver(Protocol):
@@ -153,6 +156,8 @@ class ReplyStream:
     _task: asyncio.Task[None] | None = None
     _stop: StopReason | None = None
     _saving: bool = False  # past the stream: a stop now must not interrupt the final save
+    # Tool calls waiting for the user's approval (their ids).
+    _awaiting_user: set[str] = field(default_factory=set)
     result: ReplyResult | None = None
     saved: dict[str, Any] | None = None
     # Called once the reply is saved (e.g. to title a new chat); must not block for long.
@@ -238,7 +243,7 @@ class ReplyStream:
 
     def _last_reader_left(self) -> None:
         """The log's last reader left before the reply ended."""
-        if self.done or self.on_disconnect.action == "finish":
+        if self.done or self.on_disconnect.action == "finish" or self._awaiting_user:
             return
         if self.on_disconnect.grace_seconds <= 0:
             self.stop(CLIENT_GONE)
@@ -323,6 +328,8 @@ class ReplyStream:
                         finish = event
                     elif isinstance(event, Served):
                         served = event
+                    elif isinstance(event, StageEvent):
+                        self._stage_event(event)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None:
@@ -353,6 +360,7 @@ class ReplyStream:
             finish_reason=finish.reason if finish else None,
             served_by=served.as_json() if served is not None else None,
             sources=self.call.sources,
+            tool_steps=self.call.tool_steps or None,
         )
         if self._stop is not None:
             result.status = self._stop.status
@@ -404,6 +412,19 @@ class ReplyStream:
     def _emit(self, event: ReplyEvent) -> None:
         """Hands one event of the reply to its log (numbered, read, published)."""
         self.log.emit(event)
+
+    def _stage_event(self, event: StageEvent) -> None:
+        """A stage's event (tools). While a call waits for the user's approval the reply does
+        not stop for want of readers: the approval's own time limit ends the wait, and a client
+        rejoining sees the `approval_required` event again."""
+        self.log.emit(ReplyEvent(event.name, event.data))
+        call_id = str(event.data.get("id"))
+        if event.name == "approval_required":
+            self._awaiting_user.add(call_id)
+        elif event.name == "tool_result" and call_id in self._awaiting_user:
+            self._awaiting_user.discard(call_id)
+            if not self._awaiting_user and not self.log.readers:
+                self._last_reader_left()
 
 
 class ActiveReplies:

@@ -51,10 +51,14 @@ class ReplyRepository:
     ) -> Row[Any] | None:
         """Saves how a reply ended; the saved row, or None when it was deleted meanwhile."""
         # One statement saves the outcome and returns the saved row for the `done` event.
-        keeps_sources = "sources" in table.__table__.c
+        chat_reply = "sources" in table.__table__.c
         saved = await self.session.execute(
             _finish_statement(table),
-            ({"new_sources": result.sources or None} if keeps_sources else {})
+            (
+                {"new_sources": result.sources or None, "new_tool_steps": result.tool_steps}
+                if chat_reply
+                else {}
+            )
             | {
                 "row_id": row_id,
                 "new_text": result.text,
@@ -189,10 +193,14 @@ def _checkpoint_statement(model: Any) -> Any:
 
 @functools.cache
 def _finish_statement(model: Any) -> Any:
-    """Saves a reply's outcome (and, for a chat reply, its sources) and returns the row."""
+    """Saves a reply's outcome (and, for a chat reply, its sources and tool steps) and
+    returns the row."""
     table = model.__table__
-    sources = (
-        {"sources": bindparam("new_sources", type_=JSON(none_as_null=True))}
+    chat_reply = (
+        {
+            "sources": bindparam("new_sources", type_=JSON(none_as_null=True)),
+            "tool_steps": bindparam("new_tool_steps", type_=JSON(none_as_null=True)),
+        }
         if "sources" in table.c
         else {}
     )
@@ -210,7 +218,7 @@ def _finish_statement(model: Any) -> Any:
             error_code=bindparam("new_error_code", type_=String),
             error_message=bindparam("new_error_message", type_=Text),
             served_by=bindparam("new_served_by", type_=JSON(none_as_null=True)),
-            **sources,
+            **chat_reply,
         )
         .returning(*table.c)
     )

@@ -34,11 +34,14 @@ class SendMessage:
     attachments: Sequence[uuid.UUID] = ()
     # The message's own collections, replacing the chat's (the user's; None: the chat's).
     collection_ids: Sequence[uuid.UUID] | None = None
+    # The message's own tools, replacing the chat's (None: the chat's).
+    tool_ids: Sequence[str] | None = None
 
     kind: ReplyKind = "message"
 
     def identity(self) -> dict[str, Any]:
         return {
+            "tool_ids": None if self.tool_ids is None else list(self.tool_ids),
             "send": str(self.chat.id),
             "content": self.content,
             "model": self.model,

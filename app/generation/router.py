@@ -42,6 +42,7 @@ from app.generation.dependencies import (
     SummaryServiceDep,
 )
 from app.generation.errors import (
+    ApprovalNotPending,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     ImageRequired,
@@ -87,6 +88,8 @@ from app.generation.schemas import (
     StopResult,
     SummarizeRequest,
     SummaryRead,
+    ToolApproval,
+    ToolApprovalResult,
 )
 from app.generation.service import GenerationService
 from app.knowledge.errors import CollectionNotFound
@@ -314,6 +317,7 @@ async def send_message(
             parent_id=body.parent_id,
             attachments=body.attachments,
             collection_ids=body.collection_ids,
+            tool_ids=body.tool_ids,
         ),
         body.stream,
     )
@@ -432,6 +436,23 @@ async def stream_reply(
 async def stop_generation(chat: OwnedChat, service: GenerationServiceDep) -> StopResult:
     """Stops this chat's running reply; the text so far is saved as `cancelled`."""
     return StopResult(stopped=await service.stop(chat))
+
+
+@router.post(
+    "/api/chats/{chat_id}/messages/{message_id}/tool-approvals",
+    summary="Approve or refuse a tool call waiting in a reply",
+    responses=error_responses(
+        Unauthorized, CsrfFailed, ChatNotFound, MessageNotFound, ApprovalNotPending
+    ),
+)
+async def answer_tool_call(
+    message_id: uuid.UUID, body: ToolApproval, chat: OwnedChat, service: GenerationServiceDep
+) -> ToolApprovalResult:
+    """Answers an `approval_required` event of the reply `message_id`: the call runs, or the
+    model is told the user refused it. 409 `approval_not_pending` when no call of that reply
+    waits under `call_id` (answered already, timed out, or the reply ended)."""
+    await service.answer_tool_call(chat, message_id, body.call_id, body.approve)
+    return ToolApprovalResult(call_id=body.call_id, approved=body.approve)
 
 
 @router.post(

@@ -2,7 +2,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StringConstraints,
+    field_validator,
+)
 
 from app.chats.modes import DEFAULT_MODE
 from app.chats.schemas import (
@@ -16,6 +24,7 @@ from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 from app.files.schemas import AttachmentRead, ContextCut
 from app.knowledge.schemas import CollectionIds
+from app.tools.schemas import ToolIds
 
 # Generous: the configured MAX_INPUT_CHARS applies a clear 413 below this hard ceiling.
 Content = Annotated[str, Field(min_length=1, max_length=200_000), NoNul]
@@ -37,6 +46,11 @@ class SendMessageRequest(BaseModel):
         default=None,
         description="Retrieve from these collections for this message instead of the chat's "
         "(`[]`: none). Absent or null: the chat's `collection_ids`.",
+    )
+    tool_ids: ToolIds | None = Field(
+        default=None,
+        description="Offer these tools for this message instead of the chat's (`[]`: none). "
+        "Absent or null: the chat's `tool_ids`.",
     )
     stream: StrictBool | None = Field(
         default=None, description="Stream SSE even without `Accept: text/event-stream`."
@@ -90,6 +104,18 @@ class SummarizeRequest(BaseModel):
 class SummaryRead(BaseModel):
     chat_id: uuid.UUID
     summary: str
+
+
+class ToolApproval(BaseModel):
+    call_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="The `id` of the `approval_required` event."
+    )
+    approve: StrictBool = Field(description="false refuses the call (the model is told).")
+
+
+class ToolApprovalResult(BaseModel):
+    call_id: str
+    approved: bool
 
 
 class StopResult(BaseModel):

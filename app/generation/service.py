@@ -29,7 +29,7 @@ from app.core.cursor import Cursor
 from app.core.db import Database, utcnow
 from app.core.uow import UnitOfWork
 from app.files.attachments import AttachmentService, attachment_reads, attachment_records
-from app.generation.errors import ReplyInProgress
+from app.generation.errors import ApprovalNotPending, ReplyInProgress
 from app.generation.idempotency import IdempotencyKeys
 from app.generation.models import Generation
 from app.generation.parts import GenerationParts
@@ -148,10 +148,13 @@ class GenerationService:
             content=request.content,
             file_ids=request.attachments,
             collection_ids=request.collection_ids,
+            tool_ids=request.tool_ids,
             max_tokens=chat.max_tokens,
         )
         if request.collection_ids is not None:
             await self.chats.check_collections(user.id, request.collection_ids)
+        if request.tool_ids is not None:
+            plan.tool_ids = self.chats.check_tools(request.tool_ids)
         await self.runtime.composer.check(plan)
         return await self._chat_reply(
             plan, lambda: self.chats.user_message_context(chat, request.content, request.parent_id)
@@ -230,6 +233,17 @@ class GenerationService:
         return await self.replies.streaming_in_chat(
             chat.id, fresh_after=utcnow() - stale_after(self.settings)
         )
+
+    async def answer_tool_call(
+        self, chat: Chat, message_id: uuid.UUID, call_id: str, approve: bool
+    ) -> None:
+        """Hands the user's answer to a tool call of the chat's reply that waits for approval,
+        on whichever worker streams it (ApprovalNotPending when none waits)."""
+        message = await self.chats.message_in_chat(chat, message_id)
+        if message.role != "assistant" or not await self.runtime.approvals.send(
+            message.id, call_id, approve
+        ):
+            raise ApprovalNotPending()
 
     async def _chat_reply(
         self,

@@ -4,8 +4,10 @@ Protocol (JSON text frames):
 - authenticate with the `parley_access` cookie at the handshake, or send
   `{"type": "auth", "token": "<access token>"}` first (tokens never go in the URL);
 - send `{"type": "message", "content": "...", "model"?: "...", "parent_id"?: "...",
-  "attachments"?: ["<file id>", ...], "collection_ids"?: ["<collection id>", ...]}`;
-- receive `{"event": "start"|"sources"|"delta"|"usage"|"done"|"error", "data": {...}, "id": n}`
+  "attachments"?: ["<file id>", ...], "collection_ids"?: ["<collection id>", ...],
+  "tool_ids"?: ["<server.tool>", ...]}`;
+- receive `{"event": "start"|"sources"|"delta"|"tool_call"|"approval_required"|"tool_result"|
+  "usage"|"done"|"error", "data": {...}, "id": n}`
   (`id`: the event's number within its reply, as SSE's `id:`);
   a message may carry `"idempotency_key"` (as the HTTP header: a resent message with the same
   key gets the reply the first one started, from `"last_event_id"` on);
@@ -48,6 +50,7 @@ from app.generation.requests import SendMessage
 from app.generation.resume import ReplyResumer
 from app.generation.schemas import Content, ModelName
 from app.knowledge.schemas import CollectionIds
+from app.tools.schemas import ToolIds
 from app.users.models import User
 
 router = APIRouter()
@@ -64,6 +67,7 @@ class WSMessage(BaseModel):
     parent_id: uuid.UUID | None = None
     attachments: list[uuid.UUID] = Field(default_factory=list)
     collection_ids: CollectionIds | None = None
+    tool_ids: ToolIds | None = None
     token: str | None = Field(default=None, max_length=4096)
     reply_id: uuid.UUID | None = None
     idempotency_key: str | None = Field(default=None, max_length=1024)
@@ -221,6 +225,7 @@ class ChatSocket:
                         parent_id=frame.parent_id,
                         attachments=frame.attachments,
                         collection_ids=frame.collection_ids,
+                        tool_ids=frame.tool_ids,
                     ),
                     idempotency_key=parse_key(frame.idempotency_key),
                 )

@@ -100,7 +100,7 @@ class UntrustedText:
     """Text that enters the prompt from elsewhere than the user's own message."""
 
     text: str
-    source: Literal["attachment", "retrieval"] = "attachment"
+    source: Literal["attachment", "retrieval", "tool"] = "attachment"
     # What it is, for the moderation log: a file's name, a collection and chunk, ...
     name: str | None = None
 

@@ -68,6 +68,12 @@ def _next_midnight(now: datetime) -> datetime:
     return datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
 
 
+def daily_limit(user: User, settings: Settings) -> int | None:
+    """The user's daily token quota: their own, else DAILY_TOKEN_QUOTA (None: no limit)."""
+    own = getattr(user, "daily_token_quota", None)
+    return own if own is not None else settings.daily_token_quota
+
+
 class UsageService:
     def __init__(
         self, *, usage: UsageRepository, settings: Settings, groups: GroupAccess | None = None
@@ -81,8 +87,7 @@ class UsageService:
     async def limit_for(self, user: User) -> int | None:
         """The user's daily token limit: their own quota (or DAILY_TOKEN_QUOTA), or their
         groups' tightest quota when it is tighter."""
-        own = getattr(user, "daily_token_quota", None)
-        limit = own if own is not None else self.settings.daily_token_quota
+        limit = daily_limit(user, self.settings)
         group = await self.groups.daily_token_quota(user.id) if self.groups is not None else None
         if group is not None and (limit is None or group < limit):
             return group

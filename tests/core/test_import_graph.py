@@ -28,6 +28,7 @@ LAYERS = [
     "files",
     "guardrails",
     "knowledge",
+    "tools",  # tools the model may call: MCP servers, the built-in knowledge search
     "chats",
     "generation",
     "openai_api",  # the OpenAI-compatible /v1 surface, on top of generation

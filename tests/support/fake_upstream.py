@@ -55,6 +55,13 @@ class FakeState:
     # id and name, then one chunk per argument fragment; the reply then finishes "tool_calls".
     # Each: {"id": "call_1", "name": "get_weather", "arguments": ['{"city":', ' "Paris"}']}.
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # Scripted replies: each chat request takes the first left ({"tokens": [...],
+    # "tool_calls": [...]}, either optional) instead of `tokens` and `tool_calls`; a model that
+    # calls tools, then answers once it has their results.
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    # A model that calls `tool_calls` until it has their results: a request whose last message
+    # is a tool result gets `tokens` only (many chats at once, each calling once).
+    answer_tool_results: bool = False
     first_token_delay: float = 0.0  # after the headers, before the role chunk
     token_delay: float = 0.0  # between content chunks
     models: list[str] = field(default_factory=lambda: ["fake-model"])
@@ -358,7 +365,11 @@ class FakeUpstream:
         await wait(state.first_token_delay)
 
         chunk = _ChunkMaker(str(body.get("model", "fake-model")))
-        tokens = _tokens(state.tokens)
+        turn = state.turns.pop(0) if state.turns else {}
+        tokens = _tokens(turn.get("tokens", state.tokens))
+        tool_calls: list[dict[str, Any]] = turn.get("tool_calls", state.tool_calls)
+        if state.answer_tool_results and body["messages"][-1].get("role") == "tool":
+            tool_calls = []
         max_tokens = body.get("max_tokens")
         finish_reason = "stop"
         if isinstance(max_tokens, int) and len(tokens) > max_tokens:
@@ -385,7 +396,7 @@ class FakeUpstream:
             await frame(chunk.choice({"content": text}), number)
         if faulty:
             await self._fault_at(len(tokens), frame, hang)
-        for index, call in enumerate(state.tool_calls):
+        for index, call in enumerate(tool_calls):
             number += 1
             opening = {
                 "index": index,
@@ -398,7 +409,7 @@ class FakeUpstream:
                 number += 1
                 piece = {"index": index, "function": {"arguments": fragment}}
                 await frame(chunk.choice({"tool_calls": [piece]}), number)
-        if state.tool_calls and finish_reason == "stop":
+        if tool_calls and finish_reason == "stop":
             finish_reason = "tool_calls"
 
         with_usage = include_usage and state.send_usage

@@ -25,6 +25,7 @@ from tests.support.api import PASSWORD, SignedInUser, register
 from tests.support.database import IN_CI, create_database, migrate, run_in_thread
 from tests.support.fake_upstream import FakeState, FakeUpstream, run_fake_upstream
 from tests.support.live import free_port, live_server
+from tests.support.mcp_server import running_mcp_server
 from tests.support.settings import smtp_settings
 from tests.support.smtp_server import SMTPTestServer, running_smtp_server
 from tests.support.upstream_fixtures import parley_settings
@@ -107,8 +108,10 @@ async def web(browser: "Browser", web_database: Any) -> AsyncIterator[Web]:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     async with run_fake_upstream() as fake:
-        with running_smtp_server() as smtp:
+        with running_smtp_server() as smtp, running_mcp_server("calc") as calc:
             overrides = {
+                # Tools: a real MCP server; `add` asks the user first.
+                "mcp_servers": {"calc": {"url": calc.url, "approve": ["add"]}},
                 **smtp_settings(smtp),
                 # FRONTEND_URL unset: the mailed links open this server's own pages.
                 "public_base_url": base_url,

@@ -35,8 +35,10 @@ def default_stages(
     db: Database,
     guardrails: GuardrailPipeline,
     knowledge: Callable[[], KnowledgeParts | None],
+    tools: Stage | None = None,
 ) -> list[Stage]:
-    """Every stage, in order. Each hook runs in this order within its phase."""
+    """Every stage, in order. Each hook runs in this order within its phase. `tools`: the
+    tool-call loop (stages/tools.py), left out where no tools are run (tests of the others)."""
     return [
         Attachments(),
         InputChecks(guardrails),
@@ -47,6 +49,9 @@ def default_stages(
         # adds to the messages it sends).
         ClientMessages(guardrails),
         Retrieval(knowledge=knowledge, db=db, settings=settings, guardrails=guardrails),
+        # After retrieval (whose messages it sends on each step), inside the output guard (which
+        # checks the text of every step).
+        *([tools] if tools is not None else []),
         OutputGuard(guardrails),
         Title(settings),
     ]

@@ -84,6 +84,8 @@ class ReplyPlan:
     new_files: PreparedFiles | None = None
     # The message's own collections, replacing the chat's (None: the chat's).
     collection_ids: Sequence[uuid.UUID] | None = None
+    # The message's own tools, replacing the chat's (None: the chat's).
+    tool_ids: Sequence[str] | None = None
     max_tokens: int | None = None
     # Whether `content` is new text from the user (an edit or a send), which the input checks
     # see; a regenerated message was checked when it was sent.

@@ -129,7 +129,16 @@ class Served:
         return {"model": self.model, "deployment": self.deployment}
 
 
-UpstreamEvent = TextDelta | ToolCallDelta | Usage | Finish | Served
+@dataclass(frozen=True)
+class StageEvent:
+    """An event a pipeline stage sends the client from within the stream (`tool_call`,
+    `tool_result`, `approval_required`), in its place among the deltas."""
+
+    name: Literal["tool_call", "approval_required", "tool_result"]
+    data: dict[str, Any]
+
+
+UpstreamEvent = TextDelta | ToolCallDelta | Usage | Finish | Served | StageEvent
 
 
 class Provider(Protocol):
@@ -158,3 +167,5 @@ class UpstreamCall:
     tools: list[dict[str, Any]] = field(default_factory=list)
     # The chunks retrieval quoted in the messages (its `sources`), saved with the reply.
     sources: list[dict[str, Any]] | None = None
+    # The tool calls of the reply so far (the tools stage), saved with the reply.
+    tool_steps: list[dict[str, Any]] = field(default_factory=list)

@@ -9,6 +9,7 @@ import { readEvents } from "./sse.js";
 import { navigate, notify } from "./app.js";
 import { showError } from "./auth.js";
 import { collections, collectionPicker, citation } from "./knowledge.js";
+import { tools, toolPicker, toolSteps, liveTools } from "./tools.js";
 import { confirmDialog, menuButton, toast, infoDialog } from "./ui.js";
 
 let modelsCache = null;
@@ -376,12 +377,13 @@ class ChatView {
     document.addEventListener("keydown", this.onKey);
     // Usable once the models, modes and thread are known.
     this.input.disabled = true;
-    const [modelList, modeList, collectionList] = await Promise.all([
-      models().catch(() => []), modes().catch(() => []), collections().catch(() => []),
+    const [modelList, modeList, collectionList, toolList] = await Promise.all([
+      models().catch(() => []), modes().catch(() => []), collections().catch(() => []), tools(),
     ]);
     this.modelList = modelList;
     this.modeList = modeList;
     this.collectionList = collectionList;
+    this.toolList = toolList;
     if (this.chatId) await this.loadChat();
     else this.buildNewChatSettings();
     this.input.disabled = false;
@@ -453,12 +455,14 @@ class ChatView {
     this.modePicker = { select: modeSelect, params };
     this.modelSelect = modelPicker(this.modelList, api.currentUser()?.preferences?.default_model);
     this.collectionBox = collectionPicker(this.collectionList);
+    this.toolBox = toolPicker(this.toolList);
     clear(this.settings);
     append(this.settings, [
       // Open on a wide screen; folded on a phone, where the thread needs the height.
-      h("details", { class: "options", open: matchMedia("(min-width: 48.01rem)").matches }, h("summary", {}, "Mode, model and knowledge"),
+      h("details", { class: "options", open: matchMedia("(min-width: 48.01rem)").matches }, h("summary", {}, this.toolList.length ? "Mode, model, knowledge and tools" : "Mode, model and knowledge"),
         h("div", { class: "row" }, field("Mode", modeSelect), this.modelSelect),
         this.collectionBox,
+        this.toolBox,
         params),
     ]);
     clear(this.thread).append(h("li", { class: "welcome" },
@@ -510,6 +514,13 @@ class ChatView {
         notify(error.message, "error");
       }
     });
+    const toolBox = toolPicker(this.toolList, chat.tool_ids || [], async (ids) => {
+      try {
+        this.chat = await api.patch(`/api/chats/${chat.id}`, { tool_ids: ids });
+      } catch (error) {
+        notify(error.message, "error");
+      }
+    }, { compact: true });
     const menu = menuButton("Chat actions", () => [
       ["Rename", () => this.rename()],
       ["Summarize", () => this.summarize()],
@@ -525,7 +536,7 @@ class ChatView {
       ["Move to trash", () => this.sidebar.trash(this.chat), true],
     ]);
     clear(this.tools);
-    append(this.tools, [mode && mode.name !== "chat" ? h("span", { class: "badge" }, mode.title) : null, this.modelSelect, picker, menu]);
+    append(this.tools, [mode && mode.name !== "chat" ? h("span", { class: "badge" }, mode.title) : null, this.modelSelect, picker, toolBox, menu]);
   }
 
   /** Inline rename of the heading: Enter saves, Esc cancels. */
@@ -586,7 +597,8 @@ class ChatView {
     const body = h("div", { class: "content" });
     if (message.role === "assistant") body.append(renderMarkdown(message.content));
     else body.append(h("p", { class: "plain" }, message.content));
-    li.append(h("div", { class: "meta" }, h("span", { class: "who" }, who), this.branchNav(message)), body);
+    append(li, [h("div", { class: "meta" }, h("span", { class: "who" }, who), this.branchNav(message)),
+      message.tool_steps?.length ? toolSteps(message.tool_steps) : null, body]);
     if (message.sources?.length) li.append(citations(message.sources));
     if (message.attachments?.length) {
       li.append(h("ul", { class: "chips" }, message.attachments.map((a) => h("li", { class: "chip" },
@@ -701,6 +713,8 @@ class ChatView {
       body = { content, attachments, model, mode, mode_params: readModeParams(this.modePicker.params) };
       const picked = this.collectionBox?.picked() || [];
       if (picked.length) body.collection_ids = picked;
+      const pickedTools = this.toolBox?.picked() || [];
+      if (pickedTools.length) body.tool_ids = pickedTools;
       this.thread.querySelector(".welcome")?.remove();
     }
     this.thread.append(this.renderMessage({ id: "pending", role: "user", content, status: "complete", attachments: [] }, false));
@@ -780,6 +794,7 @@ class ChatView {
     let assistantId = progress.id || null;
     let savedAt = 0;
     const untitled = !this.chat?.title;
+    const live = liveTools(bubble.li, { chatId: () => this.chatId, replyId: () => assistantId });
     const save = (eventId) => {
       // The text with the id of its last event, for a rejoin after a reload; a few times a
       // second at most, so a long reply is not copied on every token.
@@ -821,6 +836,18 @@ class ChatView {
             break;
           case "sources":
             bubble.li.append(citations(data));
+            break;
+          case "tool_call":
+            live.call(data);
+            this.toBottom();
+            break;
+          case "approval_required":
+            live.approval(data);
+            this.toBottom();
+            break;
+          case "tool_result":
+            live.result(data);
+            this.toBottom();
             break;
           case "usage":
             bubble.usage = data;

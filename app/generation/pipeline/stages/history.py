@@ -22,6 +22,7 @@ class History(Stage):
                 redact(entry.content, mode=plan.mode) if entry.role == Role.USER else entry.content,
                 plan.attachments.get(entry.id, ()),
                 entry.id if in_chat else None,
+                entry.tool_steps or (),
             )
             for entry in plan.history
         ]
