@@ -5,15 +5,20 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.accounts.admin_router import router as admin_router
 from app.accounts.router import router as users_router
+from app.audit.router import router as audit_router
+from app.auth.dependencies import get_current_admin
+from app.auth.oidc_router import router as sso_router
 from app.auth.router import mfa_router
 from app.auth.router import router as auth_router
-from app.chats.router import modes_router
+from app.chats.projects_router import router as projects_router
+from app.chats.router import modes_router, tags_router
 from app.chats.router import router as chats_router
+from app.chats.transfer.router import router as chat_transfer_router
 from app.core.apidocs import install_api_docs
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -36,7 +41,10 @@ from app.keys.dependencies import ANY_KEY, keys_allowed
 from app.keys.router import router as keys_router
 from app.knowledge.router import router as knowledge_router
 from app.openai_api.router import router as openai_router
+from app.prompts.router import router as prompts_router
 from app.runtime import Runtime
+from app.sharing.router import public_router as shared_router
+from app.sharing.router import router as sharing_router
 from app.tools.router import router as tools_router
 from app.usage.router import router as usage_router
 from app.web.router import install_web_client
@@ -49,6 +57,13 @@ vLLM or OpenAI-compatible server over Server-Sent Events.
 
 Authorize with the button above (email as username), or send `Authorization: Bearer <token>`.
 Every error has the same body: `{"error": {"code", "message", "request_id", "details"?}}`.
+
+Accounts that sign in through single sign-on (OpenID Connect: `GET /api/auth/oidc/login`, in a
+browser) have no password, so the Authorize button cannot sign them in. To get a token for one:
+sign in through SSO in the browser (this page then works with its cookies), and either call
+`POST /api/auth/refresh` from it and use the `access_token` it returns (15 minutes), or create an
+API key (`POST /api/keys`, or the web client's account page) and send `Authorization: Bearer
+pk-...` on the routes open to keys.
 
 Requests authenticated by the session cookie that change state (POST, PUT, PATCH, DELETE) must
 send the `csrf_token` of the token response (also in the `parley_csrf` cookie) in the
@@ -108,8 +123,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_docs_served:
         install_api_docs(app)
     # Innermost, so that its 413 still gets CORS headers and the request id.
-    # Uploads stream to storage and refuse FILE_MAX_BYTES themselves (413 file_too_large).
-    own_limits: dict[str, int | None] = {"/api/files": None}
+    # Uploads stream to storage and refuse FILE_MAX_BYTES themselves (413 file_too_large), and
+    # imports IMPORT_MAX_BYTES (413 import_too_large).
+    own_limits: dict[str, int | None] = {"/api/files": None, "/api/chats/import": None}
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_request_bytes, limits=own_limits)
     if settings.cors_origins:
         app.add_middleware(
@@ -133,17 +149,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(mfa_router)
+    app.include_router(sso_router)
     app.include_router(users_router)
     app.include_router(admin_router)
     app.include_router(upstreams_admin_router)
     app.include_router(groups_admin_router)
     app.include_router(groups_router)
+    # The audit package sits below auth: its router gets the administrators-only check here.
+    app.include_router(audit_router, dependencies=[Depends(get_current_admin)])
     # API keys may call only the routes opened to their scopes (docs/api.md#api-keys).
     chats_scope = [keys_allowed("chats")]
     knowledge_scope = [keys_allowed("knowledge")]
     app.include_router(keys_router)
+    # Before chats_router, whose /api/chats/{chat_id} would take "export" for an id.
+    app.include_router(chat_transfer_router, dependencies=chats_scope)
     app.include_router(chats_router, dependencies=chats_scope)
     app.include_router(modes_router, dependencies=chats_scope)
+    app.include_router(projects_router, dependencies=chats_scope)
+    app.include_router(tags_router, dependencies=chats_scope)
+    app.include_router(prompts_router, dependencies=chats_scope)
+    app.include_router(sharing_router, dependencies=chats_scope)
+    app.include_router(shared_router)
     app.include_router(generation_router, dependencies=chats_scope)
     app.include_router(tools_router, dependencies=chats_scope)
     app.include_router(ws_router)

@@ -1,5 +1,6 @@
 """Every model, imported once so that Alembic and the mappers see the whole schema."""
 
+from app.audit.models import AuditEvent
 from app.auth.models import (
     AccountToken,
     AuthSession,
@@ -7,8 +8,9 @@ from app.auth.models import (
     MfaRecoveryCode,
     PasswordHistory,
     RefreshToken,
+    UserIdentity,
 )
-from app.chats.models import Chat, Message
+from app.chats.models import Chat, ChatTag, Message
 from app.core.db import Base
 from app.files.models import File, FilePreview, FileText, MessageAttachment, PendingBlob
 from app.generation.models import Generation, IdempotencyKey
@@ -23,6 +25,9 @@ from app.knowledge.models import (
     KnowledgeDocument,
 )
 from app.openai_api.models import StoredResponse
+from app.projects.models import Project
+from app.prompts.models import Prompt
+from app.sharing.models import ChatShare
 from app.tools.models import ToolSetting
 from app.usage.models import UsageRecord
 from app.users.models import User
@@ -30,9 +35,12 @@ from app.users.models import User
 __all__ = [
     "AccountToken",
     "ApiKey",
+    "AuditEvent",
     "AuthSession",
     "Base",
     "Chat",
+    "ChatShare",
+    "ChatTag",
     "Collection",
     "CollectionFile",
     "CollectionGroup",
@@ -53,10 +61,13 @@ __all__ = [
     "ModerationEvent",
     "PasswordHistory",
     "PendingBlob",
+    "Project",
+    "Prompt",
     "RefreshToken",
     "RestrictedModel",
     "StoredResponse",
     "ToolSetting",
     "UsageRecord",
     "User",
+    "UserIdentity",
 ]

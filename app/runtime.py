@@ -9,7 +9,7 @@ nothing else) starts the parts in order and closes them in reverse:
 1. the file store (its storage, the spool sweep),
 2. generation (app/generation/parts.py: models, replies, stop signals, the reply fan-out),
 3. knowledge (app/knowledge/parts.py: the index, the ingestion workers),
-4. the trash purge;
+4. the trash purge and the audit log's purge;
 
 before them, with REDIS_URL, the reader of invalidation messages (API keys revoked on another
 worker; app/core/invalidation.py);
@@ -32,6 +32,9 @@ from datetime import datetime, timedelta
 import httpx
 from redis.asyncio import Redis
 
+from app.audit.service import start_audit_purge
+from app.audit.writer import AuditWriter
+from app.auth.sso import GroupSync, NoGroupSync, SsoParts
 from app.chats.trash import start_trash_purge
 from app.core.background import BackgroundJobs, Supervisor
 from app.core.clientip import ClientIPResolver
@@ -48,6 +51,7 @@ from app.files.store import FileStore
 from app.generation.parts import GenerationParts, running_generation
 from app.generation.upstream.transport import build_http_client
 from app.groups.access import GroupCache
+from app.groups.service import GroupMembershipSync
 from app.keys.hashing import KeyHasher
 from app.keys.service import KeyChecker, revoke_keys_of_user
 from app.knowledge.embeddings import EmbeddingClient
@@ -91,6 +95,13 @@ class Runtime:
     key_authenticator: KeyChecker | None = None
     # Restricted models and users' groups, cached per worker (app/groups/access.py).
     groups: GroupCache = field(default_factory=lambda: GroupCache(Invalidations(None)))
+    # Writes the audit events of committed requests in batches (app/audit/writer.py).
+    audit_writer: AuditWriter = field(init=False)
+    # Single sign-on (app/auth/sso.py); None unless OIDC_ISSUER, _CLIENT_ID and _SECRET are set.
+    sso: SsoParts | None = None
+    # Sets Parley groups from the identity provider's groups claim: the groups package puts its
+    # own here; until then the claim sets no groups (OIDC_ADMIN_GROUPS still applies).
+    group_sync: GroupSync = field(default_factory=NoGroupSync)
     # The time TOTP codes are checked against; tests swap it to control the clock.
     clock: Callable[[], datetime] = utcnow
     # Started by running(): None before and after.
@@ -126,8 +137,11 @@ class Runtime:
             redis=shared,
         )
         runtime.account_deletion_hooks.append(runtime.files.forget_user)
+        runtime.sso = SsoParts.build(settings, lambda: runtime.http)
+        runtime.audit_writer = AuditWriter(db)
         invalidations = runtime.invalidations = Invalidations(shared)
         runtime.groups = GroupCache(invalidations)
+        runtime.group_sync = GroupMembershipSync(runtime.groups)
         runtime.key_authenticator = KeyChecker(
             hasher=KeyHasher(settings.secret_key),
             limiter=runtime.limiter,
@@ -182,6 +196,8 @@ class Runtime:
                 )
                 self.generation.knowledge = self.knowledge
                 await start_trash_purge(supervisor, db, settings)
+                await start_audit_purge(supervisor, db, settings)
+                supervisor.start("audit-writer", self.audit_writer.run)
                 yield self
         finally:
             # The loops end first; background jobs queue mails, so they finish next; then the
@@ -189,12 +205,22 @@ class Runtime:
             await supervisor.close()
             await self.invalidations.close()
             await self.jobs.drain()
+            await self._write_audit_events()
             await self.mailer.drain()
             await self.http.aclose()
             await db.dispose()
             self.hasher.close()
             if self.redis is not None:
                 await self.redis.aclose()
+
+    async def _write_audit_events(self) -> None:
+        """Shutdown: the audit events still queued go to the database before it closes."""
+        try:
+            await self.audit_writer.flush()
+        except Exception:
+            logger.exception(
+                "audit events lost at shutdown", extra={"count": self.audit_writer.pending}
+            )
 
 
 def _http_client(settings: Settings) -> httpx.AsyncClient:

@@ -2,8 +2,10 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+from app import audit
 from app.accounts.errors import CannotModifySelf, PasswordRequired, UserNotFound
 from app.accounts.schemas import AdminUserUpdate, ProfileUpdate
+from app.audit import actions
 from app.auth.account import AccountService
 from app.auth.errors import EmailTaken
 from app.auth.guard import CredentialGuard
@@ -57,6 +59,9 @@ class ProfileService:
         for hook in self.deletion_hooks:
             await hook(self.uow, user.id)
         await self.users.delete_by_id(user.id)
+        await audit.record(
+            self.uow, actions.USER_DELETED, actor=user.id, target=audit.Target("user", user.id)
+        )
         security_log.info(
             "account deleted", extra={"event": "account_deleted", "target_user_id": str(user.id)}
         )
@@ -99,10 +104,22 @@ class AdminService:
             # The last administrator locking themselves out would need the CLI to undo.
             raise CannotModifySelf()
         applied: dict[str, object] = {}
+        target = audit.Target("user", user.id)
         if "is_active" in fields and changes.is_active is not None:
+            if user.is_active != changes.is_active:
+                action = actions.USER_ENABLED if changes.is_active else actions.USER_DISABLED
+                await audit.record(self.uow, action, actor=admin.id, target=target)
             user.is_active = changes.is_active
             applied["is_active"] = changes.is_active
         if "role" in fields and changes.role is not None:
+            if user.role != changes.role:
+                await audit.record(
+                    self.uow,
+                    actions.ROLE_CHANGED,
+                    actor=admin.id,
+                    target=target,
+                    details={"from": str(user.role), "to": str(changes.role)},
+                )
             user.role = changes.role
             applied["role"] = str(changes.role)
         if "daily_token_quota" in fields:

@@ -8,6 +8,8 @@ from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from app import audit
+from app.audit import actions
 from app.auth.errors import EmailTaken, InvalidAccountToken, PasswordReused
 from app.auth.guard import CredentialGuard
 from app.auth.models import PasswordHistory, TokenPurpose
@@ -83,6 +85,12 @@ class AccountService:
             if user.email_verified_at is None:
                 user.email_verified_at = now
             security_log.info("email verified", extra={"event": "email_verified"})
+            await audit.record(
+                self.uow,
+                actions.EMAIL_VERIFIED,
+                actor=user.id,
+                target=audit.Target("user", user.id),
+            )
         elif token.email == user.pending_email:
             await self.account_tokens.use(token, now=now)
             old_email = user.email
@@ -97,6 +105,12 @@ class AccountService:
                 raise EmailTaken() from exc
             self.notifier.email_changed(user, old_email=old_email)
             security_log.info("email changed", extra={"event": "email_changed"})
+            await audit.record(
+                self.uow,
+                actions.EMAIL_CHANGED,
+                actor=user.id,
+                target=audit.Target("user", user.id),
+            )
         else:
             # The account's email changed since this link was sent.
             raise InvalidAccountToken()
@@ -154,6 +168,9 @@ class AccountService:
         await self.guard.lift_lock(user.email)
         self.notifier.password_changed(user)
         security_log.info("password reset", extra={"event": "password_reset"})
+        await audit.record(
+            self.uow, actions.PASSWORD_RESET, actor=user.id, target=audit.Target("user", user.id)
+        )
 
     # Changing the password
 
@@ -173,6 +190,9 @@ class AccountService:
         await self.guard.succeed(user.email)
         self.notifier.password_changed(user)
         security_log.info("password changed", extra={"event": "password_changed"})
+        await audit.record(
+            self.uow, actions.PASSWORD_CHANGED, actor=user.id, target=audit.Target("user", user.id)
+        )
 
     async def _check_new_password(self, user: User, password: str) -> None:
         await check_password_policy(

@@ -17,7 +17,7 @@ from app.auth.callers import (
 )
 from app.auth.cookies import ACCESS_COOKIE
 from app.auth.csrf import CSRF_COOKIE, CSRF_HEADER, SAFE_METHODS
-from app.auth.errors import EmailNotVerified, InvalidToken
+from app.auth.errors import EmailNotVerified, InvalidToken, PasswordLoginDisabled, SsoNotConfigured
 from app.auth.guard import CredentialGuard
 from app.auth.mfa import MfaService
 from app.auth.notifications import Notifier
@@ -30,6 +30,7 @@ from app.auth.repository import (
     RefreshTokenRepository,
 )
 from app.auth.service import AuthService, ClientInfo, CsrfProof, Principal
+from app.auth.sso import GroupSync, SsoParts, SsoService
 from app.auth.tokens import AccountTokens
 from app.core.deps import AccountDeletionHook, CoreRuntime, RuntimeDep, UnitOfWorkDep
 from app.core.errors import Forbidden, Unauthorized
@@ -40,7 +41,12 @@ from app.users.models import User
 from app.users.repository import UserRepository
 
 # auto_error=False: the cookie is the other way in, checked below.
-bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
+bearer_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/auth/token",
+    auto_error=False,
+    description="Email and password. Single sign-on accounts have no password: see the API "
+    "description above for their tokens.",
+)
 
 
 class AuthRuntime(CoreRuntime, Protocol):
@@ -51,6 +57,10 @@ class AuthRuntime(CoreRuntime, Protocol):
     credential_revocation_hooks: list[AccountDeletionHook]
     # Checks API keys (app/keys); None: keys are refused.
     key_authenticator: KeyAuthenticator | None
+    # Single sign-on (OIDC_ISSUER...); None when not configured.
+    sso: SsoParts | None
+    # Sets Parley groups from the provider's groups claim (the groups package; NoGroupSync).
+    group_sync: GroupSync
 
 
 async def get_auth_runtime(connection: HTTPConnection) -> AuthRuntime:
@@ -97,6 +107,7 @@ def build_mfa_service(uow: UnitOfWork, runtime: AuthRuntime) -> MfaService:
 
 def build_auth_service(uow: UnitOfWork, runtime: AuthRuntime) -> AuthService:
     return AuthService(
+        uow=uow,
         users=uow.get(UserRepository),
         sessions=uow.get(AuthSessionRepository),
         refresh_tokens=uow.get(RefreshTokenRepository),
@@ -147,6 +158,30 @@ async def get_mfa_service(uow: UnitOfWorkDep, runtime: AuthRuntimeDep) -> MfaSer
 
 
 MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
+
+
+async def get_sso_service(uow: UnitOfWorkDep, runtime: AuthRuntimeDep) -> SsoService:
+    """The sign-in through the identity provider; 404 sso_not_configured without OIDC_*."""
+    if runtime.sso is None:
+        raise SsoNotConfigured()
+    return SsoService(
+        uow=uow,
+        auth=build_auth_service(uow, runtime),
+        client=runtime.sso.client,
+        state_box=runtime.sso.state_box,
+        hasher=runtime.hasher,
+        group_sync=runtime.group_sync,
+        settings=runtime.settings,
+    )
+
+
+SsoServiceDep = Annotated[SsoService, Depends(get_sso_service)]
+
+
+async def password_login_allowed(runtime: RuntimeDep) -> None:
+    """Refuses password sign-in and registration when PASSWORD_LOGIN_ENABLED is false."""
+    if not runtime.settings.password_login_enabled:
+        raise PasswordLoginDisabled()
 
 
 async def get_guard(uow: UnitOfWorkDep, runtime: AuthRuntimeDep) -> CredentialGuard:

@@ -29,6 +29,13 @@ class AccountDisabled(AppError):
     message = "This account is disabled."
 
 
+class SignInDisabled(AccountDisabled):
+    """A sign-in refused because the account is disabled: the transaction still commits, so that
+    the refused sign-in stays in the audit log."""
+
+    commit_changes = True
+
+
 class SessionNotFound(NotFound):
     code = "session_not_found"
     message = "Session not found."
@@ -126,3 +133,16 @@ class MfaNeedsTwoSteps(AppError):
         "POST /api/auth/login, then POST /api/auth/mfa/verify with the code, and use the "
         "access_token from that answer as a Bearer token."
     )
+
+
+class PasswordLoginDisabled(Forbidden):
+    code = "password_login_disabled"
+    message = (
+        "This server signs in through single sign-on only: open GET /api/auth/oidc/login in a "
+        "browser."
+    )
+
+
+class SsoNotConfigured(NotFound):
+    code = "sso_not_configured"
+    message = "Single sign-on is not set up on this server (OIDC_ISSUER)."

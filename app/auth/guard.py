@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import NoReturn
 
+from app import audit
+from app.audit import actions
 from app.auth.errors import AccountLocked, InvalidCredentials, InvalidPassword
 from app.auth.models import LoginAttempt
 from app.auth.notifications import Notifier
@@ -75,7 +77,7 @@ class CredentialGuard:
         step, and ending it now would let someone who knows the password guess codes forever.
         """
         email = canonical_email(email)
-        await self._reserve(email, PASSWORD)
+        await self._reserve(email, PASSWORD, sign_in="password")
         # Postgres text cannot hold NUL, so such an email can have no account (and must not
         # reach the query, which would fail).
         user = None if "\x00" in email else await self.users.get_by_email(email)
@@ -85,9 +87,9 @@ class CredentialGuard:
         # Same bcrypt work for a known and an unknown email.
         if user is None:
             await self.hasher.verify_dummy(password)
-            await self.fail(email, None, InvalidCredentials())
+            await self.fail(email, None, InvalidCredentials(), sign_in="password")
         if not await self.hasher.verify(password, user.password_hash):
-            await self.fail(email, user, InvalidCredentials())
+            await self.fail(email, user, InvalidCredentials(), sign_in="password")
         await self._release(email, PASSWORD)
         return user
 
@@ -101,21 +103,33 @@ class CredentialGuard:
         await self._release(user.email, PASSWORD)
 
     async def check_second_factor(
-        self, user: User, verify: Callable[[], Awaitable[bool]], error: AppError
+        self,
+        user: User,
+        verify: Callable[[], Awaitable[bool]],
+        error: AppError,
+        *,
+        sign_in: str | None = None,
     ) -> None:
         """Runs a second-factor check as one counted attempt: `error` (or AccountLocked) when
-        `verify` says no."""
-        await self._reserve(user.email, SECOND_FACTOR)
+        `verify` says no. `sign_in`: the check is a sign-in's (its method), audited as one."""
+        await self._reserve(user.email, SECOND_FACTOR, sign_in=sign_in)
         await self.uow.commit()
         if not await verify():
-            await self.fail(user.email, user, error, factor=SECOND_FACTOR)
+            await self.fail(user.email, user, error, factor=SECOND_FACTOR, sign_in=sign_in)
         await self._release(user.email, SECOND_FACTOR)
 
     async def fail(
-        self, email: str, user: User | None, error: AppError, *, factor: str = PASSWORD
+        self,
+        email: str,
+        user: User | None,
+        error: AppError,
+        *,
+        factor: str = PASSWORD,
+        sign_in: str | None = None,
     ) -> NoReturn:
         """Settles a failed attempt (password or second factor) and raises `error`, or
-        AccountLocked when the run's attempts are used up."""
+        AccountLocked when the run's attempts are used up. A sign-in's failure (`sign_in`: its
+        method) is audited; the error commits the transaction, so the event stays."""
         self.metrics.credential_checks.labels(factor, "failed").inc()
         now = utcnow()
         key = self._key(email)
@@ -130,6 +144,18 @@ class CredentialGuard:
             if user is not None:
                 self.notifier.account_locked(user)
         retry_after = _seconds_locked(await self.attempts.get_by_key(key), now)
+        if sign_in is not None:
+            await audit.record(
+                self.uow,
+                actions.SIGN_IN,
+                target=audit.Target("user", user.id) if user is not None else None,
+                outcome=actions.LOCKED if retry_after is not None else actions.FAILED,
+                details={
+                    "method": sign_in,
+                    "reason": "account_locked" if retry_after is not None else error.code,
+                    **({} if user is not None else {"account": "unknown"}),
+                },
+            )
         if retry_after is not None:
             raise AccountLocked(retry_after)
         raise error
@@ -145,7 +171,7 @@ class CredentialGuard:
         """Ends the run and any lock: a password reset proved control of the mailbox."""
         await self.attempts.clear(self._key(email))
 
-    async def _reserve(self, email: str, factor: str) -> None:
+    async def _reserve(self, email: str, factor: str, *, sign_in: str | None = None) -> None:
         """Takes one attempt before the check runs, so that a burst of concurrent guesses cannot
         all pass a lock check that none of them has updated yet."""
         now = utcnow()
@@ -154,7 +180,7 @@ class CredentialGuard:
             key, threshold=self.settings.lockout_max_attempts, now=now
         )
         if number is None:
-            await self._refuse_locked(key, now, factor=factor)
+            await self._refuse_locked(key, now, factor=factor, sign_in=sign_in)
 
     async def _release(self, email: str, factor: str) -> None:
         """A check passed: its attempt is given back, unless the email got locked meanwhile.
@@ -168,10 +194,19 @@ class CredentialGuard:
         if _seconds_locked(await self.attempts.get_by_key(key), now) is not None:
             await self._refuse_locked(key, now, factor=None)
 
-    async def _refuse_locked(self, key: str, now: datetime, *, factor: str | None) -> NoReturn:
+    async def _refuse_locked(
+        self, key: str, now: datetime, *, factor: str | None, sign_in: str | None = None
+    ) -> NoReturn:
         if factor is not None:
             self.metrics.credential_checks.labels(factor, "refused").inc()
         security_log.warning("sign-in refused: locked", extra={"event": "login_locked"})
+        if sign_in is not None:
+            await audit.record(
+                self.uow,
+                actions.SIGN_IN,
+                outcome=actions.LOCKED,
+                details={"method": sign_in, "reason": "account_locked"},
+            )
         retry_after = _seconds_locked(await self.attempts.get_by_key(key), now)
         # Not locked yet, but every attempt of the run is taken by checks still running: one
         # of them will lock it.

@@ -19,6 +19,8 @@ from datetime import datetime
 import pyotp
 import segno
 
+from app import audit
+from app.audit import actions
 from app.auth.errors import (
     InvalidMfaCode,
     MfaAlreadyEnabled,
@@ -142,6 +144,9 @@ class MfaService:
         await self.sessions.revoke_all(user.id, now=now, reason="mfa_enabled", keep=keep_session_id)
         self.notifier.mfa_changed(user, enabled=True)
         security_log.info("mfa enabled", extra={"event": "mfa_enabled"})
+        await audit.record(
+            self.uow, actions.MFA_ENABLED, actor=user.id, target=audit.Target("user", user.id)
+        )
         return codes
 
     async def disable(self, user: User, *, password: str, code: str) -> None:
@@ -160,6 +165,9 @@ class MfaService:
         await self.uow.flush()
         self.notifier.mfa_changed(user, enabled=False)
         security_log.info("mfa disabled", extra={"event": "mfa_disabled"})
+        await audit.record(
+            self.uow, actions.MFA_DISABLED, actor=user.id, target=audit.Target("user", user.id)
+        )
 
     async def verify_second_factor(self, user: User, code: str) -> bool:
         """A TOTP code (six digits, never accepted twice) or an unused recovery code."""
@@ -171,6 +179,13 @@ class MfaService:
         used = await self.recovery_codes.claim(user.id, recovery_code_hash(normalised), utcnow())
         if used:
             security_log.info("recovery code used", extra={"event": "mfa_recovery_code_used"})
+            await audit.record(
+                self.uow,
+                actions.RECOVERY_CODE_USED,
+                actor=user.id,
+                target=audit.Target("user", user.id),
+                details={"left": await self.recovery_codes.count_unused(user.id)},
+            )
         return used
 
     async def recovery_codes_left(self, user: User) -> int:

@@ -13,6 +13,7 @@ from app.auth.models import (
     MfaRecoveryCode,
     PasswordHistory,
     RefreshToken,
+    UserIdentity,
 )
 from app.core.repository import Repository
 from app.users.models import User
@@ -295,3 +296,22 @@ _SESSION_WITH_USER = (
     .join(User, User.id == AuthSession.user_id)
     .where(AuthSession.id == bindparam("session_id", type_=Uuid))
 )
+
+
+class UserIdentityRepository(Repository[UserIdentity]):
+    model = UserIdentity
+
+    async def find(self, issuer: str, subject: str) -> UserIdentity | None:
+        return await self.session.scalar(
+            select(UserIdentity).where(
+                UserIdentity.issuer == issuer, UserIdentity.subject == subject
+            )
+        )
+
+    async def of_user(self, user_id: uuid.UUID) -> list[UserIdentity]:
+        rows = await self.session.scalars(
+            select(UserIdentity)
+            .where(UserIdentity.user_id == user_id)
+            .order_by(UserIdentity.created_at)
+        )
+        return list(rows)

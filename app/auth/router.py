@@ -12,6 +12,7 @@ from app.auth.dependencies import (
     CurrentPrincipal,
     CurrentUser,
     MfaServiceDep,
+    password_login_allowed,
 )
 from app.auth.errors import (
     AccountDisabled,
@@ -28,6 +29,7 @@ from app.auth.errors import (
     MfaNeedsTwoSteps,
     MfaNotEnabled,
     MfaSetupRequired,
+    PasswordLoginDisabled,
     PasswordReused,
     RefreshTokenReused,
     SessionNotFound,
@@ -77,8 +79,10 @@ def _signed_in(
     "/register",
     status_code=status.HTTP_201_CREATED,
     summary="Create an account",
-    responses=error_responses(EmailTaken, InvalidEmail, WeakPassword, RateLimited),
-    dependencies=[limit_by_ip("register")],
+    responses=error_responses(
+        EmailTaken, InvalidEmail, WeakPassword, RateLimited, PasswordLoginDisabled
+    ),
+    dependencies=[Depends(password_login_allowed), limit_by_ip("register")],
 )
 async def register(
     body: RegisterRequest,
@@ -96,14 +100,16 @@ async def register(
     return tokens
 
 
-_LOGIN_ERRORS = error_responses(InvalidCredentials, AccountDisabled, AccountLocked, RateLimited)
+_LOGIN_ERRORS = error_responses(
+    InvalidCredentials, AccountDisabled, AccountLocked, RateLimited, PasswordLoginDisabled
+)
 
 
 @router.post(
     "/login",
     summary="Sign in with JSON",
     responses=_LOGIN_ERRORS,
-    dependencies=[limit_by_ip("login")],
+    dependencies=[Depends(password_login_allowed), limit_by_ip("login")],
 )
 async def login(
     body: LoginRequest,
@@ -122,7 +128,7 @@ async def login(
     "/token",
     summary="Sign in with the OAuth2 password form (Swagger's Authorize button)",
     responses={**_LOGIN_ERRORS, **error_responses(MfaNeedsTwoSteps)},
-    dependencies=[limit_by_ip("login")],
+    dependencies=[Depends(password_login_allowed), limit_by_ip("login")],
 )
 async def login_for_token(
     form: Annotated[PasswordForm, Depends()],

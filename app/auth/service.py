@@ -3,6 +3,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app import audit
+from app.audit import actions
 from app.auth.csrf import csrf_token_valid, issue_csrf_token
 from app.auth.errors import (
     AccountDisabled,
@@ -13,6 +15,7 @@ from app.auth.errors import (
     InvalidToken,
     RefreshTokenReused,
     SessionNotFound,
+    SignInDisabled,
 )
 from app.auth.guard import CredentialGuard
 from app.auth.mfa import MfaService
@@ -25,6 +28,7 @@ from app.auth.tokens import AccountTokens
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.security import JWTCodec, PasswordHasher, TokenError, hash_token, new_opaque_token
+from app.core.uow import UnitOfWork
 from app.users.models import User
 from app.users.repository import UserRepository
 
@@ -60,6 +64,7 @@ class AuthService:
     def __init__(
         self,
         *,
+        uow: UnitOfWork,
         users: UserRepository,
         sessions: AuthSessionRepository,
         refresh_tokens: RefreshTokenRepository,
@@ -72,6 +77,7 @@ class AuthService:
         settings: Settings,
         digest_key: bytes,
     ) -> None:
+        self.uow = uow
         self.users = users
         self.sessions = sessions
         self.refresh_tokens = refresh_tokens
@@ -113,14 +119,38 @@ class AuthService:
         )
         self.notifier.verification(user, email=user.email, token=token)
         security_log.info("account registered", extra={"event": "register"})
+        await audit.record(
+            self.uow,
+            actions.USER_CREATED,
+            actor=user.id,
+            target=audit.Target("user", user.id),
+            details={"method": "password"},
+        )
         return user
 
     async def authenticate(self, *, email: str, password: str) -> User:
         """Checks credentials (with lockout); for an MFA account only the first step."""
         user = await self.guard.check_login(email, password)
         if not user.is_active:
-            raise AccountDisabled()
+            await self.record_sign_in(user, "password", outcome=actions.FAILED)
+            raise SignInDisabled()
         return user
+
+    async def record_sign_in(
+        self, user: User, method: str, *, outcome: str = actions.SUCCEEDED
+    ) -> None:
+        """Audits a sign-in of `user` by `method` (password, mfa, oidc)."""
+        details: dict[str, str] = {"method": method}
+        if outcome != actions.SUCCEEDED:
+            details["reason"] = "account_disabled"
+        await audit.record(
+            self.uow,
+            actions.SIGN_IN,
+            actor=user.id if outcome == actions.SUCCEEDED else None,
+            target=audit.Target("user", user.id),
+            outcome=outcome,
+            details=details,
+        )
 
     async def login(
         self, *, email: str, password: str, client: ClientInfo
@@ -128,12 +158,31 @@ class AuthService:
         """Signs in: tokens, or, when MFA is on, a challenge to finish with a second factor."""
         user = await self.authenticate(email=email, password=password)
         if user.mfa_enabled:
-            ttl = timedelta(minutes=self.settings.mfa_challenge_minutes)
-            challenge, _expires_at = self.jwt.encode_mfa_challenge(user_id=user.id, ttl=ttl)
-            security_log.info("mfa challenge issued", extra={"event": "login_mfa_challenge"})
-            return MfaChallenge(challenge_token=challenge, expires_in=int(ttl.total_seconds()))
+            return self.mfa_challenge(user)
         await self.guard.succeed(user.email)
         security_log.info("signed in", extra={"event": "login", "target_user_id": str(user.id)})
+        await self.record_sign_in(user, "password")
+        return await self.start_session(user, client)
+
+    def mfa_challenge(self, user: User) -> MfaChallenge:
+        """The first step's answer for an MFA account: a challenge for POST /mfa/verify."""
+        ttl = timedelta(minutes=self.settings.mfa_challenge_minutes)
+        challenge, _expires_at = self.jwt.encode_mfa_challenge(user_id=user.id, ttl=ttl)
+        security_log.info("mfa challenge issued", extra={"event": "login_mfa_challenge"})
+        return MfaChallenge(challenge_token=challenge, expires_in=int(ttl.total_seconds()))
+
+    async def sign_in_verified(
+        self, user: User, client: ClientInfo, *, method: str, require_mfa: bool
+    ) -> TokenPair | MfaChallenge:
+        """Signs in a user whom another party (single sign-on) has authenticated: the same
+        session and tokens as a password sign-in; with `require_mfa`, an MFA account gets the
+        challenge instead, as after a password."""
+        if require_mfa and user.mfa_enabled:
+            return self.mfa_challenge(user)
+        security_log.info(
+            "signed in", extra={"event": "login", "method": method, "target_user_id": str(user.id)}
+        )
+        await self.record_sign_in(user, method)
         return await self.start_session(user, client)
 
     async def complete_mfa_login(
@@ -148,14 +197,19 @@ class AuthService:
         if user is None or not user.mfa_enabled:
             raise InvalidMfaChallenge()
         if not user.is_active:
-            raise AccountDisabled()
+            await self.record_sign_in(user, "mfa", outcome=actions.FAILED)
+            raise SignInDisabled()
         await self.guard.check_second_factor(
-            user, lambda: self.mfa.verify_second_factor(user, code), InvalidMfaCode()
+            user,
+            lambda: self.mfa.verify_second_factor(user, code),
+            InvalidMfaCode(),
+            sign_in="mfa",
         )
         await self.guard.succeed(user.email)
         security_log.info(
             "signed in with mfa", extra={"event": "login", "target_user_id": str(user.id)}
         )
+        await self.record_sign_in(user, "mfa")
         return await self.start_session(user, client)
 
     async def start_session(self, user: User, client: ClientInfo) -> TokenPair:
@@ -231,7 +285,15 @@ class AuthService:
         await self.sessions.revoke(principal.session.id, now=utcnow(), reason="logout")
 
     async def logout_all(self, principal: Principal) -> int:
-        return await self.sessions.revoke_all(principal.user.id, now=utcnow(), reason="logout_all")
+        count = await self.sessions.revoke_all(principal.user.id, now=utcnow(), reason="logout_all")
+        await audit.record(
+            self.uow,
+            actions.SIGN_OUT_EVERYWHERE,
+            actor=principal.user.id,
+            target=audit.Target("user", principal.user.id),
+            details={"sessions": count},
+        )
+        return count
 
     async def list_sessions(self, user: User) -> list[AuthSession]:
         return await self.sessions.list_active(user.id, utcnow())
@@ -242,6 +304,12 @@ class AuthService:
         if session is None or session.user_id != user.id or session.revoked_at is not None:
             raise SessionNotFound()
         await self.sessions.revoke(session.id, now=utcnow(), reason="revoked")
+        await audit.record(
+            self.uow,
+            actions.SESSION_REVOKED,
+            actor=user.id,
+            target=audit.Target("session", session.id),
+        )
 
     async def _issue(self, user: User, session: AuthSession, now: datetime) -> TokenPair:
         raw_refresh = new_opaque_token()

@@ -32,16 +32,24 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
 
     __tablename__ = "chat"
     __table_args__ = (
+        # An imported conversation is imported once (app/chats/transfer).
+        Index("uq_chat_import", "user_id", "import_source", "import_id", unique=True),
         # The listing: one user's chats, archived or not, pinned first, most recently active
         # first, the id breaking ties for the cursor. Also serves the user_id foreign key.
         Index("ix_chat_listing", "user_id", "archived", "pinned", "last_message_at", "id"),
         # The purge of chats whose time in the trash is up (app/chats/trash.py).
         Index("ix_chat_deleted_at", "deleted_at"),
+        # A project's chats (GET /api/chats?project_id=), and moving them out of it.
+        Index("ix_chat_project_id", "project_id"),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
     # None until the user or the automatic title names the chat.
     title: Mapped[str | None] = mapped_column(String(200))
+    # Imported chats: where from (chatgpt, claude, openwebui, parley) and the conversation's id
+    # there; null for chats made here.
+    import_source: Mapped[str | None] = mapped_column(String(16))
+    import_id: Mapped[str | None] = mapped_column(String(200))
     # Set by POST /api/chats/{chat_id}/summarize.
     summary: Mapped[str | None] = mapped_column(Text)
     mode: Mapped[str] = mapped_column(String(32), default="chat")
@@ -63,6 +71,29 @@ class Chat(UUIDPrimaryKey, Timestamps, Base):
     collection_ids: Mapped[list[str] | None] = mapped_column(JSON)
     # The tools the model may call in its replies (ids, `server.tool`); null or empty: none.
     tool_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    # The project it is filed in (app/projects). Deleting a project moves its chats out first
+    # (no ON DELETE: SQLite cannot add a column with one that its reflection reads back).
+    project_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("project.id"))
+    # Its tags, sorted, as the API shows them; chat_tag holds the same for filtering and counts
+    # (both written together, by ChatRepository.set_tags). Null: none.
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
+
+
+class ChatTag(Base):
+    """One tag of a chat (normalised: app/chats/tags.py); a chat has at most 20."""
+
+    __tablename__ = "chat_tag"
+    __table_args__ = (
+        # GET /api/tags (counts per tag) and GET /api/chats?tag= (the chats with one).
+        Index("ix_chat_tag_user_tag", "user_id", "tag"),
+    )
+
+    chat_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("chat.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The chat's user, copied so that a user's tags are counted without reading their chats.
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
 
 
 class ReplyOutcome:

@@ -15,16 +15,18 @@ from sqlalchemy import (
     column,
     delete,
     func,
+    insert,
     literal,
     literal_column,
     or_,
     select,
     text,
     tuple_,
+    update,
 )
 from sqlalchemy.orm import aliased
 
-from app.chats.models import Chat, Message
+from app.chats.models import Chat, ChatTag, Message
 from app.chats.search import DENSE_MATCHES, SearchTerms
 from app.core.db import UTCDateTime
 from app.core.repository import Repository
@@ -89,6 +91,8 @@ class ChatRepository(Repository[Chat]):
         archived: bool = False,
         trashed_since: datetime | None = None,
         search: SearchTerms | None = None,
+        project_id: uuid.UUID | None = None,
+        tag: str | None = None,
     ) -> list[Chat]:
         """Up to `limit` chats in listing order, strictly after `after` (keyset pagination).
 
@@ -102,6 +106,14 @@ class ChatRepository(Repository[Chat]):
             statement = statement.where(Chat.deleted_at >= trashed_since)
         if pinned is not None:
             statement = statement.where(Chat.pinned == pinned)
+        if project_id is not None:
+            statement = statement.where(Chat.project_id == project_id)
+        if tag is not None:
+            statement = statement.where(
+                Chat.id.in_(
+                    select(ChatTag.chat_id).where(ChatTag.user_id == user_id, ChatTag.tag == tag)
+                )
+            )
         if after is not None:
             statement = statement.where(
                 tuple_(Chat.pinned, Chat.last_message_at, Chat.id)
@@ -117,6 +129,64 @@ class ChatRepository(Repository[Chat]):
             Chat.pinned.desc(), Chat.last_message_at.desc(), Chat.id.desc()
         ).limit(limit)
         return list(await self.session.scalars(statement))
+
+    async def set_tags(self, chat: Chat, tags: list[str]) -> None:
+        """Replaces the chat's tags (its `tags` column and its chat_tag rows together)."""
+        await self.session.execute(delete(ChatTag).where(ChatTag.chat_id == chat.id))
+        if tags:
+            await self.session.execute(
+                insert(ChatTag),
+                [{"chat_id": chat.id, "tag": tag, "user_id": chat.user_id} for tag in tags],
+            )
+        chat.tags = sorted(tags) or None
+
+    async def tag_counts(self, user_id: uuid.UUID) -> list[tuple[str, int]]:
+        """The user's tags with how many of their chats (out of the trash) carry each, by tag."""
+        count = func.count()
+        rows = await self.session.execute(
+            select(ChatTag.tag, count)
+            .join(Chat, Chat.id == ChatTag.chat_id)
+            .where(ChatTag.user_id == user_id, Chat.deleted_at.is_(None))
+            .group_by(ChatTag.tag)
+            .order_by(ChatTag.tag)
+        )
+        return [(tag, number) for tag, number in rows]
+
+    async def project_chat_counts(
+        self, user_id: uuid.UUID, project_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        """How many chats (out of the trash) each project holds."""
+        if not project_ids:
+            return {}
+        rows = await self.session.execute(
+            select(Chat.project_id, func.count())
+            .where(
+                Chat.user_id == user_id,
+                Chat.project_id.in_(project_ids),
+                Chat.deleted_at.is_(None),
+            )
+            .group_by(Chat.project_id)
+        )
+        return {project_id: number for project_id, number in rows if project_id}
+
+    async def release_project(
+        self, project_id: uuid.UUID, *, trash_at: datetime | None = None
+    ) -> None:
+        """Takes every chat out of the project (its trashed ones too), before the project is
+        deleted; with `trash_at`, also moves those not yet in the trash there."""
+        if trash_at is not None:
+            await self.session.execute(
+                update(Chat)
+                .where(Chat.project_id == project_id, Chat.deleted_at.is_(None))
+                .values(deleted_at=trash_at)
+                .execution_options(synchronize_session=False)
+            )
+        await self.session.execute(
+            update(Chat)
+            .where(Chat.project_id == project_id)
+            .values(project_id=None)
+            .execution_options(synchronize_session=False)
+        )
 
     async def _matches(self, search: SearchTerms) -> ColumnElement[bool]:
         if self.session.get_bind().dialect.name == "postgresql":

@@ -24,7 +24,9 @@ from app.chats.schemas import (
     ExportFormat,
     MessagePage,
     ModeRead,
+    TagCount,
 )
+from app.chats.tags import normalise_tag
 from app.core.cursor import CursorQuery
 from app.core.deps import SettingsDep
 from app.core.errors import Unauthorized, error_responses
@@ -32,9 +34,11 @@ from app.core.text import NoNul
 from app.guardrails.pipeline import checks_by_point
 from app.guardrails.schemas import ModeGuardrails
 from app.knowledge.errors import CollectionNotFound
+from app.projects.errors import ProjectNotFound
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
 modes_router = APIRouter(prefix="/api/modes", tags=["generation"])
+tags_router = APIRouter(prefix="/api/tags", tags=["chats"])
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 
@@ -43,7 +47,9 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a chat",
-    responses=error_responses(Unauthorized, InvalidModeParams, UnknownMode, CollectionNotFound),
+    responses=error_responses(
+        Unauthorized, InvalidModeParams, UnknownMode, CollectionNotFound, ProjectNotFound
+    ),
 )
 async def create_chat(body: ChatCreate, user: CurrentUser, service: ChatServiceDep) -> ChatRead:
     """Creates a chat with a mode, its parameters and optional generation settings."""
@@ -74,6 +80,14 @@ async def list_chats(
         ),
         NoNul,
     ] = None,
+    project_id: Annotated[
+        uuid.UUID | None, Query(description="Only the chats of this project of yours.")
+    ] = None,
+    tag: Annotated[
+        str | None,
+        Query(max_length=100, description="Only the chats with this tag (GET /api/tags)."),
+        NoNul,
+    ] = None,
 ) -> ChatPage:
     """Pinned chats first, then by latest activity; pass `next_cursor` back for more."""
     return await service.list_chats(
@@ -84,6 +98,8 @@ async def list_chats(
         archived=archived,
         trashed=trashed,
         query=q,
+        project_id=project_id,
+        tag=normalise_tag(tag) if tag is not None else None,
     )
 
 
@@ -101,7 +117,12 @@ async def get_chat(chat: OwnedChat) -> ChatRead:
     "/{chat_id}",
     summary="Rename, pin, archive or change a chat's settings",
     responses=error_responses(
-        Unauthorized, ChatNotFound, CollectionNotFound, InvalidModeParams, UnknownMode
+        Unauthorized,
+        ChatNotFound,
+        CollectionNotFound,
+        ProjectNotFound,
+        InvalidModeParams,
+        UnknownMode,
     ),
 )
 async def update_chat(chat: OwnedChat, body: ChatUpdate, service: ChatServiceDep) -> ChatRead:
@@ -188,6 +209,12 @@ async def export_chat(
     return Response(
         file.content, media_type=file.media_type, headers={"Content-Disposition": disposition}
     )
+
+
+@tags_router.get("", summary="List my tags", responses=error_responses(Unauthorized))
+async def list_tags(user: CurrentUser, service: ChatServiceDep) -> list[TagCount]:
+    """Every tag on your chats (out of the trash), by name, with how many chats carry it."""
+    return [TagCount(tag=tag, count=count) for tag, count in await service.tag_counts(user)]
 
 
 @modes_router.get("", summary="List chat modes")

@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from app.chats.errors import UnknownMode
 from app.chats.models import MessageStatus, Role
 from app.chats.modes import DEFAULT_MODE, MODES
+from app.chats.tags import Tags
 from app.core.jsontypes import JsonNumber
 from app.core.text import NoNul
 from app.files.schemas import AttachmentRead, ContextCut
@@ -108,6 +109,10 @@ class ChatCreate(ChatSettings):
         description="The tools the model may call (`server.tool` ids from GET /api/tools). "
         "Absent or null: the mode's preset tools (MODE_TOOLS), if any; `[]`: none.",
     )
+    project_id: uuid.UUID | None = Field(
+        default=None, description="File it in one of your projects (GET /api/projects)."
+    )
+    tags: Tags = Field(default_factory=list)
 
 
 class ChatUpdate(ChatSettings):
@@ -128,6 +133,10 @@ class ChatUpdate(ChatSettings):
     tool_ids: ToolIds | None = Field(
         default=None, description="Replaces the chat's tools ([] or null: none)."
     )
+    project_id: uuid.UUID | None = Field(
+        default=None, description="Moves it into one of your projects (null: out of its project)."
+    )
+    tags: Tags | None = Field(default=None, description="Replaces its tags ([] or null: none).")
 
 
 class ChatRead(BaseModel):
@@ -158,8 +167,10 @@ class ChatRead(BaseModel):
     tool_ids: list[str] = Field(
         default_factory=list, description="The tools the model may call in its replies."
     )
+    project_id: uuid.UUID | None = Field(default=None, description="Its project (null: none).")
+    tags: list[str] = Field(default_factory=list, description="Its tags, sorted.")
 
-    @field_validator("collection_ids", "tool_ids", mode="before")
+    @field_validator("collection_ids", "tool_ids", "tags", mode="before")
     @classmethod
     def _none_is_empty(cls, value: object) -> object:
         return [] if value is None else value
@@ -168,6 +179,11 @@ class ChatRead(BaseModel):
 class ChatPage(BaseModel):
     items: list[ChatRead]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+
+
+class TagCount(BaseModel):
+    tag: str
+    count: int = Field(description="Your chats with this tag, out of the trash.")
 
 
 class ServedBy(BaseModel):

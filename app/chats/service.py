@@ -36,6 +36,9 @@ from app.files.attachments import attachment_reads
 from app.files.repository import AttachmentRepository
 from app.knowledge.errors import CollectionNotFound
 from app.knowledge.repository import CollectionRepository
+from app.projects.errors import ProjectNotFound
+from app.projects.models import Project
+from app.projects.repository import ProjectRepository
 from app.tools.catalog import ToolCatalog
 from app.tools.errors import UnknownTool
 from app.users.models import User
@@ -146,6 +149,8 @@ class ChatService:
         else:  # the mode's tools (MODE_TOOLS), those of them enabled
             presets = self.mode_tools.get(data.mode, [])
             tool_ids = [t.id for t in self.tools.offered(presets)] if self.tools else []
+        if data.project_id is not None:
+            await self.check_project(user.id, data.project_id)
         now = utcnow()
         chat = Chat(
             user_id=user.id,
@@ -161,11 +166,36 @@ class ChatService:
             collection_ids=[str(i) for i in dict.fromkeys(data.collection_ids)] or None,
             tool_ids=tool_ids or None,
             archived=False,
+            project_id=data.project_id,
             created_at=now,
             updated_at=now,
             last_message_at=now,
         )
-        return await self.chats.add(chat)
+        await self.chats.add(chat)
+        if data.tags:
+            await self.chats.set_tags(chat, data.tags)
+            await self.uow.flush()
+        return chat
+
+    async def check_project(self, user_id: uuid.UUID, project_id: uuid.UUID) -> None:
+        """ProjectNotFound unless the project is the user's."""
+        if await self.uow.get(ProjectRepository).get_for_user(user_id, project_id) is None:
+            raise ProjectNotFound()
+
+    async def tag_counts(self, user: User) -> list[tuple[str, int]]:
+        """The user's tags, each with the number of their chats (out of the trash) carrying it."""
+        return await self.chats.tag_counts(user.id)
+
+    async def project_chat_counts(
+        self, user: User, projects: Sequence[Project]
+    ) -> dict[uuid.UUID, int]:
+        return await self.chats.project_chat_counts(user.id, [p.id for p in projects])
+
+    async def delete_project(self, project: Project, *, trash_chats: bool = False) -> None:
+        """Deletes the project. Its chats move out of it and stay (the default), or go to the
+        trash with `trash_chats`, restorable for TRASH_DAYS like any chat."""
+        await self.chats.release_project(project.id, trash_at=utcnow() if trash_chats else None)
+        await self.uow.get(ProjectRepository).delete(project)
 
     async def get_owned_chat(
         self, user: User, chat_id: uuid.UUID, *, with_trash: bool = False
@@ -192,6 +222,8 @@ class ChatService:
         archived: bool = False,
         trashed: bool = False,
         query: str | None = None,
+        project_id: uuid.UUID | None = None,
+        tag: str | None = None,
     ) -> ChatPage:
         """One page of the user's chats (or of their trash): pinned first, then most recently
         active."""
@@ -203,6 +235,8 @@ class ChatService:
             archived=archived,
             trashed_since=self._trashed_since() if trashed else None,
             search=SearchTerms.parse(query),
+            project_id=project_id,
+            tag=tag,
         )
         page = chats[:limit]
         more = len(chats) > limit
@@ -221,6 +255,12 @@ class ChatService:
             chat.collection_ids = [str(i) for i in ids] or None
         if "tool_ids" in sent:
             chat.tool_ids = self.check_tools(data.tool_ids or []) or None
+        if "project_id" in sent:
+            if data.project_id is not None:
+                await self.check_project(chat.user_id, data.project_id)
+            chat.project_id = data.project_id
+        if "tags" in sent:
+            await self.chats.set_tags(chat, data.tags or [])
         for name in _PLAIN_FIELDS:
             if name in sent:
                 value = getattr(data, name)
@@ -468,6 +508,30 @@ class ChatService:
         return self._new(
             chat, parent, role=Role.ASSISTANT, content=content, model=model, status=status
         )
+
+    async def copy_thread(self, chat: Chat, thread: Sequence[Message]) -> list[Message]:
+        """Writes copies of `thread` (root first) into `chat` as one branch, in order: a shared
+        chat continued by a reader. Texts, roles, models and sources are copied, not
+        attachments (they stay their owner's); a reply cut off while streaming is marked
+        interrupted."""
+        copies: list[Message] = []
+        parent: Message | None = None
+        for message in thread:
+            status = message.status
+            if status == MessageStatus.STREAMING:
+                status = MessageStatus.INTERRUPTED
+            parent = self._new(
+                chat,
+                parent,
+                role=message.role,
+                content=message.content,
+                model=message.model,
+                status=status,
+                sources=message.sources,
+            )
+            copies.append(parent)
+        await self.uow.flush()
+        return copies
 
     # --- export --------------------------------------------------------------------------------
 

@@ -244,6 +244,8 @@ class ChatSettings(BaseSettings):
     # A deleted chat stays this many days in the trash, where it can be restored, then it is
     # purged (app/chats/trash.py). DELETE ...?permanent=true skips the trash.
     trash_days: int = Field(default=30, ge=1, le=3650)
+    # POST /api/chats/import: the largest upload accepted (bytes), a conversations.json or a .zip.
+    import_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
 
 
 class FileSettings(BaseSettings):
@@ -379,6 +381,43 @@ class ToolSettings(BaseSettings):
         return value
 
 
+class AuditSettings(BaseSettings):
+    """The audit log (app/audit, docs/audit.md)."""
+
+    # Events older than this many days are purged every hour.
+    audit_days: int = Field(default=365, ge=1, le=36_500)
+
+
+class OidcSettings(BaseSettings):
+    """Single sign-on with OpenID Connect (app/auth/oidc, docs/sso.md). Off unless OIDC_ISSUER,
+    OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are all set."""
+
+    # The issuer's URL; its discovery document is read from
+    # <OIDC_ISSUER>/.well-known/openid-configuration.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid email profile"
+    # The sign-in button's label: "Sign in with <OIDC_DISPLAY_NAME>".
+    oidc_display_name: str = "single sign-on"
+    # The ID token (or userinfo) claim that lists the user's groups at the identity provider.
+    oidc_groups_claim: str | None = None
+    # Members of any of these identity-provider groups are administrators (comma-separated).
+    oidc_admin_groups: Annotated[list[str], NoDecode] = []
+    # A first sign-in with no matching account creates one; false: only existing accounts.
+    oidc_allow_signup: bool = True
+    # Groups named in the groups claim that Parley lacks are created (the groups package).
+    oidc_create_groups: bool = False
+    # SSO users still pass Parley's own MFA when they have it on.
+    oidc_require_mfa: bool = False
+    # false: an SSO-only deployment, where password sign-in and registration are refused.
+    password_login_enabled: bool = True
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)
+
+
 class LimitSettings(BaseSettings):
     """Rate limits and the state several workers share (Redis), proxies."""
 
@@ -405,6 +444,9 @@ class LimitSettings(BaseSettings):
     rate_limit_mail_per_address: str = "5/hour"
     # Per user, for the generation endpoints (chat messages, /api/generate).
     rate_limit_generation: str = "30/minute"
+    # Per client IP, for the public share links (GET /api/shared/{token} and its images): a
+    # reader paging through a chat is far below it, a token guesser far above.
+    rate_limit_shared: str = "60/minute;600/hour"
 
 
 class Settings(
@@ -418,6 +460,8 @@ class Settings(
     FileSettings,
     KnowledgeSettings,
     ToolSettings,
+    AuditSettings,
+    OidcSettings,
     LimitSettings,
 ):
     """Every setting, grouped by domain in the classes above; the environment variable of each
@@ -432,11 +476,23 @@ class Settings(
     def _async_driver(cls, value: str) -> str:
         return normalise_database_url(value)
 
-    @field_validator("cors_origins", "trusted_proxies", "allowed_hosts", mode="before")
+    @field_validator(
+        "cors_origins", "trusted_proxies", "allowed_hosts", "oidc_admin_groups", mode="before"
+    )
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("OIDC_ISSUER must be an absolute http(s) URL")
         return value
 
     @field_validator("frontend_url")
@@ -515,6 +571,7 @@ class Settings(
         "rate_limit_mfa_verify",
         "rate_limit_mail_per_address",
         "rate_limit_generation",
+        "rate_limit_shared",
     )
     @classmethod
     def _valid_limit(cls, value: str) -> str:

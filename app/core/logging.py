@@ -3,6 +3,7 @@
 import json
 import logging
 import sys
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,11 @@ user_id_var: ContextVar[str | None] = ContextVar("user_id", default=None)
 # The scheme and Host header of the request being served ("http://127.0.0.1:8000"), as the
 # client sent it: only trusted for mailed links when the host is in ALLOWED_HOSTS.
 request_origin_var: ContextVar[str | None] = ContextVar("request_origin", default=None)
+# The ASGI scope of the request being served, so that what records the request (the audit log:
+# client IP, user agent) can read it without every service being handed the request.
+request_scope_var: ContextVar[MutableMapping[str, Any] | None] = ContextVar(
+    "request_scope", default=None
+)
 
 # uvicorn adds `color_message` (the message with ANSI colour codes) to its records: never logged.
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}

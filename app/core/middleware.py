@@ -9,7 +9,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import error_response
-from app.core.logging import request_id_var, request_origin_var, user_id_var
+from app.core.logging import (
+    request_id_var,
+    request_origin_var,
+    request_scope_var,
+    user_id_var,
+)
 from app.core.metrics import Metrics
 
 access_logger = logging.getLogger("parley.access")
@@ -41,6 +46,7 @@ class RequestContextMiddleware:
         host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
         scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
         origin_token = request_origin_var.set(f"{scheme}://{host}" if host else None)
+        scope_token = request_scope_var.set(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -84,6 +90,7 @@ class RequestContextMiddleware:
                 },
             )
             request_origin_var.reset(origin_token)
+            request_scope_var.reset(scope_token)
             user_id_var.reset(user_id_token)
             request_id_var.reset(request_id_token)
 

@@ -56,6 +56,8 @@ from app.generation.stale_replies import stale_after
 from app.generation.summaries import SummaryService
 from app.generation.upstream.types import ModelConfig, SamplingParams, UpstreamCall
 from app.groups.access import GroupAccess
+from app.projects.models import Project
+from app.projects.repository import ProjectRepository
 from app.usage.service import Quota, UsageService
 from app.users.models import User
 
@@ -102,11 +104,6 @@ class GenerationService:
             logger.warning("could not record the reply of an idempotency key", exc_info=True)
         return reply
 
-    async def _model(self, user: User, *preferred: str | None) -> ModelConfig:
-        """The model a request names (or its chat's, the user's default, the server's), if the
-        user may use it; UnknownModel (404) otherwise, restricted or not there alike."""
-        return self.runtime.registry.resolve(*preferred, permit=await self.access.permit(user))
-
     async def _start(self, user: User, request: ReplyRequest) -> ReplyStream:
         match request:
             case SendMessage():
@@ -122,7 +119,9 @@ class GenerationService:
             case Completion():
                 return await self._complete(user, request)
 
-    def _plan(self, user: User, chat: Chat | None, **fields: Any) -> ReplyPlan:
+    def _plan(
+        self, user: User, chat: Chat | None, *, project: Project | None = None, **fields: Any
+    ) -> ReplyPlan:
         scope = RequestScope(
             attachments=self.attachments, titles=self.summaries, commit=self.uow.commit
         )
@@ -132,7 +131,36 @@ class GenerationService:
                 "preferred_prompt": user.system_prompt,
                 "mode_params": chat.mode_params,
             }
+        if project is not None:
+            fields |= {
+                "project_instructions": project.instructions,
+                "project_collection_ids": [
+                    uuid.UUID(value) for value in project.collection_ids or []
+                ],
+                "project_tool_ids": [str(value) for value in project.tool_ids or []],
+            }
         return ReplyPlan(user=user, chat=chat, scope=scope, **fields)
+
+    async def _project(self, user: User, project_id: uuid.UUID | None) -> Project | None:
+        """The chat's project, if it has one (its instructions, model and collections)."""
+        if project_id is None:
+            return None
+        return await self.uow.get(ProjectRepository).get_for_user(user.id, project_id)
+
+    async def _model(
+        self, user: User, requested: str | None, chat_model: str | None, project: Project | None
+    ) -> ModelConfig:
+        """The request's model, else the chat's, else its project's, else the user's default,
+        else the server's, if the user may use it; UnknownModel (404) otherwise, restricted or
+        not there alike."""
+        project_model = project.model if project is not None else None
+        return self.runtime.registry.resolve(
+            requested,
+            chat_model,
+            project_model,
+            user.default_model,
+            permit=await self.access.permit(user),
+        )
 
     # --- chat replies ------------------------------------------------------------------------
 
@@ -140,11 +168,13 @@ class GenerationService:
         """Saves the user's message (with its attachments), then starts the assistant's reply.
         The message's `collection_ids` (the user's) replace the chat's for it."""
         chat = request.chat
+        project = await self._project(user, chat.project_id)
         plan = self._plan(
             user,
             chat,
+            project=project,
             mode=chat.mode,
-            model=await self._model(user, request.model, chat.model, user.default_model),
+            model=await self._model(user, request.model, chat.model, project),
             content=request.content,
             file_ids=request.attachments,
             collection_ids=request.collection_ids,
@@ -165,11 +195,13 @@ class GenerationService:
         quota) rolls the chat back with the request; once the message is sent the chat stays,
         whatever becomes of the reply: a failed reply is saved `failed`, to retry (regenerate)."""
         data = request.data
+        project = await self._project(user, data.project_id)
         plan = self._plan(
             user,
             None,
+            project=project,
             mode=data.mode,
-            model=await self._model(user, data.model, None, user.default_model),
+            model=await self._model(user, data.model, None, project),
             chat_prompt=data.system_prompt,
             preferred_prompt=user.system_prompt,
             mode_params=data.mode_params,
@@ -191,11 +223,13 @@ class GenerationService:
         chat, attachments = request.chat, request.attachments
         if attachments is None:
             attachments = await self.attachments.file_ids_of(chat.id, request.message_id)
+        project = await self._project(user, chat.project_id)
         plan = self._plan(
             user,
             chat,
+            project=project,
             mode=chat.mode,
-            model=await self._model(user, request.model, chat.model, user.default_model),
+            model=await self._model(user, request.model, chat.model, project),
             content=request.content,
             file_ids=attachments,
             max_tokens=chat.max_tokens,
@@ -209,11 +243,13 @@ class GenerationService:
         """Answers the same user message again (with its attachments); the new reply is a
         sibling of the old one."""
         chat = request.chat
+        project = await self._project(user, chat.project_id)
         plan = self._plan(
             user,
             chat,
+            project=project,
             mode=chat.mode,
-            model=await self._model(user, request.model, chat.model, user.default_model),
+            model=await self._model(user, request.model, chat.model, project),
             content="",
             new_content=False,
             max_tokens=chat.max_tokens,
@@ -376,7 +412,7 @@ class GenerationService:
             user,
             None,
             mode=body.mode,
-            model=await self._model(user, body.model, user.default_model),
+            model=await self._model(user, body.model, None, None),
             content=body.prompt,
             file_ids=body.attachments,
             max_tokens=body.max_tokens,
@@ -457,7 +493,9 @@ class GenerationService:
             user,
             chat,
             mode="chat",
-            model=await self._model(user, request.model),
+            model=self.runtime.registry.resolve(
+                request.model, permit=await self.access.permit(user)
+            ),
             content=_last_user_text(request.messages),
             collection_ids=request.collection_ids,
             max_tokens=request.max_tokens,

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts.errors import UserNotFound
+from app.audit import actions
+from app.audit.recorder import Target, record
 from app.core.db import utcnow
 from app.core.errors import Forbidden
 from app.core.uow import UnitOfWork
@@ -144,6 +146,9 @@ class GroupService:
         )
         await self._save(group, new=True)
         await self.groups.set_admins(group.id, data.admins)
+        await record(
+            self.uow, actions.GROUP_CREATED, target=_target(group.id), details={"name": group.name}
+        )
         return await self.detail(group.id)
 
     async def update(
@@ -171,13 +176,23 @@ class GroupService:
         if admins is not None:
             await self.groups.set_admins(group.id, admins)
         self.cache.announce(self.uow, EVERYONE)
+        await record(
+            self.uow,
+            actions.GROUP_CHANGED,
+            target=_target(group.id),
+            details={"fields": sorted(sent)},
+        )
         return await self.detail(group.id)
 
     async def delete(self, group_id: uuid.UUID) -> None:
         """Deletes the group: its members lose its models, quota and shared collections."""
-        await self._get(group_id)
+        group = await self._get(group_id)
+        name = group.name
         await self.groups.remove(group_id)
         self.cache.announce(self.uow, EVERYONE)
+        await record(
+            self.uow, actions.GROUP_DELETED, target=_target(group_id), details={"name": name}
+        )
 
     # --- membership -----------------------------------------------------------------------
 
@@ -198,6 +213,12 @@ class GroupService:
             raise UserNotFound()
         if await self.groups.add_member(group_id, user_id):
             self.cache.announce(self.uow, str(user_id))
+            await record(
+                self.uow,
+                actions.GROUP_MEMBERSHIP_CHANGED,
+                target=_target(group_id),
+                details={"user_id": str(user_id), "change": "added"},
+            )
         return await self.detail(group_id)
 
     async def remove_member(self, actor: User, group_id: uuid.UUID, user_id: uuid.UUID) -> None:
@@ -206,6 +227,12 @@ class GroupService:
         if not await self.groups.remove_member(group_id, user_id):
             raise UserNotFound("This user is not a member of the group.")
         self.cache.announce(self.uow, str(user_id))
+        await record(
+            self.uow,
+            actions.GROUP_MEMBERSHIP_CHANGED,
+            target=_target(group_id),
+            details={"user_id": str(user_id), "change": "removed"},
+        )
 
     async def sync_memberships(
         self, user_id: uuid.UUID, group_names: Sequence[str], *, create_missing: bool
@@ -233,10 +260,21 @@ class GroupService:
         wanted = {g.id for g in groups.values()}
         current = await self.groups.member_group_ids(user_id)
         changed = False
-        for group_id in wanted - current:
-            changed |= await self.groups.add_member(group_id, user_id)
-        for group_id in current - wanted:
-            changed |= await self.groups.remove_member(group_id, user_id)
+        for group_id, change in [(g, "added") for g in wanted - current] + [
+            (g, "removed") for g in current - wanted
+        ]:
+            if change == "added":
+                done = await self.groups.add_member(group_id, user_id)
+            else:
+                done = await self.groups.remove_member(group_id, user_id)
+            if done:
+                changed = True
+                await record(
+                    self.uow,
+                    actions.GROUP_MEMBERSHIP_CHANGED,
+                    target=_target(group_id),
+                    details={"user_id": str(user_id), "change": change, "via": "sso"},
+                )
         if changed:
             self.cache.announce(self.uow, str(user_id))
         return sorted(g.name for g in groups.values())
@@ -260,7 +298,32 @@ class GroupService:
         """Restricts a (configured) model to the groups listing it, or opens it to everyone."""
         if await self.groups.set_restricted(name, restricted):
             self.cache.announce(self.uow, RESTRICTED)
+            await record(
+                self.uow,
+                actions.MODEL_RESTRICTED,
+                target=Target("model", name),
+                details={"restricted": restricted},
+            )
         return (await self.model_access([name]))[0]
+
+
+class GroupMembershipSync:
+    """Single sign-on's GroupSync (app/auth/sso.py, `runtime.group_sync`): the identity
+    provider's groups claim sets the user's groups at each sign-in."""
+
+    def __init__(self, cache: GroupCache) -> None:
+        self.cache = cache
+
+    async def sync(
+        self, uow: UnitOfWork, user: User, groups: Sequence[str], *, create_missing: bool
+    ) -> None:
+        await GroupService(uow=uow, cache=self.cache).sync_memberships(
+            user.id, groups, create_missing=create_missing
+        )
+
+
+def _target(group_id: uuid.UUID) -> Target:
+    return Target("group", group_id)
 
 
 def _mine(group: Group, *, member: bool, admin: bool) -> MyGroupRead:

@@ -3,8 +3,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from app import audit
+from app.audit import actions
 from app.auth.dependencies import CurrentAdmin
 from app.core.db import INT32_MAX
+from app.core.deps import UnitOfWorkDep
 from app.core.errors import Forbidden, Unauthorized, error_responses
 from app.guardrails.dependencies import ModerationRepositoryDep
 from app.guardrails.schemas import (
@@ -23,8 +26,9 @@ router = APIRouter(prefix="/api/admin", tags=["admin"])
     responses=error_responses(Unauthorized, Forbidden),
 )
 async def list_moderation_events(
-    _admin: CurrentAdmin,
+    admin: CurrentAdmin,
     moderation: ModerationRepositoryDep,
+    uow: UnitOfWorkDep,
     user_id: uuid.UUID | None = None,
     chat_id: uuid.UUID | None = None,
     point: GuardrailPoint | None = None,
@@ -43,6 +47,19 @@ async def list_moderation_events(
         point=point,
         check=check,
         action=action,
+    )
+    filters = {"user_id": user_id, "chat_id": chat_id, "point": point, "check": check}
+    await audit.record(
+        uow,
+        actions.MODERATION_READ,
+        actor=admin.id,
+        target=audit.Target("moderation_log"),
+        details={
+            **{name: str(value) for name, value in filters.items() if value is not None},
+            **({"action": str(action)} if action is not None else {}),
+            "offset": offset,
+            "returned": len(events),
+        },
     )
     return ModerationPage(
         items=[ModerationEventRead.model_validate(e) for e in events],

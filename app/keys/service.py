@@ -17,6 +17,8 @@ from typing import Any
 
 from limits import RateLimitItem, RateLimitItemPerMinute
 
+from app import audit
+from app.audit import actions
 from app.auth.callers import ANY_KEY, KEY_PREFIX, KeyGrant
 from app.auth.errors import AccountDisabled
 from app.core.db import utcnow
@@ -235,6 +237,13 @@ class KeyService:
                 expires_at=data.expires_at,
             )
         )
+        await audit.record(
+            self.uow,
+            actions.API_KEY_CREATED,
+            actor=user.id,
+            target=audit.Target("api_key", row.id),
+            details={"name": row.name, "scopes": row.scopes, "owner": str(user.id)},
+        )
         return ApiKeyCreated(**ApiKeyRead.model_validate(row).model_dump(), key=key)
 
     async def list_keys(self, user: User) -> list[ApiKeyRead]:
@@ -296,6 +305,12 @@ class KeyService:
     async def _revoke(self, row: ApiKey) -> None:
         row.revoked_at = utcnow()
         await self.uow.flush()
+        await audit.record(
+            self.uow,
+            actions.API_KEY_REVOKED,
+            target=audit.Target("api_key", row.id),
+            details={"name": row.name, "owner": str(row.user_id)},
+        )
         _announce(self.uow, self.invalidations, KEY_TOPIC, str(row.id))
 
 

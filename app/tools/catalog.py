@@ -147,7 +147,7 @@ class ToolCatalog:
     async def refresh(self) -> None:
         """Discovers every server's tools (at once, each bounded) and reads the switches."""
         await asyncio.gather(*(self._discover(name) for name in self.clients))
-        await self.reload_switches()
+        await self._reload_logged()  # a database that is down keeps the switches it had
 
     async def _discover(self, name: str) -> None:
         client, state = self.clients[name], self.servers[name]
@@ -192,8 +192,8 @@ class ToolCatalog:
     async def _reload_logged(self) -> None:
         try:
             await self.reload_switches()
-        except Exception:
-            logger.warning("could not read the tool switches", exc_info=True)
+        except Exception as exc:
+            logger.warning("could not read the tool switches", extra={"error": repr(exc)})
 
     def _index(self) -> None:
         """Gives every tool the name the model sees it by."""

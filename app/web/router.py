@@ -42,6 +42,7 @@ PAGES = (
     "/knowledge",
     "/usage",
     "/account",
+    "/prompts",
 )
 
 
@@ -72,6 +73,18 @@ def install_web_client(app: FastAPI) -> None:
     @router.get("/chats/{chat_id}", name="web:chat")
     async def chat_page(chat_id: uuid.UUID) -> HTMLResponse:
         return HTMLResponse(shell, headers=headers)
+
+    # A shared chat's read-only page (app/sharing): the same shell, never indexed, and its token
+    # never sent on in a Referer.
+    shared_headers = {
+        **headers,
+        "X-Robots-Tag": "noindex, nofollow",
+        "Referrer-Policy": "no-referrer",
+    }
+
+    @router.get("/s/{token}", name="web:shared")
+    async def shared_page(token: str) -> HTMLResponse:
+        return HTMLResponse(shell, headers=shared_headers)
 
     app.include_router(router)
     app.mount(STATIC_PREFIX, WebStatic(directory=STATIC_DIRECTORY), name="web-static")

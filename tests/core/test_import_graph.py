@@ -20,6 +20,7 @@ LAYERS = [
     "core",  # settings, database, errors, security: imports nothing of Parley's
     "mail",
     "users",  # the user table, which every domain refers to
+    "audit",  # the audit log: every domain above records its events through audit.record()
     "auth",
     "accounts",
     "groups",  # groups: restricted models, group quotas (usage), shared collections (knowledge)
@@ -29,7 +30,10 @@ LAYERS = [
     "guardrails",
     "knowledge",
     "tools",  # tools the model may call: MCP servers, the built-in knowledge search
+    "prompts",  # the prompt library: saved prompts with {{variables}}
+    "projects",  # folders of chats: instructions, model, collections, tools
     "chats",
+    "sharing",  # a chat's public read-only link, and continuing it
     "generation",
     "openai_api",  # the OpenAI-compatible /v1 surface, on top of generation
     "health",

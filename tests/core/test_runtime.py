@@ -15,6 +15,8 @@ def expected_loops(workers: int) -> set[str]:
         "file-sweep",
         "stale-reply-sweep",
         "trash-purge",
+        "audit-purge",
+        "audit-writer",
         "ingest-sweep",
         *(f"ingest-worker-{n}" for n in range(workers)),
     }

@@ -642,3 +642,21 @@ class TestWebSocketAndKnowledge:
         events = [frame["event"] for frame in frames]
         assert events[:3] == ["start", "tool_call", "tool_result"]
         assert frames[2]["data"]["content"] == "8"
+
+
+class TestProjects:
+    async def test_a_projects_tools_add_to_its_chats(
+        self, parley: Parley, author: SignedInUser, fake_upstream: FakeUpstream
+    ) -> None:
+        created = await parley.http.post(
+            "/api/projects",
+            json={"name": "Maths", "tool_ids": ["calc.add"]},
+            headers=author.headers,
+        )
+        assert created.status_code == 201, created.text
+        chat = await new_chat(
+            parley.http, author, project_id=created.json()["id"], tool_ids=["calc.big"]
+        )
+        fake_upstream.state.turns = [{"tokens": ["Hi."]}]
+        await send(parley, author, chat)
+        assert offered(fake_upstream.state.requests[0]) == ["big", "add"]

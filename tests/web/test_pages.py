@@ -30,6 +30,16 @@ class TestPages:
             assert response.status_code == 200
             assert response.headers["referrer-policy"] == "no-referrer"
 
+    async def test_the_shared_chat_page_is_never_indexed_nor_leaks_its_token(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/s/some-token_value")
+        assert response.status_code == 200
+        assert response.headers["content-security-policy"] == WEB_CSP
+        assert response.headers["x-robots-tag"].startswith("noindex")
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert '<script type="module" src="/static/app.js">' in response.text
+
     async def test_the_api_keeps_its_own_csp(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/api/models")
         assert response.headers["content-security-policy"].startswith("default-src 'none'")

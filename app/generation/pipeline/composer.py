@@ -20,6 +20,7 @@ from app.generation.pipeline.stages.documents import Documents
 from app.generation.pipeline.stages.history import History
 from app.generation.pipeline.stages.input_checks import InputChecks
 from app.generation.pipeline.stages.output_guard import OutputGuard
+from app.generation.pipeline.stages.project import ProjectInstructions
 from app.generation.pipeline.stages.retrieval import Retrieval
 from app.generation.pipeline.stages.system_prompt import SystemPrompt
 from app.generation.pipeline.stages.title import Title
@@ -43,6 +44,8 @@ def default_stages(
         Attachments(),
         InputChecks(guardrails),
         Documents(guardrails),
+        # Before the system prompt: a project's instructions come first.
+        ProjectInstructions(guardrails),
         SystemPrompt(guardrails),
         History(guardrails),
         # After the history (whose place it takes for /v1 requests), before retrieval (which

@@ -79,6 +79,11 @@ class ReplyPlan:
     chat_prompt: str | None = None
     preferred_prompt: str | None = None
     mode_params: Any = None
+    # The chat's project (app/projects): its instructions go first in the system prompt, its
+    # collections add to the chat's (or the message's) in retrieval.
+    project_instructions: str | None = None
+    project_collection_ids: Sequence[uuid.UUID] = ()
+    project_tool_ids: Sequence[str] = ()
     # Files named by the request for its new user message; read by the attachments stage.
     file_ids: Sequence[uuid.UUID] = ()
     new_files: PreparedFiles | None = None

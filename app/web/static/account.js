@@ -8,6 +8,7 @@ import { confirmDialog } from "./ui.js";
 import { navigate, notify } from "./app.js";
 import { submitting } from "./auth.js";
 import { models, modelPicker } from "./chats.js";
+import { importSection } from "./importing.js";
 
 const input = (name, type, attrs = {}) => h("input", { name, type, id: `acct-${name}-${attrs.idSuffix || ""}`, ...attrs, idSuffix: null });
 
@@ -31,6 +32,7 @@ export async function accountPage(main) {
     sessionsSection(),
     apiKeysSection(),
     mfaSection(profile),
+    importSection(),
     passwordSection(),
     deleteSection(),
   );

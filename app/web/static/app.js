@@ -14,6 +14,9 @@ const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 const noticeEl = document.getElementById("notice");
 
+// Pages loaded when first opened (not on the first load of the client).
+const later = (module, name) => (view, params) => import(module).then((m) => m[name](view, params));
+
 const ROUTES = [
   { path: /^\/$/, page: homePage },
   { path: /^\/chats\/([0-9a-f-]{36})$/, page: chatPage },
@@ -21,6 +24,8 @@ const ROUTES = [
   { path: /^\/knowledge$/, page: knowledgePage },
   { path: /^\/usage$/, page: usagePage },
   { path: /^\/account$/, page: accountPage },
+  { path: /^\/prompts$/, page: later("./prompts.js", "promptsPage") },
+  { path: /^\/s\/([A-Za-z0-9_-]{1,200})$/, page: later("./share.js", "sharedPage"), public: true, either: true },
   { path: /^\/signin$/, page: signInPage, public: true },
   { path: /^\/signup$/, page: signUpPage, public: true },
   { path: /^\/forgot-password$/, page: forgotPage, public: true },
@@ -61,6 +66,7 @@ function renderNav() {
       link("/", "Chats"),
       link("/email", ["Email", h("span", { class: "wide-only" }, " writer")]),
       link("/knowledge", "Knowledge"),
+      link("/prompts", "Prompts"),
       link("/usage", "Usage"),
       link("/account", "Account"),
       h("button", { type: "button", class: "link", on: { click: signOut } }, "Sign out"),

@@ -76,7 +76,53 @@ function nextPath() {
 
 const input = (name, type, attrs = {}) => h("input", { name, type, id: `in-${name}`, ...attrs });
 
+// Why a single sign-on came back to the sign-in page (`?sso_error=<code>`, docs/sso.md).
+const SSO_ERRORS = {
+  sso_state_invalid: "The single sign-on took too long or did not start in this browser. Please try again.",
+  sso_provider_error: "The identity provider did not sign you in.",
+  sso_provider_unavailable: "The identity provider cannot be reached right now. Try again later.",
+  sso_token_invalid: "The identity provider's answer could not be verified.",
+  sso_token_expired: "The identity provider's answer had expired. Please try again.",
+  sso_wrong_audience: "The identity provider's answer was meant for another application.",
+  sso_wrong_issuer: "The answer did not come from this server's identity provider.",
+  sso_wrong_nonce: "The identity provider's answer did not belong to this sign-in. Please try again.",
+  sso_email_missing: "The identity provider did not share your email address.",
+  sso_email_unverified:
+    "An account already uses this email, and the identity provider has not verified it, so it is not linked. Sign in with your password, or verify the address at your identity provider.",
+  sso_signup_disabled: "There is no account for you here yet. Ask an administrator.",
+  sso_account_disabled: "This account is disabled.",
+};
+
+/** "Sign in with <provider>" above the form when single sign-on is on; hides the password form
+ * on an SSO-only server. */
+async function offerSso(form) {
+  let info;
+  try {
+    info = await api.get("/api/auth/oidc", { auth: false });
+  } catch {
+    return;
+  }
+  if (info.enabled) {
+    const next = new URLSearchParams(location.search).get("next");
+    const href = info.login_url + (next ? `?next=${encodeURIComponent(nextPath())}` : "");
+    const button = h("a", { class: "button primary sso", href, id: "sso-sign-in" }, `Sign in with ${info.display_name}`);
+    form.querySelector("h1").after(h("p", {}, button));
+  }
+  if (!info.password_login) {
+    form.querySelectorAll(".field, button[type=submit], .password-only").forEach((el) => el.remove());
+  }
+}
+
 export function signInPage(main) {
+  const params = new URLSearchParams(location.search);
+  if (params.get("sso") === "mfa" && location.hash.length > 1) {
+    // A single sign-on that still needs this account's second factor: the challenge came in
+    // the fragment; it leaves the address bar at once.
+    const challenge = location.hash.slice(1);
+    history.replaceState(null, "", `/signin${params.get("next") ? `?next=${encodeURIComponent(params.get("next"))}` : ""}`);
+    mfaStep(main, challenge);
+    return;
+  }
   const form = h(
     "form",
     { class: "card narrow", novalidate: false },
@@ -84,9 +130,14 @@ export function signInPage(main) {
     field("Email", input("email", "email", { autocomplete: "username", required: true })),
     field("Password", input("password", "password", { autocomplete: "current-password", required: true })),
     h("button", { type: "submit", class: "primary" }, "Sign in"),
-    h("p", {}, h("a", { href: "/forgot-password" }, "Forgot your password?")),
-    h("p", {}, "New here? ", h("a", { href: "/signup" }, "Create an account")),
+    h("p", { class: "password-only" }, h("a", { href: "/forgot-password" }, "Forgot your password?")),
+    h("p", { class: "password-only" }, "New here? ", h("a", { href: "/signup" }, "Create an account")),
   );
+  const ssoError = params.get("sso_error");
+  if (ssoError) {
+    showError(form, { message: SSO_ERRORS[ssoError] || "Single sign-on failed. Please try again." });
+  }
+  offerSso(form);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     submitting(form, async (data) => {

@@ -11,6 +11,7 @@ import { showError } from "./auth.js";
 import { collections, collectionPicker, citation } from "./knowledge.js";
 import { tools, toolPicker, toolSteps, liveTools } from "./tools.js";
 import { confirmDialog, menuButton, toast, infoDialog } from "./ui.js";
+import { projectFilters, tagChips, organiseItems } from "./projects.js";
 
 let modelsCache = null;
 let modesCache = null;
@@ -52,6 +53,7 @@ function chatList(view) {
     h("option", { value: "trashed" }, "Trash"),
   );
   const close = h("button", { type: "button", class: "small drawer-close", "aria-label": "Close the chat list", on: { click: () => view.toggleDrawer(false) } }, "×");
+  const organiser = projectFilters(() => load());
   const aside = h(
     "nav",
     { class: "sidebar", id: "chat-sidebar", "aria-label": "Your chats" },
@@ -59,6 +61,7 @@ function chatList(view) {
     h("div", { class: "list-tools" },
       h("label", { for: search.id, class: "visually-hidden" }, "Search chats"), search,
       h("label", { for: filter.id, class: "visually-hidden" }, "Show"), filter),
+    organiser.element,
     list,
     more,
     h("p", { class: "hint shortcuts-hint" }, "Press ? for keyboard shortcuts."),
@@ -82,6 +85,7 @@ function chatList(view) {
     if (state.filter === "pinned") params.pinned = "true";
     if (state.filter === "archived") params.archived = "true";
     if (state.filter === "trashed") params.trashed = "true";
+    Object.assign(params, organiser.params());
     let page;
     try {
       page = await api.get(`/api/chats${api.query(params)}`);
@@ -114,6 +118,7 @@ function chatList(view) {
       notify(error.message, "error");
     }
     await load();
+    organiser.refresh();
   }
 
   async function trash(chat, title) {
@@ -181,13 +186,15 @@ function chatList(view) {
         ["Rename", () => renameInline(li, chat)],
         [chat.pinned ? "Unpin" : "Pin", () => act(() => api.patch(`/api/chats/${chat.id}`, { pinned: !chat.pinned }), chat.pinned ? `Unpinned “${title}”.` : `Pinned “${title}”.`)],
         [chat.archived ? "Unarchive" : "Archive", () => act(() => api.patch(`/api/chats/${chat.id}`, { archived: !chat.archived }), chat.archived ? `Unarchived “${title}”.` : `Archived “${title}”.`)],
+        ...organiseItems(chat, (saved) => { if (saved.id === view.chatId) view.chat = saved; act(() => null); }),
         ["Move to trash", () => trash(chat, title), true],
       ]);
     }
     const label = chat.deleted_at
       ? h("span", { class: "chat-title" }, title)
       : h("a", { href: `/chats/${chat.id}`, class: "chat-title", "aria-current": chat.id === view.chatId ? "page" : null, on: { click: () => view.toggleDrawer(false) } }, title);
-    append(li, [label, chat.pinned ? h("span", { class: "pin", title: "Pinned" }, h("span", { class: "visually-hidden" }, "Pinned")) : null, menu]);
+    append(li, [label, chat.pinned ? h("span", { class: "pin", title: "Pinned" }, h("span", { class: "visually-hidden" }, "Pinned")) : null, menu,
+      tagChips(chat, (tag) => organiser.setTag(tag))]);
     return li;
   }
 
@@ -201,7 +208,8 @@ function chatList(view) {
   load();
   return {
     element: aside,
-    reload: () => load(),
+    reload: () => { load(); organiser.refresh(); },
+    projectId: () => organiser.projectId(),
     trash: (chat) => trash(chat, chat.title || "Untitled chat"),
     titleOf: (id) => list.querySelector(`[data-chat-id="${id}"] .chat-title`)?.textContent,
   };
@@ -525,6 +533,8 @@ class ChatView {
       ["Rename", () => this.rename()],
       ["Summarize", () => this.summarize()],
       ["Export as Markdown", () => { location.href = `/api/chats/${chat.id}/export?format=markdown`; }],
+      ["Share…", () => import("./share.js").then((m) => m.shareDialog(this.chat))],
+      ...organiseItems(this.chat, (saved) => { this.chat = saved; this.sidebar.reload(); }),
       [this.chat.pinned ? "Unpin" : "Pin", async () => {
         try {
           this.chat = await api.patch(`/api/chats/${chat.id}`, { pinned: !this.chat.pinned });
@@ -662,6 +672,10 @@ class ChatView {
       }
     });
     text.addEventListener("input", () => {
+      // "/" at the start offers the prompt library (prompts.js, loaded when first asked for).
+      if (text.value.startsWith("/") && !this.prompting) {
+        this.prompting = import("./prompts.js").then((m) => m.promptCommand(text)).catch(() => { this.prompting = null; });
+      }
       text.style.height = "auto";
       text.style.height = `${Math.min(text.scrollHeight + 2, 200)}px`;
     });
@@ -715,6 +729,8 @@ class ChatView {
       if (picked.length) body.collection_ids = picked;
       const pickedTools = this.toolBox?.picked() || [];
       if (pickedTools.length) body.tool_ids = pickedTools;
+      const projectId = this.sidebar.projectId();
+      if (projectId) body.project_id = projectId;
       this.thread.querySelector(".welcome")?.remove();
     }
     this.thread.append(this.renderMessage({ id: "pending", role: "user", content, status: "complete", attachments: [] }, false));

@@ -5,7 +5,7 @@ again (it may have changed since)."""
 
 from app.generation.pipeline.stage import ReplyPlan, Stage
 from app.generation.prompt_input import prompt_texts
-from app.guardrails.pipeline import GuardrailPipeline
+from app.guardrails.pipeline import GuardrailPipeline, PromptText
 
 
 class InputChecks(Stage):
@@ -16,6 +16,8 @@ class InputChecks(Stage):
 
     async def check(self, plan: ReplyPlan) -> None:
         _system, written = plan.system_prompt()
+        if plan.project_instructions:
+            written = [PromptText(plan.project_instructions, "system_prompt", "project"), *written]
         texts = (
             prompt_texts(system=written, content=plan.content, documents=plan.new_files)
             if plan.new_content

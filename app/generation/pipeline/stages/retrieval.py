@@ -89,6 +89,10 @@ class Retrieval(Stage):
         collection_ids = plan.collection_ids
         if collection_ids is None and plan.chat is not None:
             collection_ids = [uuid.UUID(value) for value in plan.chat.collection_ids or []]
+        # A project's collections add to the chat's (or the message's own).
+        collection_ids = list(
+            dict.fromkeys([*(collection_ids or []), *plan.project_collection_ids])
+        )
         if collection_ids and self.knowledge() is not None:
             plan.notes[self.name] = list(collection_ids)
 

@@ -163,7 +163,8 @@ class Tools(Stage):
         if plan.chat is None:  # /v1 and /api/generate: the client's own tools pass through
             return
         tool_ids = plan.tool_ids if plan.tool_ids is not None else plan.chat.tool_ids
-        tools = self.catalog.offered(tool_ids or [])
+        # A project's tools add to its chats' (as its collections do).
+        tools = self.catalog.offered([*(tool_ids or []), *plan.project_tool_ids])
         if not tools:
             return
         collection_ids = plan.collection_ids
