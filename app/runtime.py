@@ -99,8 +99,8 @@ class Runtime:
     audit_writer: AuditWriter = field(init=False)
     # Single sign-on (app/auth/sso.py); None unless OIDC_ISSUER, _CLIENT_ID and _SECRET are set.
     sso: SsoParts | None = None
-    # Sets Parley groups from the identity provider's groups claim: the groups package puts its
-    # own here; until then the claim sets no groups (OIDC_ADMIN_GROUPS still applies).
+    # Sets Parley groups from the identity provider's groups claim (build() puts the groups
+    # package's GroupMembershipSync here).
     group_sync: GroupSync = field(default_factory=NoGroupSync)
     # The time TOTP codes are checked against; tests swap it to control the clock.
     clock: Callable[[], datetime] = utcnow

@@ -20,7 +20,7 @@ class TestGroupEvents:
         await restrict(parley.http, admin, "fake-model")
         await restrict(parley.http, admin, "fake-model")  # no change: no event
         await parley.http.delete(url, headers=admin.headers)
-        # Refused: a taken name, a user who manages nothing.
+        # Refused: a user who manages nothing.
         await parley.http.post("/api/admin/groups", json={"name": "x"}, headers=member.headers)
 
         events = await audit_events(parley.http, admin)
