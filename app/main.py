@@ -33,6 +33,8 @@ from app.files.router import router as files_router
 from app.generation.admin_router import router as upstreams_admin_router
 from app.generation.router import router as generation_router
 from app.generation.websocket import router as ws_router
+from app.groups.router import admin_router as groups_admin_router
+from app.groups.router import router as groups_router
 from app.guardrails.router import router as moderation_router
 from app.health.router import router as health_router
 from app.keys.dependencies import ANY_KEY, keys_allowed
@@ -151,6 +153,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router)
     app.include_router(admin_router)
     app.include_router(upstreams_admin_router)
+    app.include_router(groups_admin_router)
+    app.include_router(groups_router)
     # The audit package sits below auth: its router gets the administrators-only check here.
     app.include_router(audit_router, dependencies=[Depends(get_current_admin)])
     # API keys may call only the routes opened to their scopes (docs/api.md#api-keys).

@@ -14,9 +14,16 @@ from app.chats.models import Chat, ChatTag, Message
 from app.core.db import Base
 from app.files.models import File, FilePreview, FileText, MessageAttachment, PendingBlob
 from app.generation.models import Generation, IdempotencyKey
+from app.groups.models import Group, GroupAdmin, GroupMember, RestrictedModel
 from app.guardrails.models import ModerationEvent
 from app.keys.models import ApiKey
-from app.knowledge.models import Collection, CollectionFile, KnowledgeChunk, KnowledgeDocument
+from app.knowledge.models import (
+    Collection,
+    CollectionFile,
+    CollectionGroup,
+    KnowledgeChunk,
+    KnowledgeDocument,
+)
 from app.openai_api.models import StoredResponse
 from app.projects.models import Project
 from app.prompts.models import Prompt
@@ -36,10 +43,14 @@ __all__ = [
     "ChatTag",
     "Collection",
     "CollectionFile",
+    "CollectionGroup",
     "File",
     "FilePreview",
     "FileText",
     "Generation",
+    "Group",
+    "GroupAdmin",
+    "GroupMember",
     "IdempotencyKey",
     "KnowledgeChunk",
     "KnowledgeDocument",
@@ -53,6 +64,7 @@ __all__ = [
     "Project",
     "Prompt",
     "RefreshToken",
+    "RestrictedModel",
     "StoredResponse",
     "ToolSetting",
     "UsageRecord",

@@ -50,6 +50,8 @@ from app.core.uow import UnitOfWork
 from app.files.store import FileStore
 from app.generation.parts import GenerationParts, running_generation
 from app.generation.upstream.transport import build_http_client
+from app.groups.access import GroupCache
+from app.groups.service import GroupMembershipSync
 from app.keys.hashing import KeyHasher
 from app.keys.service import KeyChecker, revoke_keys_of_user
 from app.knowledge.embeddings import EmbeddingClient
@@ -91,12 +93,14 @@ class Runtime:
     invalidations: Invalidations = field(default_factory=lambda: Invalidations(None))
     # Checks API keys (app/keys); None: keys are refused.
     key_authenticator: KeyChecker | None = None
+    # Restricted models and users' groups, cached per worker (app/groups/access.py).
+    groups: GroupCache = field(default_factory=lambda: GroupCache(Invalidations(None)))
     # Writes the audit events of committed requests in batches (app/audit/writer.py).
     audit_writer: AuditWriter = field(init=False)
     # Single sign-on (app/auth/sso.py); None unless OIDC_ISSUER, _CLIENT_ID and _SECRET are set.
     sso: SsoParts | None = None
-    # Sets Parley groups from the identity provider's groups claim: the groups package puts its
-    # own here; until then the claim sets no groups (OIDC_ADMIN_GROUPS still applies).
+    # Sets Parley groups from the identity provider's groups claim (build() puts the groups
+    # package's GroupMembershipSync here).
     group_sync: GroupSync = field(default_factory=NoGroupSync)
     # The time TOTP codes are checked against; tests swap it to control the clock.
     clock: Callable[[], datetime] = utcnow
@@ -136,6 +140,8 @@ class Runtime:
         runtime.sso = SsoParts.build(settings, lambda: runtime.http)
         runtime.audit_writer = AuditWriter(db)
         invalidations = runtime.invalidations = Invalidations(shared)
+        runtime.groups = GroupCache(invalidations)
+        runtime.group_sync = GroupMembershipSync(runtime.groups)
         runtime.key_authenticator = KeyChecker(
             hasher=KeyHasher(settings.secret_key),
             limiter=runtime.limiter,
@@ -173,6 +179,7 @@ class Runtime:
                         self.http,
                         self.redis,
                         embeddings,
+                        groups=self.groups,
                         invalidations=self.invalidations,
                     )
                 )

@@ -125,9 +125,10 @@ class ChatService:
     async def check_collections(
         self, user_id: uuid.UUID, collection_ids: Sequence[uuid.UUID]
     ) -> None:
-        """CollectionNotFound unless every id is one of the user's collections."""
-        owned = await self.uow.get(CollectionRepository).owned_ids(user_id, collection_ids)
-        if len(owned) != len(set(collection_ids)):
+        """CollectionNotFound unless the user may use every one: their own collections, and
+        those shared with a group they are a member of."""
+        usable = await self.uow.get(CollectionRepository).usable(user_id, collection_ids)
+        if len(usable) != len(set(collection_ids)):
             raise CollectionNotFound()
 
     def check_tools(self, tool_ids: Sequence[str]) -> list[str]:

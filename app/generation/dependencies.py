@@ -36,12 +36,16 @@ GenerationPartsDep = Annotated[GenerationParts, Depends(get_generation_parts)]
 def build_summary_service(
     uow: UnitOfWork, runtime: CoreRuntime, generation: GenerationParts
 ) -> SummaryService:
+    access = generation.groups.access(uow)
     return SummaryService(
         uow=uow,
         db=runtime.db,
         settings=runtime.settings,
         runtime=generation,
-        usage=UsageService(usage=uow.get(UsageRepository), settings=runtime.settings),
+        usage=UsageService(
+            usage=uow.get(UsageRepository), settings=runtime.settings, groups=access
+        ),
+        access=access,
     )
 
 
@@ -60,6 +64,7 @@ def build_generation_service(
         runtime=generation,
         chats=chats or build_chat_service(uow, runtime.settings, generation.tools),
         usage=summaries.usage,
+        access=summaries.access,
         summaries=summaries,
         attachments=build_attachment_service(uow, files),
         keys=IdempotencyKeys(

@@ -13,7 +13,9 @@ from app.guardrails.errors import InputTooLarge as InputTooLarge
 
 
 class UnknownModel(AppError):
-    status_code = 422
+    # 404 whether the model does not exist or is restricted to groups the user is not in: the
+    # same answer, so a restricted model's name is not disclosed.
+    status_code = 404
     code = "unknown_model"
     message = "No such model. GET /api/models lists the available ones."
 

@@ -35,6 +35,7 @@ from app.generation.upstream.routed import RoutedProvider
 from app.generation.upstream.routing import Router
 from app.generation.upstream.routing_shared import SharedRouting
 from app.generation.upstream.types import ChatMessage, ModelConfig
+from app.groups.access import GroupCache
 from app.guardrails.guard_model import GuardModel
 from app.guardrails.pipeline import GuardrailPipeline
 from app.guardrails.recorder import ModerationRecorder
@@ -72,11 +73,20 @@ class GenerationParts:
     buffer: RedisReplyBuffer | None = None
     # Retrieval for chats that name collections; set by the app's lifespan (app/main.py).
     knowledge: "KnowledgeParts | None" = None
+    # Restricted models and users' groups (app/groups/access.py): the runtime's one cache.
+    groups: GroupCache = field(default_factory=lambda: GroupCache(Invalidations(None)))
     # The tools chats may offer the model (app/tools), and the calls waiting for approval.
     tools: ToolCatalog = field(init=False)
     approvals: PendingApprovals = field(init=False)
     # The stages every reply is composed of (pipeline/composer.py).
     composer: ReplyComposer = field(init=False)
+
+    def model_names(self) -> frozenset[str]:
+        """Every model a request may name: the chat models and the embedding model (/v1)."""
+        names = self.registry.names()
+        if self.embeddings is not None:
+            names |= {self.embeddings.model}
+        return names
 
 
 @dataclass
@@ -172,6 +182,7 @@ async def running_generation(
     shared: redis.Redis | None,
     embeddings: EmbeddingClient | None = None,
     *,
+    groups: GroupCache | None = None,
     invalidations: Invalidations | None = None,
 ) -> AsyncIterator[GenerationParts]:
     """Builds the parts on the runtime's HTTP client and (with REDIS_URL) its Redis client,
@@ -244,6 +255,7 @@ async def running_generation(
         guardrails=build_guardrails(settings, db, metrics, registry, openai),
         sessions=LiveSessions(db),
         buffer=buffer,
+        groups=groups if groups is not None else GroupCache(Invalidations(None)),
     )
     invalidations = invalidations or Invalidations(None)
     parts.tools = ToolCatalog(settings, db, invalidations, knowledge_search=True)
@@ -260,7 +272,7 @@ async def running_generation(
                 approvals=parts.approvals,
                 settings=settings,
                 guardrails=parts.guardrails,
-                quota=UsageStepQuota(db, settings),
+                quota=UsageStepQuota(db, settings, parts.groups),
             ),
         ),
         max_image_side=settings.vision_max_side,

@@ -506,6 +506,7 @@ async def list_generations(
 
 
 @router.get("/api/models", summary="Available models", responses=error_responses(Unauthorized))
-async def list_models(_user: CurrentUser, service: GenerationServiceDep) -> list[ModelRead]:
-    """Every model a chat or request may name; `built_in` marks the local echo model."""
-    return service.list_models()
+async def list_models(user: CurrentUser, service: GenerationServiceDep) -> list[ModelRead]:
+    """Every model you may name in a chat or request (a model restricted to groups you are not
+    in is not listed); `built_in` marks the local echo model."""
+    return await service.list_models(user)

@@ -55,6 +55,7 @@ from app.generation.schemas import GenerationPage, GenerationRead, ModelRead
 from app.generation.stale_replies import stale_after
 from app.generation.summaries import SummaryService
 from app.generation.upstream.types import ModelConfig, SamplingParams, UpstreamCall
+from app.groups.access import GroupAccess
 from app.projects.models import Project
 from app.projects.repository import ProjectRepository
 from app.usage.service import Quota, UsageService
@@ -74,6 +75,8 @@ class GenerationService:
     summaries: SummaryService
     attachments: AttachmentService
     keys: IdempotencyKeys
+    # The request's view of groups: which restricted models the user may use.
+    access: GroupAccess
 
     def __post_init__(self) -> None:
         self.replies = self.uow.get(ReplyRepository)
@@ -144,13 +147,19 @@ class GenerationService:
             return None
         return await self.uow.get(ProjectRepository).get_for_user(user.id, project_id)
 
-    def _model(
+    async def _model(
         self, user: User, requested: str | None, chat_model: str | None, project: Project | None
     ) -> ModelConfig:
-        """The request's model, else the chat's, else its project's, else the user's default."""
+        """The request's model, else the chat's, else its project's, else the user's default,
+        else the server's, if the user may use it; UnknownModel (404) otherwise, restricted or
+        not there alike."""
         project_model = project.model if project is not None else None
         return self.runtime.registry.resolve(
-            requested, chat_model, project_model, user.default_model
+            requested,
+            chat_model,
+            project_model,
+            user.default_model,
+            permit=await self.access.permit(user),
         )
 
     # --- chat replies ------------------------------------------------------------------------
@@ -165,7 +174,7 @@ class GenerationService:
             chat,
             project=project,
             mode=chat.mode,
-            model=self._model(user, request.model, chat.model, project),
+            model=await self._model(user, request.model, chat.model, project),
             content=request.content,
             file_ids=request.attachments,
             collection_ids=request.collection_ids,
@@ -192,7 +201,7 @@ class GenerationService:
             None,
             project=project,
             mode=data.mode,
-            model=self._model(user, data.model, None, project),
+            model=await self._model(user, data.model, None, project),
             chat_prompt=data.system_prompt,
             preferred_prompt=user.system_prompt,
             mode_params=data.mode_params,
@@ -220,7 +229,7 @@ class GenerationService:
             chat,
             project=project,
             mode=chat.mode,
-            model=self._model(user, request.model, chat.model, project),
+            model=await self._model(user, request.model, chat.model, project),
             content=request.content,
             file_ids=attachments,
             max_tokens=chat.max_tokens,
@@ -240,7 +249,7 @@ class GenerationService:
             chat,
             project=project,
             mode=chat.mode,
-            model=self._model(user, request.model, chat.model, project),
+            model=await self._model(user, request.model, chat.model, project),
             content="",
             new_content=False,
             max_tokens=chat.max_tokens,
@@ -403,7 +412,7 @@ class GenerationService:
             user,
             None,
             mode=body.mode,
-            model=self.runtime.registry.resolve(body.model, user.default_model),
+            model=await self._model(user, body.model, None, None),
             content=body.prompt,
             file_ids=body.attachments,
             max_tokens=body.max_tokens,
@@ -484,7 +493,9 @@ class GenerationService:
             user,
             chat,
             mode="chat",
-            model=self.runtime.registry.resolve(request.model),
+            model=self.runtime.registry.resolve(
+                request.model, permit=await self.access.permit(user)
+            ),
             content=_last_user_text(request.messages),
             collection_ids=request.collection_ids,
             max_tokens=request.max_tokens,
@@ -539,9 +550,11 @@ class GenerationService:
 
     # --- models ------------------------------------------------------------------------------
 
-    def list_models(self) -> list[ModelRead]:
-        """Every model a chat or request may name; `built_in` marks the local echo model."""
+    async def list_models(self, user: User) -> list[ModelRead]:
+        """Every model the user may name in a chat or request (models restricted to groups they
+        are not in are left out); `built_in` marks the local echo model."""
         registry = self.runtime.registry
+        permit = await self.access.permit(user)
         return [
             ModelRead(
                 name=model.name,
@@ -552,7 +565,7 @@ class GenerationService:
                 vision=model.vision,
                 available=self.runtime.router.available(model.name),
             )
-            for model in registry.all()
+            for model in registry.visible(permit)
         ]
 
 

@@ -18,6 +18,7 @@ from app.core.uow import UnitOfWork, unit_of_work
 from app.generation.parts import GenerationParts
 from app.generation.prompt import Turn, build_prompt, estimate_prompt, estimate_tokens
 from app.generation.upstream.types import ChatMessage, ModelConfig, SamplingParams, TextDelta
+from app.groups.access import GroupAccess
 from app.usage.repository import UsageRepository
 from app.usage.service import UsageService
 from app.users.models import User
@@ -39,6 +40,8 @@ class SummaryService:
     settings: Settings
     runtime: GenerationParts
     usage: UsageService
+    # The request's view of groups: which restricted models the user may use.
+    access: GroupAccess
 
     def __post_init__(self) -> None:
         self.messages = self.uow.get(MessageRepository)
@@ -121,7 +124,9 @@ class SummaryService:
 
     async def summarize(self, user: User, chat: Chat, *, model: str | None) -> str:
         """Summarizes the chat's current thread and stores the summary on the chat."""
-        config = self.runtime.registry.resolve(model, chat.model, user.default_model)
+        config = self.runtime.registry.resolve(
+            model, chat.model, user.default_model, permit=await self.access.permit(user)
+        )
         thread = await self.messages.thread_rows(chat.id)
         if not thread:
             return ""

@@ -50,3 +50,9 @@ class IngestionFailure(Exception):
 
 class EmbeddingFailed(IngestionFailure):
     """The embedding endpoint was down, slow, or answered something that is not embeddings."""
+
+
+class CollectionReadOnly(AppError):
+    status_code = 403
+    code = "collection_read_only"
+    message = "This collection is shared with you: only its owner changes it."

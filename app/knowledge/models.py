@@ -119,3 +119,17 @@ class KnowledgeChunk(Base):
     # Where it comes from: the PDF page (1-based), and the nearest heading above it.
     page: Mapped[int | None]
     section: Mapped[str | None] = mapped_column(String(300))
+
+
+class CollectionGroup(Base):
+    """A collection shared with a group: its members may use and search it (read only)."""
+
+    __tablename__ = "collection_group"
+
+    collection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Indexed: a member's shared collections are found through their groups.
+    group_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user_group.id", ondelete="CASCADE"), primary_key=True, index=True
+    )

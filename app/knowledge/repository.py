@@ -8,12 +8,15 @@ from typing import Any
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.core.repository import Repository
 from app.files.models import File
+from app.groups.models import GroupMember
 from app.knowledge.models import (
     Collection,
     CollectionFile,
+    CollectionGroup,
     DocumentStatus,
     KnowledgeChunk,
     KnowledgeDocument,
@@ -25,22 +28,75 @@ MAX_ATTEMPTS = 3
 class CollectionRepository(Repository[Collection]):
     model = Collection
 
-    async def get_for_user(self, user_id: uuid.UUID, collection_id: uuid.UUID) -> Collection | None:
-        return await self.session.scalar(
-            select(Collection).where(Collection.id == collection_id, Collection.user_id == user_id)
+    def _readable(self, user_id: uuid.UUID) -> ColumnElement[bool]:
+        """The collections the user may read: their own, and those shared with a group they
+        are a member of."""
+        shared = (
+            select(CollectionGroup.collection_id)
+            .join(GroupMember, GroupMember.group_id == CollectionGroup.group_id)
+            .where(GroupMember.user_id == user_id)
         )
+        return or_(Collection.user_id == user_id, Collection.id.in_(shared))
 
-    async def owned_ids(
+    async def usable(
         self, user_id: uuid.UUID, collection_ids: Sequence[uuid.UUID]
-    ) -> set[uuid.UUID]:
+    ) -> dict[uuid.UUID, uuid.UUID]:
+        """Of `collection_ids`, those the user may read, each with its owner's id."""
         if not collection_ids:
-            return set()
-        rows = await self.session.scalars(
-            select(Collection.id).where(
-                Collection.user_id == user_id, Collection.id.in_(list(collection_ids))
+            return {}
+        rows = await self.session.execute(
+            select(Collection.id, Collection.user_id).where(
+                Collection.id.in_(list(collection_ids)), self._readable(user_id)
             )
         )
-        return set(rows)
+        return {row[0]: row[1] for row in rows}
+
+    async def get_readable(self, user_id: uuid.UUID, collection_id: uuid.UUID) -> Collection | None:
+        return await self.session.scalar(
+            select(Collection).where(Collection.id == collection_id, self._readable(user_id))
+        )
+
+    async def shared_with(self, user_id: uuid.UUID) -> list[Collection]:
+        """Collections of others shared with a group the user is a member of, newest first."""
+        shared = (
+            select(CollectionGroup.collection_id)
+            .join(GroupMember, GroupMember.group_id == CollectionGroup.group_id)
+            .where(GroupMember.user_id == user_id)
+        )
+        rows = await self.session.scalars(
+            select(Collection)
+            .where(Collection.id.in_(shared), Collection.user_id != user_id)
+            .order_by(Collection.created_at.desc(), Collection.id.desc())
+            .limit(1000)
+        )
+        return list(rows)
+
+    async def group_ids(
+        self, collection_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[uuid.UUID]]:
+        """The groups each collection is shared with."""
+        found: dict[uuid.UUID, list[uuid.UUID]] = {}
+        if not collection_ids:
+            return found
+        rows = await self.session.execute(
+            select(CollectionGroup.collection_id, CollectionGroup.group_id)
+            .where(CollectionGroup.collection_id.in_(list(collection_ids)))
+            .order_by(CollectionGroup.group_id)
+        )
+        for collection_id, group_id in rows:
+            found.setdefault(collection_id, []).append(group_id)
+        return found
+
+    async def set_groups(self, collection_id: uuid.UUID, group_ids: Sequence[uuid.UUID]) -> None:
+        """Shares the collection with exactly these groups."""
+        await self.session.execute(
+            delete(CollectionGroup).where(CollectionGroup.collection_id == collection_id)
+        )
+        if group_ids:
+            await self.session.execute(
+                insert(CollectionGroup),
+                [{"collection_id": collection_id, "group_id": g} for g in set(group_ids)],
+            )
 
     async def list_for_user(self, user_id: uuid.UUID) -> list[Collection]:
         rows = await self.session.scalars(
@@ -276,10 +332,11 @@ class DocumentRepository(Repository[KnowledgeDocument]):
         self,
         chunk_ids: Sequence[int],
         *,
-        user_id: uuid.UUID,
+        owner_ids: Sequence[uuid.UUID],
         collection_ids: Sequence[uuid.UUID],
     ) -> dict[int, Row[Any]]:
-        """Each chunk's text and place, and a file and collection (of those asked for) it is in."""
+        """Each chunk's text and place, and a file and collection (of those asked for, owned by
+        `owner_ids`) it is in."""
         if not chunk_ids:
             return {}
         rows = await self.session.execute(
@@ -297,7 +354,7 @@ class DocumentRepository(Repository[KnowledgeDocument]):
             .join(File, File.id == CollectionFile.file_id)
             .where(
                 KnowledgeChunk.id.in_(list(chunk_ids)),
-                Collection.user_id == user_id,
+                Collection.user_id.in_(list(owner_ids)),
                 CollectionFile.collection_id.in_(list(collection_ids)),
             )
         )

@@ -27,7 +27,7 @@ from app.knowledge.errors import EmbeddingFailed
 from app.knowledge.fusion import Fused, FusionPolicy
 from app.knowledge.index import Candidate, KnowledgeIndex, query_words
 from app.knowledge.read_pool import ReadPool
-from app.knowledge.repository import DocumentRepository
+from app.knowledge.repository import CollectionRepository, DocumentRepository
 from app.knowledge.rerank import RerankClient, RerankFailed
 from app.knowledge.schemas import Retrieval, SearchExplain, SearchHit, SourceRead
 
@@ -36,6 +36,9 @@ logger = logging.getLogger("parley.knowledge")
 SNIPPET_CHARS = 240
 # Candidates taken from each index for the fusion, per result wanted.
 CANDIDATES_PER_RESULT = 4
+
+# The collections a search may read, by owner (each owner's chunks are indexed under them).
+Scopes = dict[uuid.UUID, list[uuid.UUID]]
 
 
 @dataclass
@@ -148,6 +151,19 @@ class Retriever:
             logger.warning("query embedding failed, full text only: %s", exc.message)
             return None
 
+    async def _scopes(self, user_id: uuid.UUID, collection_ids: Sequence[uuid.UUID]) -> Scopes:
+        """The collections asked for that the user may read now (their own, and those shared
+        with a group they are in), by owner: each owner's chunks are indexed under the owner.
+        A collection unshared, or a group left or deleted, since a chat named it drops out."""
+        if not collection_ids:
+            return {}
+        async with self._session() as session:
+            owners = await CollectionRepository(session).usable(user_id, collection_ids)
+        scopes: Scopes = {}
+        for collection_id, owner_id in owners.items():
+            scopes.setdefault(owner_id, []).append(collection_id)
+        return scopes
+
     async def search(
         self,
         *,
@@ -158,19 +174,18 @@ class Retriever:
         vector: list[float] | None,
         explain: bool = False,
     ) -> list[SearchHit]:
-        """The best `top_k` chunks of the user's collections for the query: both searches at
-        once, each in its own short read (no network call inside one). `explain`: each hit
-        says what ranked it (SearchExplain)."""
+        """The best `top_k` chunks of the collections the user may read for the query: both
+        searches at once, each in its own short read (no network call inside one). `explain`:
+        each hit says what ranked it (SearchExplain)."""
         words = query_words(query)
-        if not collection_ids or (not words and vector is None):
+        scopes = await self._scopes(user_id, collection_ids)
+        if not scopes or (not words and vector is None):
             return []
         near, matched = await asyncio.gather(
-            self._near(user_id, collection_ids, vector, top_k),
-            self._matched(user_id, collection_ids, words, top_k),
+            self._near(scopes, vector, top_k),
+            self._matched(scopes, words, top_k),
         )
-        return await self._hits(
-            user_id, collection_ids, near, matched, top_k, query=query, explain=explain
-        )
+        return await self._hits(scopes, near, matched, top_k, query=query, explain=explain)
 
     def _candidates(self, top_k: int) -> int:
         """Candidates taken from each index: enough for the fusion, and for the reranker."""
@@ -178,46 +193,58 @@ class Retriever:
         return max(wanted, self.reranker.candidates) if self.reranker is not None else wanted
 
     async def _near(
-        self,
-        user_id: uuid.UUID,
-        collection_ids: Sequence[uuid.UUID],
-        vector: list[float] | None,
-        top_k: int,
+        self, scopes: Scopes, vector: list[float] | None, top_k: int
     ) -> list[Candidate]:
-        if vector is None or self.embedder is None:
+        if vector is None or self.embedder is None or not scopes:
             return []
+        limit = self._candidates(top_k)
+        found = await asyncio.gather(
+            *(self._near_of(owner, ids, vector, limit) for owner, ids in scopes.items())
+        )
+        # The relevance floor (a vector is always somebody's nearest) is the fusion's: the
+        # gate reads the whole list.
+        return sorted((c for part in found for c in part), key=lambda c: c.value)[:limit]
+
+    async def _near_of(
+        self, owner_id: uuid.UUID, collection_ids: list[uuid.UUID], vector: list[float], limit: int
+    ) -> list[Candidate]:
+        assert self.embedder is not None
         async with self._session() as session:
-            near = await self.index.vector_search(
+            return await self.index.vector_search(
                 session,
-                user_id=user_id,
+                user_id=owner_id,
                 collection_ids=collection_ids,
                 space=self.embedder.space,
                 vector=vector,
-                limit=self._candidates(top_k),
+                limit=limit,
             )
-        # The relevance floor (a vector is always somebody's nearest) is the fusion's: the
-        # gate reads the whole list.
-        return near
 
-    async def _matched(
-        self, user_id: uuid.UUID, collection_ids: Sequence[uuid.UUID], words: list[str], top_k: int
-    ) -> list[Candidate]:
-        if not words:
+    async def _matched(self, scopes: Scopes, words: list[str], top_k: int) -> list[Candidate]:
+        if not words or not scopes:
             return []
+        limit = self._candidates(top_k)
+        found = await asyncio.gather(
+            *(self._matched_of(owner, ids, words, limit) for owner, ids in scopes.items())
+        )
+        # One full-text index: its scores compare across owners.
+        return sorted((c for part in found for c in part), key=lambda c: -c.value)[:limit]
+
+    async def _matched_of(
+        self, owner_id: uuid.UUID, collection_ids: list[uuid.UUID], words: list[str], limit: int
+    ) -> list[Candidate]:
         async with self._session() as session:
             return await self.index.text_search(
                 session,
-                user_id=user_id,
+                user_id=owner_id,
                 collection_ids=collection_ids,
                 words=words,
-                limit=self._candidates(top_k),
+                limit=limit,
                 candidates=self.text_candidates,
             )
 
     async def _hits(
         self,
-        user_id: uuid.UUID,
-        collection_ids: Sequence[uuid.UUID],
+        scopes: Scopes,
         near: list[Candidate],
         matched: list[Candidate],
         top_k: int,
@@ -239,8 +266,8 @@ class Retriever:
         async with self._session() as session:
             details = await DocumentRepository(session).chunk_details(
                 [entry.chunk_id for entry in candidates],
-                user_id=user_id,
-                collection_ids=collection_ids,
+                owner_ids=list(scopes),
+                collection_ids=[i for ids in scopes.values() for i in ids],
             )
         found = [(entry, details[entry.chunk_id]) for entry in ranked if entry.chunk_id in details]
         reranked = False
@@ -309,17 +336,18 @@ class Retriever:
                 logger.warning("query rewrite shares no word with the question: not used")
                 query = question
         words = query_words(query)
-        if not collection_ids:
+        scopes = await self._scopes(user_id, collection_ids)
+        if not scopes:
             return Retrieved(query, self.retrieval, [])
         # The full-text search needs no vector: it runs while the question is embedded.
-        matching = asyncio.create_task(self._matched(user_id, collection_ids, words, top_k))
+        matching = asyncio.create_task(self._matched(scopes, words, top_k))
         try:
             vector = await self.embed_query(query)
-            near = await self._near(user_id, collection_ids, vector, top_k)
+            near = await self._near(scopes, vector, top_k)
         except BaseException:
             matching.cancel()
             raise
-        hits = await self._hits(user_id, collection_ids, near, await matching, top_k, query=query)
+        hits = await self._hits(scopes, near, await matching, top_k, query=query)
         # Before a prompt quotes them, the chunks go through the guardrails' untrusted-text
         # checks (app/generation/retrieval.py).
         return Retrieved(query, "hybrid" if vector is not None else "full_text", hits)

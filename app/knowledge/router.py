@@ -8,11 +8,17 @@ from app.auth.errors import CsrfFailed
 from app.core.errors import Unauthorized, error_responses
 from app.core.text import NoNul
 from app.files.errors import FileNotFound
-from app.knowledge.dependencies import KnowledgeServiceDep, OwnedCollection
+from app.groups.errors import UnknownGroups
+from app.knowledge.dependencies import (
+    KnowledgeServiceDep,
+    OwnedCollection,
+    ReadableCollection,
+)
 from app.knowledge.errors import (
     CollectionFileLimit,
     CollectionFileNotFound,
     CollectionNotFound,
+    CollectionReadOnly,
     EmptyQuery,
     NotADocument,
 )
@@ -43,7 +49,8 @@ async def create_collection(
 
 @router.get("", summary="List my collections", responses=error_responses(Unauthorized))
 async def list_collections(user: CurrentUser, service: KnowledgeServiceDep) -> list[CollectionRead]:
-    """Newest first, with file counts and the retrieval in use."""
+    """Yours newest first, then those shared with your groups (`owned`: false), with file
+    counts and the retrieval in use."""
     return await service.list_collections(user)
 
 
@@ -53,29 +60,36 @@ async def list_collections(user: CurrentUser, service: KnowledgeServiceDep) -> l
     responses=error_responses(Unauthorized, CollectionNotFound),
 )
 async def get_collection(
-    collection: OwnedCollection, service: KnowledgeServiceDep
+    collection: ReadableCollection, user: CurrentUser, service: KnowledgeServiceDep
 ) -> CollectionRead:
-    """Its files' counts, the retrieval in use, and whether it needs re-indexing."""
-    return (await service.read([collection]))[0]
+    """Its files' counts, the retrieval in use, and whether it needs re-indexing (yours, or
+    shared with one of your groups)."""
+    return (await service.read([collection], user))[0]
 
 
 @router.patch(
     "/{collection_id}",
-    summary="Rename a collection",
-    responses=error_responses(Unauthorized, CsrfFailed, CollectionNotFound),
+    summary="Rename or share a collection",
+    responses=error_responses(
+        Unauthorized, CsrfFailed, CollectionReadOnly, CollectionNotFound, UnknownGroups
+    ),
 )
 async def update_collection(
-    body: CollectionUpdate, collection: OwnedCollection, service: KnowledgeServiceDep
+    body: CollectionUpdate,
+    collection: OwnedCollection,
+    user: CurrentUser,
+    service: KnowledgeServiceDep,
 ) -> CollectionRead:
-    """Changes the name or description (only the fields sent)."""
-    return await service.update(collection, body)
+    """Changes the name, the description or the groups it is shared with (only the fields
+    sent). Only the owner changes a collection (403 `collection_read_only` for a member)."""
+    return await service.update(user, collection, body)
 
 
 @router.delete(
     "/{collection_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a collection",
-    responses=error_responses(Unauthorized, CsrfFailed, CollectionNotFound),
+    responses=error_responses(Unauthorized, CsrfFailed, CollectionReadOnly, CollectionNotFound),
 )
 async def delete_collection(collection: OwnedCollection, service: KnowledgeServiceDep) -> Response:
     """Deletes the collection and its index; the files stay in your files."""
@@ -90,6 +104,7 @@ async def delete_collection(collection: OwnedCollection, service: KnowledgeServi
     responses=error_responses(
         Unauthorized,
         CsrfFailed,
+        CollectionReadOnly,
         CollectionNotFound,
         FileNotFound,
         NotADocument,
@@ -114,7 +129,7 @@ async def add_collection_file(
     responses=error_responses(Unauthorized, CollectionNotFound),
 )
 async def list_collection_files(
-    collection: OwnedCollection, service: KnowledgeServiceDep
+    collection: ReadableCollection, service: KnowledgeServiceDep
 ) -> list[CollectionFileRead]:
     """Each file's ingestion status, chunk count and what the caps cut."""
     return await service.list_files(collection)
@@ -124,7 +139,9 @@ async def list_collection_files(
     "/{collection_id}/files/{file_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove a file from a collection",
-    responses=error_responses(Unauthorized, CsrfFailed, CollectionNotFound, CollectionFileNotFound),
+    responses=error_responses(
+        Unauthorized, CsrfFailed, CollectionReadOnly, CollectionNotFound, CollectionFileNotFound
+    ),
 )
 async def remove_collection_file(
     file_id: uuid.UUID, collection: OwnedCollection, service: KnowledgeServiceDep
@@ -137,14 +154,14 @@ async def remove_collection_file(
 @router.post(
     "/{collection_id}/reindex",
     summary="Re-index a collection",
-    responses=error_responses(Unauthorized, CsrfFailed, CollectionNotFound),
+    responses=error_responses(Unauthorized, CsrfFailed, CollectionReadOnly, CollectionNotFound),
 )
 async def reindex_collection(
-    collection: OwnedCollection, service: KnowledgeServiceDep
+    collection: OwnedCollection, user: CurrentUser, service: KnowledgeServiceDep
 ) -> CollectionRead:
     """Queues the files indexed with another embedding model or dimension (and failed files)
     for ingestion with the current one."""
-    return await service.reindex(collection)
+    return await service.reindex(user, collection)
 
 
 Query_ = Annotated[
@@ -161,7 +178,7 @@ Query_ = Annotated[
 )
 async def search_collection(
     q: Query_,
-    collection: OwnedCollection,
+    collection: ReadableCollection,
     user: CurrentUser,
     service: KnowledgeServiceDep,
     limit: Annotated[int, Query(ge=1, le=50, description="Hits at most.")] = 10,

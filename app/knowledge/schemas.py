@@ -32,12 +32,25 @@ class CollectionUpdate(BaseModel):
 
     name: Name | None = None
     description: Description | None = None
+    group_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        max_length=50,
+        description="Share the collection with these groups (yours: GET /api/groups/mine), "
+        "replacing the groups it was shared with; `[]` shares it with none. Their members may "
+        "use and search it; only you change it.",
+    )
 
 
 class CollectionRead(BaseModel):
     id: uuid.UUID
     name: str
     description: str | None
+    owned: bool = Field(
+        description="Yours; false: shared with you through a group (use and search it only)."
+    )
+    group_ids: list[uuid.UUID] = Field(
+        description="The groups you shared it with (your collections only; [] otherwise)."
+    )
     created_at: datetime
     updated_at: datetime
     file_count: int

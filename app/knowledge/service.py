@@ -11,10 +11,13 @@ from app.core.uow import UnitOfWork
 from app.files.errors import FileNotFound
 from app.files.models import File, FileKind
 from app.files.repository import FileRepository
+from app.groups.errors import UnknownGroups
+from app.groups.repository import GroupRepository
 from app.knowledge.errors import (
     CollectionFileLimit,
     CollectionFileNotFound,
     CollectionNotFound,
+    CollectionReadOnly,
     EmptyQuery,
     NotADocument,
 )
@@ -33,7 +36,7 @@ from app.knowledge.schemas import (
     CollectionUpdate,
     SearchResult,
 )
-from app.users.models import User
+from app.users.models import Role, User
 
 MAX_FILES_PER_COLLECTION = 10_000
 
@@ -51,15 +54,27 @@ class KnowledgeService:
 
     # --- collections -----------------------------------------------------------------------
 
-    async def get_owned(self, user: User, collection_id: uuid.UUID) -> Collection:
-        """The user's collection, or CollectionNotFound (another user's too: never 403)."""
-        collection = await self.collections.get_for_user(user.id, collection_id)
+    async def get_readable(self, user: User, collection_id: uuid.UUID) -> Collection:
+        """The user's collection, or one shared with a group they are a member of;
+        CollectionNotFound for any other (never 403)."""
+        collection = await self.collections.get_readable(user.id, collection_id)
         if collection is None:
             raise CollectionNotFound()
         return collection
 
-    async def read(self, collections: list[Collection]) -> list[CollectionRead]:
-        stats = await self.collections.stats([c.id for c in collections], self.runtime.space)
+    async def get_owned(self, user: User, collection_id: uuid.UUID) -> Collection:
+        """The user's collection, to change; CollectionReadOnly (403) for one shared with them,
+        CollectionNotFound for any other (never 403)."""
+        collection = await self.get_readable(user, collection_id)
+        if collection.user_id != user.id:
+            raise CollectionReadOnly()
+        return collection
+
+    async def read(self, collections: list[Collection], user: User) -> list[CollectionRead]:
+        ids = [c.id for c in collections]
+        stats = await self.collections.stats(ids, self.runtime.space)
+        owned = [c.id for c in collections if c.user_id == user.id]
+        shared = await self.collections.group_ids(owned)
         reads = []
         for collection in collections:
             files, ready, stale = stats.get(collection.id, (0, 0, False))
@@ -68,6 +83,8 @@ class KnowledgeService:
                     id=collection.id,
                     name=collection.name,
                     description=collection.description,
+                    owned=collection.user_id == user.id,
+                    group_ids=shared.get(collection.id, []),
                     created_at=collection.created_at,
                     updated_at=collection.updated_at,
                     file_count=files,
@@ -90,22 +107,40 @@ class KnowledgeService:
                 updated_at=now,
             )
         )
-        return (await self.read([collection]))[0]
+        return (await self.read([collection], user))[0]
 
     async def list_collections(self, user: User) -> list[CollectionRead]:
-        """The user's collections, newest first."""
-        return await self.read(await self.collections.list_for_user(user.id))
+        """The user's collections, newest first, then those shared with their groups."""
+        own = await self.collections.list_for_user(user.id)
+        return await self.read(own + await self.collections.shared_with(user.id), user)
 
-    async def update(self, collection: Collection, data: CollectionUpdate) -> CollectionRead:
-        """Renames or re-describes a collection (only the fields sent)."""
+    async def update(
+        self, user: User, collection: Collection, data: CollectionUpdate
+    ) -> CollectionRead:
+        """Renames, re-describes or shares a collection (only the fields sent). It can be shared
+        with groups its owner is a member of (an administrator: any group)."""
         sent = data.model_fields_set
+        if "group_ids" in sent and data.group_ids is not None:
+            await self._check_groups(user, data.group_ids)
+            await self.collections.set_groups(collection.id, data.group_ids)
         if "name" in sent and data.name is not None:
             collection.name = data.name
         if "description" in sent:
             collection.description = data.description
         collection.updated_at = utcnow()
         await self.uow.flush()
-        return (await self.read([collection]))[0]
+        return (await self.read([collection], user))[0]
+
+    async def _check_groups(self, user: User, group_ids: list[uuid.UUID]) -> None:
+        groups = self.uow.get(GroupRepository)
+        wanted = set(group_ids)
+        allowed = (
+            await groups.existing(list(wanted))
+            if user.role == Role.ADMIN
+            else await groups.member_group_ids(user.id)
+        )
+        if wanted - allowed:
+            raise UnknownGroups()
 
     async def delete(self, collection: Collection) -> None:
         """Deletes a collection; documents no other collection lists go with it."""
@@ -205,7 +240,7 @@ class KnowledgeService:
         collection.updated_at = utcnow()
         await self._drop_orphans()
 
-    async def reindex(self, collection: Collection) -> CollectionRead:
+    async def reindex(self, user: User, collection: Collection) -> CollectionRead:
         """Queues every file indexed in another embedding space (model or dimensions) for the
         current one, and retries every failed file."""
         for link, file in await self.links.of_collection(collection.id):
@@ -219,7 +254,7 @@ class KnowledgeService:
         await self._drop_orphans()
         collection.updated_at = utcnow()
         await self.uow.flush()
-        return (await self.read([collection]))[0]
+        return (await self.read([collection], user))[0]
 
     # --- search ----------------------------------------------------------------------------
 

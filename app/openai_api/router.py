@@ -138,7 +138,7 @@ def _raise_failure(parts: ReplyParts, reply: ReplyStream | None) -> None:
 @router.get("/models", summary="List the models you may use", responses=documented(Unauthorized))
 async def list_models(caller: CallerDep, service: OpenAIServiceDep) -> ModelList:
     """The models the caller may use, in OpenAI's list shape."""
-    return service.list_models(caller)
+    return await service.list_models(caller)
 
 
 @router.post(

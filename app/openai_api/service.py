@@ -22,6 +22,7 @@ from app.generation.requests import Completion
 from app.generation.resume import ReplyResumer, SavedReply
 from app.generation.service import GenerationService
 from app.generation.upstream.types import ModelConfig
+from app.groups.access import ModelPermit
 from app.keys.dependencies import Caller
 from app.knowledge.errors import EmbeddingFailed
 from app.openai_api.errors import (
@@ -78,18 +79,28 @@ class OpenAIService:
 
     # --- models ------------------------------------------------------------------------------
 
-    def list_models(self, caller: Caller) -> ModelList:
-        """The models the caller may use: chat models, then the embedding model if any."""
-        names = [model.name for model in self.parts.registry.all()]
-        if self.settings.embedding_base_url or self.settings.embedding_deployments:
-            names.append(self.settings.embedding_model)
+    async def _permit(self, caller: Caller) -> ModelPermit:
+        """The models the caller's user may not use (restricted to groups they are not in)."""
+        return await self.generation.access.permit(caller.user)
+
+    async def list_models(self, caller: Caller) -> ModelList:
+        """The models the caller may use: chat models, then the embedding model if any; a
+        model restricted to groups the user is not in, or outside the key's list, is left out."""
+        permit = await self._permit(caller)
+        names = [model.name for model in self.parts.registry.visible(permit)]
+        embedding = self.settings.embedding_model
+        configured = self.settings.embedding_base_url or self.settings.embedding_deployments
+        if configured and permit.allows(embedding):
+            names.append(embedding)
         return ModelList(
             data=[ModelObject(id=name) for name in dict.fromkeys(names) if caller.may_use(name)]
         )
 
-    def chat_model(self, caller: Caller, name: str) -> ModelConfig:
-        """The chat model named, if the caller may use it; 404 model_not_found otherwise."""
-        model = next((m for m in self.parts.registry.all() if m.name == name), None)
+    async def chat_model(self, caller: Caller, name: str) -> ModelConfig:
+        """The chat model named, if the caller may use it; 404 model_not_found otherwise (a
+        restricted model as one that does not exist)."""
+        permit = await self._permit(caller)
+        model = next((m for m in self.parts.registry.visible(permit) if m.name == name), None)
         if model is None or not caller.may_use(name):
             raise ModelNotFound(name)
         return model
@@ -109,7 +120,7 @@ class OpenAIService:
         honour, 404 for a model the caller may not use."""
         if body.n is not None and body.n > 1:
             raise UnsupportedParameter("n", "n > 1 is not supported: ask for one choice.")
-        model = self.chat_model(caller, body.model)
+        model = await self.chat_model(caller, body.model)
         extra = {k: v for k, v in (body.model_extra or {}).items() if k not in _OWN_FIELDS}
         for name in _PASSED_FIELDS:
             value = getattr(body, name)
@@ -158,7 +169,7 @@ class OpenAIService:
     ) -> tuple[Completion, list[dict[str, Any]]]:
         """The reply request of a Responses API call, and the conversation it continues plus
         this turn's input (what a stored response keeps)."""
-        model = self.chat_model(caller, body.model)
+        model = await self.chat_model(caller, body.model)
         history: list[dict[str, Any]] = []
         if body.previous_response_id is not None:
             previous_id = parse_response_id(body.previous_response_id)
@@ -222,11 +233,20 @@ class OpenAIService:
         """The configured embedding endpoint's answer for the client's input."""
         client = self.parts.embeddings
         # Without an embedding endpoint no embedding model exists (GET /v1/models lists none).
-        if client is None or body.model != client.model or not caller.may_use(body.model):
+        if (
+            client is None
+            or body.model != client.model
+            or not caller.may_use(body.model)
+            or not (await self._permit(caller)).allows(body.model)
+        ):
             raise ModelNotFound(body.model)
         # Counted like a reply: the quota and the key's daily tokens are checked and the input's
         # likely tokens held before the call, settled with the endpoint's own count after it.
-        usage = UsageService(usage=self.uow.get(UsageRepository), settings=self.settings)
+        usage = UsageService(
+            usage=self.uow.get(UsageRepository),
+            settings=self.settings,
+            groups=self.generation.access,
+        )
         await usage.lock(caller.user, api_key=caller.key)
         estimate = embedding_input_tokens(body.input)
         record, _quota = await usage.reserve(

@@ -41,8 +41,9 @@ class ProjectService:
     async def _check_collections(self, user_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
         if not ids:
             return
-        owned = await self.uow.get(CollectionRepository).owned_ids(user_id, ids)
-        if len(owned) != len(set(ids)):
+        # The user's collections, and those shared with a group they are a member of.
+        usable = await self.uow.get(CollectionRepository).usable(user_id, ids)
+        if len(usable) != len(set(ids)):
             raise CollectionNotFound()
 
     async def create(self, user: User, data: ProjectCreate) -> Project:

@@ -7,6 +7,7 @@ from app.auth.callers import KeyGrant
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import AppError
+from app.groups.access import GroupAccess
 from app.usage.models import UsageRecord
 from app.usage.repository import UsageRepository
 from app.usage.schemas import MyUsage, QuotaRead, UsageReport, UsageRow
@@ -74,23 +75,34 @@ def daily_limit(user: User, settings: Settings) -> int | None:
 
 
 class UsageService:
-    def __init__(self, *, usage: UsageRepository, settings: Settings) -> None:
+    def __init__(
+        self, *, usage: UsageRepository, settings: Settings, groups: GroupAccess | None = None
+    ) -> None:
+        """`groups`: the request's view of groups, whose quotas apply; None for recording
+        only (titles made in the background)."""
         self.usage = usage
         self.settings = settings
+        self.groups = groups
 
-    def limit_for(self, user: User) -> int | None:
-        return daily_limit(user, self.settings)
+    async def limit_for(self, user: User) -> int | None:
+        """The user's daily token limit: their own quota (or DAILY_TOKEN_QUOTA), or their
+        groups' tightest quota when it is tighter."""
+        limit = daily_limit(user, self.settings)
+        group = await self.groups.daily_token_quota(user.id) if self.groups is not None else None
+        if group is not None and (limit is None or group < limit):
+            return group
+        return limit
 
     async def quota(self, user: User) -> Quota:
         now = utcnow()
         used = await self.usage.used_on(user.id, now.date())
-        return Quota(limit=self.limit_for(user), used=used, resets_at=_next_midnight(now))
+        return Quota(limit=await self.limit_for(user), used=used, resets_at=_next_midnight(now))
 
     async def lock(self, user: User, *, api_key: KeyGrant | None = None) -> None:
         """Takes the user's quota lock. Call it first in the transaction, before any insert
         that references the user: Postgres would otherwise hold key-share locks that deadlock
         two concurrent requests upgrading to this lock."""
-        if self.limit_for(user) is not None or (
+        if await self.limit_for(user) is not None or (
             api_key is not None and api_key.daily_token_limit is not None
         ):
             await self.usage.lock_user(user.id)
@@ -115,7 +127,7 @@ class UsageService:
         the key's model list and daily token limit apply too, on top of the user's quota, and
         the usage is recorded against the key.
         """
-        limit = self.limit_for(user)
+        limit = await self.limit_for(user)
         now = utcnow()
         if api_key is not None:
             await self._check_key(user, api_key, model=model, prompt_tokens=prompt_tokens, now=now)

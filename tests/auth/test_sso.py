@@ -329,6 +329,23 @@ class TestGroups:
 
         assert recorder.calls == [(provider.user["email"], ["staff", "research"], True)]
 
+    async def test_the_groups_claim_sets_the_users_parley_groups(self, browser, provider, admin):
+        # The runtime's own sync (app/groups): missing groups are created (OIDC_CREATE_GROUPS),
+        # and each sign-in leaves the groups the claim no longer names.
+        provider.user = person(groups=["staff", "research"])
+        await sso_sign_in(browser, provider)
+        mine = await browser.get("/api/groups/mine")
+        assert [g["name"] for g in mine.json()] == ["research", "staff"]
+
+        browser.cookies.clear()
+        provider.user = {**provider.user, "groups": ["staff"]}
+        await sso_sign_in(browser, provider)
+        mine = await browser.get("/api/groups/mine")
+        assert [(g["name"], g["member"]) for g in mine.json()] == [("staff", True)]
+
+        changes = await audit_events(browser, admin, action="group.membership_changed")
+        assert sorted(e["details"]["change"] for e in changes) == ["added", "added", "removed"]
+
     async def test_no_claim_leaves_role_and_groups_alone(self, app, browser, provider):
         recorder = RecordingGroupSync()
         runtime_of(app).group_sync = recorder

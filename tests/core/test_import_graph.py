@@ -23,6 +23,7 @@ LAYERS = [
     "audit",  # the audit log: every domain above records its events through audit.record()
     "auth",
     "accounts",
+    "groups",  # groups: restricted models, group quotas (usage), shared collections (knowledge)
     "usage",
     "keys",  # API keys: their table, the key check, the keys endpoints
     "files",

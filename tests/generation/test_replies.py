@@ -299,7 +299,7 @@ class TestRegenerateAndEdit:
 
 class TestValidation:
     async def test_unknown_model(self, parley, author, chat):
-        assert_error(await send(parley, author, chat, model="nope"), 422, "unknown_model")
+        assert_error(await send(parley, author, chat, model="nope"), 404, "unknown_model")
 
     async def test_too_long_input_is_413(self, database, clean_db, fake_upstream):
         settings = parley_settings(database, fake_upstream, max_input_chars=10)

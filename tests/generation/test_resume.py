@@ -379,7 +379,7 @@ class TestIdempotencyKey:
         refused = await parley.http.post(
             url, json={"content": "Hi", "model": "no-such-model"}, headers=headers
         )
-        assert_error(refused, 422, "unknown_model")
+        assert_error(refused, 404, "unknown_model")
 
         async def retried():
             response = await parley.http.post(
@@ -387,7 +387,7 @@ class TestIdempotencyKey:
             )
             return response if response.status_code != 409 else None
 
-        assert_error(await wait_until(retried), 422, "unknown_model")
+        assert_error(await wait_until(retried), 404, "unknown_model")
 
     async def test_an_invalid_key_is_400(self, parley, author, chat):
         response = await parley.http.post(

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from app.generation.upstream.registry import ModelRegistry
+from app.groups.access import EVERY_MODEL
 from tests.keys.helpers import make_admin
 from tests.ops.test_processes import redis_url  # noqa: F401 - the fixture
 from tests.support.api import SignedInUser, assert_error, register
@@ -440,13 +441,13 @@ class TestConfiguration:
         registry = ModelRegistry.from_settings(
             make_settings(database, llm_models_file=path, llm_fallbacks={"big": ["small"]})
         )
-        big = registry.resolve("big")
+        big = registry.resolve("big", permit=EVERY_MODEL)
         assert [(d.name, d.weight, d.max_parallel, d.rpm) for d in big.deployments] == [
             ("gpu-1:8000", 3.0, 8, None),
             ("spare", 1.0, None, 60),
         ]
         assert big.context_length == 32768 and big.deployments[1].upstream_model == "llama"
-        (small,) = registry.resolve("small").deployments
+        (small,) = registry.resolve("small", permit=EVERY_MODEL).deployments
         assert small.base_url == "http://gpu-3:8000/v1" and small.upstream_model == "small"
 
     @pytest.mark.parametrize(

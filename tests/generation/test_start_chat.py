@@ -112,7 +112,7 @@ class TestRefusedFirstSendLeavesNoChat:
             ({}, 422, "validation_error"),
             ({"content": "Hi", "mode": "nope"}, 422, "unknown_mode"),
             ({"content": "Hi", "mode": "email", "mode_params": {"tone": "x"}}, 422, None),
-            ({"content": "Hi", "model": "no-such-model"}, 422, "unknown_model"),
+            ({"content": "Hi", "model": "no-such-model"}, 404, "unknown_model"),
             ({"content": "x" * 50}, 413, "input_too_large"),
         ],
     )

@@ -87,10 +87,10 @@ class TestGuardModelIsInternal:
                 json={"content": "Hi", "model": "guard-model"},
                 headers=user.headers,
             )
-            assert_error(response, 422, "unknown_model")
+            assert_error(response, 404, "unknown_model")
             body = {"mode": "chat", "prompt": "Hi", "model": "guard-model"}
             response = await parley.http.post("/api/generate", json=body, headers=user.headers)
-            assert_error(response, 422, "unknown_model")
+            assert_error(response, 404, "unknown_model")
             assert fake_upstream.state.requests == []
             # The chat model still answers, and the guard still judges.
             answered = await parley.http.post(

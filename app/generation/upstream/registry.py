@@ -12,6 +12,7 @@ from app.generation.errors import UnknownModel
 from app.generation.upstream.echo import EchoProvider
 from app.generation.upstream.routed import RoutedProvider
 from app.generation.upstream.types import Deployment, ModelConfig, Provider
+from app.groups.access import ModelPermit
 
 ECHO = ModelConfig(
     name="echo",
@@ -30,7 +31,9 @@ class ModelRegistry:
     """Named models from settings. Echo is always there, and the default only without upstreams.
 
     Internal models (the guard model, GUARD_MODEL) serve Parley itself: they are not listed and
-    cannot be asked for by name, as if they did not exist."""
+    cannot be asked for by name, as if they did not exist. The same holds, for one user, of a
+    model restricted to groups they are not in: every listing and every resolution takes the
+    user's `ModelPermit` (app/groups/access.py), so no entry point can forget it."""
 
     def __init__(
         self, models: list[ModelConfig], *, default: str, internal: frozenset[str] = frozenset()
@@ -103,19 +106,30 @@ class ModelRegistry:
         return any(model.provider != "echo" for model in self._models.values())
 
     def all(self, *, internal: bool = False) -> list[ModelConfig]:
-        """The models users may pick; `internal=True` adds the guard model."""
+        """Every model users may pick, whatever their groups (for Parley itself: routing,
+        probes, the catalogue); `internal=True` adds the guard model. What one user may see is
+        `visible(permit)`."""
         return [m for m in self._models.values() if internal or m.name not in self.internal]
+
+    def visible(self, permit: ModelPermit) -> list[ModelConfig]:
+        """The models the user of `permit` may pick."""
+        return [m for m in self.all() if permit.allows(m.name)]
+
+    def names(self) -> frozenset[str]:
+        """Every model users may pick, by name."""
+        return frozenset(m.name for m in self.all())
 
     def internal_model(self, name: str) -> ModelConfig | None:
         """A model by name, internal ones included (the guardrails' guard model)."""
         return self._models.get(name)
 
-    def resolve(self, *preferred: str | None) -> ModelConfig:
+    def resolve(self, *preferred: str | None, permit: ModelPermit) -> ModelConfig:
         """The first of `preferred` that is given (a request's model, then its chat's, then the
-        user's default), or the default model; UnknownModel when the one chosen does not exist."""
+        user's default), or the default model; UnknownModel when the one chosen does not exist,
+        or is restricted to groups the user of `permit` is not in (the same answer)."""
         name = next((name for name in preferred if name), None)
         model = self._models.get(name or self.default)
-        if model is None or model.name in self.internal:
+        if model is None or model.name in self.internal or not permit.allows(model.name):
             raise UnknownModel(f"Unknown model {name!r}. GET /api/models lists the available ones.")
         return model
 

@@ -39,11 +39,12 @@ from app.generation.upstream.types import (
     UpstreamEvent,
     Usage,
 )
+from app.groups.access import GroupCache
 from app.guardrails.pipeline import GuardrailPipeline, UntrustedText
 from app.tools.catalog import Tool, ToolCatalog
 from app.tools.runner import ToolContext, ToolResult, ToolRunner
 from app.usage.repository import UsageRepository
-from app.usage.service import QuotaExceeded, UsageService, daily_limit
+from app.usage.service import QuotaExceeded, UsageService
 from app.users.models import User
 from app.users.repository import UserRepository
 
@@ -63,18 +64,24 @@ class UsageStepQuota:
     user's quota as it is now (an admin may have changed it while the reply ran): what the user
     used today (this reply's reservation included) must leave more than the reply has spent."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, groups: GroupCache | None = None) -> None:
+        """`groups`: the runtime's groups cache, whose quotas apply too (the tighter holds)."""
         self.db = db
         self.settings = settings
+        self.groups = groups
 
     async def allows(self, user: User, spent: int) -> bool:
         async with unit_of_work(self.db) as uow:
             current = await uow.get(UserRepository).get(user.id)
             if current is None:
                 return False
-            if daily_limit(current, self.settings) is None:
+            usage = UsageService(
+                usage=uow.get(UsageRepository),
+                settings=self.settings,
+                groups=self.groups.access(uow) if self.groups is not None else None,
+            )
+            if await usage.limit_for(current) is None:
                 return True
-            usage = UsageService(usage=uow.get(UsageRepository), settings=self.settings)
             quota = await usage.quota(current)
         return quota.remaining is None or quota.remaining > spent
 
