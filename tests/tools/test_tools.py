@@ -3,8 +3,11 @@ and the fake upstream scripted to call tools, split over chunks and several at o
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 
@@ -47,6 +50,59 @@ async def messages(parley: Parley, user: SignedInUser, chat: dict[str, Any]) -> 
 
 def offered(request: dict[str, Any]) -> list[str]:
     return [tool["function"]["name"] for tool in request.get("tools", [])]
+
+
+LOOKUP_TURNS: list[dict[str, Any]] = [
+    {"tokens": [], "tool_calls": [call("a", "other__lookup", '{"key": "tea"}')]},
+    {"tokens": ["Ok."]},
+]
+
+
+@dataclass
+class Streamed:
+    events: list[SSEEvent]
+    reply_id: str
+
+
+async def stream_reply(
+    parley: Parley,
+    user: SignedInUser,
+    chat: dict[str, Any],
+    on: Callable[[SSEEvent, str], Awaitable[bool | None]] | None = None,
+    content: str = "Look it up",
+) -> Streamed:
+    """Sends a message and reads its reply's events; `on(event, reply_id)` runs on each, and
+    the connection drops when it returns True."""
+    events: list[SSEEvent] = []
+    reply_id = ""
+    async with parley.http.stream(
+        "POST",
+        f"/api/chats/{chat['id']}/messages",
+        json={"content": content},
+        headers={**user.headers, **SSE},
+    ) as response:
+        async for event in iter_sse(response):
+            events.append(event)
+            if event.event == "start":
+                reply_id = event.data["assistant_message_id"]
+            if on is not None and await on(event, reply_id):
+                break
+    return Streamed(events, reply_id)
+
+
+async def answer(
+    parley: Parley,
+    user: SignedInUser,
+    chat_id: str,
+    reply_id: str,
+    approve: bool = True,
+    call_id: str = "a",
+) -> httpx.Response:
+    return await parley.http.post(
+        f"/api/chats/{chat_id}/messages/{reply_id}/tool-approvals",
+        json={"call_id": call_id, "approve": approve},
+        headers=user.headers,
+    )
 
 
 class TestDiscovery:
@@ -330,44 +386,26 @@ class TestApprovals:
     ) -> None:
         chat = await new_chat(parley.http, author, tool_ids=["other.lookup"])
         for approve, expected in ((True, "other has tea"), (False, "The user denied this call")):
-            fake_upstream.state.turns = [
-                {"tokens": [], "tool_calls": [call("a", "other__lookup", '{"key": "tea"}')]},
-                {"tokens": ["Ok."]},
-            ]
-            events: list[SSEEvent] = []
-            async with parley.http.stream(
-                "POST",
-                f"/api/chats/{chat['id']}/messages",
-                json={"content": "Look it up"},
-                headers={**author.headers, **SSE},
-            ) as response:
-                async for event in iter_sse(response):
-                    events.append(event)
-                    if event.event == "start":
-                        reply_id = event.data["assistant_message_id"]
-                    if event.event == "approval_required":
-                        assert event.data == {
-                            "id": "a",
-                            "name": "other__lookup",
-                            "arguments": '{"key": "tea"}',
-                        }
-                        answered = await parley.http.post(
-                            f"/api/chats/{chat['id']}/messages/{reply_id}/tool-approvals",
-                            json={"call_id": "a", "approve": approve},
-                            headers=author.headers,
-                        )
-                        assert answered.status_code == 200, answered.text
-            (result,) = data(events, "tool_result")
+            fake_upstream.state.turns = list(LOOKUP_TURNS)
+
+            async def on(event: SSEEvent, reply_id: str, approve: bool = approve) -> None:
+                if event.event == "approval_required":
+                    assert event.data == {
+                        "id": "a",
+                        "name": "other__lookup",
+                        "arguments": '{"key": "tea"}',
+                    }
+                    answered = await answer(parley, author, chat["id"], reply_id, approve)
+                    assert answered.status_code == 200, answered.text
+
+            streamed = await stream_reply(parley, author, chat, on)
+            (result,) = data(streamed.events, "tool_result")
             assert expected in result["content"]
             assert result["is_error"] is (not approve)
             step = (await messages(parley, author, chat))[-1]["tool_steps"][0]
             assert step["approval"] == ("approved" if approve else "denied")
         assert other.calls == ["other.lookup('tea')"]
-        late = await parley.http.post(
-            f"/api/chats/{chat['id']}/messages/{reply_id}/tool-approvals",
-            json={"call_id": "a", "approve": True},
-            headers=author.headers,
-        )
+        late = await answer(parley, author, chat["id"], streamed.reply_id)
         assert_error(late, 409, "approval_not_pending")
 
     @pytest.mark.parametrize("parley_overrides", [{"tool_approval_timeout_seconds": 0.3}])
@@ -395,34 +433,22 @@ class TestApprovals:
         self, parley: Parley, author: SignedInUser, fake_upstream: FakeUpstream
     ) -> None:
         chat = await new_chat(parley.http, author, tool_ids=["other.lookup"])
-        fake_upstream.state.turns = [
-            {"tokens": [], "tool_calls": [call("a", "other__lookup", '{"key": "tea"}')]},
-            {"tokens": ["Ok."]},
-        ]
+        fake_upstream.state.turns = list(LOOKUP_TURNS)
+
+        async def drop(event: SSEEvent, reply_id: str) -> bool:
+            return event.event == "approval_required"  # the connection drops while it waits
+
+        reply_id = (await stream_reply(parley, author, chat, drop)).reply_id
         async with parley.http.stream(
-            "POST",
-            f"/api/chats/{chat['id']}/messages",
-            json={"content": "Look it up"},
-            headers={**author.headers, **SSE},
-        ) as response:
-            async for event in iter_sse(response):
-                if event.event == "start":
-                    reply_id = event.data["assistant_message_id"]
-                if event.event == "approval_required":
-                    break  # the connection drops while the call waits
-        url = f"/api/chats/{chat['id']}/messages/{reply_id}"
-        async with parley.http.stream(
-            "GET", f"{url}/stream", headers={**author.headers, "Last-Event-ID": "1"}
+            "GET",
+            f"/api/chats/{chat['id']}/messages/{reply_id}/stream",
+            headers={**author.headers, "Last-Event-ID": "1"},
         ) as rejoined:
             events: list[SSEEvent] = []
             async for event in iter_sse(rejoined):
                 events.append(event)
                 if event.event == "approval_required":
-                    answered = await parley.http.post(
-                        f"{url}/tool-approvals",
-                        json={"call_id": "a", "approve": True},
-                        headers=author.headers,
-                    )
+                    answered = await answer(parley, author, chat["id"], reply_id)
                     assert answered.status_code == 200
         assert names(events)[:2] == ["tool_call", "approval_required"]
         assert data(events, "tool_result")[0]["content"] == "other has tea"
@@ -436,34 +462,20 @@ class TestApprovals:
         fake_upstream: FakeUpstream,
     ) -> None:
         chat = await new_chat(parley.http, author, tool_ids=["other.lookup"])
-        fake_upstream.state.turns = [
-            {"tokens": [], "tool_calls": [call("a", "other__lookup", '{"key": "tea"}')]},
-            {"tokens": ["never"]},
-        ]
-        events: list[SSEEvent] = []
-        async with parley.http.stream(
-            "POST",
-            f"/api/chats/{chat['id']}/messages",
-            json={"content": "Look it up"},
-            headers={**author.headers, **SSE},
-        ) as response:
-            async for event in iter_sse(response):
-                events.append(event)
-                if event.event == "start":
-                    reply_id = event.data["assistant_message_id"]
-                if event.event == "approval_required":
-                    # While the call waits, an admin cuts the user's quota to nothing.
-                    cut = await parley.http.patch(
-                        f"/api/admin/users/{author.user_id}",
-                        json={"daily_token_quota": 1},
-                        headers=admin.headers,
-                    )
-                    assert cut.status_code == 200, cut.text
-                    await parley.http.post(
-                        f"/api/chats/{chat['id']}/messages/{reply_id}/tool-approvals",
-                        json={"call_id": "a", "approve": True},
-                        headers=author.headers,
-                    )
+        fake_upstream.state.turns = list(LOOKUP_TURNS)
+
+        async def on(event: SSEEvent, reply_id: str) -> None:
+            if event.event == "approval_required":
+                # While the call waits, an admin cuts the user's quota to nothing.
+                cut = await parley.http.patch(
+                    f"/api/admin/users/{author.user_id}",
+                    json={"daily_token_quota": 1},
+                    headers=admin.headers,
+                )
+                assert cut.status_code == 200, cut.text
+                await answer(parley, author, chat["id"], reply_id)
+
+        events = (await stream_reply(parley, author, chat, on)).events
         assert events[-1].event == "error" and events[-1].data["code"] == "quota_exceeded"
         assert len(fake_upstream.state.requests) == 1
         assert data(events, "tool_result")[0]["content"] == "other has tea"
@@ -472,30 +484,19 @@ class TestApprovals:
         self, parley: Parley, author: SignedInUser, fake_upstream: FakeUpstream
     ) -> None:
         chat = await new_chat(parley.http, author, tool_ids=["other.lookup"])
-        fake_upstream.state.turns = [
-            {"tokens": [], "tool_calls": [call("a", "other__lookup", '{"key": "tea"}')]},
-            {"tokens": ["Ok."]},
-        ]
+        fake_upstream.state.turns = list(LOOKUP_TURNS)
         stranger = await register(parley.http)
         strangers_chat = await new_chat(parley.http, stranger)
-        async with parley.http.stream(
-            "POST",
-            f"/api/chats/{chat['id']}/messages",
-            json={"content": "Look it up"},
-            headers={**author.headers, **SSE},
-        ) as response:
-            async for event in iter_sse(response):
-                if event.event == "start":
-                    reply_id = event.data["assistant_message_id"]
-                if event.event == "approval_required":
-                    for chat_id in (chat["id"], strangers_chat["id"]):
-                        tried = await parley.http.post(
-                            f"/api/chats/{chat_id}/messages/{reply_id}/tool-approvals",
-                            json={"call_id": "a", "approve": True},
-                            headers=stranger.headers,
-                        )
-                        assert tried.status_code == 404, tried.text
-                    await parley.http.post(f"/api/chats/{chat['id']}/stop", headers=author.headers)
+
+        async def on(event: SSEEvent, reply_id: str) -> None:
+            if event.event == "approval_required":
+                for chat_id in (chat["id"], strangers_chat["id"]):
+                    tried = await answer(parley, stranger, chat_id, reply_id)
+                    assert tried.status_code == 404, tried.text
+                await parley.http.post(f"/api/chats/{chat['id']}/stop", headers=author.headers)
+
+        events = (await stream_reply(parley, author, chat, on)).events
+        assert events[-1].data["status"] == "cancelled"
 
 
 class TestStopAndRejoin:
@@ -514,21 +515,16 @@ class TestStopAndRejoin:
             },
             {"tokens": ["never"]},
         ]
-        events: list[SSEEvent] = []
-        async with parley.http.stream(
-            "POST",
-            f"/api/chats/{chat['id']}/messages",
-            json={"content": "Go"},
-            headers={**author.headers, **SSE},
-        ) as response:
-            async for event in iter_sse(response):
-                events.append(event)
-                if event.event == "tool_call":
-                    await asyncio.to_thread(calc.slow_started.wait, 10)
-                    stopped = await parley.http.post(
-                        f"/api/chats/{chat['id']}/stop", headers=author.headers
-                    )
-                    assert stopped.json() == {"stopped": True}
+
+        async def on(event: SSEEvent, reply_id: str) -> None:
+            if event.event == "tool_call":
+                await asyncio.to_thread(calc.slow_started.wait, 10)
+                stopped = await parley.http.post(
+                    f"/api/chats/{chat['id']}/stop", headers=author.headers
+                )
+                assert stopped.json() == {"stopped": True}
+
+        events = (await stream_reply(parley, author, chat, on, "Go")).events
         assert events[-1].event == "done" and events[-1].data["status"] == "cancelled"
         assert "tool_result" not in names(events)
         assert len(fake_upstream.state.requests) == 1
@@ -551,21 +547,15 @@ class TestStopAndRejoin:
             },
             {"tokens": ["Echoed."]},
         ]
-        async with parley.http.stream(
-            "POST",
-            f"/api/chats/{chat['id']}/messages",
-            json={"content": "Go"},
-            headers={**author.headers, **SSE},
-        ) as response:
-            async for event in iter_sse(response):
-                if event.event == "start":
-                    reply_id = event.data["assistant_message_id"]
-                if event.event == "tool_call":
-                    seen = int(event.id or 0)
-                    break
+
+        async def drop(event: SSEEvent, reply_id: str) -> bool:
+            return event.event == "tool_call"
+
+        streamed = await stream_reply(parley, author, chat, drop, "Go")
+        seen = streamed.events[-1].id
         async with parley.http.stream(
             "GET",
-            f"/api/chats/{chat['id']}/messages/{reply_id}/stream",
+            f"/api/chats/{chat['id']}/messages/{streamed.reply_id}/stream",
             headers={**author.headers, "Last-Event-ID": str(seen)},
         ) as rejoined:
             events = await collect_sse(rejoined)
