@@ -23,19 +23,16 @@ EXPORT_BATCH = 500
 
 class AuditService:
     def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
         self.events = uow.get(AuditRepository)
 
     async def write_queued(self, writer: AuditWriter) -> None:
-        """Writes the events `writer` has queued, in this unit of work."""
-        rows = writer.take()
-        if not rows:
-            return
-        try:
-            for start in range(0, len(rows), EXPORT_BATCH):
-                await self.events.insert_many(rows[start : start + EXPORT_BATCH])
-        except BaseException:
-            writer.put_back(rows)
-            raise
+        """Writes the events this worker has queued, and waits for a batch the writer loop is
+        writing, so that the answer holds every event of the requests this worker finished.
+        The request's transaction ends first: the writer's own may need the connection it holds
+        (SQLite has one writer)."""
+        await self.uow.commit()
+        await writer.flush()
 
     async def page(self, where: AuditFilter, *, limit: int, cursor: str | None) -> AuditPage:
         """Newest first, `limit` a page."""

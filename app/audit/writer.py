@@ -5,7 +5,8 @@ this worker's queue; the `audit-writer` loop writes the queue every WRITE_EVERY_
 when BATCH events wait) with one multi-row INSERT in a transaction of its own. So an event costs
 a sign-in no statement and no round trip of its own (bench/README.md has the figures), and a
 refusal that commits (a failed sign-in) is written like any other; a request that rolls back
-writes none. Reading the log writes this worker's queue first; shutdown writes what is left.
+writes none. Reading the log writes this worker's queue first (after any batch in hand);
+shutdown writes what is left.
 The price: a worker that dies loses at most the last WRITE_EVERY_SECONDS of its events.
 """
 
@@ -37,17 +38,6 @@ class AuditWriter:
         self._pending.append(row)
         if len(self._pending) >= BATCH:
             self._full.set()
-
-    def take(self) -> list[dict[str, Any]]:
-        """Every queued event, for a caller that writes them in its own transaction (the read
-        route: a second connection could wait forever for the one SQLite has); `put_back()`
-        them if that write fails."""
-        rows, self._pending = self._pending, []
-        self._full.clear()
-        return rows
-
-    def put_back(self, rows: list[dict[str, Any]]) -> None:
-        self._pending[:0] = rows
 
     @property
     def pending(self) -> int:
