@@ -36,6 +36,7 @@ from app.chats.models import Chat  # noqa: E402
 from app.core.config import McpServer, Settings  # noqa: E402
 from app.core.db import Database  # noqa: E402
 from app.core.invalidation import Invalidations  # noqa: E402
+from app.core.uow import unit_of_work  # noqa: E402
 from app.generation.pipeline.stage import ReplyPlan  # noqa: E402
 from app.generation.pipeline.stages.tools import Tools, UsageStepQuota  # noqa: E402
 from app.generation.tool_approvals import PendingApprovals  # noqa: E402
@@ -56,6 +57,7 @@ from app.tools.catalog import ToolCatalog  # noqa: E402
 from app.tools.mcp import ListedTool, ToolOutput  # noqa: E402
 from app.tools.runner import ToolRunner  # noqa: E402
 from app.users.models import User  # noqa: E402
+from app.users.repository import UserRepository  # noqa: E402
 from tests.support.api import register  # noqa: E402
 from tests.support.database import migrate  # noqa: E402
 from tests.support.fake_upstream import run_fake_upstream  # noqa: E402
@@ -132,7 +134,15 @@ async def cpu_per_step(steps: int, workdir: Path) -> dict[str, float]:
         guardrails=guardrails,
         quota=UsageStepQuota(db, settings),
     )
-    user = User(id=uuid.uuid4(), email="bench@example.com", role="user")
+    user = User(
+        id=uuid.uuid4(),
+        email="bench@example.com",
+        display_name="Bench",
+        password_hash="-",
+        role="user",
+    )
+    async with unit_of_work(db) as uow:  # the quota check before each step reads the user
+        await uow.get(UserRepository).add(user)
     chat = Chat(id=uuid.uuid4(), user_id=user.id, mode="chat", tool_ids=["bench.add"])
     model = ModelConfig(
         name="m",
