@@ -52,9 +52,13 @@ function stepView(step) {
     h("span", { class: "tool-outcome" }, step.result === undefined ? "running…" : outcomeOf(step)));
   const args = h("pre", { class: "tool-arguments" }, h("code", {}, String(step.arguments || "{}")));
   const result = h("pre", { class: "tool-result" }, h("code", {}, step.result == null ? "" : String(step.result)));
+  const pending = step.result === undefined; // still running: no result to show yet
+  const resultLabel = h("p", { class: "hint", hidden: pending }, "Result");
+  result.hidden = pending;
   const view = h("details", { class: `tool-step${step.is_error ? " error" : ""}`, dataset: { callId: step.id } },
-    summary, h("p", { class: "hint" }, "Arguments"), args, h("p", { class: "hint" }, "Result"), result);
+    summary, h("p", { class: "hint" }, "Arguments"), args, resultLabel, result);
   view.fill = (data) => {
+    resultLabel.hidden = result.hidden = false;
     summary.querySelector(".tool-outcome").textContent = outcomeOf({ ...data, result: data.content });
     result.querySelector("code").textContent = String(data.content ?? "");
     view.classList.toggle("error", Boolean(data.is_error));
@@ -92,6 +96,7 @@ export function liveTools(li, { chatId, replyId }) {
     approval(data) {
       const view = views.get(data.id) || (this.call(data), views.get(data.id));
       view.open = true;
+      view.querySelector(".tool-outcome").textContent = "waiting for your approval";
       const answer = async (approve, button) => {
         for (const b of view.querySelectorAll(".approval button")) b.disabled = true;
         try {
