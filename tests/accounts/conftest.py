@@ -1,8 +1,7 @@
 import pytest
 
-from app.cli import create_admin
 from app.core.config import Settings
-from tests.support.api import SignedInUser, register
+from tests.support.api import SignedInUser, registered_admin
 
 
 @pytest.fixture
@@ -14,12 +13,4 @@ def settings(mail_settings: Settings) -> Settings:
 @pytest.fixture
 async def admin(client, settings: Settings) -> SignedInUser:
     """A user promoted to administrator by the CLI's own code path."""
-    user = await register(client, display_name="Root Admin")
-    await create_admin(
-        settings,
-        email=user.email,
-        display_name="Root Admin",
-        password_env="UNUSED_FOR_PROMOTION",
-        promote=True,
-    )
-    return user
+    return await registered_admin(client, settings)

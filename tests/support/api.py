@@ -1,10 +1,14 @@
-"""Calling the API as a user: sign up, sign in, the Bearer header, the one error shape."""
+"""Calling the API as a user: sign up, sign in, the Bearer header, the one error shape; an
+administrator made by the CLI's own code path."""
 
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from app.cli import create_admin
+from app.core.config import Settings
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -69,3 +73,17 @@ async def login(
 
 def bearer(access_token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {access_token}"}
+
+
+async def registered_admin(client: httpx.AsyncClient, settings: Settings) -> SignedInUser:
+    """A user signed up through the API, then promoted to administrator by the CLI's own code
+    path (`parley create-admin --promote`)."""
+    user = await register(client, display_name="Root Admin")
+    await create_admin(
+        settings,
+        email=user.email,
+        display_name="Root Admin",
+        password_env="UNUSED_FOR_PROMOTION",
+        promote=True,
+    )
+    return user
